@@ -1,0 +1,285 @@
+//! Delivery acknowledgements: which source batches are done, and how far each stream may be
+//! checkpointed.
+//!
+//! A source asks a [`StreamTracker`] for one [`AckRef`] per batch it reads, in read order, with
+//! the stream position just past that batch. Every copy of an `AckRef` (one per sink after
+//! fan-out, one per sink request the batch was split into) must be settled with
+//! [`AckRef::done`] once its events are delivered or permanently rejected (dead-lettered).
+//! When the last copy goes away the batch is *done*, unless some copy was dropped without
+//! `done()` (shutdown, abort, a panic): then the batch is *abandoned* and never committed, so
+//! it is read again after a restart.
+//!
+//! Invariant: the committed position of a stream is the end of the longest prefix of its
+//! batches that are all done. It never passes a batch that is pending or abandoned.
+//!
+//! Owns: per-stream pending queues and committed positions. Never: touches the disk (that is
+//! [`crate::checkpoint`]).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::event::Map;
+
+/// What became of one source batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Done,
+    Abandoned,
+}
+
+/// The acknowledgement state of one stream (one file, one demo source, ...).
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    /// Sequence number of `pending[0]`.
+    base_seq: u64,
+    /// Batches not yet committed, in read order: (end position, status).
+    pending: VecDeque<(u64, Status)>,
+    /// End of the longest done prefix.
+    pub(crate) committed: u64,
+    /// Source-specific data saved beside the position (e.g. the file path).
+    pub(crate) meta: Map,
+    /// Changed since the checkpoint file was last written.
+    pub(crate) dirty: bool,
+}
+
+impl StreamState {
+    pub(crate) fn new(start: u64, meta: Map) -> Self {
+        StreamState {
+            base_seq: 0,
+            pending: VecDeque::new(),
+            committed: start,
+            meta,
+            dirty: true,
+        }
+    }
+
+    fn push(&mut self, end: u64) -> u64 {
+        let seq = self.base_seq + self.pending.len() as u64;
+        self.pending.push_back((end, Status::Pending));
+        seq
+    }
+
+    fn complete(&mut self, seq: u64, status: Status) {
+        let Some(index) = seq.checked_sub(self.base_seq) else {
+            return;
+        };
+        let Some(slot) = self.pending.get_mut(index as usize) else {
+            return;
+        };
+        slot.1 = status;
+        while let Some(&(end, Status::Done)) = self.pending.front() {
+            self.pending.pop_front();
+            self.base_seq += 1;
+            self.committed = end;
+            self.dirty = true;
+        }
+    }
+
+    /// Batches handed out and not yet committed (pending or abandoned).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+pub(crate) type SharedStream = Arc<Mutex<StreamState>>;
+
+pub(crate) fn lock(stream: &SharedStream) -> MutexGuard<'_, StreamState> {
+    // A panic while holding this lock cannot leave the queue half-updated in a way that
+    // would commit too far (every update is a single push or a prefix pop), so recover.
+    stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands out acknowledgement handles for one stream, in read order.
+#[derive(Clone, Debug)]
+pub struct StreamTracker {
+    pub(crate) stream: SharedStream,
+}
+
+impl StreamTracker {
+    /// A tracker that is not saved anywhere (tests, benches).
+    pub fn detached(start: u64) -> Self {
+        StreamTracker {
+            stream: Arc::new(Mutex::new(StreamState::new(start, Map::new()))),
+        }
+    }
+
+    /// Registers the next batch, which ends at stream position `end`, and returns its handle.
+    /// Call in read order: positions must not go backwards.
+    pub fn track(&self, end: u64) -> AckRef {
+        let seq = lock(&self.stream).push(end);
+        AckRef {
+            inner: Arc::new(AckInner {
+                stream: self.stream.clone(),
+                seq,
+                abandoned: AtomicBool::new(false),
+            }),
+            settled: false,
+        }
+    }
+
+    /// The committed position: everything before it was delivered or dead-lettered.
+    pub fn committed(&self) -> u64 {
+        lock(&self.stream).committed
+    }
+
+    /// Batches handed out that are not yet committed.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.stream).in_flight()
+    }
+
+    /// Replaces the source-specific data saved with the position (e.g. a renamed file's path).
+    pub fn set_meta(&self, meta: Map) {
+        let mut state = lock(&self.stream);
+        state.meta = meta;
+        state.dirty = true;
+    }
+}
+
+struct AckInner {
+    stream: SharedStream,
+    seq: u64,
+    abandoned: AtomicBool,
+}
+
+impl Drop for AckInner {
+    fn drop(&mut self) {
+        let status = if self.abandoned.load(Ordering::Acquire) {
+            Status::Abandoned
+        } else {
+            Status::Done
+        };
+        lock(&self.stream).complete(self.seq, status);
+    }
+}
+
+/// One holder's share of a source batch's acknowledgement. Clone it for every place the
+/// batch's events go; settle each clone with [`AckRef::done`]. Dropping a clone without
+/// `done()` abandons the batch (it will be read again after a restart).
+pub struct AckRef {
+    inner: Arc<AckInner>,
+    settled: bool,
+}
+
+impl AckRef {
+    /// This holder's events are delivered or permanently rejected.
+    pub fn done(mut self) {
+        self.settled = true;
+    }
+
+    /// True when both handles belong to the same source batch.
+    pub fn same_batch(&self, other: &AckRef) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Clone for AckRef {
+    fn clone(&self) -> Self {
+        AckRef {
+            inner: self.inner.clone(),
+            settled: false,
+        }
+    }
+}
+
+impl Drop for AckRef {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.inner.abandoned.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl fmt::Debug for AckRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckRef").field("seq", &self.inner.seq).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn commits_only_the_done_prefix() {
+        let tracker = StreamTracker::detached(0);
+        let a = tracker.track(10);
+        let b = tracker.track(20);
+        let c = tracker.track(30);
+        b.done();
+        assert_eq!(tracker.committed(), 0, "b is done but a is not");
+        a.done();
+        assert_eq!(tracker.committed(), 20);
+        drop(c);
+        assert_eq!(tracker.committed(), 20, "an abandoned batch is never committed");
+        let d = tracker.track(40);
+        d.done();
+        assert_eq!(tracker.committed(), 20, "nothing passes an abandoned batch");
+    }
+
+    #[test]
+    fn every_clone_must_be_settled() {
+        let tracker = StreamTracker::detached(5);
+        let a = tracker.track(10);
+        let for_second_sink = a.clone();
+        a.done();
+        assert_eq!(tracker.committed(), 5);
+        for_second_sink.done();
+        assert_eq!(tracker.committed(), 10);
+    }
+
+    /// What a sink does with its copy of one batch.
+    #[derive(Clone, Copy, Debug)]
+    enum Outcome {
+        Delivered,
+        Rejected,
+        Lost,
+    }
+
+    fn outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            4 => Just(Outcome::Delivered),
+            2 => Just(Outcome::Rejected),
+            1 => Just(Outcome::Lost),
+        ]
+    }
+
+    proptest! {
+        /// Two sinks settle their copies of N batches in a random interleaving, each copy
+        /// delivered, rejected (dead-lettered, counts as done) or lost. At every step the
+        /// committed position must equal the end of the longest prefix whose copies are all
+        /// settled, and never pass a batch with a lost or unsettled copy.
+        #[test]
+        fn never_commits_past_an_unsettled_batch(
+            outcomes in proptest::collection::vec((outcome(), outcome()), 1..40),
+            order in proptest::collection::vec(any::<prop::sample::Index>(), 80),
+        ) {
+            let tracker = StreamTracker::detached(0);
+            let mut copies = Vec::new();
+            for (i, (first, second)) in outcomes.iter().enumerate() {
+                let ack = tracker.track((i as u64 + 1) * 100);
+                copies.push((i, *first, ack.clone()));
+                copies.push((i, *second, ack));
+            }
+            let mut settled = vec![0u8; outcomes.len()];
+            let mut lost = vec![false; outcomes.len()];
+            let mut order = order.into_iter();
+            while !copies.is_empty() {
+                let pick = order.next().map(|ix| ix.index(copies.len())).unwrap_or(0);
+                let (batch, outcome, ack) = copies.swap_remove(pick);
+                match outcome {
+                    Outcome::Delivered | Outcome::Rejected => ack.done(),
+                    Outcome::Lost => { lost[batch] = true; drop(ack) }
+                }
+                settled[batch] += 1;
+                let prefix = (0..outcomes.len())
+                    .take_while(|&i| settled[i] == 2 && !lost[i])
+                    .count();
+                prop_assert_eq!(tracker.committed(), prefix as u64 * 100);
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The configuration file: its shape (these names are the user interface) and how it is
+//! turned into validated runtime values before anything starts.
+//!
+//! ```yaml
+//! data_dir: /var/lib/sluice        # checkpoints and dead letters
+//! api: { address: 127.0.0.1:8686 } # /health, /metrics, /reload
+//! pipelines:
+//!   <name>:
+//!     sources:    [ { type: ..., ... } ]
+//!     transforms: [ { type: ..., ... } ]   # optional, in order
+//!     sinks:      [ { type: ..., ... } ]
+//! ```
+//!
+//! Owns: the top-level config types, loading (with [`yaml`]), and building every component
+//! so that a config either builds completely or is refused with an error that names the
+//! file, line and key. Never: starts anything.
+
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::sink::{Sink, SinkConfig};
+use crate::source::{Source, SourceConfig};
+use crate::telemetry::ComponentMetrics;
+use crate::transform::{Transform, TransformConfig, TransformContext};
+use yaml::Named;
+
+/// The embedded default pipeline, run by `sluice run` without `-c`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../pipelines/default.yaml");
+/// The name shown in errors for [`DEFAULT_CONFIG`].
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded default>";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for checkpoints and the dead-letter file (created if missing).
+    pub data_dir: PathBuf,
+    /// The agent's HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Worker threads: transform workers per pipeline and async runtime threads. `1` runs
+    /// everything on one core (current-thread runtime, one worker). Default: CPU count.
+    #[serde(default)]
+    pub threads: Option<NonZeroUsize>,
+    /// How long a clean shutdown may take to drain and flush sinks, in seconds.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+    /// Cap on the dead-letter file, in bytes (one older file of the same size is kept).
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
+    /// Named pipelines, each `sources → transforms → sinks`.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+fn default_shutdown_timeout_secs() -> u64 {
+    10
+}
+
+fn default_dead_letter_max_bytes() -> u64 {
+    crate::dead_letter::DEFAULT_MAX_BYTES
+}
+
+/// `api:` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address for `/health`, `/metrics` and `/reload`.
+    #[serde(default = "default_api_address")]
+    pub address: SocketAddr,
+    /// `false` disables the API.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A sink with queued data and no progress for this long makes `/health` fail.
+    #[serde(default = "default_stall_after_secs")]
+    pub stall_after_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            address: default_api_address(),
+            enabled: true,
+            stall_after_secs: default_stall_after_secs(),
+        }
+    }
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8686))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_stall_after_secs() -> u64 {
+    30
+}
+
+/// One pipeline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where events come from (at least one).
+    pub sources: Vec<Named<SourceConfig>>,
+    /// Applied in order to every event.
+    #[serde(default)]
+    pub transforms: Vec<Named<TransformConfig>>,
+    /// Every event goes to every sink that takes its kind (at least one).
+    pub sinks: Vec<Named<SinkConfig>>,
+    /// Capacity, in batches, of each worker's and each sink's input queue.
+    #[serde(default = "default_queue_batches")]
+    pub queue_batches: NonZeroUsize,
+}
+
+fn default_queue_batches() -> NonZeroUsize {
+    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Reads and parses a config file (no building).
+pub fn load(path: &Path) -> anyhow::Result<(Config, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let name = path.display().to_string();
+    let config = yaml::from_str(&text, &name)?;
+    Ok((config, name))
+}
+
+/// Parses config text (no building).
+pub fn parse(text: &str, name: &str) -> anyhow::Result<Config> {
+    Ok(yaml::from_str(text, name)?)
+}
+
+/// A component after building, with its id.
+pub struct Built<T> {
+    /// Component id: its `name:`, else `<type>` (or `<type>_<index>` when the type repeats).
+    pub id: String,
+    /// The runtime value.
+    pub component: T,
+}
+
+/// A pipeline whose every component was built.
+pub struct BuiltPipeline {
+    /// Pipeline name.
+    pub name: String,
+    /// Built sources.
+    pub sources: Vec<Built<Source>>,
+    /// Built transforms, in order.
+    pub transforms: Vec<Built<Transform>>,
+    /// Built sinks.
+    pub sinks: Vec<Built<Sink>>,
+    /// Queue capacity in batches.
+    pub queue_batches: usize,
+}
+
+/// Ids for a list of components: the user's `name:`, else the type, with `_<index>` when
+/// the type appears more than once. Duplicate ids are an error.
+fn component_ids<T>(
+    list: &[Named<T>],
+    type_name: impl Fn(&T) -> &'static str,
+    what: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let kind = type_name(&item.config);
+        let repeats = list.iter().filter(|o| type_name(&o.config) == kind).count() > 1;
+        let id = match &item.name {
+            Some(name) => name.clone(),
+            None if repeats => format!("{kind}_{i}"),
+            None => kind.to_owned(),
+        };
+        anyhow::ensure!(
+            valid_name(&id),
+            "{what}[{i}]: name {id:?} may only use letters, digits, '_' and '-'"
+        );
+        anyhow::ensure!(!ids.contains(&id), "{what}[{i}]: two {what} are named {id:?}");
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn located<T>(file: &str, line: usize, path: &str, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    result.map_err(|error| anyhow::anyhow!("{file}:{line}: {path}: {error:#}"))
+}
+
+impl Config {
+    /// Builds every pipeline. Nothing is started; errors name the file, line and component.
+    pub fn build(&self, file: &str) -> anyhow::Result<Vec<BuiltPipeline>> {
+        anyhow::ensure!(!self.pipelines.is_empty(), "{file}: pipelines: at least one pipeline is needed");
+        let mut out = Vec::new();
+        for (name, pipeline) in &self.pipelines {
+            let at = format!("pipelines.{name}");
+            anyhow::ensure!(valid_name(name), "{file}: {at}: pipeline names may only use letters, digits, '_' and '-'");
+            anyhow::ensure!(!pipeline.sources.is_empty(), "{file}: {at}.sources: at least one source is needed");
+            anyhow::ensure!(!pipeline.sinks.is_empty(), "{file}: {at}.sinks: at least one sink is needed");
+            out.push(self.build_pipeline(file, name, pipeline)?);
+        }
+        Ok(out)
+    }
+
+    fn build_pipeline(&self, file: &str, name: &str, pipeline: &PipelineConfig) -> anyhow::Result<BuiltPipeline> {
+        let at = format!("pipelines.{name}");
+        let located_ids = |r: anyhow::Result<Vec<String>>| r.map_err(|e| anyhow::anyhow!("{file}: {at}.{e:#}"));
+        let source_ids = located_ids(component_ids(&pipeline.sources, SourceConfig::type_name, "sources"))?;
+        let transform_ids = located_ids(component_ids(&pipeline.transforms, TransformConfig::type_name, "transforms"))?;
+        let sink_ids = located_ids(component_ids(&pipeline.sinks, SinkConfig::type_name, "sinks"))?;
+        let mut built = BuiltPipeline {
+            name: name.to_owned(),
+            sources: Vec::new(),
+            transforms: Vec::new(),
+            sinks: Vec::new(),
+            queue_batches: pipeline.queue_batches.get(),
+        };
+        for (i, (item, id)) in pipeline.sources.iter().zip(source_ids).enumerate() {
+            let component = located(file, item.line, &format!("{at}.sources[{i}]"), item.config.build())?;
+            built.sources.push(Built { id, component });
+        }
+        for (i, (item, id)) in pipeline.transforms.iter().zip(transform_ids).enumerate() {
+            let ctx = TransformContext {
+                pipeline: name.to_owned(),
+                id: id.clone(),
+                metrics: ComponentMetrics::new(name, "transform", &id),
+            };
+            let component = located(file, item.line, &format!("{at}.transforms[{i}]"), item.config.build(&ctx))?;
+            built.transforms.push(Built { id, component });
+        }
+        for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
+            let component = located(file, item.line, &format!("{at}.sinks[{i}]"), item.config.build())?;
+            built.sinks.push(Built { id, component });
+        }
+        Ok(built)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str, expected_error: Option<&str>) {
+        let result = parse(yaml, "test.yaml").and_then(|c| c.build("test.yaml").map(|_| ()));
+        match (result, expected_error) {
+            (Ok(()), None) => {}
+            (Err(error), Some(expected)) => {
+                let text = format!("{error:#}");
+                assert!(text.contains(expected), "error {text:?} should contain {expected:?}");
+            }
+            (Ok(()), Some(expected)) => panic!("expected an error containing {expected:?}"),
+            (Err(error), None) => panic!("unexpected error: {error:#}"),
+        }
+    }
+
+    #[test]
+    fn embedded_default_builds() {
+        check(DEFAULT_CONFIG, None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let base = "data_dir: /tmp/x\npipelines:\n  web:\n    sources:\n      - type: demo\n";
+        check(&format!("{base}        rate: fast\n    sinks:\n      - type: blackhole\n"), Some("test.yaml:6"));
+        check(&format!("{base}        colour: red\n    sinks:\n      - type: blackhole\n"), Some("pipelines.web.sources[0].colour"));
+        check(&format!("{base}    sinks:\n      - type: blackhole\n      - type: blackhole\n        name: blackhole_0\n"), Some("two sinks are named"));
+        check(&format!("{base}    sinks: []\n"), Some("at least one sink"));
+        check(&format!("{base}    sinks:\n      - type: console\n        encoding: xml\n"), Some("test.yaml:8"));
+        check("data_dir: /tmp/x\npipelines: {}\n", Some("at least one pipeline"));
+        check("data_dir: /tmp/x\nbogus: 1\npipelines: {}\n", Some("bogus"));
+    }
+}

@@ -1,0 +1,334 @@
+//! Running pipelines: the channels between stages, the transform workers, the sink tasks,
+//! and the stop sequence.
+//!
+//! ```text
+//! sources ──BatchSender (partitioned by stream key)──▶ crossbeam queue per worker
+//!   ──▶ worker thread: transforms in order ──▶ tokio queue per sink ──▶ sink task
+//! ```
+//!
+//! The seam between threads and async is here, in one place: workers are OS threads that
+//! `blocking_send` into each sink's bounded tokio queue. Every queue is bounded (in batches),
+//! so memory is bounded by configuration and a full queue blocks the stage before it.
+//!
+//! Stop sequence: fire the pipeline's shutdown signal (sources stop reading), wait for the
+//! sources, let the workers drain their queues and flush stateful transforms, let the sinks
+//! drain theirs; whatever is still running at the deadline is aborted. Unsettled batches are
+//! then simply not committed, and are read again on the next start.
+//!
+//! Owns: wiring and lifecycle. Never: looks inside events.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::{mpsc, Notify};
+
+use crate::checkpoint::Checkpoints;
+use crate::config::BuiltPipeline;
+use crate::dead_letter::DeadLetters;
+use crate::event::{Batch, Event};
+use crate::health::{self, HealthCheck, Progress};
+use crate::shutdown::Shutdown;
+use crate::sink::{SinkContext, SinkInput};
+use crate::source::{BatchSender, SourceContext};
+use crate::telemetry::{registry, ComponentMetrics, Gauge};
+use crate::transform::Transform;
+
+/// How often workers call [`Transform::tick`] and check for the end of input.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What every pipeline shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// Checkpoint registry.
+    pub checkpoints: Checkpoints,
+    /// Dead-letter file.
+    pub dead_letters: DeadLetters,
+    /// Transform workers per pipeline.
+    pub workers: usize,
+    /// Sink stall threshold for `/health`.
+    pub stall_after: Duration,
+    /// Fires when every source of every pipeline has ended.
+    pub sources_finished: Arc<Notify>,
+    /// Sources still running, across pipelines.
+    pub sources_running: Arc<AtomicUsize>,
+}
+
+/// A started pipeline.
+pub struct RunningPipeline {
+    name: String,
+    shutdown: Shutdown,
+    input_closed: Shutdown,
+    sources: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+    watchdog: tokio::task::JoinHandle<()>,
+}
+
+struct SinkSender {
+    tx: mpsc::Sender<Batch>,
+    queued: Gauge,
+}
+
+/// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
+/// runtime.
+pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<RunningPipeline> {
+    let name = pipeline.name.clone();
+    let shutdown = Shutdown::new();
+    let input_closed = Shutdown::new();
+    let capacity = pipeline.queue_batches;
+    let runtime = tokio::runtime::Handle::current();
+
+    // Sinks.
+    let mut sink_senders = Vec::new();
+    let mut sinks = Vec::new();
+    let mut progresses = Vec::new();
+    for built in pipeline.sinks {
+        let (tx, rx) = mpsc::channel(capacity);
+        let queued = registry().gauge(
+            "sluice_queue_batches",
+            "Batches waiting in a queue.",
+            &[("pipeline", &name), ("queue", &format!("sink:{}", built.id))],
+        );
+        queued.set(0);
+        let progress = Progress::new(queued.clone());
+        let health = HealthCheck::new(format!("{name}/sink/{}", built.id));
+        health.ok();
+        let ctx = SinkContext {
+            pipeline: name.as_str().into(),
+            id: built.id.as_str().into(),
+            metrics: ComponentMetrics::new(&name, "sink", &built.id),
+            dead_letters: shared.dead_letters.clone(),
+            health: health.clone(),
+            progress: progress.clone(),
+            shutdown: shutdown.clone(),
+        };
+        progresses.push((health.clone(), progress.clone()));
+        let input = SinkInput::new(rx, progress);
+        let sink = built.component;
+        let sink_id = built.id.clone();
+        sinks.push(runtime.spawn(async move {
+            let task = tokio::spawn(sink.run(input, ctx));
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    tracing::error!(sink = %sink_id, "sink crashed; its data will be read again after a restart");
+                    health.fail("sink crashed");
+                }
+            }
+        }));
+        sink_senders.push(SinkSender { tx, queued });
+    }
+    let sink_senders = Arc::new(sink_senders);
+
+    // Workers.
+    let mut partitions = Vec::new();
+    let mut workers = Vec::new();
+    for index in 0..shared.workers.max(1) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let depth = registry().gauge(
+            "sluice_queue_batches",
+            "Batches waiting in a queue.",
+            &[("pipeline", &name), ("queue", &format!("worker:{index}"))],
+        );
+        depth.set(0);
+        partitions.push((tx, depth.clone()));
+        let worker = Worker {
+            input: rx,
+            depth,
+            transforms: pipeline
+                .transforms
+                .iter()
+                .map(|t| (t.component.clone(), ComponentMetrics::new(&name, "transform", &t.id)))
+                .collect(),
+            sinks: sink_senders.clone(),
+            input_closed: input_closed.clone(),
+        };
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{name}-{index}"))
+                .spawn(move || worker.run())?,
+        );
+    }
+    drop(sink_senders);
+
+    // Sources.
+    let mut sources = Vec::new();
+    for built in pipeline.sources {
+        let metrics = ComponentMetrics::new(&name, "source", &built.id);
+        let ctx = SourceContext {
+            pipeline: name.as_str().into(),
+            id: built.id.as_str().into(),
+            out: BatchSender::new(partitions.clone(), shutdown.clone(), metrics.clone()),
+            shutdown: shutdown.clone(),
+            checkpoints: shared.checkpoints.clone(),
+            metrics,
+            runtime: runtime.clone(),
+        };
+        let running = built.component.start(ctx)?;
+        shared.sources_running.fetch_add(1, Ordering::SeqCst);
+        let (counter, finished) = (shared.sources_running.clone(), shared.sources_finished.clone());
+        sources.push(runtime.spawn(async move {
+            running.join().await;
+            if counter.fetch_sub(1, Ordering::SeqCst) == 1 {
+                finished.notify_one();
+            }
+        }));
+    }
+    drop(partitions);
+
+    let stall_after = shared.stall_after;
+    let watchdog = runtime.spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            for (health, progress) in &progresses {
+                progress.check(health, stall_after);
+            }
+        }
+    });
+
+    tracing::info!(pipeline = %name, workers = workers.len(), "pipeline started");
+    Ok(RunningPipeline {
+        name,
+        shutdown,
+        input_closed,
+        sources,
+        workers,
+        sinks,
+        watchdog,
+    })
+}
+
+impl RunningPipeline {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops the pipeline: sources first, then drain workers and sinks, all within `deadline`.
+    pub async fn stop(self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        self.shutdown.trigger();
+        for source in self.sources {
+            let _ = tokio::time::timeout_at(until.into(), source).await;
+        }
+        // Sources are gone (or stuck in a blocking read): let workers finish what is queued.
+        self.input_closed.trigger();
+        let workers = self.workers;
+        let joined = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        });
+        let _ = tokio::time::timeout_at(until.into(), joined).await;
+        let mut aborted = 0;
+        for sink in self.sinks {
+            let abort = sink.abort_handle();
+            if tokio::time::timeout_at(until.into(), sink).await.is_err() {
+                abort.abort();
+                aborted += 1;
+            }
+        }
+        self.watchdog.abort();
+        health::clear_prefix(&format!("{}/", self.name));
+        if aborted > 0 {
+            tracing::warn!(pipeline = %self.name, sinks = aborted, "sinks did not drain before the shutdown deadline; undelivered data will be read again on restart");
+        }
+        tracing::info!(pipeline = %self.name, "pipeline stopped");
+    }
+}
+
+struct Worker {
+    input: Receiver<Batch>,
+    depth: Gauge,
+    transforms: Vec<(Transform, ComponentMetrics)>,
+    sinks: Arc<Vec<SinkSender>>,
+    input_closed: Shutdown,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut last_tick = Instant::now();
+        loop {
+            match self.input.recv_timeout(TICK) {
+                Ok(batch) => {
+                    self.depth.add(-1);
+                    let acks = batch.acks;
+                    let events = self.apply(0, batch.events);
+                    self.forward(Batch { events, acks });
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.input_closed.is_triggered() && self.input.is_empty() {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick(last_tick);
+            }
+        }
+        self.flush();
+    }
+
+    /// Runs `events` through transforms `from..`.
+    fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
+        for (transform, metrics) in &mut self.transforms[from..] {
+            metrics.events_in.add(events.len() as u64);
+            let mut out = Vec::with_capacity(events.len());
+            transform.process(events, &mut out);
+            metrics.events_out.add(out.len() as u64);
+            events = out;
+        }
+        events
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for index in 0..self.transforms.len() {
+            let mut emitted = Vec::new();
+            self.transforms[index].0.tick(now, &mut emitted);
+            if !emitted.is_empty() {
+                let events = self.apply(index + 1, emitted);
+                self.forward(Batch::new(events));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for index in 0..self.transforms.len() {
+            let mut emitted = Vec::new();
+            self.transforms[index].0.flush(&mut emitted);
+            if !emitted.is_empty() {
+                let events = self.apply(index + 1, emitted);
+                self.forward(Batch::new(events));
+            }
+        }
+    }
+
+    /// Sends `batch` to every sink; a batch whose events were all filtered out is settled
+    /// here (dropped and sampled events count as done).
+    fn forward(&self, batch: Batch) {
+        if batch.events.is_empty() {
+            batch.settle();
+            return;
+        }
+        let last = self.sinks.len().saturating_sub(1);
+        let mut batch = Some(batch);
+        for (index, sink) in self.sinks.iter().enumerate() {
+            let copy = if index == last {
+                batch.take()
+            } else {
+                batch.as_ref().map(Batch::fan_out_clone)
+            };
+            let Some(copy) = copy else { return };
+            sink.queued.add(1);
+            // An error means the sink is gone (crashed or aborted at the deadline): the
+            // batch's acknowledgement is abandoned, so it is read again after a restart.
+            if sink.tx.blocking_send(copy).is_err() {
+                sink.queued.add(-1);
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `type: file`: appends events to a file, one JSON object (or message) per line. A batch is
+//! settled once its bytes are written (and fsynced, with `sync: true`). A failing write
+//! (disk full, permissions) is retried with backoff, never skipped: the sources' files are
+//! the buffer meanwhile.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{LineEncoding, SinkContext, SinkInput};
+
+/// `type: file` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// File to append to (created if missing, with its directory).
+    pub path: PathBuf,
+    /// `json` (default) or `text`.
+    #[serde(default)]
+    pub encoding: LineEncoding,
+    /// fsync after every batch before settling it.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+impl FileSinkConfig {
+    /// Builds the sink.
+    pub fn build(&self) -> anyhow::Result<FileSink> {
+        anyhow::ensure!(!self.path.as_os_str().is_empty(), "path must not be empty");
+        Ok(FileSink {
+            config: self.clone(),
+        })
+    }
+}
+
+/// A built file sink.
+#[derive(Debug)]
+pub struct FileSink {
+    config: FileSinkConfig,
+}
+
+impl FileSink {
+    async fn open(&self) -> std::io::Result<tokio::fs::File> {
+        if let Some(dir) = self.config.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+        }
+        tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.config.path)
+            .await
+    }
+
+    async fn write(&self, file: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {
+        if file.is_none() {
+            *file = Some(self.open().await?);
+        }
+        let Some(handle) = file.as_mut() else {
+            unreachable!("file opened above")
+        };
+        let result = async {
+            handle.write_all(body).await?;
+            handle.flush().await?;
+            if self.config.sync {
+                handle.sync_data().await?;
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            *file = None;
+        }
+        result
+    }
+
+    /// Appends every batch, then settles it.
+    pub async fn run(self, mut input: SinkInput, ctx: SinkContext) {
+        let mut file = None;
+        let mut body = Vec::with_capacity(256 * 1024);
+        while let Some(batch) = input.recv().await {
+            ctx.metrics.events_in.add(batch.events.len() as u64);
+            body.clear();
+            for event in &batch.events {
+                self.config.encoding.encode(event, &mut body);
+            }
+            let mut backoff = Duration::from_millis(100);
+            while let Err(error) = self.write(&mut file, &body).await {
+                tracing::warn!(file = %self.config.path.display(), %error, "file sink write failed; retrying");
+                ctx.health.fail(format!("write to {} failed: {error}", self.config.path.display()));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            ctx.health.ok();
+            ctx.delivered(batch);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Sinks: where events go. One file per sink type; this file lists them (the closed
+//! [`SinkConfig`] enum and its `match`es) and gives them their shared plumbing: the input
+//! queue ([`SinkInput`]) and [`SinkContext`].
+//!
+//! A sink takes batches from its bounded queue, delivers them, and settles each batch's
+//! acknowledgements ([`crate::event::Batch::settle`]) once its events are delivered, or
+//! permanently rejected and written to the dead-letter file. It never settles what it has
+//! not delivered: an unsettled batch is read again after a restart. Sinks take the event
+//! kinds they understand and settle the rest at once.
+
+pub mod blackhole;
+pub mod console;
+pub mod file;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::yaml::TaggedEnum;
+use crate::dead_letter::DeadLetters;
+use crate::event::Batch;
+use crate::health::{HealthCheck, Progress};
+use crate::shutdown::Shutdown;
+use crate::telemetry::ComponentMetrics;
+
+/// The configuration of one sink, selected by `type:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    /// Standard output (`type: console`).
+    Console(console::ConsoleConfig),
+    /// JSON lines appended to a file (`type: file`).
+    File(file::FileSinkConfig),
+    /// Counts and discards (`type: blackhole`).
+    Blackhole(blackhole::BlackholeConfig),
+}
+
+impl TaggedEnum for SinkConfig {
+    const KIND: &'static str = "sink";
+    const TYPES: &'static [&'static str] = &["console", "file", "blackhole"];
+
+    fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
+        type_name: &str,
+        body: &mut A,
+    ) -> Result<Self, A::Error> {
+        Ok(match type_name {
+            "console" => Self::Console(body.next_value()?),
+            "file" => Self::File(body.next_value()?),
+            "blackhole" => Self::Blackhole(body.next_value()?),
+            other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+        })
+    }
+}
+
+impl SinkConfig {
+    /// The `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Console(_) => "console",
+            Self::File(_) => "file",
+            Self::Blackhole(_) => "blackhole",
+        }
+    }
+
+    /// Validates and builds the runtime sink. Connects to nothing.
+    pub fn build(&self) -> anyhow::Result<Sink> {
+        Ok(match self {
+            Self::Console(config) => Sink::Console(config.build()?),
+            Self::File(config) => Sink::File(config.build()?),
+            Self::Blackhole(config) => Sink::Blackhole(config.build()?),
+        })
+    }
+}
+
+/// A built, validated sink, ready to run.
+#[derive(Debug)]
+pub enum Sink {
+    /// See [`console`].
+    Console(console::Console),
+    /// See [`file`].
+    File(file::FileSink),
+    /// See [`blackhole`].
+    Blackhole(blackhole::Blackhole),
+}
+
+impl Sink {
+    /// Runs until the input queue is closed and drained (or the task is aborted at the
+    /// shutdown deadline).
+    pub async fn run(self, input: SinkInput, ctx: SinkContext) {
+        match self {
+            Sink::Console(sink) => sink.run(input, ctx).await,
+            Sink::File(sink) => sink.run(input, ctx).await,
+            Sink::Blackhole(sink) => sink.run(input, ctx).await,
+        }
+    }
+}
+
+/// A sink's bounded input queue.
+pub struct SinkInput {
+    rx: mpsc::Receiver<Batch>,
+    progress: Progress,
+}
+
+impl SinkInput {
+    /// Wraps the receiving end of a sink queue.
+    pub fn new(rx: mpsc::Receiver<Batch>, progress: Progress) -> Self {
+        SinkInput { rx, progress }
+    }
+
+    /// The next batch; `None` once the pipeline has stopped and the queue is drained.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let batch = self.rx.recv().await;
+        if batch.is_some() {
+            self.progress.queued.add(-1);
+        }
+        batch
+    }
+
+    /// A batch if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Batch> {
+        let batch = self.rx.try_recv().ok();
+        if batch.is_some() {
+            self.progress.queued.add(-1);
+        }
+        batch
+    }
+}
+
+/// What a running sink is given.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// Pipeline name.
+    pub pipeline: Arc<str>,
+    /// Component id.
+    pub id: Arc<str>,
+    /// This sink's counters.
+    pub metrics: ComponentMetrics,
+    /// Where permanently rejected events go.
+    pub dead_letters: DeadLetters,
+    /// This sink's entry in `/health`.
+    pub health: HealthCheck,
+    /// Stamp it after each delivery; the watchdog reports a sink that stops moving.
+    pub progress: Progress,
+    /// Fires when the agent is stopping (the queue still drains; use it to cut retries).
+    pub shutdown: Shutdown,
+}
+
+impl SinkContext {
+    /// Records a delivered batch: counts, progress stamp, acknowledgements.
+    pub fn delivered(&self, batch: Batch) {
+        self.metrics.events_out.add(batch.events.len() as u64);
+        self.progress.mark();
+        batch.settle();
+    }
+
+    /// Records a permanently rejected batch: dead-lettered, counted, acknowledged.
+    pub fn rejected(&self, batch: Batch, reason: &str) {
+        self.metrics.dropped(reason).add(batch.events.len() as u64);
+        self.dead_letters
+            .write(&self.pipeline, &self.id, reason, &batch.events);
+        self.progress.mark();
+        batch.settle();
+    }
+}
+
+/// How line-oriented sinks (`console`, `file`) write an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineEncoding {
+    /// The whole event as one JSON object per line.
+    #[default]
+    Json,
+    /// The message only (metrics in Prometheus text style).
+    Text,
+}
+
+impl LineEncoding {
+    /// Appends `event` and a newline to `out`.
+    pub fn encode(self, event: &crate::event::Event, out: &mut Vec<u8>) {
+        use crate::event::{Event, MetricValue};
+        match (self, event) {
+            (LineEncoding::Json, Event::Log(log)) => {
+                let _ = serde_json::to_writer(&mut *out, &log.to_json_map());
+            }
+            (LineEncoding::Text, Event::Log(log)) => match log.message.as_str() {
+                Some(text) => out.extend_from_slice(text.as_bytes()),
+                None => out.extend_from_slice(log.message.to_text().as_bytes()),
+            },
+            (encoding, Event::Metric(metric)) => {
+                let (kind, value) = match &metric.value {
+                    MetricValue::Counter(v) => ("counter", serde_json::json!(v)),
+                    MetricValue::Gauge(v) => ("gauge", serde_json::json!(v)),
+                    MetricValue::Histogram { buckets, sum, count } => (
+                        "histogram",
+                        serde_json::json!({"buckets": buckets, "sum": sum, "count": count}),
+                    ),
+                };
+                if encoding == LineEncoding::Json {
+                    let labels: serde_json::Map<String, serde_json::Value> = metric
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    let _ = serde_json::to_writer(
+                        &mut *out,
+                        &serde_json::json!({
+                            "name": metric.name, "kind": kind, "labels": labels,
+                            "value": value, "timestamp": metric.timestamp.to_rfc3339(),
+                        }),
+                    );
+                } else {
+                    let labels: Vec<String> =
+                        metric.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let line = format!("{}{{{}}} {value}", metric.name, labels.join(","));
+                    out.extend_from_slice(line.as_bytes());
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+}

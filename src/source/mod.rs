@@ -1,0 +1,220 @@
+//! Sources: where events come from. One file per source type; this file lists them (the
+//! closed [`SourceConfig`] enum and its one `match`) and gives them their shared plumbing:
+//! [`SourceContext`] and [`BatchSender`].
+//!
+//! A source owns its loop: it reads, groups events into batches (never one channel message
+//! per event), asks the checkpoint registry for an [`crate::ack::AckRef`] per batch when its
+//! positions are replayable, and pushes batches until the shutdown signal fires. A full
+//! channel blocks it: that is the backpressure.
+
+pub mod demo;
+pub mod stdin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+
+use crate::checkpoint::Checkpoints;
+use crate::config::yaml::TaggedEnum;
+use crate::event::Batch;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{ComponentMetrics, Gauge};
+
+/// The configuration of one source, selected by `type:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// Generated, numbered log lines (`type: demo`).
+    Demo(demo::DemoConfig),
+    /// Lines from standard input (`type: stdin`).
+    Stdin(stdin::StdinConfig),
+}
+
+impl TaggedEnum for SourceConfig {
+    const KIND: &'static str = "source";
+    const TYPES: &'static [&'static str] = &["demo", "stdin"];
+
+    fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
+        type_name: &str,
+        body: &mut A,
+    ) -> Result<Self, A::Error> {
+        Ok(match type_name {
+            "demo" => Self::Demo(body.next_value()?),
+            "stdin" => Self::Stdin(body.next_value()?),
+            other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+        })
+    }
+}
+
+impl SourceConfig {
+    /// The `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Demo(_) => "demo",
+            Self::Stdin(_) => "stdin",
+        }
+    }
+
+    /// Validates and builds the runtime source. Starts nothing.
+    pub fn build(&self) -> anyhow::Result<Source> {
+        Ok(match self {
+            Self::Demo(config) => Source::Demo(config.build()?),
+            Self::Stdin(config) => Source::Stdin(config.build()?),
+        })
+    }
+}
+
+/// A built, validated source, ready to start.
+#[derive(Debug)]
+pub enum Source {
+    /// See [`demo`].
+    Demo(demo::Demo),
+    /// See [`stdin`].
+    Stdin(stdin::Stdin),
+}
+
+/// A running source: a thread or a task. It ends when the source is done or told to stop.
+pub enum Running {
+    /// A source that reads on its own thread.
+    Thread(std::thread::JoinHandle<()>),
+    /// A source that runs on the async runtime.
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Running {
+    /// Waits for the source to finish.
+    pub async fn join(self) {
+        match self {
+            Running::Thread(handle) => {
+                let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            }
+            Running::Task(handle) => {
+                let _ = handle.await;
+            }
+        }
+    }
+
+    /// Runs `body` on a named thread.
+    pub fn thread(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<Self> {
+        let handle = std::thread::Builder::new().name(name).spawn(body)?;
+        Ok(Running::Thread(handle))
+    }
+}
+
+impl Source {
+    /// Starts the source. Errors here (a port in use, a bad path) stop the agent at start.
+    pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
+        match self {
+            Source::Demo(source) => source.start(ctx),
+            Source::Stdin(source) => source.start(ctx),
+        }
+    }
+}
+
+/// What a running source is given.
+pub struct SourceContext {
+    /// Pipeline name.
+    pub pipeline: Arc<str>,
+    /// Component id (its `name:`, or `<type>` / `<type>_<index>`).
+    pub id: Arc<str>,
+    /// Where batches go.
+    pub out: BatchSender,
+    /// Fires when the source must stop.
+    pub shutdown: Shutdown,
+    /// Saved positions; track replayable streams here.
+    pub checkpoints: Checkpoints,
+    /// This source's counters.
+    pub metrics: ComponentMetrics,
+    /// Handle to the async runtime, for sources that run tasks.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl SourceContext {
+    /// The checkpoint key of `stream` within this source: `<pipeline>/<source>/<stream>`.
+    pub fn checkpoint_key(&self, stream: &str) -> String {
+        format!("{}/{}/{}", self.pipeline, self.id, stream)
+    }
+}
+
+/// The source could not hand over a batch because the agent is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+/// Sends batches to the transform workers, partitioned by a stream key so that one
+/// stream's batches always go to the same worker (and so stay in order).
+#[derive(Clone)]
+pub struct BatchSender {
+    partitions: Arc<[(Sender<Batch>, Gauge)]>,
+    shutdown: Shutdown,
+    metrics: ComponentMetrics,
+}
+
+impl BatchSender {
+    /// A sender over the workers' input queues, each with its queue-depth gauge.
+    pub fn new(
+        partitions: Vec<(Sender<Batch>, Gauge)>,
+        shutdown: Shutdown,
+        metrics: ComponentMetrics,
+    ) -> Self {
+        assert!(!partitions.is_empty(), "a pipeline has at least one worker");
+        BatchSender {
+            partitions: partitions.into(),
+            shutdown,
+            metrics,
+        }
+    }
+
+    fn queue(&self, stream_key: u64) -> &(Sender<Batch>, Gauge) {
+        &self.partitions[(stream_key % self.partitions.len() as u64) as usize]
+    }
+
+    /// Sends `batch`, blocking while the queue is full. Gives up (dropping the batch, whose
+    /// acknowledgement is then abandoned, so it is read again after a restart) only when
+    /// the agent is stopping or the pipeline is gone.
+    pub fn send(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
+        let n_events = batch.events.len() as u64;
+        let (queue, depth) = self.queue(stream_key);
+        let mut batch = batch;
+        loop {
+            match queue.send_timeout(batch, Duration::from_millis(50)) {
+                Ok(()) => {
+                    depth.add(1);
+                    self.metrics.events_out.add(n_events);
+                    return Ok(());
+                }
+                Err(SendTimeoutError::Timeout(back)) if !self.shutdown.is_triggered() => {
+                    batch = back;
+                }
+                Err(_) => return Err(Stopped),
+            }
+        }
+    }
+
+    /// Like [`BatchSender::send`], for async sources: waits without blocking the runtime.
+    pub async fn send_async(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
+        let n_events = batch.events.len() as u64;
+        let (queue, depth) = self.queue(stream_key);
+        let mut batch = batch;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match queue.try_send(batch) {
+                Ok(()) => {
+                    depth.add(1);
+                    self.metrics.events_out.add(n_events);
+                    return Ok(());
+                }
+                Err(TrySendError::Full(back)) if !self.shutdown.is_triggered() => {
+                    batch = back;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(_) => return Err(Stopped),
+            }
+        }
+    }
+
+    /// True when the queue for `stream_key` is full (for sources that shed load, like UDP).
+    pub fn is_full(&self, stream_key: u64) -> bool {
+        self.queue(stream_key).0.is_full()
+    }
+}

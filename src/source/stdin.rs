@@ -1,0 +1,101 @@
+//! `type: stdin`: one event per line of standard input. The agent ends when every source
+//! has ended, so `cat file | sluice run -c pipe.yaml` exits after the last line is delivered.
+//! Positions are not replayable, so batches carry no acknowledgement.
+
+use std::io::BufRead;
+
+use serde::Deserialize;
+
+use super::{Running, SourceContext};
+use crate::event::{Batch, Event, LogEvent};
+
+/// `type: stdin` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinConfig {
+    /// Longest line kept; longer lines are truncated (and counted).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    100 * 1024
+}
+
+impl StdinConfig {
+    /// Validates the settings.
+    pub fn build(&self) -> anyhow::Result<Stdin> {
+        anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
+        Ok(Stdin {
+            max_line_bytes: self.max_line_bytes,
+        })
+    }
+}
+
+/// A built stdin source.
+#[derive(Debug)]
+pub struct Stdin {
+    max_line_bytes: usize,
+}
+
+impl Stdin {
+    /// Starts reading on its own thread.
+    pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
+        Running::thread(format!("stdin-{}", ctx.id), move || self.run(ctx))
+    }
+
+    fn run(self, ctx: SourceContext) {
+        let stdin = std::io::stdin();
+        let mut reader = stdin.lock();
+        let truncated = ctx.metrics.dropped("truncated");
+        let mut line: Vec<u8> = Vec::new();
+        let mut skipping = false;
+        while !ctx.shutdown.is_triggered() {
+            let chunk = match reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    tracing::warn!(%error, "stdin read failed");
+                    break;
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            let n_bytes = chunk.len();
+            let mut events = Vec::new();
+            for (i, piece) in chunk.split(|b| *b == b'\n').enumerate() {
+                if i > 0 {
+                    events.push(self.event(&line));
+                    line.clear();
+                    skipping = false;
+                }
+                if skipping {
+                    continue;
+                }
+                let room = self.max_line_bytes - line.len();
+                line.extend_from_slice(&piece[..piece.len().min(room)]);
+                if piece.len() > room {
+                    truncated.inc();
+                    skipping = true;
+                }
+            }
+            reader.consume(n_bytes);
+            if events.is_empty() {
+                continue;
+            }
+            ctx.metrics.events_in.add(events.len() as u64);
+            if ctx.out.send(0, Batch::new(events)).is_err() {
+                return;
+            }
+        }
+        if !line.is_empty() {
+            ctx.metrics.events_in.inc();
+            let _ = ctx.out.send(0, Batch::new(vec![self.event(&line)]));
+        }
+    }
+
+    fn event(&self, line: &[u8]) -> Event {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Event::Log(LogEvent::new(String::from_utf8_lossy(line)))
+    }
+}
