@@ -61,7 +61,11 @@ pub fn run(source: ConfigSource) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(run_async(source, config, pipelines, threads))
+    let result = runtime.block_on(run_async(source, config, pipelines, threads));
+    // A sink stuck in a blocking write (a full pipe, a hung NFS file) must not hold the
+    // process: its batches were not settled, so they are read again on the next start.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn run_async(
@@ -119,7 +123,10 @@ async fn run_async(
     Ok(())
 }
 
-fn start_all(pipelines: Vec<BuiltPipeline>, shared: &Shared) -> anyhow::Result<Vec<RunningPipeline>> {
+fn start_all(
+    pipelines: Vec<BuiltPipeline>,
+    shared: &Shared,
+) -> anyhow::Result<Vec<RunningPipeline>> {
     pipelines
         .into_iter()
         .map(|p| pipeline::start(p, shared))

@@ -1,0 +1,202 @@
+//! End-to-end throughput harness: runs the release agent binary on each scenario and
+//! reports events/s, events per CPU-second of the agent process, MiB/s and peak RSS.
+//!
+//! `cargo bench --bench e2e` (all scenarios) or `cargo bench --bench e2e -- <name>`.
+//!
+//! Each scenario's pipeline has an extra idle source so the agent stays up after the work
+//! is done; the harness polls `/metrics` until the sinks report every event, then reads the
+//! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice::event::Timestamp;
+use sluice::source::demo::{line, DemoFormat};
+
+struct Scenario {
+    name: &'static str,
+    /// Events the sinks must report (summed over sinks).
+    events: u64,
+    /// Bytes of input per event, for MiB/s.
+    bytes_per_event: f64,
+    /// `pipelines:` body; `{data}` is the scenario's temp dir.
+    pipeline: String,
+}
+
+fn demo_bytes() -> f64 {
+    let now = Timestamp::now();
+    let total: usize = (0..10_000)
+        .map(|n| line(DemoFormat::ApacheCombined, n, now).len() + 1)
+        .sum();
+    total as f64 / 10_000.0
+}
+
+const IDLE: &str = "      - { type: demo, name: idle, rate: 0.001 }\n";
+
+fn scenarios() -> Vec<Scenario> {
+    let bytes = demo_bytes();
+    vec![
+        Scenario {
+            name: "demo_to_blackhole",
+            events: 2_000_000,
+            bytes_per_event: bytes,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 2000000 }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
+        },
+        Scenario {
+            name: "demo_to_file",
+            events: 1_000_000,
+            bytes_per_event: bytes,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 1000000 }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
+        },
+    ]
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18686)
+}
+
+fn metrics(api: SocketAddr) -> String {
+    let Ok(mut stream) = TcpStream::connect(api) else {
+        return String::new();
+    };
+    let _ = std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+fn sink_events(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("sluice_events_sent_total{") && l.contains("component_kind=\"sink\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn run(scenario: &Scenario, dir: &Path) {
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("address");
+    let data = dir.join(scenario.name);
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).expect("data dir");
+    let config = format!(
+        "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",
+        scenario
+            .pipeline
+            .replace("{data}", &data.display().to_string()),
+        data = data.display()
+    );
+    let path = data.join("bench.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start agent");
+    let pid = child.id();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    while sink_events(&metrics(api)) < scenario.events as f64 {
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            eprintln!("{}: did not finish", scenario.name);
+            let _ = child.kill();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = proc_cpu_seconds(pid);
+    let peak_kib = proc_status_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    let n = scenario.events as f64;
+    let mib = n * scenario.bytes_per_event / (1024.0 * 1024.0);
+    println!(
+        "{:<22} {:>10.0} ev/s  {:>10.0} ev/CPU-s  {:>7.1} MiB/s  {:>7.1} MiB/CPU-s  peak RSS {:>6.1} MiB  ({} events, {:.2} s wall, {:.2} s CPU)",
+        scenario.name, n / wall, n / cpu.max(0.01), mib / wall, mib / cpu.max(0.01),
+        peak_kib as f64 / 1024.0, scenario.events, wall, cpu
+    );
+}
+
+fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
+    let api = format!("127.0.0.1:{}", free_port());
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .arg("run")
+        .env("SLUICE_LOG", "warn")
+        .env("SLUICE_DATA_DIR", &data)
+        .env("SLUICE_API_ADDRESS", &api)
+        .stdout(Stdio::null());
+    if let Some(config) = config {
+        let path = data.join("idle.yaml");
+        std::fs::write(
+            &path,
+            config
+                .replace("{data}", &data.display().to_string())
+                .replace("{api}", &api),
+        )
+        .expect("config");
+        command.arg("-c").arg(path);
+    }
+    let mut child = command.spawn().expect("start agent");
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = proc_status_kib(child.id(), "VmRSS:");
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("{name:<22} idle RSS {:.1} MiB", rss as f64 / 1024.0);
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if wanted("idle") {
+        idle_rss(dir.path(), "idle_bare", Some("data_dir: {data}\napi: { address: \"{api}\" }\npipelines:\n  idle:\n    sources:\n      - { type: demo, rate: 0.001 }\n    sinks:\n      - { type: blackhole }\n"));
+        idle_rss(dir.path(), "idle_embedded_default", None);
+    }
+    for scenario in scenarios() {
+        if wanted(scenario.name) {
+            run(&scenario, dir.path());
+        }
+    }
+}
