@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice::event::Timestamp;
-use sluice::source::demo::{line, DemoFormat};
+use sluice::source::demo::{line, time_text, DemoFormat};
 
 struct Scenario {
     name: &'static str,

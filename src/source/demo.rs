@@ -107,8 +107,9 @@ impl Demo {
                 .min(limit - next)
                 .min(self.config.batch_events as u64);
             let now = Timestamp::now();
+            let time = time_text(self.config.format, now);
             let events: Vec<Event> = (next..next + n)
-                .map(|seq| Event::Log(self.event(seq, now, &stream)))
+                .map(|seq| Event::Log(self.event(seq, now, &time, &stream)))
                 .collect();
             ctx.metrics.events_in.add(n);
             next += n;
@@ -119,12 +120,12 @@ impl Demo {
         }
     }
 
-    fn event(&self, seq: u64, now: Timestamp, stream: &Arc<str>) -> LogEvent {
+    fn event(&self, seq: u64, now: Timestamp, time: &str, stream: &Arc<str>) -> LogEvent {
         let mut fields = Map::new();
         fields.insert("seq".into(), Value::Int(seq as i64));
         LogEvent {
             timestamp: now,
-            message: Value::String(line(self.config.format, seq, now)),
+            message: Value::String(line(self.config.format, seq, time)),
             fields,
             origin: Some(Origin {
                 stream: stream.clone(),
@@ -163,8 +164,18 @@ fn pick<T>(items: &[T], bits: u64) -> &T {
     &items[(bits % items.len() as u64) as usize]
 }
 
-/// The demo line for `seq` in `format`.
-pub fn line(format: DemoFormat, seq: u64, now: Timestamp) -> String {
+/// The timestamp text a format's lines carry (formatted once per batch, not per line).
+pub fn time_text(format: DemoFormat, now: Timestamp) -> String {
+    let time = now.to_datetime();
+    match format {
+        DemoFormat::ApacheCombined => time.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+        DemoFormat::Syslog => time.format("%b %e %H:%M:%S").to_string(),
+        DemoFormat::Json | DemoFormat::Logfmt => String::new(),
+    }
+}
+
+/// The demo line for `seq` in `format`, with `time` from [`time_text`].
+pub fn line(format: DemoFormat, seq: u64, time: &str) -> String {
     let h = mix(seq);
     let ip = format!(
         "10.{}.{}.{}",
@@ -178,14 +189,12 @@ pub fn line(format: DemoFormat, seq: u64, now: Timestamp) -> String {
     let bytes = (h >> 44) % 50_000;
     match format {
         DemoFormat::ApacheCombined => {
-            let time = now.to_datetime().format("%d/%b/%Y:%H:%M:%S %z");
             format!(
                 "{ip} - - [{time}] \"{method} {path}?seq={seq} HTTP/1.1\" {status} {bytes} \"-\" \"{}\"",
                 pick(AGENTS, h >> 48)
             )
         }
         DemoFormat::Syslog => {
-            let time = now.to_datetime().format("%b %e %H:%M:%S");
             let app = pick(APPS, h >> 48);
             format!("<{}>{time} demo-host {app}[{}]: seq={seq} request from {ip} finished with {status}", 8 + h % 8, 1000 + (h >> 52) % 9000)
         }
