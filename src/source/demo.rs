@@ -220,11 +220,18 @@ mod tests {
             DemoFormat::Json,
             DemoFormat::Logfmt,
         ] {
-            assert_eq!(line(format, 42, now), line(format, 42, now));
-            assert!(line(format, 42, now).contains("42"));
+            let time = time_text(format, now);
+            assert_eq!(line(format, 42, &time), line(format, 42, &time));
+            assert!(line(format, 42, &time).contains("42"));
         }
-        let json: serde_json::Value =
-            serde_json::from_str(&line(DemoFormat::Json, 7, now)).unwrap();
+        let apache = line(
+            DemoFormat::ApacheCombined,
+            1,
+            &time_text(DemoFormat::ApacheCombined, now),
+        );
+        assert!(apache.contains("[14/Nov/2023:22:13:20 +0000]"), "{apache}");
+        assert!(apache.contains("?seq=1 HTTP/1.1"), "{apache}");
+        let json: serde_json::Value = serde_json::from_str(&line(DemoFormat::Json, 7, "")).unwrap();
         assert_eq!(json["seq"], 7);
     }
 }
