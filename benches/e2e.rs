@@ -27,9 +27,9 @@ struct Scenario {
 }
 
 fn demo_bytes() -> f64 {
-    let now = Timestamp::now();
+    let time = time_text(DemoFormat::ApacheCombined, Timestamp::now());
     let total: usize = (0..10_000)
-        .map(|n| line(DemoFormat::ApacheCombined, n, now).len() + 1)
+        .map(|n| line(DemoFormat::ApacheCombined, n, &time).len() + 1)
         .sum();
     total as f64 / 10_000.0
 }
