@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn cri_timestamp() {
         let line = parse_cri("2016-10-06T00:17:09.669794202Z stdout F x").unwrap();
-        assert_eq!(line.timestamp, Some(Timestamp(1_475_712_629_669_794_202)));
+        assert_eq!(line.timestamp, Some(Timestamp(1_475_713_029_669_794_202)));
     }
 
     fn check_docker(line: &str, expected: Option<(&str, bool, &str)>) {

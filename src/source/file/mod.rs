@@ -262,7 +262,7 @@ impl Reader {
             open: metrics.gauge("sluice_file_open", "Files open for reading.", &[]),
             rotations: metrics.counter(
                 "sluice_file_rotations_total",
-                "Paths that came to point at a different file (rename rotation, replacement).",
+                "Open files that left every matched path (renamed away by rotation, or deleted).",
                 &[],
             ),
             truncations: metrics.counter(
@@ -469,11 +469,7 @@ impl Reader {
     fn seen(&mut self, path: PathBuf, metadata: &Metadata, initial: bool) {
         let id = dev_ino(metadata);
         self.sizes.insert(id, metadata.len());
-        if let Some(previous) = self.paths.insert(path.clone(), id) {
-            if previous != id {
-                self.metrics.rotations.inc();
-            }
-        }
+        self.paths.insert(path.clone(), id);
         if let Some(tailer) = self.files.get_mut(&id) {
             tailer.gone_since = None;
             let moved = tailer.path != path && self.paths.get(&tailer.path) != Some(&id);
@@ -532,7 +528,10 @@ impl Reader {
                 continue;
             }
             if tailer.file.is_some() {
-                tailer.gone_since.get_or_insert(now);
+                if tailer.gone_since.is_none() {
+                    self.metrics.rotations.inc();
+                    tailer.gone_since = Some(now);
+                }
             } else {
                 dropped.push(*id);
             }
