@@ -9,7 +9,9 @@ use std::io::Write;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::ack::StreamTracker;
 use sluice::source::file::identity::Fingerprint;
-use sluice::source::file::tailer::{LineFormat, LineSplitter, Oversize, ReadCounters, ReadSettings, Tailer};
+use sluice::source::file::tailer::{
+    LineFormat, LineSplitter, Oversize, ReadCounters, ReadSettings, Tailer,
+};
 use sluice::telemetry::ComponentMetrics;
 
 const FILE_BYTES: usize = 32 * 1024 * 1024;

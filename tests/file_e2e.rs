@@ -75,7 +75,11 @@ pipelines:
 }
 
 fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     file.write_all(text.as_bytes()).unwrap();
 }
 
@@ -102,9 +106,15 @@ fn resumes_after_clean_restart_without_duplicates() {
     let agent = setup.start("");
     let messages = setup.wait_messages(800);
     // Let anything extra arrive before checking for duplicates.
-    wait_for("checkpoint written", WAIT, || agent.metric_sum("sluice_file_lag_bytes", &[]) == 0.0);
+    wait_for("checkpoint written", WAIT, || {
+        agent.metric_sum("sluice_file_lag_bytes", &[]) == 0.0
+    });
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(setup.messages(), expect("a", 0..800), "no line lost or repeated");
+    assert_eq!(
+        setup.messages(),
+        expect("a", 0..800),
+        "no line lost or repeated"
+    );
     assert_eq!(messages.len(), 800);
     assert!(agent.terminate().success());
 }
@@ -115,7 +125,9 @@ fn read_from_end_skips_existing_lines_but_reads_new_files_whole() {
     let old = setup.logs().join("old.log");
     append(&old, &numbered("old", 0..100));
     let agent = setup.start("        read_from: end");
-    wait_for("file opened", WAIT, || agent.metric_sum("sluice_file_open", &[]) >= 1.0);
+    wait_for("file opened", WAIT, || {
+        agent.metric_sum("sluice_file_open", &[]) >= 1.0
+    });
     append(&old, &numbered("old", 100..110));
     let late = setup.logs().join("late.log");
     append(&late, &numbered("late", 0..5));
@@ -203,7 +215,10 @@ fn huge_line_and_binary_junk_do_not_hurt() {
     assert_eq!(messages[0], "before");
     assert_eq!(messages[2], "after");
     wait_for("drop counter", WAIT, || {
-        agent.metric_sum("sluice_events_dropped_total", &[("reason", "line_too_long")]) == 1.0
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[("reason", "line_too_long")],
+        ) == 1.0
     });
     agent.terminate();
 }
@@ -234,7 +249,11 @@ fn cri_and_docker_fixtures() {
         "        format: cri\n      - type: file\n        format: docker\n        include: [\"{}/*.json.log\"]\n        glob_interval_ms: 100",
         setup.logs().display()
     );
-    fs::copy("tests/data/file/docker.json.log", setup.logs().join("c.json.log")).unwrap();
+    fs::copy(
+        "tests/data/file/docker.json.log",
+        setup.logs().join("c.json.log"),
+    )
+    .unwrap();
     // The first source reads the CRI pod log (through `**`), the second the docker file.
     let agent = {
         let text = format!(
@@ -313,7 +332,10 @@ fn logrotate(dir: &Path, log: &Path, directives: &str) {
     let conf = dir.join("logrotate.conf");
     fs::write(
         &conf,
-        format!("{} {{\n    rotate 20\n    missingok\n{directives}\n}}\n", log.display()),
+        format!(
+            "{} {{\n    rotate 20\n    missingok\n{directives}\n}}\n",
+            log.display()
+        ),
     )
     .unwrap();
     let output = std::process::Command::new("/usr/sbin/logrotate")
@@ -323,7 +345,11 @@ fn logrotate(dir: &Path, log: &Path, directives: &str) {
         .arg(&conf)
         .output()
         .expect("run logrotate");
-    assert!(output.status.success(), "logrotate: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A real logrotate rotates a file being written at a steady rate: `create` (rename),
@@ -343,13 +369,18 @@ fn real_logrotate_create_copytruncate_delaycompress() {
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(Mutex::new(()));
     let writer = {
-        let (log, written, stop, pause) = (log.clone(), written.clone(), stop.clone(), pause.clone());
+        let (log, written, stop, pause) =
+            (log.clone(), written.clone(), stop.clone(), pause.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 {
                     let _held = pause.lock().unwrap();
                     // Reopen per write, like an app that reopens on SIGHUP after `create`.
-                    let mut file = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                    let mut file = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap();
                     let mut lines = String::new();
                     for _ in 0..5 {
                         let n = written.fetch_add(1, Ordering::Relaxed);
@@ -369,11 +400,17 @@ fn real_logrotate_create_copytruncate_delaycompress() {
         {
             let _held = pause.lock().unwrap();
             let target = written.load(Ordering::Relaxed);
-            wait_for("agent caught up before copytruncate", WAIT, || delivered() >= target);
+            wait_for("agent caught up before copytruncate", WAIT, || {
+                delivered() >= target
+            });
             logrotate(setup.dir.path(), &log, "    copytruncate");
         }
         std::thread::sleep(Duration::from_millis(300));
-        logrotate(setup.dir.path(), &log, "    create\n    compress\n    delaycompress");
+        logrotate(
+            setup.dir.path(),
+            &log,
+            "    create\n    compress\n    delaycompress",
+        );
         let _ = round;
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -388,7 +425,10 @@ fn real_logrotate_create_copytruncate_delaycompress() {
     got.dedup();
     assert_eq!(got.len() as u64, total, "every line delivered");
     assert_eq!(n_delivered as u64, total, "no line delivered twice");
-    assert!(fs::read_dir(setup.logs()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".gz")));
+    assert!(fs::read_dir(setup.logs())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".gz")));
     assert!(agent.metric_sum("sluice_file_rotations_total", &[]) >= 6.0);
     agent.terminate();
 }
@@ -401,15 +441,27 @@ fn kill9_loses_nothing() {
     const PER_FILE: usize = 50_000;
     let setup = Setup::new();
     for f in 0..3 {
-        let body: String = (0..PER_FILE).map(|i| format!("f{f} seq={} {}\n", f * PER_FILE + i, "x".repeat(100))).collect();
+        let body: String = (0..PER_FILE)
+            .map(|i| format!("f{f} seq={} {}\n", f * PER_FILE + i, "x".repeat(100)))
+            .collect();
         fs::write(setup.logs().join(format!("f{f}.log")), body).unwrap();
     }
     let live = setup.logs().join("f3.log");
     let writer = std::thread::spawn(move || {
-        let mut file = OpenOptions::new().create(true).append(true).open(&live).unwrap();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&live)
+            .unwrap();
         for chunk in 0..(PER_FILE / 500) {
             let body: String = (0..500)
-                .map(|i| format!("f3 seq={} {}\n", 3 * PER_FILE + chunk * 500 + i, "y".repeat(100)))
+                .map(|i| {
+                    format!(
+                        "f3 seq={} {}\n",
+                        3 * PER_FILE + chunk * 500 + i,
+                        "y".repeat(100)
+                    )
+                })
                 .collect();
             file.write_all(body.as_bytes()).unwrap();
             std::thread::sleep(Duration::from_millis(20));
@@ -434,7 +486,12 @@ fn kill9_loses_nothing() {
         if std::time::Instant::now() > deadline {
             let have: std::collections::HashSet<u64> = got.into_iter().collect();
             let missing: Vec<u64> = (0..total as u64).filter(|n| !have.contains(n)).collect();
-            panic!("{} missing, first {:?}, last {:?}", missing.len(), &missing[..missing.len().min(10)], missing.last());
+            panic!(
+                "{} missing, first {:?}, last {:?}",
+                missing.len(),
+                &missing[..missing.len().min(10)],
+                missing.last()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -442,7 +499,10 @@ fn kill9_loses_nothing() {
     let got = seqs(&tolerant_messages(&setup.out()));
     let duplicates = got.len() - total;
     eprintln!("kill -9 x5 over {total} lines: {duplicates} duplicates");
-    assert!(duplicates < total, "duplicates bounded by what was in flight");
+    assert!(
+        duplicates < total,
+        "duplicates bounded by what was in flight"
+    );
     agent.terminate();
 }
 
@@ -455,16 +515,29 @@ fn ten_thousand_files_under_a_descriptor_cap() {
     const CAP: usize = 200;
     let setup = Setup::new();
     for f in 0..FILES {
-        fs::write(setup.logs().join(format!("f{f:05}.log")), format!("f{f} seq=0\n")).unwrap();
+        fs::write(
+            setup.logs().join(format!("f{f:05}.log")),
+            format!("f{f} seq=0\n"),
+        )
+        .unwrap();
     }
-    let agent = setup.start(&format!("        max_open_files: {CAP}\n        close_idle_secs: 2"));
+    let agent = setup.start(&format!(
+        "        max_open_files: {CAP}\n        close_idle_secs: 2"
+    ));
     let pid = agent.child.id();
-    let fds = || fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let fds = || {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     let baseline = 64; // runtime, sockets, inotify, sink file, checkpoint
     let mut max_fds = 0;
     for round in 1..=20 {
         for f in 0..ACTIVE {
-            append(&setup.logs().join(format!("f{:05}.log", f * 97)), &format!("f{} seq={round}\n", f * 97));
+            append(
+                &setup.logs().join(format!("f{:05}.log", f * 97)),
+                &format!("f{} seq={round}\n", f * 97),
+            );
         }
         max_fds = max_fds.max(fds());
         std::thread::sleep(Duration::from_millis(50));

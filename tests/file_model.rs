@@ -67,7 +67,11 @@ impl Harness {
         let shutdown = Shutdown::new();
         let metrics = ComponentMetrics::new("model", "source", "file");
         let (tx, rx) = crossbeam_channel::bounded::<Batch>(4);
-        let out = BatchSender::new(vec![(tx, Gauge::default())], shutdown.clone(), metrics.clone());
+        let out = BatchSender::new(
+            vec![(tx, Gauge::default())],
+            shutdown.clone(),
+            metrics.clone(),
+        );
         let delivered = self.delivered.clone();
         let consumer = std::thread::spawn(move || {
             for batch in rx {
@@ -109,7 +113,13 @@ impl Harness {
     fn wait_found(&self, lines: &HashSet<String>) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !lines.is_empty() {
-            if self.delivered.lock().unwrap().iter().any(|line| lines.contains(line)) {
+            if self
+                .delivered
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| lines.contains(line))
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "file never found");
@@ -124,14 +134,22 @@ impl Harness {
             if lines.is_subset(&got) {
                 return;
             }
-            assert!(Instant::now() < deadline, "missing: {:?}", lines.difference(&got).take(5).collect::<Vec<_>>());
+            assert!(
+                Instant::now() < deadline,
+                "missing: {:?}",
+                lines.difference(&got).take(5).collect::<Vec<_>>()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
 
 fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     file.write_all(text.as_bytes()).unwrap();
 }
 
@@ -141,7 +159,9 @@ fn run(steps: Vec<Step>) {
     fs::create_dir_all(temp.path().join("archive")).unwrap();
     let mut harness = Harness {
         dir: temp.path().to_owned(),
-        runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
         delivered: Arc::new(Mutex::new(Vec::new())),
         running: None,
     };
@@ -171,7 +191,8 @@ fn run(steps: Vec<Step>) {
                 // read by anyone: wait until it was found (one of its lines arrived).
                 harness.wait_found(&in_file[file]);
                 if path.exists() {
-                    fs::rename(&path, harness.dir.join(format!("archive/f{file}.{index}"))).unwrap();
+                    fs::rename(&path, harness.dir.join(format!("archive/f{file}.{index}")))
+                        .unwrap();
                 }
                 rotated.extend(in_file[file].drain());
             }
@@ -180,7 +201,11 @@ fn run(steps: Vec<Step>) {
                 in_file[file].clear();
                 if path.exists() {
                     if matches!(step, Step::Truncate { .. }) {
-                        OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+                        OpenOptions::new()
+                            .write(true)
+                            .truncate(true)
+                            .open(&path)
+                            .unwrap();
                     } else {
                         fs::remove_file(&path).unwrap();
                     }
@@ -205,7 +230,10 @@ fn run(steps: Vec<Step>) {
 
 fn step_file(step: &Step) -> usize {
     match step {
-        Step::Write { file, .. } | Step::Rotate { file } | Step::Truncate { file } | Step::Delete { file } => *file,
+        Step::Write { file, .. }
+        | Step::Rotate { file }
+        | Step::Truncate { file }
+        | Step::Delete { file } => *file,
         Step::Restart => 0,
     }
 }

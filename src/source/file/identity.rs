@@ -132,8 +132,14 @@ mod tests {
 
     #[test]
     fn saved_form_round_trips() {
-        let fingerprint = Fingerprint { hash: 0xdead_beef, len: 7 };
-        assert_eq!(Fingerprint::from_saved(&fingerprint.hash_hex(), 7), Some(fingerprint));
+        let fingerprint = Fingerprint {
+            hash: 0xdead_beef,
+            len: 7,
+        };
+        assert_eq!(
+            Fingerprint::from_saved(&fingerprint.hash_hex(), 7),
+            Some(fingerprint)
+        );
         assert_eq!(Fingerprint::from_saved("zz", 7), None);
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"x").unwrap();

@@ -150,16 +150,30 @@ mod tests {
 
     fn check_cri(line: &str, expected: Option<(&str, bool, &str)>) {
         let parsed = parse_cri(line);
-        let got = parsed.as_ref().map(|p| (p.stream, p.partial, p.message.as_ref()));
+        let got = parsed
+            .as_ref()
+            .map(|p| (p.stream, p.partial, p.message.as_ref()));
         assert_eq!(got, expected, "{line:?}");
     }
 
     #[test]
     fn cri_lines() {
-        check_cri("2016-10-06T00:17:09.669794202Z stdout F hello world", Some(("stdout", false, "hello world")));
-        check_cri("2016-10-06T00:17:09.669794202Z stderr P part one ", Some(("stderr", true, "part one ")));
-        check_cri("2016-10-06T00:17:09.669794202Z stdout F", Some(("stdout", false, "")));
-        check_cri("2016-10-06T00:17:09.669794202Z stdout F:x tagged", Some(("stdout", false, "tagged")));
+        check_cri(
+            "2016-10-06T00:17:09.669794202Z stdout F hello world",
+            Some(("stdout", false, "hello world")),
+        );
+        check_cri(
+            "2016-10-06T00:17:09.669794202Z stderr P part one ",
+            Some(("stderr", true, "part one ")),
+        );
+        check_cri(
+            "2016-10-06T00:17:09.669794202Z stdout F",
+            Some(("stdout", false, "")),
+        );
+        check_cri(
+            "2016-10-06T00:17:09.669794202Z stdout F:x tagged",
+            Some(("stdout", false, "tagged")),
+        );
         check_cri("2016-10-06T00:17:09Z stdin F nope", None);
         check_cri("yesterday stdout F nope", None);
         check_cri("plain text line", None);
@@ -174,22 +188,40 @@ mod tests {
 
     fn check_docker(line: &str, expected: Option<(&str, bool, &str)>) {
         let parsed = parse_docker(line);
-        let got = parsed.as_ref().map(|p| (p.stream, p.partial, p.message.as_ref()));
+        let got = parsed
+            .as_ref()
+            .map(|p| (p.stream, p.partial, p.message.as_ref()));
         assert_eq!(got, expected, "{line:?}");
     }
 
     #[test]
     fn docker_lines() {
-        check_docker(r#"{"log":"hello\n","stream":"stdout","time":"2019-01-01T00:00:00.5Z"}"#, Some(("stdout", false, "hello")));
-        check_docker(r#"{"log":"part","stream":"stderr","time":"2019-01-01T00:00:00Z"}"#, Some(("stderr", true, "part")));
-        check_docker(r#"{"log":"q\"uote\u00e9\n"}"#, Some(("stdout", false, "q\"uoteé")));
+        check_docker(
+            r#"{"log":"hello\n","stream":"stdout","time":"2019-01-01T00:00:00.5Z"}"#,
+            Some(("stdout", false, "hello")),
+        );
+        check_docker(
+            r#"{"log":"part","stream":"stderr","time":"2019-01-01T00:00:00Z"}"#,
+            Some(("stderr", true, "part")),
+        );
+        check_docker(
+            r#"{"log":"q\"uote\u00e9\n"}"#,
+            Some(("stdout", false, "q\"uoteé")),
+        );
         check_docker(r#"{"stream":"stdout"}"#, None);
         check_docker("not json", None);
     }
 
     fn check_path(path: &str, expected: Option<(&str, &str, Option<&str>, &str)>) {
         let got = pod_labels(path);
-        let got = got.as_ref().map(|l| (l.namespace.as_str(), l.pod.as_str(), l.pod_uid.as_deref(), l.container.as_str()));
+        let got = got.as_ref().map(|l| {
+            (
+                l.namespace.as_str(),
+                l.pod.as_str(),
+                l.pod_uid.as_deref(),
+                l.container.as_str(),
+            )
+        });
         assert_eq!(got, expected, "{path}");
     }
 

@@ -155,7 +155,10 @@ impl FileConfig {
         let matcher = Matcher::new(&self.include, &self.exclude)?;
         anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
         anyhow::ensure!(self.max_open_files > 0, "max_open_files must be at least 1");
-        anyhow::ensure!(self.glob_interval_ms > 0, "glob_interval_ms must be at least 1");
+        anyhow::ensure!(
+            self.glob_interval_ms > 0,
+            "glob_interval_ms must be at least 1"
+        );
         anyhow::ensure!(self.batch_lines > 0, "batch_lines must be at least 1");
         anyhow::ensure!(self.batch_bytes > 0, "batch_bytes must be at least 1");
         if let Some(name) = &self.offset_field {
@@ -419,7 +422,10 @@ impl Reader {
     fn meta(tailer: &Tailer) -> Map {
         let mut meta = Map::new();
         meta.insert("path".into(), Value::from(tailer.path_text()));
-        meta.insert("fingerprint".into(), Value::from(tailer.fingerprint.hash_hex()));
+        meta.insert(
+            "fingerprint".into(),
+            Value::from(tailer.fingerprint.hash_hex()),
+        );
         meta.insert(
             "fingerprint_len".into(),
             Value::Int(tailer.fingerprint.len as i64),
@@ -542,7 +548,9 @@ impl Reader {
         self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
         self.wanted.retain(|id| seen_ids.contains(id));
         self.sizes.retain(|id, _| seen_ids.contains(id));
-        self.metrics.watched.set(self.files.len() as i64 + self.want_open.len() as i64);
+        self.metrics
+            .watched
+            .set(self.files.len() as i64 + self.want_open.len() as i64);
         Ok(())
     }
 
@@ -554,7 +562,11 @@ impl Reader {
             .files
             .values()
             .map(|t| t.key.to_string())
-            .chain(self.want_open.iter().map(|w| key_of(w.dev_ino.0, w.dev_ino.1)))
+            .chain(
+                self.want_open
+                    .iter()
+                    .map(|w| key_of(w.dev_ino.0, w.dev_ino.1)),
+            )
             .collect();
         for (key, _) in self.ctx.checkpoints.positions_with_prefix(&prefix) {
             let identity = &key[prefix.len()..];
@@ -651,8 +663,13 @@ impl Reader {
         let size = metadata.len();
         let saved = self.ctx.checkpoints.position(&key).filter(|position| {
             let hash = position.meta.get("fingerprint").and_then(|v| v.as_str());
-            let len = position.meta.get("fingerprint_len").and_then(|v| v.as_u64());
-            let saved = hash.zip(len).and_then(|(h, l)| Fingerprint::from_saved(h, l));
+            let len = position
+                .meta
+                .get("fingerprint_len")
+                .and_then(|v| v.as_u64());
+            let saved = hash
+                .zip(len)
+                .and_then(|(h, l)| Fingerprint::from_saved(h, l));
             saved.is_some_and(|f| f.matches(&file).unwrap_or(false))
         });
         let start = match saved {
@@ -734,7 +751,9 @@ impl Reader {
                         to_restart.push(*id);
                         continue;
                     }
-                    if let Ok(fingerprint) = Fingerprint::compute(file, self.source.fingerprint_bytes) {
+                    if let Ok(fingerprint) =
+                        Fingerprint::compute(file, self.source.fingerprint_bytes)
+                    {
                         tailer.fingerprint = fingerprint;
                         tailer.tracker.set_meta(Self::meta(tailer));
                     }
@@ -772,7 +791,9 @@ impl Reader {
         });
         self.update_lag();
         self.metrics.open.set(self.open.len() as i64);
-        self.metrics.watched.set(self.files.len() as i64 + self.want_open.len() as i64);
+        self.metrics
+            .watched
+            .set(self.files.len() as i64 + self.want_open.len() as i64);
         Ok(())
     }
 

@@ -72,7 +72,10 @@ impl MultilineConfig {
             Some(pattern) => Some(Regex::new(pattern).context("multiline.condition_pattern")?),
             None => None,
         };
-        anyhow::ensure!(self.timeout_ms > 0, "multiline.timeout_ms must be at least 1");
+        anyhow::ensure!(
+            self.timeout_ms > 0,
+            "multiline.timeout_ms must be at least 1"
+        );
         Ok(MultilineRule {
             start,
             condition,
@@ -263,7 +266,10 @@ mod tests {
         let got: Vec<&str> = out.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(got, expected);
         for pair in out.windows(2) {
-            assert_eq!(pair[0].end, pair[1].start, "records cover the file without gaps");
+            assert_eq!(
+                pair[0].end, pair[1].start,
+                "records cover the file without gaps"
+            );
         }
     }
 
@@ -289,13 +295,31 @@ mod tests {
     fn python_traceback_continue_through() {
         check(
             r#"{"start_pattern":"^Traceback","condition_pattern":"^[\\s]","mode":"continue_through"}"#,
-            &["Traceback (most recent call last):", "  File \"x.py\", line 1", "    boom()", "ValueError: bad", "next"],
-            &["Traceback (most recent call last):\n  File \"x.py\", line 1\n    boom()", "ValueError: bad", "next"],
+            &[
+                "Traceback (most recent call last):",
+                "  File \"x.py\", line 1",
+                "    boom()",
+                "ValueError: bad",
+                "next",
+            ],
+            &[
+                "Traceback (most recent call last):\n  File \"x.py\", line 1\n    boom()",
+                "ValueError: bad",
+                "next",
+            ],
         );
         check(
             r#"{"start_pattern":"^Traceback","condition_pattern":"^[\\s]","mode":"continue_past"}"#,
-            &["Traceback (most recent call last):", "  File \"x.py\", line 1", "ValueError: bad", "next"],
-            &["Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad", "next"],
+            &[
+                "Traceback (most recent call last):",
+                "  File \"x.py\", line 1",
+                "ValueError: bad",
+                "next",
+            ],
+            &[
+                "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad",
+                "next",
+            ],
         );
     }
 
@@ -315,7 +339,11 @@ mod tests {
 
     #[test]
     fn lines_without_start_stand_alone() {
-        check(r#"{"start_pattern":"^START"}"#, &["x", "y", "START", "z"], &["x", "y", "START\nz"]);
+        check(
+            r#"{"start_pattern":"^START"}"#,
+            &["x", "y", "START", "z"],
+            &["x", "y", "START\nz"],
+        );
     }
 
     #[test]
@@ -325,7 +353,14 @@ mod tests {
         let mut multiline = Multiline::new(config.build().unwrap(), 100);
         let now = Instant::now();
         let mut out = Vec::new();
-        let piece = Piece { text: "S1".into(), start: 0, end: 3, timestamp: None, stream: None, truncated: false };
+        let piece = Piece {
+            text: "S1".into(),
+            start: 0,
+            end: 3,
+            timestamp: None,
+            stream: None,
+            truncated: false,
+        };
         multiline.push(piece, now, &mut out);
         assert_eq!(multiline.pending_start(), Some(0));
         multiline.flush_expired(now + Duration::from_millis(5), &mut out);
@@ -342,7 +377,14 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         for (i, text) in ["S123", " 4567", " 89"].iter().enumerate() {
-            let piece = Piece { text: (*text).into(), start: i as u64 * 10, end: i as u64 * 10 + 10, timestamp: None, stream: None, truncated: false };
+            let piece = Piece {
+                text: (*text).into(),
+                start: i as u64 * 10,
+                end: i as u64 * 10 + 10,
+                timestamp: None,
+                stream: None,
+                truncated: false,
+            };
             multiline.push(piece, now, &mut out);
         }
         multiline.flush(&mut out);

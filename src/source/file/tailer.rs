@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::ack::StreamTracker;
 use crate::event::{Batch, Event, LogEvent, Map, Origin, Timestamp, Value};
-use crate::telemetry::{Counter, ComponentMetrics};
+use crate::telemetry::{ComponentMetrics, Counter};
 
 use super::identity::Fingerprint;
 use super::kubernetes::{self, PodLabels};
@@ -91,8 +91,16 @@ impl ReadCounters {
     /// Registers the counters for a source.
     pub fn new(metrics: &ComponentMetrics) -> Self {
         ReadCounters {
-            bytes_read: metrics.counter("sluice_file_bytes_read_total", "Bytes read from files.", &[]),
-            lines_read: metrics.counter("sluice_file_lines_read_total", "Lines read from files.", &[]),
+            bytes_read: metrics.counter(
+                "sluice_file_bytes_read_total",
+                "Bytes read from files.",
+                &[],
+            ),
+            lines_read: metrics.counter(
+                "sluice_file_lines_read_total",
+                "Lines read from files.",
+                &[],
+            ),
             lines_truncated: metrics.counter(
                 "sluice_file_lines_truncated_total",
                 "Lines cut at max_line_bytes.",
@@ -214,7 +222,8 @@ impl LineSplitter {
     fn keep(&mut self, bytes: &[u8]) {
         self.partial_len += bytes.len() as u64;
         let room = self.max.saturating_sub(self.partial.len());
-        self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 
@@ -386,7 +395,7 @@ impl Tailer {
                 self.take_line(line, settings, counters, &mut pieces);
             });
             self.splitter = splitter;
-            self.to_events(&mut pieces, settings, stamp, &mut events);
+            self.assemble_events(&mut pieces, settings, stamp, &mut events);
         }
         if n_read > 0 {
             self.last_active = now;
@@ -395,7 +404,7 @@ impl Tailer {
         }
         if let Some(multiline) = &mut self.multiline {
             multiline.flush_expired(now, &mut pieces);
-            self.to_events(&mut pieces, settings, stamp, &mut events);
+            self.assemble_events(&mut pieces, settings, stamp, &mut events);
         }
         Ok((self.batch(events), n_read))
     }
@@ -497,11 +506,25 @@ impl Tailer {
     ) {
         let parsed = match settings.format {
             LineFormat::Cri => kubernetes::parse_cri(&piece.text).map(|line| {
-                let stream = if line.stream == "stderr" { "stderr" } else { "stdout" };
-                (line.timestamp, stream, line.partial, line.message.into_owned())
+                let stream = if line.stream == "stderr" {
+                    "stderr"
+                } else {
+                    "stdout"
+                };
+                (
+                    line.timestamp,
+                    stream,
+                    line.partial,
+                    line.message.into_owned(),
+                )
             }),
             _ => kubernetes::parse_docker(&piece.text).map(|line| {
-                (line.timestamp, line.stream, line.partial, line.message.into_owned())
+                (
+                    line.timestamp,
+                    line.stream,
+                    line.partial,
+                    line.message.into_owned(),
+                )
             }),
         };
         let Some((timestamp, stream, partial, message)) = parsed else {
@@ -516,7 +539,8 @@ impl Tailer {
                 if message.len() > room {
                     head.truncated = true;
                 }
-                head.text.push_str(&message[..floor_char_boundary(&message, room)]);
+                head.text
+                    .push_str(&message[..floor_char_boundary(&message, room)]);
                 head.end = piece.end;
                 head
             }
@@ -536,7 +560,7 @@ impl Tailer {
         }
     }
 
-    fn to_events(
+    fn assemble_events(
         &mut self,
         pieces: &mut Vec<Piece>,
         settings: &ReadSettings,
@@ -609,21 +633,41 @@ mod tests {
         let mut at = 0;
         for chunk in chunks {
             splitter.feed(chunk, at, |line| {
-                got.push((String::from_utf8_lossy(line.bytes).into_owned(), line.start, line.end, line.truncated))
+                got.push((
+                    String::from_utf8_lossy(line.bytes).into_owned(),
+                    line.start,
+                    line.end,
+                    line.truncated,
+                ))
             });
             at += chunk.len() as u64;
         }
-        let expected: Vec<_> = expected.iter().map(|(t, s, e, c)| ((*t).to_owned(), *s, *e, *c)).collect();
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(t, s, e, c)| ((*t).to_owned(), *s, *e, *c))
+            .collect();
         assert_eq!(got, expected);
     }
 
     #[test]
     fn splits_lines() {
-        check(&[b"a\nbb\n"], 10, &[("a", 0, 2, false), ("bb", 2, 5, false)]);
-        check(&[b"a", b"b\nc", b"\n"], 10, &[("ab", 0, 3, false), ("c", 3, 5, false)]);
+        check(
+            &[b"a\nbb\n"],
+            10,
+            &[("a", 0, 2, false), ("bb", 2, 5, false)],
+        );
+        check(
+            &[b"a", b"b\nc", b"\n"],
+            10,
+            &[("ab", 0, 3, false), ("c", 3, 5, false)],
+        );
         check(&[b"x\r\n\n"], 10, &[("x", 0, 3, false), ("", 3, 4, false)]);
         check(&[b"tail without newline"], 10, &[]);
-        check(&[b"0123456789abc\nok\n"], 4, &[("0123", 0, 14, true), ("ok", 14, 17, false)]);
+        check(
+            &[b"0123456789abc\nok\n"],
+            4,
+            &[("0123", 0, 14, true), ("ok", 14, 17, false)],
+        );
         check(&[b"01", b"23", b"45", b"67\n"], 3, &[("012", 0, 9, true)]);
     }
 
@@ -634,7 +678,11 @@ mod tests {
         for i in 0..100u64 {
             splitter.feed(&chunk, i * chunk.len() as u64, |_| panic!("no newline yet"));
         }
-        assert!(splitter.partial.capacity() < 1024, "kept {} bytes", splitter.partial.capacity());
+        assert!(
+            splitter.partial.capacity() < 1024,
+            "kept {} bytes",
+            splitter.partial.capacity()
+        );
         assert_eq!(splitter.partial_start(), Some(0));
     }
 }
