@@ -75,7 +75,7 @@ impl SourceConfig {
 pub enum Source {
     /// See [`demo`].
     Demo(demo::Demo),
-    /// See [`file`].
+    /// See [`mod@file`].
     File(file::FileSource),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
