@@ -76,7 +76,7 @@ impl SinkConfig {
 pub enum Sink {
     /// See [`console`].
     Console(console::Console),
-    /// See [`file`].
+    /// See [`mod@file`].
     File(file::FileSink),
     /// See [`blackhole`].
     Blackhole(blackhole::Blackhole),

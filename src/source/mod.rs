@@ -8,6 +8,7 @@
 //! channel blocks it: that is the backpressure.
 
 pub mod demo;
+pub mod file;
 pub mod stdin;
 
 use std::sync::Arc;
@@ -26,13 +27,15 @@ use crate::telemetry::{ComponentMetrics, Gauge};
 pub enum SourceConfig {
     /// Generated, numbered log lines (`type: demo`).
     Demo(demo::DemoConfig),
+    /// Lines tailed from files (`type: file`).
+    File(file::FileConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
 }
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "stdin"];
+    const TYPES: &'static [&'static str] = &["demo", "file", "stdin"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -40,6 +43,7 @@ impl TaggedEnum for SourceConfig {
     ) -> Result<Self, A::Error> {
         Ok(match type_name {
             "demo" => Self::Demo(body.next_value()?),
+            "file" => Self::File(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
@@ -51,6 +55,7 @@ impl SourceConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Demo(_) => "demo",
+            Self::File(_) => "file",
             Self::Stdin(_) => "stdin",
         }
     }
@@ -59,6 +64,7 @@ impl SourceConfig {
     pub fn build(&self) -> anyhow::Result<Source> {
         Ok(match self {
             Self::Demo(config) => Source::Demo(config.build()?),
+            Self::File(config) => Source::File(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
         })
     }
@@ -69,6 +75,8 @@ impl SourceConfig {
 pub enum Source {
     /// See [`demo`].
     Demo(demo::Demo),
+    /// See [`mod@file`].
+    File(file::FileSource),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
 }
@@ -106,6 +114,7 @@ impl Source {
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         match self {
             Source::Demo(source) => source.start(ctx),
+            Source::File(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
         }
     }

@@ -1,0 +1,816 @@
+//! `type: file`: tails files matched by globs, through rotation, truncation, deletion and
+//! restarts, without losing or repeating lines.
+//!
+//! How it works, on one reader thread:
+//! - Discovery ([`discovery`]): a directory walk every `glob_interval_ms` (the safety net)
+//!   plus inotify events that wake the thread at once for new or changed files.
+//! - Identity ([`identity`]): `<dev>-<ino>` plus a fingerprint of the first bytes; the rules
+//!   are written down there.
+//! - Reading ([`tailer`]): open files are read round-robin, at most one batch (`batch_lines`
+//!   / `batch_bytes`) per file per turn, so one busy file cannot starve the others. Each
+//!   batch carries one acknowledgement ending just past its last complete line; the
+//!   checkpoint moves only when every sink took everything before it. The blocking send is
+//!   the backpressure: the file is the buffer.
+//! - Rotation by rename: the old file stays open and is read to its end; it is let go once
+//!   it has been at its end for `rotate_wait_ms` with no matched path pointing at it. The
+//!   new file at the old path is a new identity, read from its start.
+//! - copytruncate: a size below the read offset (or changed first bytes) means truncation;
+//!   the file is read again from 0. Lines written between logrotate's copy and its truncate
+//!   are in the copy only, and are lost unless the copy's name is also matched: a race of
+//!   copytruncate itself, the same for every tailer.
+//! - A deleted file is read to its end while open, then let go; once everything read from
+//!   it is acknowledged its checkpoint is forgotten.
+//! - `read_from` applies only to files found by the first scan that have no checkpoint;
+//!   files that appear later are new and read from their start.
+//! - Idle files are closed after `close_idle_secs` and reopened when they change; at most
+//!   `max_open_files` are open (the least recently active file at its end is closed first).
+//!
+//! Owns: the per-file state table and the reader loop. Never: blocks the async runtime,
+//! commits an offset itself, or stops on a bad file (errors are logged once per path and
+//! retried at the next scan).
+
+pub mod discovery;
+pub mod identity;
+pub mod kubernetes;
+pub mod multiline;
+pub mod tailer;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{File, Metadata};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+
+use super::{Running, SourceContext, Stopped};
+use crate::ack::StreamTracker;
+use crate::event::{Batch, Map, Value};
+use crate::telemetry::{Counter, Gauge};
+use discovery::{Change, Matcher, Watcher};
+use identity::{dev_ino, key_of, Fingerprint};
+use multiline::MultilineConfig;
+use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
+
+/// Where to start in a file never seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From the first byte.
+    #[default]
+    Beginning,
+    /// From the current end (only new lines).
+    End,
+}
+
+/// `type: file` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Absolute path globs of files to read (`*`, `?`, `[..]`, `{a,b}`, and `**` for any
+    /// depth), e.g. `["/var/log/**/*.log"]`.
+    pub include: Vec<String>,
+    /// Globs of paths not to read, even if included. Compressed files (`.gz`, `.bz2`,
+    /// `.xz`, `.zst`, `.zip`, `.lz4`) are never read.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where to start in files found at startup that have no checkpoint: `beginning`
+    /// (default) or `end`. Files appearing later are always read from their beginning.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// Skip files without a checkpoint whose last modification is older than this.
+    #[serde(default)]
+    pub ignore_older_secs: Option<u64>,
+    /// Bytes at the start of a file hashed into its fingerprint.
+    #[serde(default = "default_fingerprint_bytes")]
+    pub fingerprint_bytes: u64,
+    /// How often directories are scanned for new, rotated and deleted files (the safety
+    /// net behind inotify), in milliseconds.
+    #[serde(default = "default_glob_interval_ms")]
+    pub glob_interval_ms: u64,
+    /// Longest line kept, in bytes; see `oversize`.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Longer lines are cut to `max_line_bytes` (`truncate`, default) or dropped (`drop`);
+    /// counted either way.
+    #[serde(default)]
+    pub oversize: Oversize,
+    /// Join lines into multiline records (stack traces); see the multiline keys.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+    /// Line format: `none` (default), `cri` or `docker` (Kubernetes container logs, with
+    /// partial lines reassembled and `stream` and the timestamp decoded).
+    #[serde(default)]
+    pub format: LineFormat,
+    /// Put the byte offset of each line's start in this field.
+    #[serde(default)]
+    pub offset_field: Option<String>,
+    /// Close a file after this long without new data; it is reopened when it changes.
+    #[serde(default = "default_close_idle_secs")]
+    pub close_idle_secs: u64,
+    /// Most files open at once.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// How long a rotated-away or deleted file is kept open at its end for late writes
+    /// before it is let go, in milliseconds.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// Most lines per batch.
+    #[serde(default = "default_batch_lines")]
+    pub batch_lines: usize,
+    /// Most bytes read per batch (and per file per turn).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+}
+
+fn default_fingerprint_bytes() -> u64 {
+    1024
+}
+fn default_glob_interval_ms() -> u64 {
+    1000
+}
+fn default_max_line_bytes() -> usize {
+    100 * 1024
+}
+fn default_close_idle_secs() -> u64 {
+    30
+}
+fn default_max_open_files() -> usize {
+    1024
+}
+fn default_rotate_wait_ms() -> u64 {
+    5000
+}
+fn default_batch_lines() -> usize {
+    1000
+}
+fn default_batch_bytes() -> usize {
+    1024 * 1024
+}
+
+impl FileConfig {
+    /// Validates the settings and compiles globs and patterns.
+    pub fn build(&self) -> anyhow::Result<FileSource> {
+        let matcher = Matcher::new(&self.include, &self.exclude)?;
+        anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
+        anyhow::ensure!(self.max_open_files > 0, "max_open_files must be at least 1");
+        anyhow::ensure!(
+            self.glob_interval_ms > 0,
+            "glob_interval_ms must be at least 1"
+        );
+        anyhow::ensure!(self.batch_lines > 0, "batch_lines must be at least 1");
+        anyhow::ensure!(self.batch_bytes > 0, "batch_bytes must be at least 1");
+        if let Some(name) = &self.offset_field {
+            anyhow::ensure!(
+                !name.is_empty() && name != "message" && name != "file",
+                "offset_field must be a field name other than message and file"
+            );
+        }
+        let multiline = match &self.multiline {
+            Some(config) => Some(config.build()?),
+            None => None,
+        };
+        Ok(FileSource {
+            matcher,
+            settings: Arc::new(ReadSettings {
+                max_line_bytes: self.max_line_bytes,
+                oversize: self.oversize,
+                format: self.format,
+                multiline,
+                offset_field: self.offset_field.clone(),
+                batch_lines: self.batch_lines,
+                batch_bytes: self.batch_bytes,
+            }),
+            read_from: self.read_from,
+            ignore_older: self.ignore_older_secs.map(Duration::from_secs),
+            fingerprint_bytes: self.fingerprint_bytes,
+            glob_interval: Duration::from_millis(self.glob_interval_ms),
+            close_idle: Duration::from_secs(self.close_idle_secs),
+            max_open_files: self.max_open_files,
+            rotate_wait: Duration::from_millis(self.rotate_wait_ms),
+        })
+    }
+}
+
+/// A built file source.
+#[derive(Debug)]
+pub struct FileSource {
+    matcher: Matcher,
+    settings: Arc<ReadSettings>,
+    read_from: ReadFrom,
+    ignore_older: Option<Duration>,
+    fingerprint_bytes: u64,
+    glob_interval: Duration,
+    close_idle: Duration,
+    max_open_files: usize,
+    rotate_wait: Duration,
+}
+
+impl FileSource {
+    /// Starts the reader thread.
+    pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
+        Running::thread(format!("file-{}", ctx.id), move || {
+            let mut reader = Reader::new(self, ctx);
+            reader.run();
+        })
+    }
+}
+
+/// Source-level metrics beyond the per-line counters.
+struct FileMetrics {
+    watched: Gauge,
+    open: Gauge,
+    rotations: Counter,
+    truncations: Counter,
+    lag_total: Gauge,
+    lag_max: Gauge,
+}
+
+/// A file waiting for a free descriptor.
+struct WantOpen {
+    path: PathBuf,
+    dev_ino: (u64, u64),
+    /// Found by the first scan (so `read_from` applies).
+    initial: bool,
+}
+
+struct Reader {
+    source: FileSource,
+    ctx: SourceContext,
+    counters: ReadCounters,
+    metrics: FileMetrics,
+    files: HashMap<(u64, u64), Tailer>,
+    /// Where each matched path pointed at the last scan.
+    paths: HashMap<PathBuf, (u64, u64)>,
+    want_open: VecDeque<WantOpen>,
+    /// The files in `want_open`.
+    wanted: HashSet<(u64, u64)>,
+    /// Let-go files whose checkpoint is forgotten once everything read is acknowledged.
+    retiring: HashMap<String, (StreamTracker, u64)>,
+    /// Paths whose open failure was already logged.
+    warned: HashSet<PathBuf>,
+    /// Sizes seen at the last scan, for lag.
+    sizes: HashMap<(u64, u64), u64>,
+    /// Files with an open descriptor.
+    open: HashSet<(u64, u64)>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    fn new(source: FileSource, ctx: SourceContext) -> Self {
+        let metrics = &ctx.metrics;
+        let file_metrics = FileMetrics {
+            watched: metrics.gauge("sluice_file_watched", "Files matched and tracked.", &[]),
+            open: metrics.gauge("sluice_file_open", "Files open for reading.", &[]),
+            rotations: metrics.counter(
+                "sluice_file_rotations_total",
+                "Open files that left every matched path (renamed away by rotation, or deleted).",
+                &[],
+            ),
+            truncations: metrics.counter(
+                "sluice_file_truncations_total",
+                "Files found truncated or rewritten, read again from the start.",
+                &[],
+            ),
+            lag_total: metrics.gauge(
+                "sluice_file_lag_bytes",
+                "Bytes not yet read, summed over all tracked files.",
+                &[],
+            ),
+            lag_max: metrics.gauge(
+                "sluice_file_max_lag_bytes",
+                "Bytes not yet read in the file furthest behind.",
+                &[],
+            ),
+        };
+        Reader {
+            counters: ReadCounters::new(metrics),
+            metrics: file_metrics,
+            source,
+            ctx,
+            files: HashMap::new(),
+            paths: HashMap::new(),
+            want_open: VecDeque::new(),
+            wanted: HashSet::new(),
+            retiring: HashMap::new(),
+            warned: HashSet::new(),
+            sizes: HashMap::new(),
+            open: HashSet::new(),
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    fn run(&mut self) {
+        let (mut watcher, changes) = Watcher::new();
+        watcher.watch_roots(&self.source.matcher);
+        if self.scan(true).is_err() {
+            return;
+        }
+        self.forget_unseen_checkpoints();
+        let mut next_scan = Instant::now() + self.source.glob_interval;
+        let mut next_upkeep = Instant::now();
+        while !self.ctx.shutdown.is_triggered() {
+            let mut rescan = false;
+            for change in changes.try_iter().take(100_000) {
+                match change {
+                    Change::Rescan => rescan = true,
+                    Change::Touched(path) => self.touched(&path),
+                }
+            }
+            let now = Instant::now();
+            if rescan || now >= next_scan {
+                watcher.watch_roots(&self.source.matcher);
+                if self.scan(false).is_err() {
+                    return;
+                }
+                next_scan = now + self.source.glob_interval;
+            }
+            if self.open_wanted().is_err() {
+                return;
+            }
+            let n_read = match self.read_round() {
+                Ok(n) => n,
+                Err(Stopped) => return,
+            };
+            if now >= next_upkeep {
+                if self.upkeep().is_err() {
+                    return;
+                }
+                next_upkeep = now + Duration::from_millis(100);
+            }
+            if n_read == 0 {
+                let wait = next_scan
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100));
+                if let Ok(change) = changes.recv_timeout(wait) {
+                    match change {
+                        Change::Rescan => next_scan = Instant::now(),
+                        Change::Touched(path) => self.touched(&path),
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, stream_hash: u64, batch: Batch) -> Result<(), Stopped> {
+        self.ctx.out.send(stream_hash, batch)
+    }
+
+    /// One turn for every open file. Returns bytes read.
+    fn read_round(&mut self) -> Result<usize, Stopped> {
+        let ids: Vec<(u64, u64)> = self.open.iter().copied().collect();
+        let mut total = 0;
+        for id in ids {
+            if !self.has_news(id) {
+                continue;
+            }
+            let Some(tailer) = self.files.get_mut(&id) else {
+                continue;
+            };
+            let result = tailer.read_batch(&self.source.settings, &self.counters, &mut self.buf);
+            match result {
+                Ok((batch, n)) => {
+                    total += n;
+                    let stream_hash = tailer.stream_hash;
+                    if let Some(batch) = batch {
+                        self.counters.events_in.add(batch.events.len() as u64);
+                        self.send(stream_hash, batch)?;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(file = %tailer.path.display(), %error, "read failed; retrying after the next scan");
+                    tailer.file = None;
+                    self.open.remove(&id);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Whether a file is worth a read. A file at its end costs one `fstat` per round: no
+    /// growth, no read. A size below the read offset is a truncation; growth after being
+    /// at the end checks the first bytes first, so a file truncated and rewritten past the
+    /// old offset is not read from the middle.
+    fn has_news(&mut self, id: (u64, u64)) -> bool {
+        let Some(tailer) = self.files.get(&id) else {
+            return false;
+        };
+        let Some(file) = &tailer.file else {
+            return false;
+        };
+        if !tailer.at_eof {
+            return true;
+        }
+        let Ok(metadata) = file.metadata() else {
+            return true;
+        };
+        let size = metadata.len();
+        if size == tailer.offset {
+            return false;
+        }
+        if size < tailer.offset {
+            self.restart_from_zero(id, "truncated");
+            return true;
+        }
+        if !tailer.fingerprint.matches(file).unwrap_or(true) {
+            self.restart_from_zero(id, "rewritten");
+        }
+        true
+    }
+
+    fn meta(tailer: &Tailer) -> Map {
+        let mut meta = Map::new();
+        meta.insert("path".into(), Value::from(tailer.path_text()));
+        meta.insert(
+            "fingerprint".into(),
+            Value::from(tailer.fingerprint.hash_hex()),
+        );
+        meta.insert(
+            "fingerprint_len".into(),
+            Value::Int(tailer.fingerprint.len as i64),
+        );
+        meta
+    }
+
+    fn restart_from_zero(&mut self, id: (u64, u64), why: &str) {
+        let Some(tailer) = self.files.get_mut(&id) else {
+            return;
+        };
+        let Some(file) = tailer.file.as_mut() else {
+            return;
+        };
+        self.metrics.truncations.inc();
+        tracing::info!(file = %tailer.path.display(), reason = why, "file truncated or rewritten; reading it again from the start");
+        if file.seek(SeekFrom::Start(0)).is_err() {
+            return;
+        }
+        if let Ok(fingerprint) = Fingerprint::compute(file, self.source.fingerprint_bytes) {
+            tailer.fingerprint = fingerprint;
+        }
+        let key = self.ctx.checkpoint_key(&tailer.key);
+        let tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(tailer));
+        self.retiring.remove(&key);
+        tailer.restart(0, tracker);
+    }
+
+    /// An inotify event for `path`.
+    fn touched(&mut self, path: &Path) {
+        if !self.source.matcher.matches(path) {
+            return;
+        }
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return;
+        };
+        let id = dev_ino(&metadata);
+        if self.open.contains(&id) && self.paths.get(path) == Some(&id) {
+            return; // open files are read every round anyway
+        }
+        if metadata.is_file() {
+            self.seen(path.to_path_buf(), &metadata, false);
+        }
+    }
+
+    /// A matched path and what it points at, from a scan or an event.
+    fn seen(&mut self, path: PathBuf, metadata: &Metadata, initial: bool) {
+        let id = dev_ino(metadata);
+        self.sizes.insert(id, metadata.len());
+        self.paths.insert(path.clone(), id);
+        if let Some(tailer) = self.files.get_mut(&id) {
+            tailer.gone_since = None;
+            let moved = tailer.path != path && self.paths.get(&tailer.path) != Some(&id);
+            if moved {
+                tailer.set_path(path.clone());
+                tailer.tracker.set_meta(Self::meta(tailer));
+            }
+            if tailer.file.is_none() && metadata.len() != tailer.offset {
+                self.want(path, id, false);
+            }
+            return;
+        }
+        if let Some(limit) = self.source.ignore_older {
+            let key = self.ctx.checkpoint_key(&key_of(id.0, id.1));
+            let old = metadata
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age > limit);
+            if old && self.ctx.checkpoints.position(&key).is_none() {
+                return;
+            }
+        }
+        self.want(path, id, initial);
+    }
+
+    fn want(&mut self, path: PathBuf, dev_ino: (u64, u64), initial: bool) {
+        if !self.wanted.insert(dev_ino) {
+            return;
+        }
+        self.want_open.push_back(WantOpen {
+            path,
+            dev_ino,
+            initial,
+        });
+    }
+
+    /// The periodic scan: new files, moved files, files gone from every matched path.
+    fn scan(&mut self, initial: bool) -> Result<(), Stopped> {
+        let found = self.source.matcher.scan();
+        let mut seen_ids = HashSet::with_capacity(found.len());
+        let mut new_paths = HashMap::with_capacity(found.len());
+        for (path, metadata) in &found {
+            new_paths.insert(path.clone(), dev_ino(metadata));
+        }
+        // Paths that vanished no longer point anywhere.
+        self.paths.retain(|path, _| new_paths.contains_key(path));
+        for (path, metadata) in found {
+            seen_ids.insert(dev_ino(&metadata));
+            self.seen(path, &metadata, initial);
+        }
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        for (id, tailer) in &mut self.files {
+            if seen_ids.contains(id) {
+                continue;
+            }
+            if tailer.file.is_some() {
+                if tailer.gone_since.is_none() {
+                    self.metrics.rotations.inc();
+                    tailer.gone_since = Some(now);
+                }
+            } else {
+                dropped.push(*id);
+            }
+        }
+        for id in dropped {
+            self.let_go(id)?;
+        }
+        self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
+        self.wanted.retain(|id| seen_ids.contains(id));
+        self.sizes.retain(|id, _| seen_ids.contains(id));
+        self.metrics
+            .watched
+            .set(self.files.len() as i64 + self.want_open.len() as i64);
+        Ok(())
+    }
+
+    /// After the first scan: saved positions of files that no longer exist are dropped, so
+    /// the checkpoint file does not grow with every rotation that happened while down.
+    fn forget_unseen_checkpoints(&mut self) {
+        let prefix = self.ctx.checkpoint_key("");
+        let live: HashSet<String> = self
+            .files
+            .values()
+            .map(|t| t.key.to_string())
+            .chain(
+                self.want_open
+                    .iter()
+                    .map(|w| key_of(w.dev_ino.0, w.dev_ino.1)),
+            )
+            .collect();
+        for (key, _) in self.ctx.checkpoints.positions_with_prefix(&prefix) {
+            let identity = &key[prefix.len()..];
+            if !live.contains(identity) {
+                tracing::debug!(key = %key, "forgetting the checkpoint of a file that no longer exists");
+                self.ctx.checkpoints.forget(&key);
+            }
+        }
+    }
+
+    /// Opens waiting files while descriptors are free.
+    fn open_wanted(&mut self) -> Result<(), Stopped> {
+        while !self.want_open.is_empty() {
+            if self.open.len() >= self.source.max_open_files && !self.evict_one() {
+                return Ok(());
+            }
+            let Some(want) = self.want_open.pop_front() else {
+                break;
+            };
+            self.wanted.remove(&want.dev_ino);
+            self.open(want);
+        }
+        self.metrics.open.set(self.open.len() as i64);
+        Ok(())
+    }
+
+    /// Closes the least recently active open file that is at its end and still reachable.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .open
+            .iter()
+            .filter_map(|id| self.files.get(id).map(|t| (id, t)))
+            .filter(|(_, t)| t.at_eof && t.gone_since.is_none())
+            .min_by_key(|(_, t)| t.last_active)
+            .map(|(id, _)| *id);
+        let Some(id) = victim else {
+            return false;
+        };
+        if let Some(tailer) = self.files.get_mut(&id) {
+            tailer.file = None;
+        }
+        self.open.remove(&id);
+        true
+    }
+
+    fn open(&mut self, want: WantOpen) {
+        let file = match File::open(&want.path) {
+            Ok(file) => file,
+            Err(error) => {
+                if self.warned.insert(want.path.clone()) {
+                    tracing::warn!(file = %want.path.display(), %error, "cannot open file; retrying at every scan");
+                }
+                return;
+            }
+        };
+        self.warned.remove(&want.path);
+        let Ok(metadata) = file.metadata() else {
+            return;
+        };
+        if dev_ino(&metadata) != want.dev_ino {
+            return; // replaced since the scan; the next scan sees the new one
+        }
+        if self.files.contains_key(&want.dev_ino) {
+            self.reopen(want.dev_ino, file, &metadata);
+        } else {
+            self.open_new(want, file, &metadata);
+        }
+    }
+
+    fn reopen(&mut self, id: (u64, u64), mut file: File, metadata: &Metadata) {
+        let Some(tailer) = self.files.get_mut(&id) else {
+            return;
+        };
+        let same = tailer.fingerprint.matches(&file).unwrap_or(false);
+        let offset = tailer.offset;
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            return;
+        }
+        tailer.file = Some(file);
+        tailer.at_eof = false;
+        tailer.last_active = Instant::now();
+        self.open.insert(id);
+        if !same || metadata.len() < offset {
+            self.restart_from_zero(id, if same { "truncated" } else { "replaced" });
+        }
+    }
+
+    fn open_new(&mut self, want: WantOpen, mut file: File, metadata: &Metadata) {
+        let Ok(fingerprint) = Fingerprint::compute(&file, self.source.fingerprint_bytes) else {
+            return;
+        };
+        let identity = key_of(want.dev_ino.0, want.dev_ino.1);
+        let key = self.ctx.checkpoint_key(&identity);
+        let size = metadata.len();
+        let saved = self.ctx.checkpoints.position(&key).filter(|position| {
+            let hash = position.meta.get("fingerprint").and_then(|v| v.as_str());
+            let len = position
+                .meta
+                .get("fingerprint_len")
+                .and_then(|v| v.as_u64());
+            let saved = hash
+                .zip(len)
+                .and_then(|(h, l)| Fingerprint::from_saved(h, l));
+            saved.is_some_and(|f| f.matches(&file).unwrap_or(false))
+        });
+        let start = match saved {
+            Some(position) if position.offset <= size => position.offset,
+            Some(_) => {
+                self.metrics.truncations.inc();
+                0
+            }
+            None if want.initial && self.source.read_from == ReadFrom::End => size,
+            None => 0,
+        };
+        if file.seek(SeekFrom::Start(start)).is_err() {
+            return;
+        }
+        tracing::debug!(file = %want.path.display(), offset = start, "tailing file");
+        let tracker = StreamTracker::detached(start);
+        let mut tailer = Tailer::new(
+            identity,
+            want.dev_ino,
+            want.path,
+            file,
+            start,
+            fingerprint,
+            tracker,
+            &self.source.settings,
+        );
+        tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
+        self.retiring.remove(&key);
+        self.files.insert(want.dev_ino, tailer);
+        self.open.insert(want.dev_ino);
+    }
+
+    /// Sends what is still assembled, closes the file, and retires its checkpoint.
+    fn let_go(&mut self, id: (u64, u64)) -> Result<(), Stopped> {
+        let Some(mut tailer) = self.files.remove(&id) else {
+            return Ok(());
+        };
+        tailer.file = None;
+        self.open.remove(&id);
+        if let Some(batch) = tailer.finish(&self.source.settings, &self.counters) {
+            self.counters.events_in.add(batch.events.len() as u64);
+            self.send(tailer.stream_hash, batch)?;
+        }
+        tracing::debug!(file = %tailer.path.display(), "file let go");
+        let key = self.ctx.checkpoint_key(&tailer.key);
+        self.retiring.insert(key, (tailer.tracker, tailer.offset));
+        Ok(())
+    }
+
+    /// Every 100 ms: multiline timeouts, idle closing, letting go, fingerprints, metrics.
+    fn upkeep(&mut self) -> Result<(), Stopped> {
+        let now = Instant::now();
+        let mut to_let_go = Vec::new();
+        let mut to_restart = Vec::new();
+        let mut batches = Vec::new();
+        let mut closed = Vec::new();
+        for id in &self.open {
+            let Some(tailer) = self.files.get_mut(id) else {
+                continue;
+            };
+            let Some(file) = &tailer.file else {
+                continue;
+            };
+            if !tailer.at_eof {
+                continue;
+            }
+            if let Some(since) = tailer.gone_since {
+                if now.duration_since(since) >= self.source.rotate_wait
+                    && now.duration_since(tailer.last_active) >= self.source.rotate_wait
+                {
+                    to_let_go.push(*id);
+                }
+                continue;
+            }
+            if tailer.fingerprint.len < self.source.fingerprint_bytes {
+                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if size > tailer.fingerprint.len {
+                    if !tailer.fingerprint.matches(file).unwrap_or(true) {
+                        to_restart.push(*id);
+                        continue;
+                    }
+                    if let Ok(fingerprint) =
+                        Fingerprint::compute(file, self.source.fingerprint_bytes)
+                    {
+                        tailer.fingerprint = fingerprint;
+                        tailer.tracker.set_meta(Self::meta(tailer));
+                    }
+                }
+            }
+            if let Some(batch) = tailer.flush_expired(&self.source.settings) {
+                batches.push((tailer.stream_hash, batch));
+            }
+            if now.duration_since(tailer.last_active) >= self.source.close_idle {
+                tailer.file = None;
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            self.open.remove(&id);
+        }
+        for (stream_hash, batch) in batches {
+            self.counters.events_in.add(batch.events.len() as u64);
+            self.send(stream_hash, batch)?;
+        }
+        for id in to_restart {
+            self.restart_from_zero(id, "rewritten");
+        }
+        for id in to_let_go {
+            self.let_go(id)?;
+        }
+        let checkpoints = &self.ctx.checkpoints;
+        self.retiring.retain(|key, (tracker, end)| {
+            if tracker.committed() >= *end {
+                checkpoints.forget(key);
+                false
+            } else {
+                true
+            }
+        });
+        self.update_lag();
+        self.metrics.open.set(self.open.len() as i64);
+        self.metrics
+            .watched
+            .set(self.files.len() as i64 + self.want_open.len() as i64);
+        Ok(())
+    }
+
+    fn update_lag(&mut self) {
+        let mut total = 0u64;
+        let mut max = 0u64;
+        for (id, tailer) in &self.files {
+            let size = match &tailer.file {
+                Some(file) if !tailer.at_eof => file.metadata().map(|m| m.len()).unwrap_or(0),
+                Some(_) => tailer.offset,
+                None => self.sizes.get(id).copied().unwrap_or(tailer.offset),
+            };
+            let lag = size.saturating_sub(tailer.offset);
+            total += lag;
+            max = max.max(lag);
+        }
+        self.metrics.lag_total.set(total as i64);
+        self.metrics.lag_max.set(max as i64);
+    }
+}
