@@ -4,6 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Events are allocated on source threads and freed on sink threads; glibc's malloc pays
+/// heavily for such cross-thread frees (measured with perf: 25% of the bare pipeline in
+/// malloc/_int_free), mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::agent::{self, ConfigSource};
 
 /// sluice: a small, fast log-and-metrics agent.

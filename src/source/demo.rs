@@ -176,34 +176,46 @@ pub fn time_text(format: DemoFormat, now: Timestamp) -> String {
 
 /// The demo line for `seq` in `format`, with `time` from [`time_text`].
 pub fn line(format: DemoFormat, seq: u64, time: &str) -> String {
+    use std::fmt::Write as _;
     let h = mix(seq);
-    let ip = format!(
-        "10.{}.{}.{}",
-        (h >> 8) & 0xff,
-        (h >> 16) & 0xff,
-        (h >> 24) & 0xff
-    );
+    let ip = Ip((h >> 8) as u8, (h >> 16) as u8, (h >> 24) as u8);
     let method = pick(METHODS, h >> 32);
     let path = pick(PATHS, h >> 36);
     let status = pick(STATUSES, h >> 40);
     let bytes = (h >> 44) % 50_000;
-    match format {
-        DemoFormat::ApacheCombined => {
-            format!(
-                "{ip} - - [{time}] \"{method} {path}?seq={seq} HTTP/1.1\" {status} {bytes} \"-\" \"{}\"",
-                pick(AGENTS, h >> 48)
-            )
-        }
-        DemoFormat::Syslog => {
-            let app = pick(APPS, h >> 48);
-            format!("<{}>{time} demo-host {app}[{}]: seq={seq} request from {ip} finished with {status}", 8 + h % 8, 1000 + (h >> 52) % 9000)
-        }
-        DemoFormat::Json => format!(
+    // One allocation of the right size: this runs once per generated event.
+    let mut out = String::with_capacity(192);
+    let _ = match format {
+        DemoFormat::ApacheCombined => write!(
+            out,
+            "{ip} - - [{time}] \"{method} {path}?seq={seq} HTTP/1.1\" {status} {bytes} \"-\" \"{}\"",
+            pick(AGENTS, h >> 48)
+        ),
+        DemoFormat::Syslog => write!(
+            out,
+            "<{}>{time} demo-host {}[{}]: seq={seq} request from {ip} finished with {status}",
+            8 + h % 8,
+            pick(APPS, h >> 48),
+            1000 + (h >> 52) % 9000
+        ),
+        DemoFormat::Json => write!(
+            out,
             r#"{{"seq":{seq},"client":"{ip}","method":"{method}","path":"{path}","status":{status},"bytes":{bytes}}}"#
         ),
-        DemoFormat::Logfmt => format!(
+        DemoFormat::Logfmt => write!(
+            out,
             "seq={seq} client={ip} method={method} path={path} status={status} bytes={bytes} msg=\"request done\""
         ),
+    };
+    out
+}
+
+/// A client address `10.a.b.c`, written without an intermediate string.
+struct Ip(u8, u8, u8);
+
+impl std::fmt::Display for Ip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "10.{}.{}.{}", self.0, self.1, self.2)
     }
 }
 
