@@ -9,6 +9,7 @@
 
 pub mod demo;
 pub mod stdin;
+pub mod syslog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +29,13 @@ pub enum SourceConfig {
     Demo(demo::DemoConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
+    /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
+    Syslog(syslog::SyslogConfig),
 }
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "stdin"];
+    const TYPES: &'static [&'static str] = &["demo", "stdin", "syslog"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -41,6 +44,7 @@ impl TaggedEnum for SourceConfig {
         Ok(match type_name {
             "demo" => Self::Demo(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
+            "syslog" => Self::Syslog(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -52,6 +56,7 @@ impl SourceConfig {
         match self {
             Self::Demo(_) => "demo",
             Self::Stdin(_) => "stdin",
+            Self::Syslog(_) => "syslog",
         }
     }
 
@@ -60,6 +65,7 @@ impl SourceConfig {
         Ok(match self {
             Self::Demo(config) => Source::Demo(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
+            Self::Syslog(config) => Source::Syslog(config.build()?),
         })
     }
 }
@@ -71,6 +77,8 @@ pub enum Source {
     Demo(demo::Demo),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
+    /// See [`syslog`].
+    Syslog(syslog::Syslog),
 }
 
 /// A running source: a thread or a task. It ends when the source is done or told to stop.
@@ -107,6 +115,7 @@ impl Source {
         match self {
             Source::Demo(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
+            Source::Syslog(source) => source.start(ctx),
         }
     }
 }
