@@ -129,7 +129,6 @@ fn is_sd_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::parse::{parse, Zone};
-    use super::*;
     use crate::event::Timestamp;
 
     /// Renders the parse result compactly: `pri|ts|host|app|proc|msgid|sd|msg` or `error: ...`.
