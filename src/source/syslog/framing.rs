@@ -73,7 +73,10 @@ impl Decoder {
             return None;
         }
         // Blank lines between messages carry nothing.
-        let blank = buf.iter().take_while(|b| matches!(b, b'\n' | b'\r')).count();
+        let blank = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\n' | b'\r'))
+            .count();
         buf.advance(blank);
         let first = *buf.first()?;
         let counted = match self.framing {
@@ -108,7 +111,11 @@ impl Decoder {
             _ => false,
         };
         let bytes = buf.split().freeze();
-        let bytes = if truncated { bytes } else { trim_line_end(bytes) };
+        let bytes = if truncated {
+            bytes
+        } else {
+            trim_line_end(bytes)
+        };
         Some(Frame { bytes, truncated })
     }
 
@@ -142,10 +149,13 @@ impl Decoder {
         if n_digits == buf.len() && n_digits <= MAX_LENGTH_DIGITS {
             return Header::NeedMore;
         }
-        if n_digits == 0 || n_digits > MAX_LENGTH_DIGITS || buf[n_digits] != b' ' || buf[0] == b'0' {
+        if n_digits == 0 || n_digits > MAX_LENGTH_DIGITS || buf[n_digits] != b' ' || buf[0] == b'0'
+        {
             return Header::NotCounted;
         }
-        let length = buf[..n_digits].iter().fold(0usize, |n, b| n * 10 + usize::from(b - b'0'));
+        let length = buf[..n_digits]
+            .iter()
+            .fold(0usize, |n, b| n * 10 + usize::from(b - b'0'));
         Header::Length(n_digits + 1, length)
     }
 
@@ -157,7 +167,10 @@ impl Decoder {
         buf.advance(header_len);
         let bytes = buf.split_to(kept).freeze();
         self.skip_bytes = length - kept;
-        Some(Frame { bytes, truncated: length > kept })
+        Some(Frame {
+            bytes,
+            truncated: length > kept,
+        })
     }
 
     fn line(&mut self, buf: &mut BytesMut) -> Option<Frame> {
@@ -165,12 +178,18 @@ impl Decoder {
         match memchr::memchr(b'\n', &buf[..limit]) {
             Some(end) => {
                 let line = buf.split_to(end + 1).freeze();
-                Some(Frame { bytes: trim_line_end(line), truncated: false })
+                Some(Frame {
+                    bytes: trim_line_end(line),
+                    truncated: false,
+                })
             }
             None if buf.len() > self.max_bytes => {
                 let bytes = buf.split_to(self.max_bytes).freeze();
                 self.skip_line = true;
-                Some(Frame { bytes, truncated: true })
+                Some(Frame {
+                    bytes,
+                    truncated: true,
+                })
             }
             None => None,
         }
@@ -201,7 +220,11 @@ mod tests {
         let mut out = Vec::new();
         let mut push = |frame: Frame| {
             let text = String::from_utf8_lossy(&frame.bytes).into_owned();
-            out.push(if frame.truncated { format!("{text}~") } else { text });
+            out.push(if frame.truncated {
+                format!("{text}~")
+            } else {
+                text
+            });
         };
         for chunk in chunks {
             buf.extend_from_slice(chunk);
@@ -217,7 +240,11 @@ mod tests {
 
     fn check(framing: Framing, max_bytes: usize, chunks: &[&str], expected: &[&str]) {
         let chunks: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
-        assert_eq!(decode_all(framing, max_bytes, &chunks), expected, "{framing:?} {chunks:?}");
+        assert_eq!(
+            decode_all(framing, max_bytes, &chunks),
+            expected,
+            "{framing:?} {chunks:?}"
+        );
     }
 
     #[test]
@@ -229,12 +256,37 @@ mod tests {
         check(Newline, 100, &["5 abc"], &["5 abc"]);
         check(Newline, 3, &["ab", "cdef", "gh\nxy\n"], &["abc~", "xy"]);
         check(OctetCounting, 100, &["5 hello3 abc"], &["hello", "abc"]);
-        check(OctetCounting, 100, &["1", "1 hello", " world2 ", "ok"], &["hello world", "ok"]);
-        check(OctetCounting, 4, &["10 0123456789", "3 abc"], &["0123~", "abc"]);
-        check(OctetCounting, 4, &["10 01234", "56789", "3 abc"], &["0123~", "abc"]);
+        check(
+            OctetCounting,
+            100,
+            &["1", "1 hello", " world2 ", "ok"],
+            &["hello world", "ok"],
+        );
+        check(
+            OctetCounting,
+            4,
+            &["10 0123456789", "3 abc"],
+            &["0123~", "abc"],
+        );
+        check(
+            OctetCounting,
+            4,
+            &["10 01234", "56789", "3 abc"],
+            &["0123~", "abc"],
+        );
         // Not a valid count: read as a line instead of desynchronising.
-        check(OctetCounting, 100, &["<13>no count\n4 abcd"], &["<13>no count", "abcd"]);
-        check(Auto, 100, &["<13>a\n5 <13>b<14>c\n"], &["<13>a", "<13>b", "<14>c"]);
+        check(
+            OctetCounting,
+            100,
+            &["<13>no count\n4 abcd"],
+            &["<13>no count", "abcd"],
+        );
+        check(
+            Auto,
+            100,
+            &["<13>a\n5 <13>b<14>c\n"],
+            &["<13>a", "<13>b", "<14>c"],
+        );
         check(Auto, 100, &["2026-01-01 text\n"], &["2026-01-01 text"]);
         check(Auto, 100, &["10 short"], &["short~"]);
         check(Auto, 100, &["12"], &["12"]);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -47,7 +47,8 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
     });
     let task = match source.listen {
         Listen::Udp(address) => {
-            let socket = std::net::UdpSocket::bind(address).with_context(|| format!("bind udp {address}"))?;
+            let socket = std::net::UdpSocket::bind(address)
+                .with_context(|| format!("bind udp {address}"))?;
             socket.set_nonblocking(true)?;
             let socket = tokio::net::UdpSocket::from_std(socket)?;
             tracing::info!(source = %id, %address, "syslog listening on udp");
@@ -97,9 +98,13 @@ fn bind_tcp(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
 fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("remove stale socket {}", path.display()))?;
         }
-        Ok(_) => anyhow::bail!("{} exists and is not a socket; not replacing it", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; not replacing it",
+            path.display()
+        ),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error).with_context(|| format!("{}", path.display())),
     }
@@ -168,7 +173,11 @@ async fn pause(shared: &Shared, duration: Duration) -> bool {
     }
 }
 
-async fn accept_tcp(shared: Arc<Shared>, listener: tokio::net::TcpListener, tls: Option<TlsAcceptor>) {
+async fn accept_tcp(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -187,7 +196,9 @@ async fn accept_tcp(shared: Arc<Shared>, listener: tokio::net::TcpListener, tls:
                 continue;
             }
         };
-        let Some(connection) = shared.admit() else { continue };
+        let Some(connection) = shared.admit() else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         connections.spawn(async move {
@@ -238,7 +249,9 @@ async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, pa
                 continue;
             }
         };
-        let Some(connection) = shared.admit() else { continue };
+        let Some(connection) = shared.admit() else {
+            continue;
+        };
         connections.spawn(async move {
             let shared = connection.shared.clone();
             serve_stream(&shared, stream, None, connection.stream_key).await;
@@ -250,8 +263,26 @@ async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, pa
 }
 
 /// Reads one stream connection until it ends, idles out, or the agent stops: frames,
-/// parses, and hands each read's messages over as one batch before reading again.
-async fn serve_stream<R: AsyncRead + Unpin>(shared: &Shared, mut reader: R, peer: Option<&str>, stream_key: u64) {
+/// parses, and hands each read's messages over as one batch before reading again. A
+/// stream the peer ended is shut down in turn (for TLS: a `close_notify`).
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut stream: S,
+    peer: Option<&str>,
+    stream_key: u64,
+) {
+    if read_stream(shared, &mut stream, peer, stream_key).await {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    }
+}
+
+/// The read loop of [`serve_stream`]: true when the peer ended the stream cleanly.
+async fn read_stream<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    reader: &mut R,
+    peer: Option<&str>,
+    stream_key: u64,
+) -> bool {
     let settings = shared.settings;
     let mut decoder = Decoder::new(settings.framing, settings.max_message_bytes);
     let mut buf = BytesMut::new();
@@ -261,33 +292,45 @@ async fn serve_stream<R: AsyncRead + Unpin>(shared: &Shared, mut reader: R, peer
             buf.reserve(READ_CHUNK);
         }
         let read = tokio::select! {
-            _ = shared.ctx.shutdown.wait() => return,
-            read = read_some(&mut reader, &mut buf, settings.idle_timeout) => read,
+            _ = shared.ctx.shutdown.wait() => return false,
+            read = read_some(reader, &mut buf, settings.idle_timeout) => read,
         };
-        let end = match read {
-            Ok(0) => true,
-            Ok(_) => false,
+        let (end, clean) = match read {
+            Ok(0) => (true, true),
+            Ok(_) => (false, false),
             Err(error) => {
                 tracing::debug!(source = %shared.ctx.id, peer = peer.unwrap_or("unix"), %error, "syslog connection closed");
-                true
+                (true, false)
             }
         };
         let received = Timestamp::now();
         loop {
-            let frame = if end { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) };
+            let frame = if end {
+                decoder.decode_eof(&mut buf)
+            } else {
+                decoder.decode(&mut buf)
+            };
             let Some(frame) = frame else { break };
             events.push(shared.event(&frame.bytes, frame.truncated, peer, received));
-            if events.len() >= settings.batch_events && !shared.flush(stream_key, &mut events).await {
-                return;
+            if events.len() >= settings.batch_events && !shared.flush(stream_key, &mut events).await
+            {
+                return false;
             }
         }
-        if !shared.flush(stream_key, &mut events).await || end {
-            return;
+        if !shared.flush(stream_key, &mut events).await {
+            return false;
+        }
+        if end {
+            return clean;
         }
     }
 }
 
-async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut, idle: Option<Duration>) -> io::Result<usize> {
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> io::Result<usize> {
     match idle {
         None => reader.read_buf(buf).await,
         Some(idle) => tokio::time::timeout(idle, reader.read_buf(buf))

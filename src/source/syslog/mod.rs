@@ -126,22 +126,40 @@ pub enum Listen {
 impl SyslogConfig {
     /// Validates the settings (address resolved, TLS files loaded) into a [`Syslog`].
     pub fn build(&self) -> anyhow::Result<Syslog> {
-        anyhow::ensure!(self.max_message_bytes > 0, "max_message_bytes must be at least 1");
-        anyhow::ensure!(self.max_connections > 0, "max_connections must be at least 1");
+        anyhow::ensure!(
+            self.max_message_bytes > 0,
+            "max_message_bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "max_connections must be at least 1"
+        );
         anyhow::ensure!(self.batch_events > 0, "batch_events must be at least 1");
-        anyhow::ensure!(self.idle_timeout_secs != Some(0), "idle_timeout_secs must be at least 1 (or unset)");
+        anyhow::ensure!(
+            self.idle_timeout_secs != Some(0),
+            "idle_timeout_secs must be at least 1 (or unset)"
+        );
         let listen = self.listen()?;
         let streams = matches!(listen, Listen::Tcp(_) | Listen::UnixStream(..));
-        anyhow::ensure!(streams || self.framing.is_none(), "framing applies to tcp and unix stream sockets only");
+        anyhow::ensure!(
+            streams || self.framing.is_none(),
+            "framing applies to tcp and unix stream sockets only"
+        );
         anyhow::ensure!(
             self.tls.is_none() || matches!(listen, Listen::Tcp(_)),
             "tls applies to mode: tcp only"
         );
-        let tls = self.tls.as_ref().map(tls::TlsConfig::build).transpose().context("tls")?;
+        let tls = self
+            .tls
+            .as_ref()
+            .map(tls::TlsConfig::build)
+            .transpose()
+            .context("tls")?;
         let zone = match self.timezone.as_deref() {
             None => Zone::Local,
-            Some(text) => Zone::parse(text)
-                .with_context(|| format!("timezone {text:?}: expected local, utc or an offset like +02:00"))?,
+            Some(text) => Zone::parse(text).with_context(|| {
+                format!("timezone {text:?}: expected local, utc or an offset like +02:00")
+            })?,
         };
         Ok(Syslog {
             listen,
@@ -158,22 +176,43 @@ impl SyslogConfig {
     }
 
     fn listen(&self) -> anyhow::Result<Listen> {
-        let unix_only = self.path.is_some() || self.unix_type.is_some() || self.socket_mode.is_some();
+        let unix_only =
+            self.path.is_some() || self.unix_type.is_some() || self.socket_mode.is_some();
         match self.mode {
             Mode::Udp | Mode::Tcp => {
-                anyhow::ensure!(!unix_only, "path, unix_type and socket_mode apply to mode: unix only");
-                let text = self.address.as_deref().context("address (host:port) is required for udp and tcp")?;
+                anyhow::ensure!(
+                    !unix_only,
+                    "path, unix_type and socket_mode apply to mode: unix only"
+                );
+                let text = self
+                    .address
+                    .as_deref()
+                    .context("address (host:port) is required for udp and tcp")?;
                 let address = text
                     .to_socket_addrs()
                     .with_context(|| format!("address {text:?}"))?
                     .next()
                     .with_context(|| format!("address {text:?} resolves to nothing"))?;
-                Ok(if self.mode == Mode::Udp { Listen::Udp(address) } else { Listen::Tcp(address) })
+                Ok(if self.mode == Mode::Udp {
+                    Listen::Udp(address)
+                } else {
+                    Listen::Tcp(address)
+                })
             }
             Mode::Unix => {
-                anyhow::ensure!(self.address.is_none(), "address applies to udp and tcp; use path for unix");
-                let path = self.path.clone().context("path is required for mode: unix")?;
-                let permissions = self.socket_mode.as_deref().map(parse_socket_mode).transpose()?;
+                anyhow::ensure!(
+                    self.address.is_none(),
+                    "address applies to udp and tcp; use path for unix"
+                );
+                let path = self
+                    .path
+                    .clone()
+                    .context("path is required for mode: unix")?;
+                let permissions = self
+                    .socket_mode
+                    .as_deref()
+                    .map(parse_socket_mode)
+                    .transpose()?;
                 Ok(match self.unix_type.unwrap_or_default() {
                     UnixType::Stream => Listen::UnixStream(path, permissions),
                     UnixType::Datagram => Listen::UnixDatagram(path, permissions),
@@ -239,7 +278,9 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
         Ok(message) => message,
         Err(error) => {
             event.message = Value::String(text.trim_end_matches(['\n', '\r', '\0']).to_owned());
-            event.fields.insert("parse_error".into(), Value::String(error.to_string()));
+            event
+                .fields
+                .insert("parse_error".into(), Value::String(error.to_string()));
             return (event, false);
         }
     };
@@ -264,10 +305,12 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
     if !message.structured_data.is_empty() {
         let mut elements = Map::new();
         for element in &message.structured_data {
-            let params = element
-                .params
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), Value::String(value.clone().into_owned())));
+            let params = element.params.iter().map(|(name, value)| {
+                (
+                    (*name).to_owned(),
+                    Value::String(value.clone().into_owned()),
+                )
+            });
             match elements.entry(element.id.to_owned()) {
                 // A repeated SD-ID merges into the first (RFC 5424 forbids repeats; be kind).
                 std::collections::btree_map::Entry::Occupied(mut entry) => {
@@ -315,7 +358,11 @@ struct Counters {
 impl Counters {
     fn new(metrics: &crate::telemetry::ComponentMetrics) -> Self {
         Counters {
-            bytes: metrics.counter("sluice_syslog_bytes_received_total", "Bytes of syslog messages received.", &[]),
+            bytes: metrics.counter(
+                "sluice_syslog_bytes_received_total",
+                "Bytes of syslog messages received.",
+                &[],
+            ),
             parse_errors: metrics.counter(
                 "sluice_syslog_parse_errors_total",
                 "Syslog messages that did not parse and were kept raw with parse_error.",
@@ -331,7 +378,11 @@ impl Counters {
                 "Stream connections accepted.",
                 &[],
             ),
-            connections_open: metrics.gauge("sluice_syslog_connections_open", "Stream connections open now.", &[]),
+            connections_open: metrics.gauge(
+                "sluice_syslog_connections_open",
+                "Stream connections open now.",
+                &[],
+            ),
             connections_refused: metrics.counter(
                 "sluice_syslog_connections_refused_total",
                 "Stream connections closed at once because max_connections were open.",
@@ -360,7 +411,9 @@ impl Shared {
             event.fields.insert("truncated".into(), Value::Bool(true));
         }
         if let Some(peer) = peer {
-            event.fields.insert("source_ip".into(), Value::String(peer.to_owned()));
+            event
+                .fields
+                .insert("source_ip".into(), Value::String(peer.to_owned()));
         }
         Event::Log(event)
     }
@@ -372,16 +425,25 @@ mod tests {
     use super::*;
 
     fn config(yaml: &str) -> anyhow::Result<Syslog> {
-        let config: SyslogConfig = crate::config::yaml::from_str(yaml, "test.yaml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let config: SyslogConfig = crate::config::yaml::from_str(yaml, "test.yaml")
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         config.build()
     }
 
     #[test]
     fn builds_valid_configs_and_rejects_bad_ones() {
         let udp = config("mode: udp\naddress: 127.0.0.1:5514").unwrap();
-        assert_eq!(udp.listen(), &Listen::Udp("127.0.0.1:5514".parse().unwrap()));
-        let unix = config("mode: unix\npath: /tmp/x.sock\nunix_type: datagram\nsocket_mode: \"0666\"").unwrap();
-        assert_eq!(unix.listen(), &Listen::UnixDatagram("/tmp/x.sock".into(), Some(0o666)));
+        assert_eq!(
+            udp.listen(),
+            &Listen::Udp("127.0.0.1:5514".parse().unwrap())
+        );
+        let unix =
+            config("mode: unix\npath: /tmp/x.sock\nunix_type: datagram\nsocket_mode: \"0666\"")
+                .unwrap();
+        assert_eq!(
+            unix.listen(),
+            &Listen::UnixDatagram("/tmp/x.sock".into(), Some(0o666))
+        );
         for bad in [
             "mode: tcp",
             "mode: udp\naddress: 127.0.0.1:1\nframing: newline",
@@ -399,8 +461,16 @@ mod tests {
     }
 
     fn check(raw: &str, expected: serde_json::Value) {
-        let (event, _) = message_to_event(raw.as_bytes(), Timestamp(1_773_576_000_000_000_000), Zone::Fixed(0));
-        assert_eq!(serde_json::Value::Object(event.to_json_map()), expected, "{raw:?}");
+        let (event, _) = message_to_event(
+            raw.as_bytes(),
+            Timestamp(1_773_576_000_000_000_000),
+            Zone::Fixed(0),
+        );
+        assert_eq!(
+            serde_json::Value::Object(event.to_json_map()),
+            expected,
+            "{raw:?}"
+        );
     }
 
     #[test]
@@ -442,19 +512,29 @@ mod tests {
     #[test]
     fn real_log_samples() {
         for (file, host) in [("Linux_2k.log", "combo"), ("OpenSSH_2k.log", "LabSZ")] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/syslog").join(file);
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/syslog")
+                .join(file);
             let text = std::fs::read_to_string(&path).unwrap();
             let (mut n_lines, mut n_with_app) = (0, 0);
             for line in text.lines() {
                 let framed = format!("<38>{line}");
-                let (event, parsed) = message_to_event(framed.as_bytes(), Timestamp::now(), Zone::Fixed(0));
+                let (event, parsed) =
+                    message_to_event(framed.as_bytes(), Timestamp::now(), Zone::Fixed(0));
                 assert!(parsed, "{line}");
-                assert_eq!(event.fields.get("hostname").and_then(Value::as_str), Some(host), "{line}");
+                assert_eq!(
+                    event.fields.get("hostname").and_then(Value::as_str),
+                    Some(host),
+                    "{line}"
+                );
                 n_lines += 1;
                 n_with_app += usize::from(event.fields.contains_key("appname"));
             }
             assert_eq!(n_lines, 2000, "{file}");
-            assert!(n_with_app * 100 >= n_lines * 95, "{file}: only {n_with_app} of {n_lines} with an appname");
+            assert!(
+                n_with_app * 100 >= n_lines * 95,
+                "{file}: only {n_with_app} of {n_lines} with an appname"
+            );
         }
     }
 

@@ -16,9 +16,30 @@ use super::{rfc3164, rfc5424};
 /// Facility names by code (RFC 5424 §6.2.1; 13 = `security`, 14 = `console`, 15 =
 /// `solaris-cron` as in Vector and rsyslog).
 pub const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-    "authpriv", "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1",
-    "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 /// Severity names by code (RFC 5424 §6.2.1).
@@ -128,7 +149,11 @@ impl Zone {
     }
 
     /// Seconds since the epoch of a wall-clock time in this zone.
-    pub(crate) fn to_epoch_seconds(self, date: (i64, u32, u32), seconds_of_day: i64) -> Option<i64> {
+    pub(crate) fn to_epoch_seconds(
+        self,
+        date: (i64, u32, u32),
+        seconds_of_day: i64,
+    ) -> Option<i64> {
         let local = days_from_civil(date.0, date.1, date.2) * 86_400 + seconds_of_day;
         match self {
             Zone::Fixed(offset) => Some(local - i64::from(offset)),
@@ -183,7 +208,8 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -215,7 +241,11 @@ pub(crate) fn parse_time_of_day(bytes: &[u8]) -> Option<i64> {
     if bytes.get(2) != Some(&b':') || bytes.get(5) != Some(&b':') {
         return None;
     }
-    let (hour, minute, second) = (digits(bytes, 2)?, digits(&bytes[3..], 2)?, digits(&bytes[6..], 2)?);
+    let (hour, minute, second) = (
+        digits(bytes, 2)?,
+        digits(&bytes[3..], 2)?,
+        digits(&bytes[6..], 2)?,
+    );
     if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
@@ -257,17 +287,23 @@ fn parse_offset(bytes: &[u8]) -> Option<i32> {
 /// An RFC 3339 timestamp (`2003-10-11T22:14:15.003-07:00`), the whole of `text`.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't') {
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
+    {
         return None;
     }
-    let (year, month, day) = (digits(bytes, 4)?, digits(&bytes[5..], 2)?, digits(&bytes[8..], 2)?);
+    let (year, month, day) = (
+        digits(bytes, 4)?,
+        digits(&bytes[5..], 2)?,
+        digits(&bytes[8..], 2)?,
+    );
     if !valid_date(i64::from(year), month, day) {
         return None;
     }
     let seconds_of_day = parse_time_of_day(&bytes[11..])?;
     let (nanos, fraction_len) = parse_fraction(&bytes[19..]);
     let offset = parse_offset(&bytes[19 + fraction_len..])?;
-    let seconds = days_from_civil(i64::from(year), month, day) * 86_400 + seconds_of_day - i64::from(offset);
+    let seconds =
+        days_from_civil(i64::from(year), month, day) * 86_400 + seconds_of_day - i64::from(offset);
     seconds
         .checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(nanos))
@@ -286,8 +322,14 @@ mod tests {
     #[test]
     fn rfc3339_timestamps() {
         check("1985-04-12T23:20:50.52Z", Some("1985-04-12T23:20:50.520Z"));
-        check("2003-10-11T22:14:15.003-07:00", Some("2003-10-12T05:14:15.003Z"));
-        check("2003-08-24T05:14:15.000003+02:00", Some("2003-08-24T03:14:15.000003Z"));
+        check(
+            "2003-10-11T22:14:15.003-07:00",
+            Some("2003-10-12T05:14:15.003Z"),
+        );
+        check(
+            "2003-08-24T05:14:15.000003+02:00",
+            Some("2003-08-24T03:14:15.000003Z"),
+        );
         check("2016-12-31T23:59:60Z", Some("2017-01-01T00:00:00Z"));
         check("2024-02-29T00:00:00z", Some("2024-02-29T00:00:00Z"));
         check("2023-02-29T00:00:00Z", None);
@@ -297,7 +339,10 @@ mod tests {
         check("2003-10-11T24:14:15Z", None);
         check("2003-10-11T22:14:15.Z", None);
         check("2003-10-11T22:14:15+7:00", None);
-        check("2003-10-11T22:14:15.1234567891234Z", Some("2003-10-11T22:14:15.123456789Z"));
+        check(
+            "2003-10-11T22:14:15.1234567891234Z",
+            Some("2003-10-11T22:14:15.123456789Z"),
+        );
     }
 
     #[test]
@@ -316,8 +361,14 @@ mod tests {
             let got = parse_priority(input).map(|(p, _)| p.map(|p| (p.facility, p.severity)));
             assert_eq!(got, expected, "{input:?}");
         }
-        let pri = Priority { facility: 19, severity: 4 };
-        assert_eq!((pri.facility_name(), pri.severity_name()), ("local3", "warning"));
+        let pri = Priority {
+            facility: 19,
+            severity: 4,
+        };
+        assert_eq!(
+            (pri.facility_name(), pri.severity_name()),
+            ("local3", "warning")
+        );
     }
 
     #[test]

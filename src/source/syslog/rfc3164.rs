@@ -7,7 +7,9 @@
 
 use chrono::Datelike;
 
-use super::parse::{digits, parse_fraction, parse_rfc3339, parse_time_of_day, valid_date, Message, Priority, Zone};
+use super::parse::{
+    digits, parse_fraction, parse_rfc3339, parse_time_of_day, valid_date, Message, Priority, Zone,
+};
 use crate::event::Timestamp;
 
 /// The longest TAG accepted (RFC 3164 says 32; real daemons exceed it).
@@ -15,8 +17,16 @@ const MAX_TAG_LEN: usize = 128;
 
 /// Parses what follows the (optional) `<PRI>`. Never fails: without a valid timestamp there
 /// is no hostname (RFC 3164 §4.3.2), and text that is not `tag[pid]:` stays in the message.
-pub fn parse_after_priority(priority: Option<Priority>, text: &str, now: Timestamp, zone: Zone) -> Message<'_> {
-    let mut message = Message { priority, ..Message::default() };
+pub fn parse_after_priority(
+    priority: Option<Priority>,
+    text: &str,
+    now: Timestamp,
+    zone: Zone,
+) -> Message<'_> {
+    let mut message = Message {
+        priority,
+        ..Message::default()
+    };
     let mut rest = text;
     if let Some((timestamp, after)) = parse_timestamp(text, now, zone) {
         message.timestamp = Some(timestamp);
@@ -75,7 +85,9 @@ fn parse_timestamp(text: &str, now: Timestamp, zone: Zone) -> Option<(Timestamp,
         return None;
     }
     let seconds = match year {
-        Some(year) if valid_date(year, month, day) => zone.to_epoch_seconds((year, month, day), seconds_of_day)?,
+        Some(year) if valid_date(year, month, day) => {
+            zone.to_epoch_seconds((year, month, day), seconds_of_day)?
+        }
         Some(_) => return None,
         None => resolve_year(month, day, seconds_of_day, now, zone)?,
     };
@@ -85,7 +97,13 @@ fn parse_timestamp(text: &str, now: Timestamp, zone: Zone) -> Option<(Timestamp,
 
 /// The year that puts `month day time` closest to `now` without being more than a day in
 /// the future (so a December message read in January lands in the previous year).
-fn resolve_year(month: u32, day: u32, seconds_of_day: i64, now: Timestamp, zone: Zone) -> Option<i64> {
+fn resolve_year(
+    month: u32,
+    day: u32,
+    seconds_of_day: i64,
+    now: Timestamp,
+    zone: Zone,
+) -> Option<i64> {
     let now_seconds = now.0.div_euclid(1_000_000_000);
     let this_year = i64::from(now.to_datetime().year());
     (this_year - 1..=this_year + 1)
@@ -98,10 +116,18 @@ fn resolve_year(month: u32, day: u32, seconds_of_day: i64, now: Timestamp, zone:
 /// `Jan`..`Dec` (any case) as 1..=12.
 fn month_number(name: &[u8]) -> Option<u32> {
     const MONTHS: [&[u8; 3]; 12] = [
-        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
     ];
-    let lower = [name[0].to_ascii_lowercase(), name[1].to_ascii_lowercase(), name[2].to_ascii_lowercase()];
-    MONTHS.iter().position(|m| **m == lower).map(|i| i as u32 + 1)
+    let lower = [
+        name[0].to_ascii_lowercase(),
+        name[1].to_ascii_lowercase(),
+        name[2].to_ascii_lowercase(),
+    ];
+    MONTHS
+        .iter()
+        .position(|m| **m == lower)
+        .map(|i| i as u32 + 1)
 }
 
 /// `tag[pid]: msg` or `tag: msg`: (tag, pid, msg).
@@ -138,7 +164,11 @@ mod tests {
             Err(error) => format!("error: {error}"),
             Ok(m) => format!(
                 "{}|{}|{}|{}|{}|{}",
-                m.priority.map_or("-".into(), |p| format!("{}.{}", p.facility_name(), p.severity_name())),
+                m.priority.map_or("-".into(), |p| format!(
+                    "{}.{}",
+                    p.facility_name(),
+                    p.severity_name()
+                )),
                 m.timestamp.map_or("-".into(), |t| t.to_rfc3339()),
                 m.hostname.unwrap_or("-"),
                 m.appname.unwrap_or("-"),
@@ -168,23 +198,56 @@ mod tests {
             "-|2025-06-14T15:16:01Z|combo|sshd(pam_unix)|19939|authentication failure; logname=",
         );
         // No hostname: the token after the time is the tag.
-        check("<13>Mar 15 11:00:00 cron[9]: job", "user.notice|2026-03-15T11:00:00Z|-|cron|9|job");
-        check("<13>Mar 15 11:00:00 su: x", "user.notice|2026-03-15T11:00:00Z|-|su|-|x");
+        check(
+            "<13>Mar 15 11:00:00 cron[9]: job",
+            "user.notice|2026-03-15T11:00:00Z|-|cron|9|job",
+        );
+        check(
+            "<13>Mar 15 11:00:00 su: x",
+            "user.notice|2026-03-15T11:00:00Z|-|su|-|x",
+        );
         // With a year, a fraction, an RFC 3339 time.
-        check("<13>Mar 15 2019 11:00:00 h app: x", "user.notice|2019-03-15T11:00:00Z|h|app|-|x");
-        check("<13>Mar 15 11:00:00.250 h app: x", "user.notice|2026-03-15T11:00:00.250Z|h|app|-|x");
-        check("<13>2026-03-15T11:00:00+01:00 h app: x", "user.notice|2026-03-15T10:00:00Z|h|app|-|x");
+        check(
+            "<13>Mar 15 2019 11:00:00 h app: x",
+            "user.notice|2019-03-15T11:00:00Z|h|app|-|x",
+        );
+        check(
+            "<13>Mar 15 11:00:00.250 h app: x",
+            "user.notice|2026-03-15T11:00:00.250Z|h|app|-|x",
+        );
+        check(
+            "<13>2026-03-15T11:00:00+01:00 h app: x",
+            "user.notice|2026-03-15T10:00:00Z|h|app|-|x",
+        );
         // Host but no tag; no header at all; no PRI.
-        check("<13>Mar 15 11:00:00 h just text", "user.notice|2026-03-15T11:00:00Z|h|-|-|just text");
+        check(
+            "<13>Mar 15 11:00:00 h just text",
+            "user.notice|2026-03-15T11:00:00Z|h|-|-|just text",
+        );
         check("<13>hello world", "user.notice|-|-|-|-|hello world");
         check("plain line", "-|-|-|-|-|plain line");
-        check("<13>Mar 15 11:00:00 h", "user.notice|2026-03-15T11:00:00Z|h|-|-|");
+        check(
+            "<13>Mar 15 11:00:00 h",
+            "user.notice|2026-03-15T11:00:00Z|h|-|-|",
+        );
         // Truncated or broken timestamps stay in the message.
         check("<13>Mar 15 11:0", "user.notice|-|-|-|-|Mar 15 11:0");
-        check("<13>Foo 15 11:00:00 h a: b", "user.notice|-|-|-|-|Foo 15 11:00:00 h a: b");
-        check("<13>Feb 30 11:00:00 h a: b", "user.notice|-|-|-|-|Feb 30 11:00:00 h a: b");
-        check("<13>Mar 15 11:00:00x h", "user.notice|-|-|-|-|Mar 15 11:00:00x h");
-        check("<13>Mar 15 11:00:00 h tag[unclosed: x", "user.notice|2026-03-15T11:00:00Z|h|-|-|tag[unclosed: x");
+        check(
+            "<13>Foo 15 11:00:00 h a: b",
+            "user.notice|-|-|-|-|Foo 15 11:00:00 h a: b",
+        );
+        check(
+            "<13>Feb 30 11:00:00 h a: b",
+            "user.notice|-|-|-|-|Feb 30 11:00:00 h a: b",
+        );
+        check(
+            "<13>Mar 15 11:00:00x h",
+            "user.notice|-|-|-|-|Mar 15 11:00:00x h",
+        );
+        check(
+            "<13>Mar 15 11:00:00 h tag[unclosed: x",
+            "user.notice|2026-03-15T11:00:00Z|h|-|-|tag[unclosed: x",
+        );
         check("<bad>Mar 15 11:00:00 h a: b", "error: invalid priority");
         check(" \r\n", "error: empty message");
     }
@@ -193,10 +256,18 @@ mod tests {
     fn missing_year_is_closest_to_now_and_not_in_the_future() {
         // Read on New Year's morning, a December message is from last year.
         let new_year = Timestamp(1_767_229_200_000_000_000); // 2026-01-01T01:00:00Z
-        check_at(new_year, "Dec 31 23:59:59 h a: x", "-|2025-12-31T23:59:59Z|h|a|-|x");
+        check_at(
+            new_year,
+            "Dec 31 23:59:59 h a: x",
+            "-|2025-12-31T23:59:59Z|h|a|-|x",
+        );
         // Read on New Year's Eve, a January message (clock skew of hours) is next year's.
         let eve = Timestamp(1_767_222_000_000_000_000); // 2025-12-31T23:00:00Z
-        check_at(eve, "Jan  1 00:30:00 h a: x", "-|2026-01-01T00:30:00Z|h|a|-|x");
+        check_at(
+            eve,
+            "Jan  1 00:30:00 h a: x",
+            "-|2026-01-01T00:30:00Z|h|a|-|x",
+        );
         // More than a day ahead: last year.
         check("Mar 17 12:00:00 h a: x", "-|2025-03-17T12:00:00Z|h|a|-|x");
         // Feb 29 resolves to the nearest leap year in range, or not at all.

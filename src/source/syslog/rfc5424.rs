@@ -10,7 +10,10 @@ use super::parse::{parse_rfc3339, Message, ParseError, Priority, SdElement};
 
 /// Parses what follows `<PRI>1 `:
 /// `TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]`.
-pub fn parse_after_version(priority: Option<Priority>, header: &str) -> Result<Message<'_>, ParseError> {
+pub fn parse_after_version(
+    priority: Option<Priority>,
+    header: &str,
+) -> Result<Message<'_>, ParseError> {
     let mut rest = header;
     let timestamp = match take_field(&mut rest)? {
         None => None,
@@ -24,7 +27,9 @@ pub fn parse_after_version(priority: Option<Priority>, header: &str) -> Result<M
     let (structured_data, after_sd) = parse_structured_data(rest)?;
     let message = match after_sd {
         "" => "",
-        text => text.strip_prefix(' ').ok_or(ParseError::BadStructuredData)?,
+        text => text
+            .strip_prefix(' ')
+            .ok_or(ParseError::BadStructuredData)?,
     };
     Ok(Message {
         priority,
@@ -71,14 +76,21 @@ fn parse_element(text: &str) -> Result<(SdElement<'_>, &str), ParseError> {
     if !is_sd_name(id) {
         return Err(ParseError::BadStructuredData);
     }
-    let mut element = SdElement { id, params: Vec::new() };
+    let mut element = SdElement {
+        id,
+        params: Vec::new(),
+    };
     let mut rest = &text[id_end..];
     loop {
         if let Some(after) = rest.strip_prefix(']') {
             return Ok((element, after));
         }
-        rest = rest.strip_prefix(' ').ok_or(ParseError::BadStructuredData)?;
-        let (name, after_name) = rest.split_once("=\"").ok_or(ParseError::BadStructuredData)?;
+        rest = rest
+            .strip_prefix(' ')
+            .ok_or(ParseError::BadStructuredData)?;
+        let (name, after_name) = rest
+            .split_once("=\"")
+            .ok_or(ParseError::BadStructuredData)?;
         if !is_sd_name(name) {
             return Err(ParseError::BadStructuredData);
         }
@@ -123,7 +135,9 @@ fn parse_value(text: &str) -> Result<(Cow<'_, str>, &str), ParseError> {
 fn is_sd_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name.bytes().all(|b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"'))
+        && name
+            .bytes()
+            .all(|b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"'))
 }
 
 #[cfg(test)]
@@ -140,13 +154,18 @@ mod tests {
                     .structured_data
                     .iter()
                     .map(|e| {
-                        let params: Vec<String> = e.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        let params: Vec<String> =
+                            e.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         format!("[{} {}]", e.id, params.join(" "))
                     })
                     .collect();
                 format!(
                     "{}|{}|{}|{}|{}|{}|{}|{}",
-                    m.priority.map_or("-".into(), |p| format!("{}.{}", p.facility_name(), p.severity_name())),
+                    m.priority.map_or("-".into(), |p| format!(
+                        "{}.{}",
+                        p.facility_name(),
+                        p.severity_name()
+                    )),
                     m.timestamp.map_or("-".into(), |t| t.to_rfc3339()),
                     m.hostname.unwrap_or("-"),
                     m.appname.unwrap_or("-"),
@@ -187,15 +206,36 @@ mod tests {
         check(r#"<13>1 - - - - - [id] m"#, "user.notice|-|-|-|-|-|[id ]|m");
         check("<13>1 - - - - - -", "user.notice|-|-|-|-|-||");
         check("<13>1 - - - - - - ", "user.notice|-|-|-|-|-||");
-        check("<13>1 2016-12-31T23:59:60.5+00:00 h a 1 - - leap", "user.notice|2017-01-01T00:00:00.500Z|h|a|1|-||leap");
+        check(
+            "<13>1 2016-12-31T23:59:60.5+00:00 h a 1 - - leap",
+            "user.notice|2017-01-01T00:00:00.500Z|h|a|1|-||leap",
+        );
         // Errors: truncated header, bad timestamp, broken SD.
-        check("<13>1 2003-10-11T22:14:15.003Z host", "error: truncated rfc5424 header");
+        check(
+            "<13>1 2003-10-11T22:14:15.003Z host",
+            "error: truncated rfc5424 header",
+        );
         check("<13>1 - h a p m", "error: truncated rfc5424 header");
-        check("<13>1 yesterday h a p m - x", "error: invalid rfc5424 timestamp");
-        check(r#"<13>1 - h a p m [x@1 a="unterminated] m"#, "error: invalid rfc5424 structured data");
-        check(r#"<13>1 - h a p m [x@1 a=unquoted] m"#, "error: invalid rfc5424 structured data");
-        check(r#"<13>1 - h a p m [x@1 a="1"]m"#, "error: invalid rfc5424 structured data");
-        check(r#"<13>1 - h a p m nosd m"#, "error: invalid rfc5424 structured data");
+        check(
+            "<13>1 yesterday h a p m - x",
+            "error: invalid rfc5424 timestamp",
+        );
+        check(
+            r#"<13>1 - h a p m [x@1 a="unterminated] m"#,
+            "error: invalid rfc5424 structured data",
+        );
+        check(
+            r#"<13>1 - h a p m [x@1 a=unquoted] m"#,
+            "error: invalid rfc5424 structured data",
+        );
+        check(
+            r#"<13>1 - h a p m [x@1 a="1"]m"#,
+            "error: invalid rfc5424 structured data",
+        );
+        check(
+            r#"<13>1 - h a p m nosd m"#,
+            "error: invalid rfc5424 structured data",
+        );
         check("<999>1 - h a p m - m", "error: invalid priority");
         check("", "error: empty message");
     }

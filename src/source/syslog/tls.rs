@@ -38,10 +38,13 @@ impl TlsConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs = load_certs(&self.cert_file)?;
         let key = {
-            let file = File::open(&self.key_file).with_context(|| format!("key_file {}", self.key_file.display()))?;
+            let file = File::open(&self.key_file)
+                .with_context(|| format!("key_file {}", self.key_file.display()))?;
             rustls_pemfile::private_key(&mut BufReader::new(file))
                 .with_context(|| format!("key_file {}", self.key_file.display()))?
-                .with_context(|| format!("key_file {}: no private key found", self.key_file.display()))?
+                .with_context(|| {
+                    format!("key_file {}: no private key found", self.key_file.display())
+                })?
         };
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -51,11 +54,16 @@ impl TlsConfig {
             Some(ca_file) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in load_certs(ca_file)? {
-                    roots.add(cert).with_context(|| format!("ca_file {}", ca_file.display()))?;
+                    roots
+                        .add(cert)
+                        .with_context(|| format!("ca_file {}", ca_file.display()))?;
                 }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .with_context(|| format!("ca_file {}", ca_file.display()))?;
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .with_context(|| format!("ca_file {}", ca_file.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -71,6 +79,10 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateD
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{}: no certificate found", path.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate found",
+        path.display()
+    );
     Ok(certs)
 }
