@@ -7,7 +7,7 @@
 //! buffer when the pipeline is full (a connection is not read while its batch waits);
 //! datagrams that arrive while the pipeline is full are dropped and counted (`udp_overflow`).
 //!
-//! Owns: the config, the socket listeners ([`listener`]), framing ([`framing`]), parsing
+//! Owns: the config, the socket listeners (`listener.rs`), framing ([`framing`]), parsing
 //! ([`parse`], [`rfc5424`], [`rfc3164`]) and TLS setup ([`tls`]). Never: drops a message
 //! silently (a message that does not parse is kept raw with a `parse_error` field; an
 //! over-long one is cut and marked `truncated`), panics on input, or blocks the runtime.
