@@ -10,6 +10,7 @@
 pub mod demo;
 pub mod file;
 pub mod stdin;
+pub mod syslog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,11 +32,13 @@ pub enum SourceConfig {
     File(file::FileConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
+    /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
+    Syslog(syslog::SyslogConfig),
 }
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "file", "stdin"];
+    const TYPES: &'static [&'static str] = &["demo", "file", "stdin", "syslog"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -45,6 +48,7 @@ impl TaggedEnum for SourceConfig {
             "demo" => Self::Demo(body.next_value()?),
             "file" => Self::File(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
+            "syslog" => Self::Syslog(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -57,6 +61,7 @@ impl SourceConfig {
             Self::Demo(_) => "demo",
             Self::File(_) => "file",
             Self::Stdin(_) => "stdin",
+            Self::Syslog(_) => "syslog",
         }
     }
 
@@ -66,6 +71,7 @@ impl SourceConfig {
             Self::Demo(config) => Source::Demo(config.build()?),
             Self::File(config) => Source::File(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
+            Self::Syslog(config) => Source::Syslog(config.build()?),
         })
     }
 }
@@ -79,6 +85,8 @@ pub enum Source {
     File(file::FileSource),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
+    /// See [`syslog`].
+    Syslog(syslog::Syslog),
 }
 
 /// A running source: a thread or a task. It ends when the source is done or told to stop.
@@ -116,6 +124,7 @@ impl Source {
             Source::Demo(source) => source.start(ctx),
             Source::File(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
+            Source::Syslog(source) => source.start(ctx),
         }
     }
 }

@@ -1,0 +1,412 @@
+//! The sockets of a syslog source: a UDP or Unix datagram receive loop, and a TCP (plain or
+//! TLS) or Unix stream accept loop with one tokio task per connection.
+//!
+//! Owns: binding, accepting, the connection limit, reading, batching and backpressure. A
+//! stream connection's batch is handed over with `send_async` before the next read, so a
+//! full pipeline stops reading (TCP flow control pushes back to the sender); datagrams that
+//! arrive while the pipeline is full are dropped and counted. Never: spawns a thread per
+//! connection, or keeps running after the shutdown signal.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::framing::Decoder;
+use super::{Counters, Listen, Shared, Syslog};
+use crate::event::{Batch, Event, Timestamp};
+use crate::source::{Running, SourceContext};
+
+/// Bytes asked for per stream read: large enough for many messages per batch.
+const READ_CHUNK: usize = 32 * 1024;
+/// Pending connections the kernel holds before `accept`.
+const LISTEN_BACKLOG: u32 = 4096;
+/// A TLS client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the socket (errors stop the agent at start) and spawns the serving task.
+pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Running> {
+    let _runtime = ctx.runtime.enter();
+    let runtime = ctx.runtime.clone();
+    let id = ctx.id.clone();
+    let shared = Arc::new(Shared {
+        settings: source.settings,
+        counters: Counters::new(&ctx.metrics),
+        ctx,
+        open_connections: AtomicUsize::new(0),
+        next_connection: AtomicU64::new(0),
+    });
+    let task = match source.listen {
+        Listen::Udp(address) => {
+            let socket = std::net::UdpSocket::bind(address)
+                .with_context(|| format!("bind udp {address}"))?;
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            tracing::info!(source = %id, %address, "syslog listening on udp");
+            runtime.spawn(serve_datagrams(shared, Datagrams::Udp(socket), None))
+        }
+        Listen::Tcp(address) => {
+            let listener = bind_tcp(address).with_context(|| format!("bind tcp {address}"))?;
+            let tls = source.tls.map(|tls| TlsAcceptor::from(tls.0));
+            tracing::info!(source = %id, %address, tls = tls.is_some(), "syslog listening on tcp");
+            runtime.spawn(accept_tcp(shared, listener, tls))
+        }
+        Listen::UnixStream(path, mode) => {
+            prepare_socket_path(&path)?;
+            let listener = std::os::unix::net::UnixListener::bind(&path)
+                .with_context(|| format!("bind unix socket {}", path.display()))?;
+            set_socket_mode(&path, mode)?;
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::UnixListener::from_std(listener)?;
+            tracing::info!(source = %id, path = %path.display(), "syslog listening on unix stream socket");
+            runtime.spawn(accept_unix(shared, listener, path))
+        }
+        Listen::UnixDatagram(path, mode) => {
+            prepare_socket_path(&path)?;
+            let socket = std::os::unix::net::UnixDatagram::bind(&path)
+                .with_context(|| format!("bind unix socket {}", path.display()))?;
+            set_socket_mode(&path, mode)?;
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::UnixDatagram::from_std(socket)?;
+            tracing::info!(source = %id, path = %path.display(), "syslog listening on unix datagram socket");
+            runtime.spawn(serve_datagrams(shared, Datagrams::Unix(socket), Some(path)))
+        }
+    };
+    Ok(Running::Task(task))
+}
+
+fn bind_tcp(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Removes a stale socket file at `path` (never a regular file) and creates its directory.
+fn prepare_socket_path(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path)
+                .with_context(|| format!("remove stale socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; not replacing it",
+            path.display()
+        ),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("{}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn set_socket_mode(path: &Path, mode: Option<u32>) -> anyhow::Result<()> {
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("set socket_mode on {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// An admitted stream connection: counted open until dropped.
+struct Connection {
+    shared: Arc<Shared>,
+    /// The stream key that keeps this connection's batches in order.
+    stream_key: u64,
+}
+
+impl Shared {
+    /// Admits one more connection, or counts a refusal when `max_connections` are open.
+    fn admit(self: &Arc<Self>) -> Option<Connection> {
+        let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
+        if open >= self.settings.max_connections {
+            self.open_connections.fetch_sub(1, Ordering::AcqRel);
+            self.counters.connections_refused.inc();
+            tracing::debug!(source = %self.ctx.id, open, "syslog connection refused: max_connections reached");
+            return None;
+        }
+        self.counters.connections_total.inc();
+        self.counters.connections_open.add(1);
+        Some(Connection {
+            shared: self.clone(),
+            stream_key: self.next_connection.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Hands `events` to the pipeline, waiting while it is full. False when stopping.
+    async fn flush(&self, stream_key: u64, events: &mut Vec<Event>) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let batch = Batch::new(std::mem::replace(events, Vec::with_capacity(64)));
+        self.ctx.metrics.events_in.add(batch.events.len() as u64);
+        self.ctx.out.send_async(stream_key, batch).await.is_ok()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.shared.counters.connections_open.add(-1);
+    }
+}
+
+/// Waits for `duration` or the shutdown signal; true when stopping.
+async fn pause(shared: &Shared, duration: Duration) -> bool {
+    tokio::select! {
+        _ = shared.ctx.shutdown.wait() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+async fn accept_tcp(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.ctx.shutdown.wait() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(source = %shared.ctx.id, %error, "syslog accept failed");
+                if pause(&shared, Duration::from_millis(100)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(connection) = shared.admit() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        connections.spawn(async move {
+            let peer = peer.ip().to_string();
+            let shared = connection.shared.clone();
+            match tls {
+                None => serve_stream(&shared, stream, Some(&peer), connection.stream_key).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let result = tokio::select! {
+                        _ = shared.ctx.shutdown.wait() => return,
+                        result = handshake => result,
+                    };
+                    match result {
+                        Ok(Ok(stream)) => serve_stream(&shared, stream, Some(&peer), connection.stream_key).await,
+                        Ok(Err(error)) => {
+                            shared.counters.tls_errors.inc();
+                            tracing::debug!(source = %shared.ctx.id, %peer, %error, "syslog tls handshake failed");
+                        }
+                        Err(_) => {
+                            shared.counters.tls_errors.inc();
+                            tracing::debug!(source = %shared.ctx.id, %peer, "syslog tls handshake timed out");
+                        }
+                    }
+                }
+            }
+            drop(connection);
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, path: PathBuf) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.ctx.shutdown.wait() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(source = %shared.ctx.id, %error, "syslog accept failed");
+                if pause(&shared, Duration::from_millis(100)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(connection) = shared.admit() else {
+            continue;
+        };
+        connections.spawn(async move {
+            let shared = connection.shared.clone();
+            serve_stream(&shared, stream, None, connection.stream_key).await;
+            drop(connection);
+        });
+    }
+    while connections.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Reads one stream connection until it ends, idles out, or the agent stops: frames,
+/// parses, and hands each read's messages over as one batch before reading again. A
+/// stream the peer ended is shut down in turn (for TLS: a `close_notify`).
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut stream: S,
+    peer: Option<&str>,
+    stream_key: u64,
+) {
+    if read_stream(shared, &mut stream, peer, stream_key).await {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    }
+}
+
+/// The read loop of [`serve_stream`]: true when the peer ended the stream cleanly.
+async fn read_stream<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    reader: &mut R,
+    peer: Option<&str>,
+    stream_key: u64,
+) -> bool {
+    let settings = shared.settings;
+    let mut decoder = Decoder::new(settings.framing, settings.max_message_bytes);
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            _ = shared.ctx.shutdown.wait() => return false,
+            read = read_some(reader, &mut buf, settings.idle_timeout) => read,
+        };
+        let (end, clean) = match read {
+            Ok(0) => (true, true),
+            Ok(_) => (false, false),
+            Err(error) => {
+                tracing::debug!(source = %shared.ctx.id, peer = peer.unwrap_or("unix"), %error, "syslog connection closed");
+                (true, false)
+            }
+        };
+        let received = Timestamp::now();
+        loop {
+            let frame = if end {
+                decoder.decode_eof(&mut buf)
+            } else {
+                decoder.decode(&mut buf)
+            };
+            let Some(frame) = frame else { break };
+            events.push(shared.event(&frame.bytes, frame.truncated, peer, received));
+            if events.len() >= settings.batch_events && !shared.flush(stream_key, &mut events).await
+            {
+                return false;
+            }
+        }
+        if !shared.flush(stream_key, &mut events).await {
+            return false;
+        }
+        if end {
+            return clean;
+        }
+    }
+}
+
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> io::Result<usize> {
+    match idle {
+        None => reader.read_buf(buf).await,
+        Some(idle) => tokio::time::timeout(idle, reader.read_buf(buf))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"))),
+    }
+}
+
+/// A datagram socket of either family.
+enum Datagrams {
+    Udp(tokio::net::UdpSocket),
+    Unix(tokio::net::UnixDatagram),
+}
+
+impl Datagrams {
+    /// Waits for one datagram: (length, sender's IP for UDP).
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>)> {
+        match self {
+            Datagrams::Udp(socket) => socket.recv_from(buf).await.map(|(n, peer)| (n, Some(peer))),
+            Datagrams::Unix(socket) => socket.recv(buf).await.map(|n| (n, None)),
+        }
+    }
+
+    /// One more datagram if one is queued, else `WouldBlock`.
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>)> {
+        match self {
+            Datagrams::Udp(socket) => socket.try_recv_from(buf).map(|(n, peer)| (n, Some(peer))),
+            Datagrams::Unix(socket) => socket.try_recv(buf).map(|n| (n, None)),
+        }
+    }
+}
+
+/// Receives datagrams (one message each), batching what is queued, until the agent stops.
+/// While the pipeline is full, datagrams are dropped and counted as `udp_overflow`.
+async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<PathBuf>) {
+    let settings = shared.settings;
+    let stream_key = crate::hash_str(&shared.ctx.id);
+    // One byte over the limit tells a too-long datagram from one that just fits.
+    let mut buf = vec![0u8; settings.max_message_bytes.saturating_add(1).min(1 << 20)];
+    let mut events = Vec::new();
+    loop {
+        let first = tokio::select! {
+            _ = shared.ctx.shutdown.wait() => break,
+            first = socket.recv(&mut buf) => first,
+        };
+        let received = Timestamp::now();
+        let mut next = first;
+        loop {
+            match next {
+                Ok((len, peer)) => {
+                    let kept = len.min(settings.max_message_bytes);
+                    let peer = peer.map(|peer| peer.ip().to_string());
+                    events.push(shared.event(&buf[..kept], len > kept, peer.as_deref(), received));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    tracing::debug!(source = %shared.ctx.id, %error, "syslog datagram receive failed");
+                    break;
+                }
+            }
+            if events.len() >= settings.batch_events {
+                break;
+            }
+            next = socket.try_recv(&mut buf);
+        }
+        if shared.ctx.out.is_full(stream_key) {
+            shared.ctx.metrics.events_in.add(events.len() as u64);
+            shared.counters.udp_overflow.add(events.len() as u64);
+            events.clear();
+            continue;
+        }
+        if !shared.flush(stream_key, &mut events).await {
+            break;
+        }
+    }
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+}
