@@ -163,6 +163,10 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
         .env("SLUICE_LOG", "warn")
         .env("SLUICE_DATA_DIR", &data)
         .env("SLUICE_API_ADDRESS", &api)
+        .env(
+            "SLUICE_SYSLOG_ADDRESS",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .stdout(Stdio::null());
     if let Some(config) = config {
         let path = data.join("idle.yaml");
