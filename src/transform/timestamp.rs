@@ -78,8 +78,14 @@ fn epoch(value: &Value, nanos_per_unit: f64) -> Option<Timestamp> {
     if let Ok(n) = text.trim().parse::<i64>() {
         return Some(Timestamp(n.checked_mul(nanos_per_unit as i64)?));
     }
-    let x = value.as_f64()? * nanos_per_unit;
-    (x.is_finite() && x.abs() < i64::MAX as f64).then(|| Timestamp(x as i64))
+    // Whole and fractional units apart, so `1700000000.25` keeps its exact fraction.
+    let x = value.as_f64()?;
+    let whole = x.trunc() * nanos_per_unit;
+    if !whole.is_finite() || whole.abs() >= i64::MAX as f64 {
+        return None;
+    }
+    let fraction = (x.fract() * nanos_per_unit).round();
+    (whole as i64).checked_add(fraction as i64).map(Timestamp)
 }
 
 fn strftime(items: &[Item<'static>], text: &str, timezone: FixedOffset) -> Option<Timestamp> {
