@@ -85,7 +85,7 @@ fn access_log_pipeline_matches_an_independent_count() {
     // 5xx, never sampled), weighted by the sample rate it was kept at.
     let rate = 4;
     let mut expected_requests: BTreeMap<String, f64> = BTreeMap::new();
-    let (mut expected_logs, mut unparsed, mut byte_count, mut byte_sum, mut small) = (0, 0, 0u64, 0.0, 0u64);
+    let (mut expected_logs, mut unparsed, mut byte_count, mut byte_sum, mut small) = (0usize, 0usize, 0u64, 0.0, 0u64);
     for line in fixture_lines() {
         let Some((client, method, status, bytes)) = parse_line(&line) else {
             unparsed += 1;
@@ -196,4 +196,12 @@ pipelines:
     let parsed_stdin = fixture_lines().iter().filter(|l| parse_line(l).is_some()).count();
     let totals = counter_totals(&records, "parsed_total");
     assert_eq!(totals.values().copied().collect::<Vec<_>>(), [(parsed_stdin as i64 + n_demo) as f64]);
+}
+
+#[test]
+fn access_log_pipeline_file_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/access-log.yaml");
+    let (config, name) = sluice::config::load(&path).unwrap();
+    let pipelines = config.build(&name).unwrap();
+    assert_eq!(pipelines[0].transforms.len(), 4);
 }
