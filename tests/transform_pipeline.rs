@@ -23,14 +23,21 @@ fn start(config: &Path, api_port: u16, env: &[(&str, &Path)], input: &Path) -> A
         .args(["run", "-c"])
         .arg(config)
         .env("SLUICE_API_ADDRESS", format!("127.0.0.1:{api_port}"))
-        .env("SLUICE_LOG", std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "SLUICE_LOG",
+            std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::from(std::fs::File::open(input).unwrap()))
         .stdout(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
     }
     let child = command.spawn().expect("start sluice");
-    Agent { child, api, config: config.to_owned() }
+    Agent {
+        child,
+        api,
+        config: config.to_owned(),
+    }
 }
 
 /// One access-log line, parsed without regexes: (client, method, status, bytes).
@@ -46,7 +53,11 @@ fn parse_line(line: &str) -> Option<(String, String, i64, Option<i64>)> {
     let mut tail = rest.split(' ');
     let status: i64 = tail.next()?.parse().ok()?;
     let bytes = tail.next()?;
-    let bytes = if bytes == "-" { None } else { Some(bytes.parse().ok()?) };
+    let bytes = if bytes == "-" {
+        None
+    } else {
+        Some(bytes.parse().ok()?)
+    };
     Some((client, method, status, bytes))
 }
 
@@ -77,7 +88,12 @@ fn access_log_pipeline_matches_an_independent_count() {
     let output = dir.path().join("out.json");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/access-log.yaml");
     let data_dir = dir.path().join("data");
-    let mut agent = start(&config, free_port(), &[("SLUICE_DATA_DIR", &data_dir), ("SLUICE_OUTPUT", &output)], &fixture());
+    let mut agent = start(
+        &config,
+        free_port(),
+        &[("SLUICE_DATA_DIR", &data_dir), ("SLUICE_OUTPUT", &output)],
+        &fixture(),
+    );
     let status = agent.wait(Duration::from_secs(120));
     assert!(status.success(), "agent exit: {status}");
 
@@ -85,7 +101,8 @@ fn access_log_pipeline_matches_an_independent_count() {
     // 5xx, never sampled), weighted by the sample rate it was kept at.
     let rate = 4;
     let mut expected_requests: BTreeMap<String, f64> = BTreeMap::new();
-    let (mut expected_logs, mut unparsed, mut byte_count, mut byte_sum, mut small) = (0usize, 0usize, 0u64, 0.0, 0u64);
+    let (mut expected_logs, mut unparsed, mut byte_count, mut byte_sum, mut small) =
+        (0usize, 0usize, 0u64, 0.0, 0u64);
     for line in fixture_lines() {
         let Some((client, method, status, bytes)) = parse_line(&line) else {
             unparsed += 1;
@@ -99,7 +116,8 @@ fn access_log_pipeline_matches_an_independent_count() {
             continue;
         };
         expected_logs += 1;
-        let labels = serde_json::json!({"method": method, "status": status.to_string()}).to_string();
+        let labels =
+            serde_json::json!({"method": method, "status": status.to_string()}).to_string();
         *expected_requests.entry(labels).or_default() += weight;
         if let Some(bytes) = bytes {
             byte_count += 1;
@@ -112,9 +130,15 @@ fn access_log_pipeline_matches_an_independent_count() {
     expected_logs += unparsed.div_ceil(rate as usize);
 
     let records = read_json_lines(&output);
-    let logs: Vec<&serde_json::Value> = records.iter().filter(|r| r.get("message").is_some()).collect();
+    let logs: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r.get("message").is_some())
+        .collect();
     assert_eq!(logs.len(), expected_logs, "log events kept by the sampler");
-    assert_eq!(counter_totals(&records, "http_requests_total"), expected_requests);
+    assert_eq!(
+        counter_totals(&records, "http_requests_total"),
+        expected_requests
+    );
 
     let histogram = records
         .iter()
@@ -123,10 +147,16 @@ fn access_log_pipeline_matches_an_independent_count() {
         .expect("histogram emitted");
     assert_eq!(histogram["value"]["count"].as_u64(), Some(byte_count));
     assert!((histogram["value"]["sum"].as_f64().unwrap() - byte_sum).abs() < 1e-6);
-    assert_eq!(histogram["value"]["buckets"][1], serde_json::json!([1000.0, small]));
+    assert_eq!(
+        histogram["value"]["buckets"][1],
+        serde_json::json!([1000.0, small])
+    );
 
     // Fields are typed and the event time comes from the line.
-    let first = logs.iter().find(|l| l["status"].as_i64().is_some_and(|s| s < 500)).unwrap();
+    let first = logs
+        .iter()
+        .find(|l| l["status"].as_i64().is_some_and(|s| s < 500))
+        .unwrap();
     assert!(first["status"].is_i64(), "{first}");
     let line = first["message"].as_str().unwrap();
     let time = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
@@ -181,21 +211,43 @@ pipelines:
     assert!(status.success(), "agent exit: {status}");
 
     let records = read_json_lines(&output);
-    let logs: Vec<&serde_json::Value> = records.iter().filter(|r| r.get("message").is_some()).collect();
+    let logs: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r.get("message").is_some())
+        .collect();
     let stdin_messages: Vec<&str> = logs
         .iter()
         .filter(|l| l.get("seq").is_none())
         .map(|l| l["message"].as_str().unwrap())
         .collect();
-    assert_eq!(stdin_messages, fixture_lines(), "stdin stream complete and in order");
+    assert_eq!(
+        stdin_messages,
+        fixture_lines(),
+        "stdin stream complete and in order"
+    );
     let demo_seqs: Vec<i64> = logs.iter().filter_map(|l| l.get("seq")?.as_i64()).collect();
-    assert_eq!(demo_seqs, (0..n_demo).collect::<Vec<_>>(), "demo stream complete and in order");
-    assert!(logs.iter().filter(|l| l.get("seq").is_some()).all(|l| l["route"].as_str().is_some_and(|r| r.starts_with(['G', 'P', 'D']))));
+    assert_eq!(
+        demo_seqs,
+        (0..n_demo).collect::<Vec<_>>(),
+        "demo stream complete and in order"
+    );
+    assert!(logs
+        .iter()
+        .filter(|l| l.get("seq").is_some())
+        .all(|l| l["route"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(['G', 'P', 'D']))));
 
     // Both workers counted into one shared total.
-    let parsed_stdin = fixture_lines().iter().filter(|l| parse_line(l).is_some()).count();
+    let parsed_stdin = fixture_lines()
+        .iter()
+        .filter(|l| parse_line(l).is_some())
+        .count();
     let totals = counter_totals(&records, "parsed_total");
-    assert_eq!(totals.values().copied().collect::<Vec<_>>(), [(parsed_stdin as i64 + n_demo) as f64]);
+    assert_eq!(
+        totals.values().copied().collect::<Vec<_>>(),
+        [(parsed_stdin as i64 + n_demo) as f64]
+    );
 }
 
 #[test]

@@ -93,7 +93,11 @@ fn build(json: &serde_json::Value) -> anyhow::Result<Condition> {
         bail!("a condition must be a map with `all`, `any`, `not` or `field`");
     };
     if let Some(inner) = map.get("all").or_else(|| map.get("any")) {
-        let key = if map.contains_key("all") { "all" } else { "any" };
+        let key = if map.contains_key("all") {
+            "all"
+        } else {
+            "any"
+        };
         anyhow::ensure!(map.len() == 1, "`{key}` must be alone in its map");
         let Some(items) = inner.as_array() else {
             bail!("`{key}` takes a list of conditions");
@@ -121,7 +125,10 @@ fn build(json: &serde_json::Value) -> anyhow::Result<Condition> {
     };
     let mut tests = map.iter().filter(|(key, _)| *key != "field");
     let (Some((key, value)), None) = (tests.next(), tests.next()) else {
-        bail!("field {field:?} needs exactly one test of: {}", TESTS.join(", "));
+        bail!(
+            "field {field:?} needs exactly one test of: {}",
+            TESTS.join(", ")
+        );
     };
     let test = build_test(key, value).with_context(|| format!("field {field:?}: `{key}`"))?;
     Ok(Condition::Field {
@@ -156,7 +163,10 @@ fn build_test(key: &str, value: &serde_json::Value) -> anyhow::Result<Test> {
         "gte" => Test::Gte(number()?),
         "lt" => Test::Lt(number()?),
         "lte" => Test::Lte(number()?),
-        other => bail!("unknown test `{other}`; expected one of: {}", TESTS.join(", ")),
+        other => bail!(
+            "unknown test `{other}`; expected one of: {}",
+            TESTS.join(", ")
+        ),
     })
 }
 
@@ -202,7 +212,9 @@ impl Test {
 fn equal(value: &Value, expected: &Value) -> bool {
     match expected {
         Value::Int(_) | Value::Float(_) => match value {
-            Value::Int(_) | Value::Float(_) | Value::String(_) => value.as_f64() == expected.as_f64(),
+            Value::Int(_) | Value::Float(_) | Value::String(_) => {
+                value.as_f64() == expected.as_f64()
+            }
             _ => false,
         },
         Value::Null => matches!(value, Value::Null),
@@ -299,7 +311,10 @@ mod tests {
             "{ all: [ { field: status, gt: 499 }, { not: { field: path, matches: '^/health' } } ] }",
             Ok(true),
         );
-        check("{ any: [ { field: status, lt: 100 }, { field: ok, equals: true } ] }", Ok(true));
+        check(
+            "{ any: [ { field: status, lt: 100 }, { field: ok, equals: true } ] }",
+            Ok(true),
+        );
         check("{ any: [] }", Ok(false));
         check("{ all: [] }", Ok(true));
         check("{ not: { field: status, exists: true } }", Ok(false));

@@ -48,13 +48,17 @@ enum NewValue {
 impl SetConfig {
     /// Parses the templates.
     pub fn build(&self) -> anyhow::Result<Set> {
-        anyhow::ensure!(!self.fields.is_empty(), "fields must name at least one field");
+        anyhow::ensure!(
+            !self.fields.is_empty(),
+            "fields must name at least one field"
+        );
         let mut fields = Vec::new();
         for (name, value) in &self.fields {
             anyhow::ensure!(!name.is_empty(), "fields: empty field name");
             let value = match value {
                 serde_json::Value::String(text) => {
-                    let template = Template::parse(text).with_context(|| format!("fields.{name}"))?;
+                    let template =
+                        Template::parse(text).with_context(|| format!("fields.{name}"))?;
                     if template.is_static() {
                         NewValue::Fixed(Value::String(text.clone()))
                     } else {
@@ -117,7 +121,10 @@ pub struct RemoveConfig {
 impl RemoveConfig {
     /// Validates the settings.
     pub fn build(&self) -> anyhow::Result<Remove> {
-        anyhow::ensure!(!self.fields.is_empty(), "fields must name at least one field");
+        anyhow::ensure!(
+            !self.fields.is_empty(),
+            "fields must name at least one field"
+        );
         Ok(Remove {
             fields: self.fields.clone().into(),
         })
@@ -152,9 +159,15 @@ pub struct RenameConfig {
 impl RenameConfig {
     /// Validates the settings.
     pub fn build(&self) -> anyhow::Result<Rename> {
-        anyhow::ensure!(!self.fields.is_empty(), "fields must name at least one field");
+        anyhow::ensure!(
+            !self.fields.is_empty(),
+            "fields must name at least one field"
+        );
         for (from, to) in &self.fields {
-            anyhow::ensure!(!from.is_empty() && !to.is_empty(), "fields: empty field name");
+            anyhow::ensure!(
+                !from.is_empty() && !to.is_empty(),
+                "fields: empty field name"
+            );
             anyhow::ensure!(from != to, "fields.{from}: renamed to itself");
         }
         Ok(Rename {
@@ -229,7 +242,10 @@ mod tests {
 
     #[test]
     fn set_remove_rename() {
-        check("{ type: set, fields: { a: x } }", &[("a", "x".into()), ("env", "dev".into())]);
+        check(
+            "{ type: set, fields: { a: x } }",
+            &[("a", "x".into()), ("env", "dev".into())],
+        );
         check(
             "{ type: set, fields: { route: '{{ method }} {{status}}', n: 3, f: 1.5, b: true, l: [1] } }",
             &[
@@ -240,17 +256,54 @@ mod tests {
                 ("l", Value::Array(vec![Value::Int(1)])),
             ],
         );
-        check("{ type: set, fields: { env: prod } }", &[("env", "prod".into())]);
-        check("{ type: set, fields: { env: prod, new: x }, overwrite: false }", &[("env", "dev".into()), ("new", "x".into())]);
-        check("{ type: set, fields: { message: '[{{ env }}] {{ message }}' } }", &[("message", "[dev] hello".into())]);
-        check("{ type: set, fields: { a: '{{ nope }}!' } }", &[("a", "!".into())]);
-        check("{ type: set, fields: { a: 'caf\u{FFFD}' } }", &[("a", "caf\u{FFFD}".into())]);
-        check("{ type: remove, fields: [env, nope] }", &[("env", Value::Null), ("method", "GET".into())]);
-        check("{ type: remove, fields: [message] }", &[("message", Value::Null)]);
-        check("{ type: rename, fields: { method: verb, nope: x } }", &[("verb", "GET".into()), ("method", Value::Null), ("x", Value::Null)]);
-        check("{ type: rename, fields: { env: status } }", &[("status", "dev".into()), ("env", Value::Null)]);
-        check("{ type: rename, fields: { message: msg } }", &[("msg", "hello".into()), ("message", Value::Null)]);
-        check("{ type: rename, fields: { method: message } }", &[("message", "GET".into())]);
+        check(
+            "{ type: set, fields: { env: prod } }",
+            &[("env", "prod".into())],
+        );
+        check(
+            "{ type: set, fields: { env: prod, new: x }, overwrite: false }",
+            &[("env", "dev".into()), ("new", "x".into())],
+        );
+        check(
+            "{ type: set, fields: { message: '[{{ env }}] {{ message }}' } }",
+            &[("message", "[dev] hello".into())],
+        );
+        check(
+            "{ type: set, fields: { a: '{{ nope }}!' } }",
+            &[("a", "!".into())],
+        );
+        check(
+            "{ type: set, fields: { a: 'caf\u{FFFD}' } }",
+            &[("a", "caf\u{FFFD}".into())],
+        );
+        check(
+            "{ type: remove, fields: [env, nope] }",
+            &[("env", Value::Null), ("method", "GET".into())],
+        );
+        check(
+            "{ type: remove, fields: [message] }",
+            &[("message", Value::Null)],
+        );
+        check(
+            "{ type: rename, fields: { method: verb, nope: x } }",
+            &[
+                ("verb", "GET".into()),
+                ("method", Value::Null),
+                ("x", Value::Null),
+            ],
+        );
+        check(
+            "{ type: rename, fields: { env: status } }",
+            &[("status", "dev".into()), ("env", Value::Null)],
+        );
+        check(
+            "{ type: rename, fields: { message: msg } }",
+            &[("msg", "hello".into()), ("message", Value::Null)],
+        );
+        check(
+            "{ type: rename, fields: { method: message } }",
+            &[("message", "GET".into())],
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ mod tests {
     use crate::event::{Event, LogEvent, Value};
 
     fn check(condition: &str, statuses: &[i64], kept: &[i64]) {
-        let mut transform = super::super::tests::build(&format!("{{ type: filter, condition: {condition} }}")).unwrap();
+        let mut transform =
+            super::super::tests::build(&format!("{{ type: filter, condition: {condition} }}"))
+                .unwrap();
         let events = statuses
             .iter()
             .map(|s| {
@@ -81,9 +83,21 @@ mod tests {
 
     #[test]
     fn keeps_matching_events_in_order() {
-        check("{ field: status, gt: 499 }", &[200, 503, 404, 500], &[503, 500]);
-        check("{ field: status, in: [200, 404] }", &[200, 503, 404, 500], &[200, 404]);
-        check("{ not: { field: message, matches: '^status 2' } }", &[200, 503], &[503]);
+        check(
+            "{ field: status, gt: 499 }",
+            &[200, 503, 404, 500],
+            &[503, 500],
+        );
+        check(
+            "{ field: status, in: [200, 404] }",
+            &[200, 503, 404, 500],
+            &[200, 404],
+        );
+        check(
+            "{ not: { field: message, matches: '^status 2' } }",
+            &[200, 503],
+            &[503],
+        );
         check("{ field: nope, exists: true }", &[200, 503], &[]);
         check("{ any: [] }", &[], &[]);
     }

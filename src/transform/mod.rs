@@ -128,7 +128,10 @@ impl TransformContext {
     pub(crate) fn for_tests() -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        Self::new("test", &format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+        Self::new(
+            "test",
+            &format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+        )
     }
 }
 
@@ -245,16 +248,29 @@ pub(crate) mod tests {
             ("{ type: parse_regex, pattern: '(?P<a>.)' }", "parse_regex"),
             ("{ type: parse_json }", "parse_json"),
             ("{ type: parse_logfmt }", "parse_logfmt"),
-            ("{ type: parse_timestamp, field: t, formats: [rfc3339] }", "parse_timestamp"),
+            (
+                "{ type: parse_timestamp, field: t, formats: [rfc3339] }",
+                "parse_timestamp",
+            ),
             ("{ type: set, fields: { a: b } }", "set"),
             ("{ type: remove, fields: [a] }", "remove"),
             ("{ type: rename, fields: { a: b } }", "rename"),
-            ("{ type: filter, condition: { field: a, exists: true } }", "filter"),
+            (
+                "{ type: filter, condition: { field: a, exists: true } }",
+                "filter",
+            ),
             ("{ type: sample, rate: 2 }", "sample"),
-            ("{ type: throttle, threshold: 1, window_secs: 1 }", "throttle"),
-            ("{ type: log_to_metric, metrics: [ { type: counter, name: n } ] }", "log_to_metric"),
+            (
+                "{ type: throttle, threshold: 1, window_secs: 1 }",
+                "throttle",
+            ),
+            (
+                "{ type: log_to_metric, metrics: [ { type: counter, name: n } ] }",
+                "log_to_metric",
+            ),
         ] {
-            let named: Named<TransformConfig> = crate::config::yaml::from_str(yaml, "test.yaml").unwrap();
+            let named: Named<TransformConfig> =
+                crate::config::yaml::from_str(yaml, "test.yaml").unwrap();
             assert_eq!(named.config.type_name(), type_name);
             assert!(TransformConfig::TYPES.contains(&type_name));
             build(yaml).unwrap_or_else(|e| panic!("{yaml}: {e:#}"));

@@ -47,7 +47,10 @@ impl ParseJsonConfig {
     /// Validates the settings.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<ParseJson> {
         anyhow::ensure!(!self.field.is_empty(), "field must not be empty");
-        anyhow::ensure!(self.target.as_ref().is_none_or(|t| !t.is_empty()), "target must not be empty");
+        anyhow::ensure!(
+            self.target.as_ref().is_none_or(|t| !t.is_empty()),
+            "target must not be empty"
+        );
         Ok(ParseJson {
             config: self.clone(),
             invalid: ctx.failures("invalid_json"),
@@ -189,10 +192,15 @@ mod tests {
         event.message = input.clone();
         let mut out = Vec::new();
         transform.process(vec![Event::Log(event)], &mut out);
-        let Some(Event::Log(log)) = out.pop() else { panic!("event lost") };
+        let Some(Event::Log(log)) = out.pop() else {
+            panic!("event lost")
+        };
         match expected {
             Some(fields) => {
-                let want: Map = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                let want: Map = fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
                 assert_eq!(log.fields, want, "{input:?}");
                 assert_eq!(ctx.failures("invalid_json").get(), 0);
             }
@@ -206,20 +214,52 @@ mod tests {
 
     #[test]
     fn parses_json() {
-        check(None, r#"{"a":1,"b":"x","c":true,"d":null,"e":1.5}"#.into(), Some(&[
-            ("a", Value::Int(1)),
-            ("b", "x".into()),
-            ("c", Value::Bool(true)),
-            ("d", Value::Null),
-            ("e", Value::Float(1.5)),
-        ]));
-        check(None, r#" {"n":{"m":[1,"two"]},"big":18446744073709551615} "#.into(), Some(&[
-            ("n", Value::Map([("m".to_string(), Value::Array(vec![Value::Int(1), "two".into()]))].into())),
-            ("big", Value::Float(18446744073709551615.0)),
-        ]));
-        check(None, r#"{"s":"caf\u00e9 \ud83d\ude00 \ufffd"}"#.into(), Some(&[("s", "café 😀 \u{FFFD}".into())]));
-        check(Some("json"), "[1,2]".into(), Some(&[("json", Value::Array(vec![Value::Int(1), Value::Int(2)]))]));
-        check(Some("json"), r#"{"a":1}"#.into(), Some(&[("json", Value::Map([("a".to_string(), Value::Int(1))].into()))]));
+        check(
+            None,
+            r#"{"a":1,"b":"x","c":true,"d":null,"e":1.5}"#.into(),
+            Some(&[
+                ("a", Value::Int(1)),
+                ("b", "x".into()),
+                ("c", Value::Bool(true)),
+                ("d", Value::Null),
+                ("e", Value::Float(1.5)),
+            ]),
+        );
+        check(
+            None,
+            r#" {"n":{"m":[1,"two"]},"big":18446744073709551615} "#.into(),
+            Some(&[
+                (
+                    "n",
+                    Value::Map(
+                        [(
+                            "m".to_string(),
+                            Value::Array(vec![Value::Int(1), "two".into()]),
+                        )]
+                        .into(),
+                    ),
+                ),
+                ("big", Value::Float(18446744073709551615.0)),
+            ]),
+        );
+        check(
+            None,
+            r#"{"s":"caf\u00e9 \ud83d\ude00 \ufffd"}"#.into(),
+            Some(&[("s", "café 😀 \u{FFFD}".into())]),
+        );
+        check(
+            Some("json"),
+            "[1,2]".into(),
+            Some(&[("json", Value::Array(vec![Value::Int(1), Value::Int(2)]))]),
+        );
+        check(
+            Some("json"),
+            r#"{"a":1}"#.into(),
+            Some(&[(
+                "json",
+                Value::Map([("a".to_string(), Value::Int(1))].into()),
+            )]),
+        );
         check(None, "[1,2]".into(), None);
         check(None, "42".into(), None);
         check(None, r#"{"a":1"#.into(), None);
@@ -233,11 +273,18 @@ mod tests {
     #[test]
     fn message_key_replaces_message() {
         let ctx = TransformContext::for_tests();
-        let config = ParseJsonConfig { field: "message".into(), target: None, drop_invalid: true };
+        let config = ParseJsonConfig {
+            field: "message".into(),
+            target: None,
+            drop_invalid: true,
+        };
         let mut transform = config.build(&ctx).unwrap();
         let mut out = Vec::new();
         transform.process(
-            vec![Event::Log(LogEvent::new(r#"{"message":"hi","level":"info"}"#)), Event::Log(LogEvent::new("nope"))],
+            vec![
+                Event::Log(LogEvent::new(r#"{"message":"hi","level":"info"}"#)),
+                Event::Log(LogEvent::new("nope")),
+            ],
             &mut out,
         );
         assert_eq!(out.len(), 1);

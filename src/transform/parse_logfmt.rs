@@ -45,7 +45,10 @@ impl ParseLogfmtConfig {
     /// Validates the settings.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<ParseLogfmt> {
         anyhow::ensure!(!self.field.is_empty(), "field must not be empty");
-        anyhow::ensure!(self.target.as_ref().is_none_or(|t| !t.is_empty()), "target must not be empty");
+        anyhow::ensure!(
+            self.target.as_ref().is_none_or(|t| !t.is_empty()),
+            "target must not be empty"
+        );
         Ok(ParseLogfmt {
             config: self.clone(),
             invalid: ctx.failures("invalid_logfmt"),
@@ -159,23 +162,49 @@ mod tests {
     use super::*;
 
     fn check(line: &str, expected: Option<&[(&str, Value)]>) {
-        let want = expected.map(|pairs| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Map>());
+        let want = expected.map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<Map>()
+        });
         assert_eq!(parse_logfmt(line), want, "{line:?}");
     }
 
     #[test]
     fn parses_logfmt() {
         check("a=1 b=two", Some(&[("a", "1".into()), ("b", "two".into())]));
-        check(r#"msg="hello world" level=info"#, Some(&[("msg", "hello world".into()), ("level", "info".into())]));
-        check(r#"msg="say \"hi\"\n\ttab \\ \x""#, Some(&[("msg", "say \"hi\"\n\ttab \\ \\x".into())]));
-        check("  a=1   b=2  ", Some(&[("a", "1".into()), ("b", "2".into())]));
-        check("debug a=1", Some(&[("debug", Value::Bool(true)), ("a", "1".into())]));
+        check(
+            r#"msg="hello world" level=info"#,
+            Some(&[("msg", "hello world".into()), ("level", "info".into())]),
+        );
+        check(
+            r#"msg="say \"hi\"\n\ttab \\ \x""#,
+            Some(&[("msg", "say \"hi\"\n\ttab \\ \\x".into())]),
+        );
+        check(
+            "  a=1   b=2  ",
+            Some(&[("a", "1".into()), ("b", "2".into())]),
+        );
+        check(
+            "debug a=1",
+            Some(&[("debug", Value::Bool(true)), ("a", "1".into())]),
+        );
         check("a= b=2", Some(&[("a", "".into()), ("b", "2".into())]));
-        check(r#"a="" b"#, Some(&[("a", "".into()), ("b", Value::Bool(true))]));
-        check(r#"a="unterminated b=2"#, Some(&[("a", "unterminated b=2".into())]));
+        check(
+            r#"a="" b"#,
+            Some(&[("a", "".into()), ("b", Value::Bool(true))]),
+        );
+        check(
+            r#"a="unterminated b=2"#,
+            Some(&[("a", "unterminated b=2".into())]),
+        );
         check("a=1 a=2", Some(&[("a", "2".into())]));
         check("=x a=1 \"q\" ==", Some(&[("a", "1".into())]));
-        check("k=caf\u{FFFD} \u{FFFD}=1", Some(&[("k", "caf\u{FFFD}".into()), ("\u{FFFD}", "1".into())]));
+        check(
+            "k=caf\u{FFFD} \u{FFFD}=1",
+            Some(&[("k", "caf\u{FFFD}".into()), ("\u{FFFD}", "1".into())]),
+        );
         check(r#"a="x\"#, Some(&[("a", "x\\".into())]));
         check("just some words", None);
         check("", None);
@@ -185,19 +214,42 @@ mod tests {
     #[test]
     fn transform_merges_or_targets() {
         let ctx = TransformContext::for_tests();
-        let config = ParseLogfmtConfig { field: "message".into(), target: Some("kv".into()), drop_invalid: false };
+        let config = ParseLogfmtConfig {
+            field: "message".into(),
+            target: Some("kv".into()),
+            drop_invalid: false,
+        };
         let mut transform = config.build(&ctx).unwrap();
         let mut out = Vec::new();
-        transform.process(vec![Event::Log(LogEvent::new("a=1")), Event::Log(LogEvent::new("plain"))], &mut out);
+        transform.process(
+            vec![
+                Event::Log(LogEvent::new("a=1")),
+                Event::Log(LogEvent::new("plain")),
+            ],
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].as_log().unwrap().get("kv"), Some(&Value::Map([("a".to_string(), "1".into())].into())));
+        assert_eq!(
+            out[0].as_log().unwrap().get("kv"),
+            Some(&Value::Map([("a".to_string(), "1".into())].into()))
+        );
         assert_eq!(out[1].as_log().unwrap().fields.len(), 0);
         assert_eq!(ctx.failures("invalid_logfmt").get(), 1);
 
-        let config = ParseLogfmtConfig { field: "message".into(), target: None, drop_invalid: true };
+        let config = ParseLogfmtConfig {
+            field: "message".into(),
+            target: None,
+            drop_invalid: true,
+        };
         let mut transform = config.build(&ctx).unwrap();
         let mut out = Vec::new();
-        transform.process(vec![Event::Log(LogEvent::new("message=hi x=1")), Event::Log(LogEvent::new("plain"))], &mut out);
+        transform.process(
+            vec![
+                Event::Log(LogEvent::new("message=hi x=1")),
+                Event::Log(LogEvent::new("plain")),
+            ],
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].as_log().unwrap().message, Value::from("hi"));
         assert_eq!(out[0].as_log().unwrap().get("x"), Some(&"1".into()));

@@ -151,10 +151,15 @@ impl ParseRegexConfig {
             patterns.push(Pattern { regex, captures });
         }
         for name in conversions.keys() {
-            let known = patterns.iter().any(|p| p.captures.iter().any(|c| c.1 == *name));
+            let known = patterns
+                .iter()
+                .any(|p| p.captures.iter().any(|c| c.1 == *name));
             anyhow::ensure!(known, "types.{name}: no pattern has a group named {name:?}");
         }
-        let locations = patterns.iter().map(|p| p.regex.capture_locations()).collect();
+        let locations = patterns
+            .iter()
+            .map(|p| p.regex.capture_locations())
+            .collect();
         Ok(ParseRegex {
             field: self.field.clone(),
             patterns: patterns.into(),
@@ -209,12 +214,21 @@ impl ParseRegex {
             }
         };
         let text = source.to_text();
-        let matched = self.patterns.iter().zip(&mut self.locations).find_map(|(pattern, slots)| {
-            pattern.regex.captures_read(slots, &text).map(|_| (pattern, &*slots))
-        });
+        let matched = self
+            .patterns
+            .iter()
+            .zip(&mut self.locations)
+            .find_map(|(pattern, slots)| {
+                pattern
+                    .regex
+                    .captures_read(slots, &text)
+                    .map(|_| (pattern, &*slots))
+            });
         if let Some((pattern, slots)) = matched {
             for (index, name, conversion) in &pattern.captures {
-                let Some((start, end)) = slots.get(*index) else { continue };
+                let Some((start, end)) = slots.get(*index) else {
+                    continue;
+                };
                 let captured = &text[start..end];
                 let value = match conversion {
                     None => Value::String(captured.to_owned()),
@@ -265,7 +279,10 @@ mod tests {
             pattern: None,
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
             field: "message".into(),
-            types: types.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            types: types
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             drop_unmatched: false,
         }
     }
@@ -287,7 +304,10 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect();
                 assert_eq!(log.fields, want, "{line:?}");
-                let message = fields.iter().find(|(k, _)| *k == "message").map_or(line.clone(), |(_, v)| v.clone());
+                let message = fields
+                    .iter()
+                    .find(|(k, _)| *k == "message")
+                    .map_or(line.clone(), |(_, v)| v.clone());
                 assert_eq!(log.message, message, "{line:?}");
             }
             (got, want) => panic!("{line:?}: got {got:?}, want {want:?}"),
@@ -299,24 +319,32 @@ mod tests {
         let types = [("status", "int"), ("bytes", "int")];
         let c = config(&[ACCESS], &types);
         let line = r#"10.0.0.1 - - [10/Oct/2023:13:55:36 -0700] "GET /a?b=1 HTTP/1.1" 200 2326 "-" "curl""#;
-        check(&c, line.into(), Some(&[
-            ("client", "10.0.0.1".into()),
-            ("time", "10/Oct/2023:13:55:36 -0700".into()),
-            ("method", "GET".into()),
-            ("path", "/a?b=1".into()),
-            ("status", Value::Int(200)),
-            ("bytes", Value::Int(2326)),
-        ]));
+        check(
+            &c,
+            line.into(),
+            Some(&[
+                ("client", "10.0.0.1".into()),
+                ("time", "10/Oct/2023:13:55:36 -0700".into()),
+                ("method", "GET".into()),
+                ("path", "/a?b=1".into()),
+                ("status", Value::Int(200)),
+                ("bytes", Value::Int(2326)),
+            ]),
+        );
         // `-` bytes does not convert: kept as text.
         let line = r#"::1 - bob [10/Oct/2023:13:55:36 +0000] "HEAD / HTTP/1.0" 304 -"#;
-        check(&c, line.into(), Some(&[
-            ("client", "::1".into()),
-            ("time", "10/Oct/2023:13:55:36 +0000".into()),
-            ("method", "HEAD".into()),
-            ("path", "/".into()),
-            ("status", Value::Int(304)),
-            ("bytes", "-".into()),
-        ]));
+        check(
+            &c,
+            line.into(),
+            Some(&[
+                ("client", "::1".into()),
+                ("time", "10/Oct/2023:13:55:36 +0000".into()),
+                ("method", "HEAD".into()),
+                ("path", "/".into()),
+                ("status", Value::Int(304)),
+                ("bytes", "-".into()),
+            ]),
+        );
         check(&c, "not an access line".into(), Some(&[]));
         check(&c, "".into(), Some(&[]));
         check(&c, Value::Int(5), Some(&[]));
@@ -325,43 +353,72 @@ mod tests {
 
     #[test]
     fn first_matching_pattern_wins() {
-        let c = config(&[r"^(?P<a>\d+)$", r"^(?P<b>\w+)$", r"(?P<c>.*)"], &[("a", "int")]);
+        let c = config(
+            &[r"^(?P<a>\d+)$", r"^(?P<b>\w+)$", r"(?P<c>.*)"],
+            &[("a", "int")],
+        );
         check(&c, "42".into(), Some(&[("a", Value::Int(42))]));
         check(&c, "word".into(), Some(&[("b", "word".into())]));
         check(&c, "two words".into(), Some(&[("c", "two words".into())]));
         // Non-UTF-8 input arrives as U+FFFD and is matched like any character.
-        check(&c, "caf\u{FFFD}!".into(), Some(&[("c", "caf\u{FFFD}!".into())]));
+        check(
+            &c,
+            "caf\u{FFFD}!".into(),
+            Some(&[("c", "caf\u{FFFD}!".into())]),
+        );
     }
 
     #[test]
     fn optional_groups_and_types() {
         let c = config(
-            &[r"^(?P<level>[A-Z]+)(?: (?P<ms>\S+))?(?: ok=(?P<ok>\S+))?(?: at=(?P<timestamp>\S+))?$"],
-            &[("ms", "float"), ("ok", "bool"), ("timestamp", "timestamp:%Y-%m-%dT%H:%M:%S%z")],
+            &[
+                r"^(?P<level>[A-Z]+)(?: (?P<ms>\S+))?(?: ok=(?P<ok>\S+))?(?: at=(?P<timestamp>\S+))?$",
+            ],
+            &[
+                ("ms", "float"),
+                ("ok", "bool"),
+                ("timestamp", "timestamp:%Y-%m-%dT%H:%M:%S%z"),
+            ],
         );
         check(&c, "INFO".into(), Some(&[("level", "INFO".into())]));
-        check(&c, "INFO 1.5 ok=YES".into(), Some(&[
-            ("level", "INFO".into()),
-            ("ms", Value::Float(1.5)),
-            ("ok", Value::Bool(true)),
-        ]));
-        check(&c, "WARN x ok=maybe".into(), Some(&[
-            ("level", "WARN".into()),
-            ("ms", "x".into()),
-            ("ok", "maybe".into()),
-        ]));
-        check(&c, "INFO 1 ok=0 at=2024-01-02T03:04:05+0100".into(), Some(&[
-            ("level", "INFO".into()),
-            ("ms", Value::Float(1.0)),
-            ("ok", Value::Bool(false)),
-            ("timestamp", "2024-01-02T02:04:05Z".into()),
-        ]));
+        check(
+            &c,
+            "INFO 1.5 ok=YES".into(),
+            Some(&[
+                ("level", "INFO".into()),
+                ("ms", Value::Float(1.5)),
+                ("ok", Value::Bool(true)),
+            ]),
+        );
+        check(
+            &c,
+            "WARN x ok=maybe".into(),
+            Some(&[
+                ("level", "WARN".into()),
+                ("ms", "x".into()),
+                ("ok", "maybe".into()),
+            ]),
+        );
+        check(
+            &c,
+            "INFO 1 ok=0 at=2024-01-02T03:04:05+0100".into(),
+            Some(&[
+                ("level", "INFO".into()),
+                ("ms", Value::Float(1.0)),
+                ("ok", Value::Bool(false)),
+                ("timestamp", "2024-01-02T02:04:05Z".into()),
+            ]),
+        );
     }
 
     #[test]
     fn capture_may_replace_the_source() {
         let c = config(&[r"^\[(?P<level>\w+)\] (?P<message>.*)$"], &[]);
-        check(&c, "[warn] disk full".into(), Some(&[("level", "warn".into()), ("message", "disk full".into())]));
+        check(
+            &c,
+            "[warn] disk full".into(),
+            Some(&[("level", "warn".into()), ("message", "disk full".into())]),
+        );
     }
 
     #[test]
@@ -372,7 +429,10 @@ mod tests {
         let mut event = LogEvent::new("line");
         event.insert("email", "ann@example.com");
         let mut out = Vec::new();
-        transform.process(vec![Event::Log(event), Event::Log(LogEvent::new("no email"))], &mut out);
+        transform.process(
+            vec![Event::Log(event), Event::Log(LogEvent::new("no email"))],
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         let first = out[0].as_log().unwrap();
         assert_eq!(first.get("user"), Some(&"ann".into()));

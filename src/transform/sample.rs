@@ -48,9 +48,14 @@ pub struct SampleConfig {
 impl SampleConfig {
     /// Validates the settings.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<Sample> {
-        anyhow::ensure!(self.key_field.as_ref().is_none_or(|k| !k.is_empty()), "key_field must not be empty");
+        anyhow::ensure!(
+            self.key_field.as_ref().is_none_or(|k| !k.is_empty()),
+            "key_field must not be empty"
+        );
         let exclude = match &self.exclude {
-            Some(condition) => Some(Arc::new(condition.build().map_err(|e| e.context("exclude"))?)),
+            Some(condition) => Some(Arc::new(
+                condition.build().map_err(|e| e.context("exclude"))?,
+            )),
             None => None,
         };
         Ok(Sample {
@@ -183,40 +188,69 @@ mod tests {
         assert!(!kept_keys.is_empty() && kept_keys.len() < keys.len());
         let kept = kept_keys[0].as_str();
         let dropped = keys.iter().find(|k| !key_is_kept(k, 4)).unwrap().as_str();
-        check(&mut build(4, Some("key"), None), &[kept, dropped, kept, dropped, kept], &[0, 2, 4]);
+        check(
+            &mut build(4, Some("key"), None),
+            &[kept, dropped, kept, dropped, kept],
+            &[0, 2, 4],
+        );
     }
 
     #[test]
     fn exclude_and_sample_rate_field() {
-        let dropped = (0..).map(|i| format!("k{i}")).find(|k| !key_is_kept(k, 10)).unwrap();
-        let mut sample = build(10, Some("key"), Some(r#"{"field": "message", "matches": "line [13]$"}"#));
+        let dropped = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| !key_is_kept(k, 10))
+            .unwrap();
+        let mut sample = build(
+            10,
+            Some("key"),
+            Some(r#"{"field": "message", "matches": "line [13]$"}"#),
+        );
         let mut out = Vec::new();
         sample.process(events(&[&dropped, &dropped, &dropped, &dropped]), &mut out);
         assert_eq!(out.len(), 2, "excluded lines are kept");
-        assert!(out.iter().all(|e| e.as_log().unwrap().get("sample_rate") == Some(&Value::Int(1))));
+        assert!(out
+            .iter()
+            .all(|e| e.as_log().unwrap().get("sample_rate") == Some(&Value::Int(1))));
 
         let mut sample = build(10, None, None);
         let mut out = Vec::new();
         sample.process(events(&[""]), &mut out);
-        assert_eq!(out[0].as_log().unwrap().get("sample_rate"), Some(&Value::Int(10)));
+        assert_eq!(
+            out[0].as_log().unwrap().get("sample_rate"),
+            Some(&Value::Int(10))
+        );
     }
 
     #[test]
     fn key_sampling_is_stable_and_fair() {
         // Pinned decisions (computed by an independent Python model of FNV-1a + splitmix64):
         // the hash must never change between versions, or sampling would flip on upgrade.
-        let keys = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8", "req-1", "req-2", "alice", "bob"];
+        let keys = [
+            "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7",
+            "10.0.0.8", "req-1", "req-2", "alice", "bob",
+        ];
         let kept: Vec<&str> = keys.into_iter().filter(|k| key_is_kept(k, 4)).collect();
         assert_eq!(kept, ["10.0.0.3", "10.0.0.6", "10.0.0.7", "alice", "bob"]);
         for rate in [2u64, 4, 10] {
-            let kept = (0..100_000u32).filter(|i| key_is_kept(&format!("req-{i:08x}"), rate)).count();
+            let kept = (0..100_000u32)
+                .filter(|i| key_is_kept(&format!("req-{i:08x}"), rate))
+                .count();
             let expected = 100_000.0 / rate as f64;
             let error = (kept as f64 - expected).abs() / expected;
-            assert!(error < 0.02, "rate {rate}: kept {kept}, expected {expected}");
+            assert!(
+                error < 0.02,
+                "rate {rate}: kept {kept}, expected {expected}"
+            );
         }
         // Keys that look alike (IP addresses) spread too.
         let kept = (0..100_000u32)
-            .filter(|i| key_is_kept(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), 10))
+            .filter(|i| {
+                key_is_kept(
+                    &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                    10,
+                )
+            })
             .count();
         assert!((kept as f64 - 10_000.0).abs() < 200.0, "kept {kept}");
     }
@@ -226,7 +260,12 @@ mod tests {
         let keys: Vec<String> = (0..5000).map(|i| format!("user{i}")).collect();
         let decide = |keys: Vec<String>| keys.iter().map(|k| key_is_kept(k, 7)).collect::<Vec<_>>();
         let here = decide(keys.clone());
-        let threads: Vec<_> = (0..4).map(|_| { let k = keys.clone(); std::thread::spawn(move || decide(k)) }).collect();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let k = keys.clone();
+                std::thread::spawn(move || decide(k))
+            })
+            .collect();
         for thread in threads {
             assert_eq!(thread.join().unwrap(), here);
         }

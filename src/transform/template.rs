@@ -56,7 +56,9 @@ impl Template {
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| error("`{{` without a closing `}}`"))?;
+            let close = after
+                .find("}}")
+                .ok_or_else(|| error("`{{` without a closing `}}`"))?;
             let name = after[..close].trim();
             if name.is_empty() {
                 return Err(error("empty field name between `{{` and `}}`"));

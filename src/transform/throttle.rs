@@ -57,12 +57,19 @@ impl ThrottleConfig {
     /// Validates the settings.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<Throttle> {
         anyhow::ensure!(
-            self.window_secs.is_finite() && self.window_secs > 0.0 && self.window_secs <= 86_400.0 * 365.0,
+            self.window_secs.is_finite()
+                && self.window_secs > 0.0
+                && self.window_secs <= 86_400.0 * 365.0,
             "window_secs must be a positive number of seconds"
         );
-        anyhow::ensure!(self.key_field.as_ref().is_none_or(|k| !k.is_empty()), "key_field must not be empty");
+        anyhow::ensure!(
+            self.key_field.as_ref().is_none_or(|k| !k.is_empty()),
+            "key_field must not be empty"
+        );
         let exclude = match &self.exclude {
-            Some(condition) => Some(Arc::new(condition.build().map_err(|e| e.context("exclude"))?)),
+            Some(condition) => Some(Arc::new(
+                condition.build().map_err(|e| e.context("exclude"))?,
+            )),
             None => None,
         };
         Ok(Throttle {
@@ -111,7 +118,10 @@ impl Throttle {
 
     /// [`Throttle::process`] at a given time (tests drive the clock).
     pub fn process_at(&mut self, now: Instant, events: Vec<Event>, out: &mut Vec<Event>) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut n_dropped = 0;
         for event in events {
             let Event::Log(log) = &event else {
@@ -128,7 +138,10 @@ impl Throttle {
             };
             let budget = self.budget(&mut state, &key, now);
             if now.duration_since(budget.started) >= self.window {
-                *budget = Budget { started: now, used: 0 };
+                *budget = Budget {
+                    started: now,
+                    used: 0,
+                };
             }
             if budget.used < self.threshold {
                 budget.used += 1;
@@ -141,10 +154,15 @@ impl Throttle {
     }
 
     fn budget<'a>(&self, state: &'a mut State, key: &str, now: Instant) -> &'a mut Budget {
-        let fresh = Budget { started: now, used: 0 };
+        let fresh = Budget {
+            started: now,
+            used: 0,
+        };
         if !state.keys.contains_key(key) && state.keys.len() >= self.max_keys {
             let window = self.window;
-            state.keys.retain(|_, b| now.duration_since(b.started) < window);
+            state
+                .keys
+                .retain(|_, b| now.duration_since(b.started) < window);
             if state.keys.len() >= self.max_keys {
                 self.key_limit.inc();
                 return state.overflow.get_or_insert(fresh);
@@ -177,7 +195,9 @@ mod tests {
             window_secs: 1.0,
             key_field: key_field.map(str::to_owned),
             max_keys: NonZeroUsize::new(max_keys).unwrap(),
-            exclude: Some(ConditionConfig(serde_json::json!({"field": "level", "equals": "error"}))),
+            exclude: Some(ConditionConfig(
+                serde_json::json!({"field": "level", "equals": "error"}),
+            )),
         }
         .build(&TransformContext::for_tests())
         .unwrap()

@@ -92,7 +92,10 @@ fn strftime(items: &[Item<'static>], text: &str, timezone: FixedOffset) -> Optio
     let mut parsed = Parsed::new();
     chrono::format::parse(&mut parsed, text.trim(), items.iter()).ok()?;
     if parsed.offset().is_some() {
-        return parsed.to_datetime().ok().map(|t| Timestamp::from_datetime(&t));
+        return parsed
+            .to_datetime()
+            .ok()
+            .map(|t| Timestamp::from_datetime(&t));
     }
     if parsed.year().is_none() && parsed.year_div_100().is_none() {
         // Layouts like syslog's `%b %e %H:%M:%S` have no year: assume the current one.
@@ -110,9 +113,11 @@ fn strftime(items: &[Item<'static>], text: &str, timezone: FixedOffset) -> Optio
 
 /// Parses a `timezone` setting: `UTC`, `Z`, or a fixed offset `+02:00` / `-0530`.
 pub fn parse_timezone(text: &str) -> anyhow::Result<FixedOffset> {
-    let bad = || anyhow::anyhow!("timezone {text:?} must be UTC or a fixed offset like +02:00 (named zones are not supported)");
+    let bad = || {
+        anyhow::anyhow!("timezone {text:?} must be UTC or a fixed offset like +02:00 (named zones are not supported)")
+    };
     if text.eq_ignore_ascii_case("utc") || text == "Z" {
-        return Ok(FixedOffset::east_opt(0).ok_or_else(bad)?);
+        return FixedOffset::east_opt(0).ok_or_else(bad);
     }
     let (sign, rest) = match text.as_bytes().first() {
         Some(b'+') => (1, &text[1..]),
@@ -148,7 +153,10 @@ impl ParseTimestampConfig {
     /// Compiles the formats and the timezone.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<ParseTimestamp> {
         anyhow::ensure!(!self.field.is_empty(), "field must not be empty");
-        anyhow::ensure!(!self.formats.is_empty(), "formats needs at least one format");
+        anyhow::ensure!(
+            !self.formats.is_empty(),
+            "formats needs at least one format"
+        );
         let formats = self
             .formats
             .iter()
@@ -238,7 +246,9 @@ mod tests {
         for _ in 0..2 {
             let mut out = Vec::new();
             transform.process(vec![Event::Log(event.clone())], &mut out);
-            let Some(Event::Log(got)) = out.pop() else { panic!("event lost") };
+            let Some(Event::Log(got)) = out.pop() else {
+                panic!("event lost")
+            };
             let want = expected.map_or(Timestamp(7), |t| {
                 Timestamp::from_datetime(&DateTime::parse_from_rfc3339(t).unwrap())
             });
@@ -250,23 +260,88 @@ mod tests {
     #[test]
     fn parses_formats() {
         let apache = "%d/%b/%Y:%H:%M:%S %z";
-        check(&[apache], None, "10/Oct/2023:13:55:36 -0700".into(), Some("2023-10-10T20:55:36Z"));
+        check(
+            &[apache],
+            None,
+            "10/Oct/2023:13:55:36 -0700".into(),
+            Some("2023-10-10T20:55:36Z"),
+        );
         check(&[apache], None, "10/Oct/2023:13:55:36".into(), None);
-        check(&["rfc3339"], None, "2024-05-01T12:00:00.5+02:00".into(), Some("2024-05-01T10:00:00.5Z"));
+        check(
+            &["rfc3339"],
+            None,
+            "2024-05-01T12:00:00.5+02:00".into(),
+            Some("2024-05-01T10:00:00.5Z"),
+        );
         check(&["rfc3339"], None, "yesterday".into(), None);
-        check(&["unix"], None, Value::Int(1_700_000_000), Some("2023-11-14T22:13:20Z"));
-        check(&["unix"], None, Value::Float(1_700_000_000.25), Some("2023-11-14T22:13:20.25Z"));
-        check(&["unix"], None, "1700000000".into(), Some("2023-11-14T22:13:20Z"));
-        check(&["unix_ms"], None, Value::Int(1_700_000_000_123), Some("2023-11-14T22:13:20.123Z"));
-        check(&["unix_ns"], None, Value::Int(5), Some("1970-01-01T00:00:00.000000005Z"));
+        check(
+            &["unix"],
+            None,
+            Value::Int(1_700_000_000),
+            Some("2023-11-14T22:13:20Z"),
+        );
+        check(
+            &["unix"],
+            None,
+            Value::Float(1_700_000_000.25),
+            Some("2023-11-14T22:13:20.25Z"),
+        );
+        check(
+            &["unix"],
+            None,
+            "1700000000".into(),
+            Some("2023-11-14T22:13:20Z"),
+        );
+        check(
+            &["unix_ms"],
+            None,
+            Value::Int(1_700_000_000_123),
+            Some("2023-11-14T22:13:20.123Z"),
+        );
+        check(
+            &["unix_ns"],
+            None,
+            Value::Int(5),
+            Some("1970-01-01T00:00:00.000000005Z"),
+        );
         check(&["unix"], None, Value::Int(i64::MAX), None);
         check(&["unix"], None, "soon".into(), None);
-        check(&["unix"], None, Value::Bool(true), Some("1970-01-01T00:00:01Z"));
-        check(&["%Y-%m-%d %H:%M:%S"], None, "2024-01-02 03:04:05".into(), Some("2024-01-02T03:04:05Z"));
-        check(&["%Y-%m-%d %H:%M:%S"], Some("+02:00"), "2024-01-02 03:04:05".into(), Some("2024-01-02T01:04:05Z"));
-        check(&["%Y-%m-%d %H:%M:%S"], Some("-0530"), "2024-01-02 03:04:05".into(), Some("2024-01-02T08:34:05Z"));
-        check(&["%Y-%m-%d"], None, "2024-01-02".into(), Some("2024-01-02T00:00:00Z"));
-        check(&["rfc3339", "%Y-%m-%d"], None, "2024-01-02".into(), Some("2024-01-02T00:00:00Z"));
+        check(
+            &["unix"],
+            None,
+            Value::Bool(true),
+            Some("1970-01-01T00:00:01Z"),
+        );
+        check(
+            &["%Y-%m-%d %H:%M:%S"],
+            None,
+            "2024-01-02 03:04:05".into(),
+            Some("2024-01-02T03:04:05Z"),
+        );
+        check(
+            &["%Y-%m-%d %H:%M:%S"],
+            Some("+02:00"),
+            "2024-01-02 03:04:05".into(),
+            Some("2024-01-02T01:04:05Z"),
+        );
+        check(
+            &["%Y-%m-%d %H:%M:%S"],
+            Some("-0530"),
+            "2024-01-02 03:04:05".into(),
+            Some("2024-01-02T08:34:05Z"),
+        );
+        check(
+            &["%Y-%m-%d"],
+            None,
+            "2024-01-02".into(),
+            Some("2024-01-02T00:00:00Z"),
+        );
+        check(
+            &["rfc3339", "%Y-%m-%d"],
+            None,
+            "2024-01-02".into(),
+            Some("2024-01-02T00:00:00Z"),
+        );
         check(&["%Y-%m-%d"], None, "2024-01-02\u{FFFD}".into(), None);
         check(&["%Y-%m-%d"], None, Value::Int(3), None);
         check(&["%Y-%m-%d"], None, "".into(), None);
@@ -275,7 +350,11 @@ mod tests {
     #[test]
     fn missing_field_is_counted_not_fatal() {
         let ctx = TransformContext::for_tests();
-        let config = ParseTimestampConfig { field: "t".into(), formats: vec!["unix".into()], timezone: None };
+        let config = ParseTimestampConfig {
+            field: "t".into(),
+            formats: vec!["unix".into()],
+            timezone: None,
+        };
         let mut transform = config.build(&ctx).unwrap();
         let before = ctx.failures("timestamp").get();
         let mut out = Vec::new();
@@ -298,7 +377,10 @@ mod tests {
                 formats: vec![format.into()],
                 timezone: timezone.map(str::to_owned),
             };
-            let e = config.build(&TransformContext::for_tests()).unwrap_err().to_string();
+            let e = config
+                .build(&TransformContext::for_tests())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(error), "{e}");
         }
     }

@@ -37,7 +37,9 @@ use crate::event::{Event, LogEvent, Metric, MetricValue, Timestamp};
 use crate::telemetry::Counter;
 
 /// Prometheus' default histogram buckets (client_golang `DefBuckets`).
-pub const DEFAULT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// `type: log_to_metric` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,7 +108,9 @@ fn default_max_series() -> NonZeroUsize {
 /// Whether `name` is a valid Prometheus metric name.
 pub fn valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
@@ -114,28 +118,54 @@ pub fn valid_metric_name(name: &str) -> bool {
 pub fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     !name.starts_with("__")
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl MetricConfig {
     fn build(&self, ctx: &TransformContext) -> anyhow::Result<MetricDef> {
         let name = &self.name;
-        anyhow::ensure!(valid_metric_name(name), "name {name:?} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+        anyhow::ensure!(
+            valid_metric_name(name),
+            "name {name:?} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+        );
         for (i, label) in self.labels.iter().enumerate() {
             anyhow::ensure!(valid_label_name(label), "labels[{i}]: {label:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)");
-            anyhow::ensure!(!self.labels[..i].contains(label), "labels[{i}]: {label:?} is listed twice");
-            anyhow::ensure!(!(self.kind == MetricKind::Histogram && label == "le"), "labels[{i}]: `le` is reserved for histogram buckets");
+            anyhow::ensure!(
+                !self.labels[..i].contains(label),
+                "labels[{i}]: {label:?} is listed twice"
+            );
+            anyhow::ensure!(
+                !(self.kind == MetricKind::Histogram && label == "le"),
+                "labels[{i}]: `le` is reserved for histogram buckets"
+            );
         }
         if matches!(self.kind, MetricKind::Gauge | MetricKind::Histogram) {
             anyhow::ensure!(self.field.is_some(), "a {:?} needs `field`", self.kind);
         }
-        anyhow::ensure!(!self.increment_by_value || (self.kind == MetricKind::Counter && self.field.is_some()), "increment_by_value needs a counter with `field`");
-        anyhow::ensure!(self.buckets.is_none() || self.kind == MetricKind::Histogram, "buckets are for histograms only");
-        let buckets = self.buckets.clone().unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+        anyhow::ensure!(
+            !self.increment_by_value || (self.kind == MetricKind::Counter && self.field.is_some()),
+            "increment_by_value needs a counter with `field`"
+        );
+        anyhow::ensure!(
+            self.buckets.is_none() || self.kind == MetricKind::Histogram,
+            "buckets are for histograms only"
+        );
+        let buckets = self
+            .buckets
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
         anyhow::ensure!(!buckets.is_empty(), "buckets must not be empty");
-        anyhow::ensure!(buckets.iter().all(|b| b.is_finite()), "buckets must be finite numbers (+Inf is implied)");
-        anyhow::ensure!(buckets.windows(2).all(|w| w[0] < w[1]), "buckets must be in strictly ascending order");
+        anyhow::ensure!(
+            buckets.iter().all(|b| b.is_finite()),
+            "buckets must be finite numbers (+Inf is implied)"
+        );
+        anyhow::ensure!(
+            buckets.windows(2).all(|w| w[0] < w[1]),
+            "buckets must be in strictly ascending order"
+        );
         let condition = match &self.condition {
             Some(condition) => Some(condition.build().context("condition")?),
             None => None,
@@ -161,18 +191,32 @@ impl MetricConfig {
 impl LogToMetricConfig {
     /// Validates every metric (names, labels, buckets, conditions).
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<LogToMetric> {
-        anyhow::ensure!(!self.metrics.is_empty(), "metrics must list at least one metric");
-        anyhow::ensure!(self.flush_interval_ms > 0, "flush_interval_ms must be at least 1");
+        anyhow::ensure!(
+            !self.metrics.is_empty(),
+            "metrics must list at least one metric"
+        );
+        anyhow::ensure!(
+            self.flush_interval_ms > 0,
+            "flush_interval_ms must be at least 1"
+        );
         let mut metrics = Vec::new();
         for (i, metric) in self.metrics.iter().enumerate() {
             let def = metric.build(ctx).with_context(|| format!("metrics[{i}]"))?;
-            anyhow::ensure!(!self.metrics[..i].iter().any(|m| m.name == metric.name), "metrics[{i}]: metric {:?} is defined twice", metric.name);
+            anyhow::ensure!(
+                !self.metrics[..i].iter().any(|m| m.name == metric.name),
+                "metrics[{i}]: metric {:?} is defined twice",
+                metric.name
+            );
             metrics.push(def);
         }
         let series = metrics.iter().map(|_| HashMap::new()).collect();
         Ok(LogToMetric {
             shared: Arc::new(Shared {
-                state: Mutex::new(State { series, last_emit: Instant::now(), changed: false }),
+                state: Mutex::new(State {
+                    series,
+                    last_emit: Instant::now(),
+                    changed: false,
+                }),
                 metrics,
                 interval: Duration::from_millis(self.flush_interval_ms),
             }),
@@ -201,7 +245,11 @@ enum Total {
     Counter(f64),
     Gauge(f64),
     /// Per-bucket (not cumulative) counts; observations above the last bound only count.
-    Histogram { counts: Vec<u64>, sum: f64, count: u64 },
+    Histogram {
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -239,7 +287,10 @@ impl LogToMetric {
     /// Updates the metrics from each log event; passes events on unless `drop_logs`.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
         let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for event in events {
             if let Event::Log(log) = &event {
                 for (def, series) in shared.metrics.iter().zip(state.series.iter_mut()) {
@@ -289,7 +340,9 @@ impl LogToMetric {
             }
             series.insert(self.key.clone(), new_series(def, log));
         }
-        let Some(entry) = series.get_mut(self.key.as_str()) else { return };
+        let Some(entry) = series.get_mut(self.key.as_str()) else {
+            return;
+        };
         match &mut entry.value {
             Total::Counter(total) => *total += number,
             Total::Gauge(last) => *last = number,
@@ -306,7 +359,11 @@ impl LogToMetric {
 
     /// Emits the totals when the interval has passed (on one worker per interval).
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if now.saturating_duration_since(state.last_emit) < self.shared.interval {
             return;
         }
@@ -317,7 +374,11 @@ impl LogToMetric {
 
     /// At shutdown: emits the totals if they changed since the last emission.
     pub fn flush(&mut self, out: &mut Vec<Event>) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !state.changed {
             return;
         }
@@ -328,7 +389,11 @@ impl LogToMetric {
 
     /// The number of series (label combinations) held for metric `name`.
     pub fn series_count(&self, name: &str) -> usize {
-        let state = self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.shared
             .metrics
             .iter()
@@ -350,7 +415,11 @@ fn new_series(def: &MetricDef, log: &LogEvent) -> Series {
     let value = match def.kind {
         MetricKind::Counter => Total::Counter(0.0),
         MetricKind::Gauge => Total::Gauge(0.0),
-        MetricKind::Histogram => Total::Histogram { counts: vec![0; def.buckets.len()], sum: 0.0, count: 0 },
+        MetricKind::Histogram => Total::Histogram {
+            counts: vec![0; def.buckets.len()],
+            sum: 0.0,
+            count: 0,
+        },
     };
     Series { labels, value }
 }
@@ -375,7 +444,11 @@ fn emit(metrics: &[MetricDef], state: &State, out: &mut Vec<Event>) {
                             (*bound, cumulative)
                         })
                         .collect();
-                    MetricValue::Histogram { buckets, sum: *sum, count: *count }
+                    MetricValue::Histogram {
+                        buckets,
+                        sum: *sum,
+                        count: *count,
+                    }
                 }
             };
             out.push(Event::Metric(Metric {
@@ -427,11 +500,17 @@ mod tests {
     }
 
     fn render(event: &Event) -> String {
-        let Event::Metric(m) = event else { panic!("{event:?}") };
+        let Event::Metric(m) = event else {
+            panic!("{event:?}")
+        };
         let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let value = match &m.value {
             MetricValue::Counter(x) | MetricValue::Gauge(x) => format!("{x}"),
-            MetricValue::Histogram { buckets, sum, count } => {
+            MetricValue::Histogram {
+                buckets,
+                sum,
+                count,
+            } => {
                 let b: Vec<String> = buckets.iter().map(|(le, n)| format!("{le}:{n}")).collect();
                 format!("{} {sum} {count}", b.join(","))
             }
@@ -443,9 +522,21 @@ mod tests {
     fn counters() {
         let events = || {
             vec![
-                log(&[("method", "GET".into()), ("status", Value::Int(200)), ("bytes", Value::Int(10))]),
-                log(&[("method", "GET".into()), ("status", Value::Int(200)), ("bytes", "5".into())]),
-                log(&[("method", "POST".into()), ("status", Value::Int(500)), ("bytes", "-".into())]),
+                log(&[
+                    ("method", "GET".into()),
+                    ("status", Value::Int(200)),
+                    ("bytes", Value::Int(10)),
+                ]),
+                log(&[
+                    ("method", "GET".into()),
+                    ("status", Value::Int(200)),
+                    ("bytes", "5".into()),
+                ]),
+                log(&[
+                    ("method", "POST".into()),
+                    ("status", Value::Int(500)),
+                    ("bytes", "-".into()),
+                ]),
                 log(&[("status", Value::Int(404))]),
             ]
         };
@@ -489,7 +580,10 @@ mod tests {
             events,
             &["temp_h{} 0:1,20.5:2,100:3 38.5 3"],
         );
-        let big = vec![log(&[("v", Value::Int(1000))]), log(&[("v", Value::Float(0.003))])];
+        let big = vec![
+            log(&[("v", Value::Int(1000))]),
+            log(&[("v", Value::Float(0.003))]),
+        ];
         check(
             "{ type: log_to_metric, metrics: [ { type: histogram, name: h, field: v } ] }",
             big,
@@ -501,7 +595,12 @@ mod tests {
     fn drop_logs_and_metric_events_pass() {
         let mut t = build("{ type: log_to_metric, drop_logs: true, metrics: [ { type: counter, name: n_total } ] }");
         let mut out = Vec::new();
-        let metric = Event::Metric(Metric { name: "x".into(), labels: vec![], value: MetricValue::Gauge(1.0), timestamp: Timestamp(0) });
+        let metric = Event::Metric(Metric {
+            name: "x".into(),
+            labels: vec![],
+            value: MetricValue::Gauge(1.0),
+            timestamp: Timestamp(0),
+        });
         t.process(vec![log(&[]), metric.clone(), log(&[])], &mut out);
         assert_eq!(out, vec![metric]);
     }
@@ -519,7 +618,10 @@ mod tests {
         assert!(emitted.is_empty(), "not due yet");
         first.tick(start + Duration::from_millis(1000), &mut emitted);
         second.tick(start + Duration::from_millis(1001), &mut emitted);
-        assert_eq!(emitted.iter().map(render).collect::<Vec<_>>(), ["n_total{} 3"]);
+        assert_eq!(
+            emitted.iter().map(render).collect::<Vec<_>>(),
+            ["n_total{} 3"]
+        );
         // Cumulative: the next interval re-emits the running total.
         second.process(vec![log(&[])], &mut out);
         second.tick(start + Duration::from_millis(2000), &mut emitted);
@@ -536,38 +638,71 @@ mod tests {
         let mut t = config.build(&ctx).unwrap();
         let mut out = Vec::new();
         for chunk in 0..100 {
-            let events = (0..10_000).map(|i| log(&[("user", Value::Int(chunk * 10_000 + i))])).collect();
+            let events = (0..10_000)
+                .map(|i| log(&[("user", Value::Int(chunk * 10_000 + i))]))
+                .collect();
             out.clear();
             t.process(events, &mut out);
             assert!(t.series_count("by_user_total") <= 1000);
         }
         assert_eq!(t.series_count("by_user_total"), 1000);
-        let overflow = ctx.metrics.counter("sluice_log_to_metric_series_overflow_total", "", &[("metric", "by_user_total")]);
+        let overflow = ctx.metrics.counter(
+            "sluice_log_to_metric_series_overflow_total",
+            "",
+            &[("metric", "by_user_total")],
+        );
         assert_eq!(overflow.get(), 1_000_000 - 1000);
         // Known series keep counting.
         t.process(vec![log(&[("user", Value::Int(5))])], &mut out);
         let mut emitted = Vec::new();
         t.flush(&mut emitted);
         assert_eq!(emitted.len(), 1000);
-        assert!(emitted.iter().map(render).any(|l| l == "by_user_total{user=5} 2"));
+        assert!(emitted
+            .iter()
+            .map(render)
+            .any(|l| l == "by_user_total{user=5} 2"));
     }
 
     #[test]
     fn rejects_bad_config() {
         for (metric, error) in [
-            ("{ type: counter, name: 'bad-name' }", "not a valid Prometheus metric name"),
-            ("{ type: counter, name: '1x' }", "not a valid Prometheus metric name"),
+            (
+                "{ type: counter, name: 'bad-name' }",
+                "not a valid Prometheus metric name",
+            ),
+            (
+                "{ type: counter, name: '1x' }",
+                "not a valid Prometheus metric name",
+            ),
             ("{ type: counter, name: ok, labels: ['a.b'] }", "labels[0]"),
             ("{ type: counter, name: ok, labels: [__x] }", "labels[0]"),
             ("{ type: counter, name: ok, labels: [a, a] }", "twice"),
-            ("{ type: histogram, name: ok, field: v, labels: [le] }", "reserved"),
+            (
+                "{ type: histogram, name: ok, field: v, labels: [le] }",
+                "reserved",
+            ),
             ("{ type: gauge, name: ok }", "needs `field`"),
             ("{ type: histogram, name: ok }", "needs `field`"),
-            ("{ type: counter, name: ok, increment_by_value: true }", "increment_by_value"),
-            ("{ type: counter, name: ok, buckets: [1] }", "histograms only"),
-            ("{ type: histogram, name: ok, field: v, buckets: [2, 1] }", "ascending"),
-            ("{ type: histogram, name: ok, field: v, buckets: [] }", "empty"),
-            ("{ type: counter, name: ok, condition: { field: a } }", "condition"),
+            (
+                "{ type: counter, name: ok, increment_by_value: true }",
+                "increment_by_value",
+            ),
+            (
+                "{ type: counter, name: ok, buckets: [1] }",
+                "histograms only",
+            ),
+            (
+                "{ type: histogram, name: ok, field: v, buckets: [2, 1] }",
+                "ascending",
+            ),
+            (
+                "{ type: histogram, name: ok, field: v, buckets: [] }",
+                "empty",
+            ),
+            (
+                "{ type: counter, name: ok, condition: { field: a } }",
+                "condition",
+            ),
             ("{ type: summary, name: ok }", "summary"),
         ] {
             let yaml = format!("{{ type: log_to_metric, metrics: [ {metric} ] }}");
