@@ -124,7 +124,10 @@ impl Sample {
             kept
         });
         if kept {
-            log.insert("sample_rate", Value::Int(self.rate as i64));
+            log.insert(
+                "sample_rate",
+                Value::Int(i64::try_from(self.rate).unwrap_or(i64::MAX)),
+            );
         }
         kept
     }
