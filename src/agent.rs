@@ -119,7 +119,10 @@ async fn run_async(
     Ok(())
 }
 
-fn start_all(pipelines: Vec<BuiltPipeline>, shared: &Shared) -> anyhow::Result<Vec<RunningPipeline>> {
+fn start_all(
+    pipelines: Vec<BuiltPipeline>,
+    shared: &Shared,
+) -> anyhow::Result<Vec<RunningPipeline>> {
     pipelines
         .into_iter()
         .map(|p| pipeline::start(p, shared))

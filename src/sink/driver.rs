@@ -163,7 +163,11 @@ pub fn judge_status(reply: &Reply<'_>) -> Verdict {
 /// Parses `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), capped at ten
 /// minutes. `None` when absent or unreadable.
 pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let delay = match text.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
         Err(_) => {
@@ -253,7 +257,8 @@ impl Compression {
             Compression::None => body,
             Compression::Gzip => {
                 let out = Vec::with_capacity(body.len() / 4 + 64);
-                let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+                let mut encoder =
+                    flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
                 // Writing to a Vec cannot fail.
                 let _ = encoder.write_all(&body);
                 encoder.finish().unwrap_or_default()
@@ -437,12 +442,19 @@ impl HttpSettings {
             (1..=256).contains(&self.request.concurrency),
             "request.concurrency must be between 1 and 256"
         );
-        anyhow::ensure!(self.request.timeout_ms > 0, "request.timeout_ms must be at least 1");
         anyhow::ensure!(
-            self.retry.initial_backoff_ms > 0 && self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
+            self.request.timeout_ms > 0,
+            "request.timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.initial_backoff_ms > 0
+                && self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
             "retry needs 0 < initial_backoff_ms <= max_backoff_ms"
         );
-        anyhow::ensure!(self.unhealthy_after_secs > 0, "unhealthy_after_secs must be at least 1");
+        anyhow::ensure!(
+            self.unhealthy_after_secs > 0,
+            "unhealthy_after_secs must be at least 1"
+        );
         let (compression, level) = match self.compression.map(CompressionConfig::parts) {
             None => (allowed.first().copied().unwrap_or(Compression::None), None),
             Some((algorithm, level)) => {
@@ -450,7 +462,11 @@ impl HttpSettings {
                     allowed.contains(&algorithm),
                     "compression {} is not supported here; use one of: {}",
                     algorithm.name(),
-                    allowed.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 (algorithm, level)
             }
@@ -485,9 +501,9 @@ impl HttpSettings {
         if let Some(ca_file) = &self.tls.ca_file {
             let pem = std::fs::read(ca_file)
                 .with_context(|| format!("tls.ca_file {}", ca_file.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("tls.ca_file {}: not PEM certificates", ca_file.display()))?
-            {
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("tls.ca_file {}: not PEM certificates", ca_file.display())
+            })? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -508,7 +524,8 @@ impl HttpSettings {
             _ => anyhow::bail!("tls.cert_file and tls.key_file go together"),
         }
         if let Some(proxy) = &self.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(proxy).with_context(|| format!("proxy {proxy:?}"))?);
+            builder = builder
+                .proxy(reqwest::Proxy::all(proxy).with_context(|| format!("proxy {proxy:?}"))?);
         }
         builder.build().context("building the HTTP client")
     }
@@ -526,7 +543,10 @@ impl HttpSettings {
             None => None,
             Some(AuthConfig::Basic { user, password }) => {
                 use base64_lite::encode;
-                Some(format!("Basic {}", encode(format!("{user}:{password}").as_bytes())))
+                Some(format!(
+                    "Basic {}",
+                    encode(format!("{user}:{password}").as_bytes())
+                ))
             }
             Some(AuthConfig::Bearer { token }) => Some(format!("Bearer {token}")),
         };
@@ -551,7 +571,11 @@ mod base64_lite {
     pub fn encode(input: &[u8]) -> String {
         let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -627,7 +651,11 @@ impl State {
     fn new(ctx: &SinkContext) -> Arc<Self> {
         let metrics = &ctx.metrics;
         let state = Arc::new(State {
-            retries: metrics.counter("sluice_sink_retries_total", "Requests retried by a sink.", &[]),
+            retries: metrics.counter(
+                "sluice_sink_retries_total",
+                "Requests retried by a sink.",
+                &[],
+            ),
             batch_events: metrics.histogram(
                 "sluice_sink_batch_events",
                 "Events per request sent by a sink.",
@@ -659,7 +687,11 @@ impl State {
             "sluice_sink_last_success_age_seconds",
             "Seconds since a sink's last successful request (or its start).",
             &metrics.labels_with(&[]),
-            move || probe.upgrade().map_or(0.0, |state| state.idle().as_secs_f64()),
+            move || {
+                probe
+                    .upgrade()
+                    .map_or(0.0, |state| state.idle().as_secs_f64())
+            },
         );
         state
     }
@@ -717,10 +749,20 @@ impl HttpDriver {
         for _ in 0..driver.lanes {
             let (tx, rx) = mpsc::channel::<Pending>(1);
             senders.push(tx);
-            lanes.spawn(lane(driver.clone(), codec.clone(), rx, ctx.clone(), state.clone()));
+            lanes.spawn(lane(
+                driver.clone(),
+                codec.clone(),
+                rx,
+                ctx.clone(),
+                state.clone(),
+            ));
         }
         let mut watchdog = JoinSet::new();
-        watchdog.spawn(watch_health(driver.unhealthy_after, state.clone(), health.clone()));
+        watchdog.spawn(watch_health(
+            driver.unhealthy_after,
+            state.clone(),
+            health.clone(),
+        ));
 
         let mut pending: Vec<Pending> = (0..driver.lanes).map(|_| Pending::default()).collect();
         loop {
@@ -800,7 +842,13 @@ impl HttpDriver {
     }
 
     /// Delivers one batch: encode, send each request until it is settled, then settle.
-    async fn deliver<C: HttpSinkCodec>(&self, codec: &mut C, batch: Pending, ctx: &SinkContext, state: &State) {
+    async fn deliver<C: HttpSinkCodec>(
+        &self,
+        codec: &mut C,
+        batch: Pending,
+        ctx: &SinkContext,
+        state: &State,
+    ) {
         let Pending { events, acks, .. } = batch;
         let mut outcomes = vec![Outcome::Waiting; events.len()];
         let encoded = codec.encode(&events);
@@ -811,7 +859,9 @@ impl HttpDriver {
         }
         let mut queue: VecDeque<EncodedRequest> = encoded.requests.into();
         while let Some(request) = queue.pop_front() {
-            let follow_ups = self.send(codec, &events, request, &mut outcomes, ctx, state).await;
+            let follow_ups = self
+                .send(codec, &events, request, &mut outcomes, ctx, state)
+                .await;
             for request in follow_ups.into_iter().rev() {
                 queue.push_front(request);
             }
@@ -830,16 +880,27 @@ impl HttpDriver {
         ctx: &SinkContext,
         state: &State,
     ) -> Vec<EncodedRequest> {
-        let EncodedRequest { body, content_type, headers: extra, items } = request;
+        let EncodedRequest {
+            body,
+            content_type,
+            headers: extra,
+            items,
+        } = request;
         let uncompressed = body.len();
         let body = Bytes::from(self.compression.compress(body, self.level));
         state.bytes_uncompressed.add(uncompressed as u64);
         state.batch_events.observe(items.len() as f64);
         state.batch_bytes.observe(body.len() as f64);
         let mut headers = self.headers.clone();
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
         if let Some(encoding) = codec.content_encoding(self.compression) {
-            headers.insert(reqwest::header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding),
+            );
         }
         for (name, value) in extra {
             headers.insert(name, value);
@@ -851,11 +912,18 @@ impl HttpDriver {
             let verdict = match self.attempt(headers.clone(), body.clone(), state).await {
                 Ok(reply) => {
                     state.request_counter(ctx, &reply.status.to_string()).inc();
-                    codec.judge(&Reply { status: reply.status, headers: &reply.headers, body: &reply.body })
+                    codec.judge(&Reply {
+                        status: reply.status,
+                        headers: &reply.headers,
+                        body: &reply.body,
+                    })
                 }
                 Err(kind) => {
                     state.request_counter(ctx, kind).inc();
-                    Verdict::Retry { reason: kind.to_owned(), retry_after: None }
+                    Verdict::Retry {
+                        reason: kind.to_owned(),
+                        retry_after: None,
+                    }
                 }
             };
             let (reason, retry_after) = match verdict {
@@ -870,13 +938,25 @@ impl HttpDriver {
                     return Vec::new();
                 }
                 Verdict::Partial { retry, reject } => {
-                    return self.partial(codec, events, &items, retry, reject, outcomes, ctx, state).await;
+                    return self
+                        .partial(codec, events, &items, retry, reject, outcomes, ctx, state)
+                        .await;
                 }
-                Verdict::Retry { reason, retry_after } => (reason, retry_after),
+                Verdict::Retry {
+                    reason,
+                    retry_after,
+                } => (reason, retry_after),
             };
-            if self.max_retry_duration.is_some_and(|cap| started.elapsed() >= cap) {
+            if self
+                .max_retry_duration
+                .is_some_and(|cap| started.elapsed() >= cap)
+            {
                 tracing::error!(sink = %ctx.id, %reason, n_events = items.len(), "retries exhausted; events dead-lettered");
-                mark(outcomes, &items, Outcome::Rejected("retry_exhausted".into()));
+                mark(
+                    outcomes,
+                    &items,
+                    Outcome::Rejected("retry_exhausted".into()),
+                );
                 return Vec::new();
             }
             let delay = self.backoff(attempt, retry_after, ctx.shutdown.is_triggered());
@@ -906,7 +986,10 @@ impl HttpDriver {
                 outcomes[index] = Outcome::Rejected(reason.into());
             }
         }
-        let retry_indices: Vec<usize> = retry.iter().filter_map(|&p| items.get(p).copied()).collect();
+        let retry_indices: Vec<usize> = retry
+            .iter()
+            .filter_map(|&p| items.get(p).copied())
+            .collect();
         for &index in &retry_indices {
             outcomes[index] = Outcome::Waiting;
         }
@@ -927,14 +1010,20 @@ impl HttpDriver {
             .requests
             .into_iter()
             .map(|mut request| {
-                request.items = request.items.iter().filter_map(|&p| retry_indices.get(p).copied()).collect();
+                request.items = request
+                    .items
+                    .iter()
+                    .filter_map(|&p| retry_indices.get(p).copied())
+                    .collect();
                 request
             })
             .collect()
     }
 
     fn succeeded(&self, state: &State, ctx: &SinkContext) {
-        state.last_success_ms.store(state.now_ms(), Ordering::Relaxed);
+        state
+            .last_success_ms
+            .store(state.now_ms(), Ordering::Relaxed);
         ctx.progress.mark();
     }
 
@@ -948,13 +1037,22 @@ impl HttpDriver {
             .initial_backoff
             .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
             .min(self.max_backoff);
-        let ceiling = if stopping { ceiling.min(Duration::from_secs(1)) } else { ceiling };
+        let ceiling = if stopping {
+            ceiling.min(Duration::from_secs(1))
+        } else {
+            ceiling
+        };
         let jittered = fastrand::u64(0..=ceiling.as_millis() as u64);
         Duration::from_millis(jittered.max(1))
     }
 
     /// One HTTP exchange; transport failures are named for the metrics.
-    async fn attempt(&self, headers: HeaderMap, body: Bytes, state: &State) -> Result<RawReply, &'static str> {
+    async fn attempt(
+        &self,
+        headers: HeaderMap,
+        body: Bytes,
+        state: &State,
+    ) -> Result<RawReply, &'static str> {
         state.in_flight.add(1);
         let exchange = async {
             let mut response = self
@@ -976,12 +1074,19 @@ impl HttpDriver {
                     break;
                 }
             }
-            Ok(RawReply { status, headers, body })
+            Ok(RawReply {
+                status,
+                headers,
+                body,
+            })
         };
-        let result = match tokio::time::timeout(self.request_timeout + Duration::from_secs(1), exchange).await {
-            Ok(result) => result,
-            Err(_) => Err("timeout"),
-        };
+        let result =
+            match tokio::time::timeout(self.request_timeout + Duration::from_secs(1), exchange)
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err("timeout"),
+            };
         state.in_flight.add(-1);
         result
     }
@@ -1067,7 +1172,10 @@ async fn watch_health(unhealthy_after: Duration, state: Arc<State>, health: Heal
         let busy = state.pending_batches.load(Ordering::Relaxed) > 0;
         if busy && idle >= unhealthy_after {
             if !failing {
-                tracing::warn!(idle_secs = idle.as_secs(), "sink has not delivered for too long");
+                tracing::warn!(
+                    idle_secs = idle.as_secs(),
+                    "sink has not delivered for too long"
+                );
             }
             failing = true;
             health.fail(format!("no successful request for {}s", idle.as_secs()));
@@ -1092,10 +1200,19 @@ mod tests {
     fn check_retry_after(value: Option<&str>, expected: Option<Duration>) {
         let mut headers = HeaderMap::new();
         if let Some(value) = value {
-            headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
-        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().to_utc();
-        assert_eq!(retry_after(&headers, now), expected, "Retry-After: {value:?}");
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            retry_after(&headers, now),
+            expected,
+            "Retry-After: {value:?}"
+        );
     }
 
     #[test]
@@ -1103,7 +1220,10 @@ mod tests {
         check_retry_after(None, None);
         check_retry_after(Some("2"), Some(Duration::from_secs(2)));
         check_retry_after(Some(" 0 "), Some(Duration::ZERO));
-        check_retry_after(Some("Wed, 21 Oct 2015 07:28:30 GMT"), Some(Duration::from_secs(30)));
+        check_retry_after(
+            Some("Wed, 21 Oct 2015 07:28:30 GMT"),
+            Some(Duration::from_secs(30)),
+        );
         check_retry_after(Some("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO));
         check_retry_after(Some("86400"), Some(MAX_RETRY_AFTER));
         check_retry_after(Some("soon"), None);
@@ -1112,7 +1232,11 @@ mod tests {
 
     fn check_status(status: u16, expected: &str) {
         let headers = HeaderMap::new();
-        let verdict = judge_status(&Reply { status, headers: &headers, body: b"" });
+        let verdict = judge_status(&Reply {
+            status,
+            headers: &headers,
+            body: b"",
+        });
         let got = match verdict {
             Verdict::Delivered => "delivered".to_owned(),
             Verdict::Retry { .. } => "retry".to_owned(),
@@ -1161,7 +1285,9 @@ mod tests {
         let body = b"hello hello hello hello".to_vec();
         let gz = Compression::Gzip.compress(body.clone(), 6);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, body);
         let sn = Compression::Snappy.compress(body.clone(), 6);
         assert_eq!(snap::raw::Decoder::new().decompress_vec(&sn).unwrap(), body);
@@ -1171,35 +1297,97 @@ mod tests {
     #[test]
     fn backoff_is_bounded_and_honours_retry_after() {
         let settings = HttpSettings {
-            retry: RetryConfig { initial_backoff_ms: 100, max_backoff_ms: 1000, max_duration_secs: None },
+            retry: RetryConfig {
+                initial_backoff_ms: 100,
+                max_backoff_ms: 1000,
+                max_duration_secs: None,
+            },
             unhealthy_after_secs: 30,
             ..HttpSettings::default()
         };
-        let driver = settings.build("http://127.0.0.1:1/".parse().unwrap(), &[Compression::None]).unwrap();
+        let driver = settings
+            .build("http://127.0.0.1:1/".parse().unwrap(), &[Compression::None])
+            .unwrap();
         for attempt in 0..40 {
             let delay = driver.backoff(attempt, None, false);
             let ceiling = (100u64 << attempt.min(20)).min(1000);
-            assert!(delay <= Duration::from_millis(ceiling.max(1)), "attempt {attempt}: {delay:?}");
+            assert!(
+                delay <= Duration::from_millis(ceiling.max(1)),
+                "attempt {attempt}: {delay:?}"
+            );
         }
-        assert_eq!(driver.backoff(3, Some(Duration::from_secs(2)), false), Duration::from_secs(2));
+        assert_eq!(
+            driver.backoff(3, Some(Duration::from_secs(2)), false),
+            Duration::from_secs(2)
+        );
         assert!(driver.backoff(30, None, true) <= Duration::from_secs(1));
     }
 
     #[test]
     fn refuses_bad_settings() {
-        let good = HttpSettings { unhealthy_after_secs: 30, ..HttpSettings::default() };
+        let good = HttpSettings {
+            unhealthy_after_secs: 30,
+            ..HttpSettings::default()
+        };
         let url: Url = "http://127.0.0.1:3100/".parse().unwrap();
         assert!(good.build(url.clone(), &[Compression::Snappy]).is_ok());
         let cases: Vec<(HttpSettings, &str)> = vec![
-            (HttpSettings { batch: BatchConfig { max_events: 0, ..BatchConfig::default() }, ..good.clone() }, "max_events"),
-            (HttpSettings { request: RequestConfig { concurrency: 0, timeout_ms: 1 }, ..good.clone() }, "concurrency"),
-            (HttpSettings { compression: Some(CompressionConfig::Algorithm(Compression::Gzip)), ..good.clone() }, "not supported"),
-            (HttpSettings { headers: [("bad name".into(), "x".into())].into(), ..good.clone() }, "header name"),
-            (HttpSettings { tls: TlsConfig { cert_file: Some("/x".into()), ..TlsConfig::default() }, ..good.clone() }, "go together"),
+            (
+                HttpSettings {
+                    batch: BatchConfig {
+                        max_events: 0,
+                        ..BatchConfig::default()
+                    },
+                    ..good.clone()
+                },
+                "max_events",
+            ),
+            (
+                HttpSettings {
+                    request: RequestConfig {
+                        concurrency: 0,
+                        timeout_ms: 1,
+                    },
+                    ..good.clone()
+                },
+                "concurrency",
+            ),
+            (
+                HttpSettings {
+                    compression: Some(CompressionConfig::Algorithm(Compression::Gzip)),
+                    ..good.clone()
+                },
+                "not supported",
+            ),
+            (
+                HttpSettings {
+                    headers: [("bad name".into(), "x".into())].into(),
+                    ..good.clone()
+                },
+                "header name",
+            ),
+            (
+                HttpSettings {
+                    tls: TlsConfig {
+                        cert_file: Some("/x".into()),
+                        ..TlsConfig::default()
+                    },
+                    ..good.clone()
+                },
+                "go together",
+            ),
         ];
         for (settings, expected) in cases {
-            let error = format!("{:#}", settings.build(url.clone(), &[Compression::Snappy]).unwrap_err());
-            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+            let error = format!(
+                "{:#}",
+                settings
+                    .build(url.clone(), &[Compression::Snappy])
+                    .unwrap_err()
+            );
+            assert!(
+                error.contains(expected),
+                "{error:?} should mention {expected:?}"
+            );
         }
         let ftp: Url = "ftp://127.0.0.1/".parse().unwrap();
         assert!(good.build(ftp, &[Compression::Snappy]).is_err());

@@ -223,36 +223,57 @@ impl LokiConfig {
             LokiEncoding::Json => &[Compression::Gzip, Compression::None],
         };
         let driver = settings.build(url, allowed)?;
-        Ok(Loki { driver, settings: Arc::new(self.settings()?) })
+        Ok(Loki {
+            driver,
+            settings: Arc::new(self.settings()?),
+        })
     }
 
     /// The encoder alone, with unregistered counters (benches, tests).
     pub fn codec(&self) -> anyhow::Result<LokiCodec> {
-        Ok(LokiCodec::new(Arc::new(self.settings()?), Counter::default(), Counter::default()))
+        Ok(LokiCodec::new(
+            Arc::new(self.settings()?),
+            Counter::default(),
+            Counter::default(),
+        ))
     }
 
     fn settings(&self) -> anyhow::Result<LokiSettings> {
         anyhow::ensure!(self.max_streams > 0, "max_streams must be at least 1");
         let mut labels = Vec::new();
         for (name, value) in &self.labels {
-            anyhow::ensure!(valid_label_name(name), "labels: {name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)");
-            labels.push((name.clone(), Template::parse(value).map_err(|e| anyhow::anyhow!("labels.{name}: {e}"))?));
+            anyhow::ensure!(
+                valid_label_name(name),
+                "labels: {name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            );
+            labels.push((
+                name.clone(),
+                Template::parse(value).map_err(|e| anyhow::anyhow!("labels.{name}: {e}"))?,
+            ));
         }
         let mut structured_metadata = Vec::new();
         for (name, value) in &self.structured_metadata {
-            anyhow::ensure!(valid_label_name(name), "structured_metadata: {name:?} is not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)");
+            anyhow::ensure!(
+                valid_label_name(name),
+                "structured_metadata: {name:?} is not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            );
             structured_metadata.push((
                 name.clone(),
-                Template::parse(value).map_err(|e| anyhow::anyhow!("structured_metadata.{name}: {e}"))?,
+                Template::parse(value)
+                    .map_err(|e| anyhow::anyhow!("structured_metadata.{name}: {e}"))?,
             ));
         }
         let tenant = match &self.tenant_id {
-            Some(text) => Some(Template::parse(text).map_err(|e| anyhow::anyhow!("tenant_id: {e}"))?),
+            Some(text) => {
+                Some(Template::parse(text).map_err(|e| anyhow::anyhow!("tenant_id: {e}"))?)
+            }
             None => None,
         };
         let mut overflow: Vec<(String, String)> = labels
             .iter()
-            .filter_map(|(name, template)| template.as_static().map(|v| (name.clone(), v.to_owned())))
+            .filter_map(|(name, template)| {
+                template.as_static().map(|v| (name.clone(), v.to_owned()))
+            })
             .filter(|(name, value)| !value.is_empty() && name != "overflow")
             .collect();
         overflow.push(("overflow".into(), "true".into()));
@@ -275,7 +296,11 @@ impl LokiConfig {
             max_streams: self.max_streams,
             tenant,
             structured_metadata,
-            removed: if self.remove_label_fields { removed } else { Vec::new() },
+            removed: if self.remove_label_fields {
+                removed
+            } else {
+                Vec::new()
+            },
             line: self.line,
             out_of_order: self.out_of_order,
         })
@@ -309,10 +334,17 @@ impl Template {
                 parts.push(Part::Literal(rest[..start].to_owned()));
             }
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
             let field = after[..end].trim();
             let valid = !field.is_empty()
-                && field.split('.').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
+                && field.split('.').all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                });
             if !valid {
                 return Err(format!("{{{{ {field} }}}} is not a field name"));
             }
@@ -523,38 +555,55 @@ impl LokiCodec {
         }
     }
 
-    /// The stream-table key for a new stream, or the overflow stream when the table is full.
+    /// True when the stream is in the table or could be added to it (it is then added);
+    /// false when the table is full: the event goes to the overflow stream.
     fn admit(&mut self, table_key: &str, now_secs: u64) -> bool {
-        if self.streams.contains_key(table_key) || self.streams.len() < self.settings.max_streams {
+        if self.streams.contains_key(table_key) {
             return true;
         }
-        if now_secs >= self.last_sweep_secs + 10 {
+        if self.streams.len() >= self.settings.max_streams && now_secs >= self.last_sweep_secs + 10
+        {
             self.last_sweep_secs = now_secs;
             self.streams
                 .retain(|_, slot| now_secs.saturating_sub(slot.last_used_secs) < STREAM_IDLE_SECS);
         }
-        self.streams.len() < self.settings.max_streams
+        if self.streams.len() >= self.settings.max_streams {
+            return false;
+        }
+        let slot = StreamSlot {
+            last_timestamp: i64::MIN,
+            last_used_secs: now_secs,
+        };
+        self.streams.insert(table_key.to_owned(), slot);
+        true
     }
 
     /// Groups events by (tenant, stream), in first-seen order.
-    fn group(&mut self, events: &[Event], now_secs: u64) -> (Vec<Group>, Vec<(usize, &'static str)>) {
+    fn group(
+        &mut self,
+        events: &[Event],
+        now_secs: u64,
+    ) -> (Vec<Group>, Vec<(usize, &'static str)>) {
         let settings = self.settings.clone();
         let mut groups: Vec<Group> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut dropped = Vec::new();
-        let mut static_pairs: Option<Vec<(String, String)>> = None;
+        // With static labels and tenant every event is in one stream: render it once.
+        let constant = settings.all_static
+            && settings
+                .tenant
+                .as_ref()
+                .is_none_or(|t| t.as_static().is_some());
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else {
                 dropped.push((i, "not_a_log"));
                 continue;
             };
-            let mut pairs = match (&static_pairs, settings.all_static) {
-                (Some(pairs), true) => pairs.clone(),
-                _ => settings.label_pairs(log),
-            };
-            if settings.all_static && static_pairs.is_none() {
-                static_pairs = Some(pairs.clone());
+            if constant && groups.len() == 1 {
+                groups[0].items.push(i);
+                continue;
             }
+            let mut pairs = settings.label_pairs(log);
             let tenant = settings.tenant(log);
             let mut key = label_key(&pairs);
             let table_key = format!("{tenant}\u{0}{key}");
@@ -565,7 +614,12 @@ impl LokiCodec {
             }
             let group_key = format!("{tenant}\u{0}{key}");
             let at = *index.entry(group_key).or_insert_with(|| {
-                groups.push(Group { tenant, key, pairs, items: Vec::new() });
+                groups.push(Group {
+                    tenant,
+                    key,
+                    pairs,
+                    items: Vec::new(),
+                });
                 groups.len() - 1
             });
             groups[at].items.push(i);
@@ -575,7 +629,13 @@ impl LokiCodec {
 
     /// Sorts each group by time and applies the out-of-order policy; returns the entry
     /// timestamps (indexed like `events`).
-    fn order(&mut self, events: &[Event], groups: &mut [Group], dropped: &mut Vec<(usize, &'static str)>, now_secs: u64) -> Vec<i64> {
+    fn order(
+        &mut self,
+        events: &[Event],
+        groups: &mut [Group],
+        dropped: &mut Vec<(usize, &'static str)>,
+        now_secs: u64,
+    ) -> Vec<i64> {
         let mut timestamps: Vec<i64> = events
             .iter()
             .map(|e| e.as_log().map_or(0, |log| log.timestamp.0))
@@ -583,10 +643,10 @@ impl LokiCodec {
         for group in groups.iter_mut() {
             group.items.sort_by_key(|&i| timestamps[i]);
             let table_key = format!("{}\u{0}{}", group.tenant, group.key);
-            let slot = self
-                .streams
-                .entry(table_key)
-                .or_insert(StreamSlot { last_timestamp: i64::MIN, last_used_secs: now_secs });
+            let slot = self.streams.entry(table_key).or_insert(StreamSlot {
+                last_timestamp: i64::MIN,
+                last_used_secs: now_secs,
+            });
             slot.last_used_secs = now_secs;
             let policy = self.settings.out_of_order;
             group.items.retain(|&i| {
@@ -654,12 +714,18 @@ impl LokiCodec {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"stream\":");
-            let labels: BTreeMap<&str, &str> = group.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let labels: BTreeMap<&str, &str> = group
+                .pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let _ = serde_json::to_writer(&mut out, &labels);
             out.extend_from_slice(b",\"values\":[");
             let mut first = true;
             for &i in &group.items {
-                let Some(log) = events[i].as_log() else { continue };
+                let Some(log) = events[i].as_log() else {
+                    continue;
+                };
                 if !first {
                     out.push(b',');
                 }
@@ -688,7 +754,11 @@ impl HttpSinkCodec for LokiCodec {
 
     fn partition(&self, event: &Event) -> u64 {
         let Some(log) = event.as_log() else { return 0 };
-        let key = format!("{}\u{0}{}", self.settings.tenant(log), label_key(&self.settings.label_pairs(log)));
+        let key = format!(
+            "{}\u{0}{}",
+            self.settings.tenant(log),
+            label_key(&self.settings.label_pairs(log))
+        );
         crate::hash_str(&key)
     }
 
@@ -699,19 +769,28 @@ impl HttpSinkCodec for LokiCodec {
         // One request per tenant, streams in first-seen order.
         let mut tenants: Vec<(&str, Vec<&Group>)> = Vec::new();
         for group in &groups {
-            match tenants.iter_mut().find(|(tenant, _)| *tenant == group.tenant) {
+            match tenants
+                .iter_mut()
+                .find(|(tenant, _)| *tenant == group.tenant)
+            {
                 Some((_, list)) => list.push(group),
                 None => tenants.push((&group.tenant, vec![group])),
             }
         }
         let mut requests = Vec::with_capacity(tenants.len());
         for (tenant, groups) in tenants {
-            let items: Vec<usize> = groups.iter().flat_map(|g| g.items.iter().copied()).collect();
+            let items: Vec<usize> = groups
+                .iter()
+                .flat_map(|g| g.items.iter().copied())
+                .collect();
             if items.is_empty() {
                 continue;
             }
             let (body, content_type) = match self.settings.encoding {
-                LokiEncoding::Protobuf => (self.protobuf(events, &groups, &timestamps), "application/x-protobuf"),
+                LokiEncoding::Protobuf => (
+                    self.protobuf(events, &groups, &timestamps),
+                    "application/x-protobuf",
+                ),
                 LokiEncoding::Json => (self.json(events, &groups, &timestamps), "application/json"),
             };
             let mut headers = Vec::new();
@@ -724,14 +803,21 @@ impl HttpSinkCodec for LokiCodec {
                     }
                 }
             }
-            requests.push(EncodedRequest { body, content_type, headers, items });
+            requests.push(EncodedRequest {
+                body,
+                content_type,
+                headers,
+                items,
+            });
         }
         Encoded { requests, dropped }
     }
 
     fn judge(&self, reply: &Reply<'_>) -> Verdict {
         if reply.status == 400 {
-            return Verdict::Reject { reason: reason_400(reply.body).to_owned() };
+            return Verdict::Reject {
+                reason: reason_400(reply.body).to_owned(),
+            };
         }
         judge_status(reply)
     }
@@ -751,13 +837,19 @@ fn reason_400(body: &[u8]) -> &'static str {
     let has = |needle: &str| text.contains(needle);
     if has("out of order") || has("out_of_order") {
         "out_of_order"
-    } else if has("too far behind") || has("too old") || has("greater_than_max_sample_age") || has("older than") {
+    } else if has("too far behind")
+        || has("too old")
+        || has("greater_than_max_sample_age")
+        || has("older than")
+    {
         "too_old"
     } else if has("too far in the future") || has("too_far_in_future") {
         "too_new"
     } else if has("line too long") || has("line_too_long") || has("max line size") {
         "line_too_long"
-    } else if has("label") && (has("invalid") || has("error parsing") || has("too many") || has("too long")) {
+    } else if has("label")
+        && (has("invalid") || has("error parsing") || has("too many") || has("too long"))
+    {
         "invalid_labels"
     } else if has("structured metadata") || has("structured_metadata") {
         "structured_metadata"
@@ -781,7 +873,12 @@ mod tests {
         for (k, v) in fields {
             map.insert((*k).into(), Value::from(*v));
         }
-        Event::Log(LogEvent { timestamp: Timestamp(ts), message: message.into(), fields: map, origin: None })
+        Event::Log(LogEvent {
+            timestamp: Timestamp(ts),
+            message: message.into(),
+            fields: map,
+            origin: None,
+        })
     }
 
     fn decode(body: &[u8]) -> proto::PushRequest {
@@ -790,17 +887,21 @@ mod tests {
 
     #[test]
     fn golden_protobuf_bytes() {
-        let mut codec = config("endpoint: http://x\nlabels: { job: a }").codec().unwrap();
+        let mut codec = config("endpoint: http://x\nlabels: { job: a }")
+            .codec()
+            .unwrap();
         let encoded = codec.encode(&[event("hi", 1_500_000_002, &[])]);
         let body = &encoded.requests[0].body;
         // PushRequest{streams: [StreamAdapter{labels: `{job="a"}`, entries: [
         //   EntryAdapter{timestamp: {seconds: 1, nanos: 500000002}, line: "hi"}]}]}
         let expected: Vec<u8> = [
-            &[0x0a, 0x1b][..],                        // streams (field 1, len 27)
-            &[0x0a, 0x09], b"{job=\"a\"}",              // labels (field 1, len 9)
-            &[0x12, 0x0e],                            // entries (field 2, len 14)
+            &[0x0a, 0x1b][..], // streams (field 1, len 27)
+            &[0x0a, 0x09],
+            b"{job=\"a\"}", // labels (field 1, len 9)
+            &[0x12, 0x0e],  // entries (field 2, len 14)
             &[0x0a, 0x08, 0x08, 0x01, 0x10, 0x82, 0xca, 0xb5, 0xee, 0x01], // ts {1, 500000002}
-            &[0x12, 0x02], b"hi",                       // line (field 2)
+            &[0x12, 0x02],
+            b"hi", // line (field 2)
         ]
         .concat();
         assert_eq!(body, &expected);
@@ -813,7 +914,10 @@ mod tests {
         let mut codec = config("endpoint: http://x\nencoding: json\nlabels: { job: a }\nstructured_metadata: { trace: '{{ t }}' }")
             .codec()
             .unwrap();
-        let encoded = codec.encode(&[event("hi \"there\"", 1_500_000_002, &[("t", "abc")]), event("x", 7, &[])]);
+        let encoded = codec.encode(&[
+            event("hi \"there\"", 1_500_000_002, &[("t", "abc")]),
+            event("x", 7, &[]),
+        ]);
         let body = String::from_utf8(encoded.requests[0].body.clone()).unwrap();
         assert_eq!(
             body,
@@ -836,7 +940,12 @@ mod tests {
         }
         let expected: Vec<(String, Vec<String>)> = expected
             .iter()
-            .map(|(labels, lines)| (labels.to_string(), lines.iter().map(|l| l.to_string()).collect()))
+            .map(|(labels, lines)| {
+                (
+                    labels.to_string(),
+                    lines.iter().map(|l| l.to_string()).collect(),
+                )
+            })
             .collect();
         assert_eq!(got, expected, "config {yaml}");
     }
@@ -846,8 +955,15 @@ mod tests {
         let base = "endpoint: http://x\n";
         check(
             &format!("{base}labels: {{ job: web, status: '{{{{ status }}}}' }}"),
-            &[("a", 3, &[("status", "200")]), ("b", 1, &[("status", "500")]), ("c", 2, &[("status", "200")])],
-            &[(r#"{job="web", status="200"}"#, &["c", "a"]), (r#"{job="web", status="500"}"#, &["b"])],
+            &[
+                ("a", 3, &[("status", "200")]),
+                ("b", 1, &[("status", "500")]),
+                ("c", 2, &[("status", "200")]),
+            ],
+            &[
+                (r#"{job="web", status="200"}"#, &["c", "a"]),
+                (r#"{job="web", status="500"}"#, &["b"]),
+            ],
         );
         check(
             &format!("{base}labels: {{ job: web, host: '{{{{ host }}}}' }}"),
@@ -862,7 +978,12 @@ mod tests {
         );
         check(
             &format!("{base}labels: {{ job: web, u: '{{{{ user }}}}' }}\nmax_streams: 2"),
-            &[("a", 1, &[("user", "1")]), ("b", 1, &[("user", "2")]), ("c", 1, &[("user", "3")]), ("d", 2, &[("user", "1")])],
+            &[
+                ("a", 1, &[("user", "1")]),
+                ("b", 1, &[("user", "2")]),
+                ("c", 1, &[("user", "3")]),
+                ("d", 2, &[("user", "1")]),
+            ],
             &[
                 (r#"{job="web", u="1"}"#, &["a", "d"]),
                 (r#"{job="web", u="2"}"#, &["b"]),
@@ -872,7 +993,10 @@ mod tests {
         check(
             &format!("{base}line: json\nremove_label_fields: true\nlabels: {{ s: '{{{{ s }}}}' }}"),
             &[("m", 0, &[("s", "x"), ("k", "v")])],
-            &[(r#"{s="x"}"#, &[r#"{"k":"v","message":"m","timestamp":"1970-01-01T00:00:00Z"}"#])],
+            &[(
+                r#"{s="x"}"#,
+                &[r#"{"k":"v","message":"m","timestamp":"1970-01-01T00:00:00Z"}"#],
+            )],
         );
     }
 
@@ -883,7 +1007,9 @@ mod tests {
             ("rewrite_timestamp", vec![10, 10], 0),
             ("drop", vec![10], 1),
         ] {
-            let mut codec = config(&format!("endpoint: http://x\nout_of_order: {policy}")).codec().unwrap();
+            let mut codec = config(&format!("endpoint: http://x\nout_of_order: {policy}"))
+                .codec()
+                .unwrap();
             let first = codec.encode(&[event("a", 10, &[])]);
             let second = codec.encode(&[event("b", 5, &[])]);
             assert_eq!(second.dropped.len(), expected_dropped, "{policy}");
@@ -902,32 +1028,56 @@ mod tests {
 
     #[test]
     fn one_request_per_tenant() {
-        let mut codec = config("endpoint: http://x\ntenant_id: '{{ team }}'").codec().unwrap();
-        let encoded = codec.encode(&[event("a", 1, &[("team", "red")]), event("b", 1, &[("team", "blue")]), event("c", 2, &[("team", "red")])]);
+        let mut codec = config("endpoint: http://x\ntenant_id: '{{ team }}'")
+            .codec()
+            .unwrap();
+        let encoded = codec.encode(&[
+            event("a", 1, &[("team", "red")]),
+            event("b", 1, &[("team", "blue")]),
+            event("c", 2, &[("team", "red")]),
+        ]);
         let tenants: Vec<(String, Vec<usize>)> = encoded
             .requests
             .iter()
             .map(|r| (r.headers[0].1.to_str().unwrap().to_owned(), r.items.clone()))
             .collect();
-        assert_eq!(tenants, vec![("red".into(), vec![0, 2]), ("blue".into(), vec![1])]);
+        assert_eq!(
+            tenants,
+            vec![("red".into(), vec![0, 2]), ("blue".into(), vec![1])]
+        );
     }
 
     #[test]
     fn refuses_bad_config() {
         for (yaml, expected) in [
-            ("endpoint: http://x\nlabels: { 1bad: x }", "not a valid Loki label name"),
-            ("endpoint: http://x\nlabels: { a-b: x }", "not a valid Loki label name"),
+            (
+                "endpoint: http://x\nlabels: { 1bad: x }",
+                "not a valid Loki label name",
+            ),
+            (
+                "endpoint: http://x\nlabels: { a-b: x }",
+                "not a valid Loki label name",
+            ),
             ("endpoint: http://x\nlabels: { a: '{{ x' }", "unclosed"),
-            ("endpoint: http://x\nlabels: { a: '{{ }}' }", "not a field name"),
+            (
+                "endpoint: http://x\nlabels: { a: '{{ }}' }",
+                "not a field name",
+            ),
             ("endpoint: http://x\ncompression: gzip", "not supported"),
-            ("endpoint: http://x\nencoding: json\ncompression: snappy", "not supported"),
+            (
+                "endpoint: http://x\nencoding: json\ncompression: snappy",
+                "not supported",
+            ),
             ("endpoint: http://x\nmax_streams: 0", "max_streams"),
         ] {
             let error = format!("{:#}", config(yaml).build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
         let built = config("endpoint: http://loki:3100/base/\nencoding: json\ncompression: { algorithm: gzip, level: 9 }").build().unwrap();
-        assert_eq!(built.driver.url().as_str(), "http://loki:3100/base/loki/api/v1/push");
+        assert_eq!(
+            built.driver.url().as_str(),
+            "http://loki:3100/base/loki/api/v1/push"
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub enum Behavior {
     /// Decode, record, `204 No Content`.
     Accept,
     /// Answer this status (nothing recorded), with an optional `Retry-After` and a body.
-    Status { code: u16, retry_after: Option<String>, body: String },
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: String,
+    },
     /// Write half a status line, then close the connection.
     CloseMidResponse,
     /// Answer with bytes that are not HTTP at all, then close.
@@ -224,8 +228,16 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
         let (name, value) = header.split_once(':')?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    let mut request = HttpRequest { method, path, headers, body: Vec::new() };
-    let length: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut request = HttpRequest {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     request.body = vec![0; length];
     reader.read_exact(&mut request.body).ok()?;
     Some(request)
@@ -240,12 +252,25 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         match reader.fill_buf() {
             Ok([]) => return,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(_) => return,
         }
-        let _ = reader.get_ref().set_read_timeout(Some(Duration::from_secs(10)));
-        let Some(request) = read_request(&mut reader) else { return };
-        let _ = reader.get_ref().set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)));
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
+        let _ = reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)));
         let received = Instant::now();
         let behavior = {
             let mut state = state.lock().unwrap();
@@ -260,12 +285,26 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         let (status, entries, keep_open) = match behavior {
             Behavior::Accept => {
                 let (status, entries) = accept(&request, &state);
-                let reason = if status == 204 { "No Content" } else { "Bad Request" };
-                let _ = write!(writer, "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
+                let reason = if status == 204 {
+                    "No Content"
+                } else {
+                    "Bad Request"
+                };
+                let _ = write!(
+                    writer,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n"
+                );
                 (status, entries, true)
             }
-            Behavior::Status { code, retry_after, body } => {
-                let mut head = format!("HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n", body.len());
+            Behavior::Status {
+                code,
+                retry_after,
+                body,
+            } => {
+                let mut head = format!(
+                    "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
                 if let Some(retry_after) = retry_after {
                     head.push_str(&format!("Retry-After: {retry_after}\r\n"));
                 }
@@ -277,7 +316,8 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                 (0, 0, false)
             }
             Behavior::Garbage => {
-                let _ = writer.write_all(b"\x00\xffSSH-2.0-OpenSSH\r\n\x16\x03\x01 not http at all\r\n\r\n");
+                let _ = writer
+                    .write_all(b"\x00\xffSSH-2.0-OpenSSH\r\n\x16\x03\x01 not http at all\r\n\r\n");
                 (0, 0, false)
             }
             Behavior::Hang(duration) => {
@@ -288,12 +328,17 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                 (0, 0, false)
             }
             Behavior::TruncatedOk => {
-                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n\x13\x37garbage");
+                let _ = writer
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n\x13\x37garbage");
                 (200, 0, false)
             }
         };
         let _ = writer.flush();
-        state.lock().unwrap().requests.push(Request { received, status, entries });
+        state.lock().unwrap().requests.push(Request {
+            received,
+            status,
+            entries,
+        });
         if !keep_open {
             let _ = writer.shutdown(std::net::Shutdown::Both);
             return;
@@ -328,7 +373,9 @@ fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize) {
                 None => request.body.clone(),
                 Some("gzip") => {
                     let mut out = Vec::new();
-                    if let Err(e) = flate2::read::GzDecoder::new(&request.body[..]).read_to_end(&mut out) {
+                    if let Err(e) =
+                        flate2::read::GzDecoder::new(&request.body[..]).read_to_end(&mut out)
+                    {
                         return fail(format!("bad gzip: {e}"));
                     }
                     out
@@ -365,7 +412,11 @@ fn decode_protobuf(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, S
                 tenant: tenant.clone(),
                 timestamp: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
                 line: entry.line,
-                metadata: entry.structured_metadata.into_iter().map(|p| (p.name, p.value)).collect(),
+                metadata: entry
+                    .structured_metadata
+                    .into_iter()
+                    .map(|p| (p.name, p.value))
+                    .collect(),
             });
         }
     }
@@ -373,7 +424,8 @@ fn decode_protobuf(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, S
 }
 
 fn decode_json(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, String> {
-    let push: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+    let push: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
     let streams = push["streams"].as_array().ok_or("no streams array")?;
     let mut out = Vec::new();
     for stream in streams {
@@ -386,13 +438,27 @@ fn decode_json(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, Strin
         let rendered: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         let labels = format!("{{{}}}", rendered.join(", "));
         for value in stream["values"].as_array().ok_or("no values array")? {
-            let ts: i64 = value[0].as_str().ok_or("timestamp not a string")?.parse().map_err(|_| "bad timestamp")?;
+            let ts: i64 = value[0]
+                .as_str()
+                .ok_or("timestamp not a string")?
+                .parse()
+                .map_err(|_| "bad timestamp")?;
             let line = value[1].as_str().ok_or("line not a string")?.to_owned();
             let metadata = value[2]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            out.push(Entry { labels: labels.clone(), tenant: tenant.clone(), timestamp: ts, line, metadata });
+            out.push(Entry {
+                labels: labels.clone(),
+                tenant: tenant.clone(),
+                timestamp: ts,
+                line,
+                metadata,
+            });
         }
     }
     Ok(out)
@@ -401,6 +467,9 @@ fn decode_json(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, Strin
 /// The `seq=N` number of a demo line.
 pub fn seq_of(line: &str) -> Option<u64> {
     let start = line.find("seq=")? + 4;
-    let digits: String = line[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
