@@ -89,9 +89,7 @@ pub(crate) type SharedStream = Arc<Mutex<StreamState>>;
 pub(crate) fn lock(stream: &SharedStream) -> MutexGuard<'_, StreamState> {
     // A panic while holding this lock cannot leave the queue half-updated in a way that
     // would commit too far (every update is a single push or a prefix pop), so recover.
-    stream
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Hands out acknowledgement handles for one stream, in read order.
@@ -196,9 +194,7 @@ impl Drop for AckRef {
 
 impl fmt::Debug for AckRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckRef")
-            .field("seq", &self.inner.seq)
-            .finish()
+        f.debug_struct("AckRef").field("seq", &self.inner.seq).finish()
     }
 }
 
@@ -218,11 +214,7 @@ mod tests {
         a.done();
         assert_eq!(tracker.committed(), 20);
         drop(c);
-        assert_eq!(
-            tracker.committed(),
-            20,
-            "an abandoned batch is never committed"
-        );
+        assert_eq!(tracker.committed(), 20, "an abandoned batch is never committed");
         let d = tracker.track(40);
         d.done();
         assert_eq!(tracker.committed(), 20, "nothing passes an abandoned batch");

@@ -119,10 +119,7 @@ async fn run_async(
     Ok(())
 }
 
-fn start_all(
-    pipelines: Vec<BuiltPipeline>,
-    shared: &Shared,
-) -> anyhow::Result<Vec<RunningPipeline>> {
+fn start_all(pipelines: Vec<BuiltPipeline>, shared: &Shared) -> anyhow::Result<Vec<RunningPipeline>> {
     pipelines
         .into_iter()
         .map(|p| pipeline::start(p, shared))

@@ -77,18 +77,10 @@ async fn route(
         (&Method::GET, "/health") => {
             let failures = health::failures();
             if failures.is_empty() {
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ok"}"#.into(),
-                )
+                reply(StatusCode::OK, "application/json", r#"{"status":"ok"}"#.into())
             } else {
                 let body = serde_json::json!({"status": "failing", "failing": failures});
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    body.to_string(),
-                )
+                reply(StatusCode::SERVICE_UNAVAILABLE, "application/json", body.to_string())
             }
         }
         (&Method::GET, "/metrics") => reply(
@@ -99,37 +91,17 @@ async fn route(
         (&Method::POST, "/reload") => {
             let (tx, rx) = oneshot::channel();
             if reloads.send(tx).await.is_err() {
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "agent is stopping\n".into(),
-                );
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "agent is stopping\n".into());
             }
             match rx.await {
-                Ok(Ok(())) => reply(
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"reloaded"}"#.into(),
-                ),
+                Ok(Ok(())) => reply(StatusCode::OK, "application/json", r#"{"status":"reloaded"}"#.into()),
                 Ok(Err(error)) => {
                     let body = serde_json::json!({"status": "refused", "error": error});
-                    reply(
-                        StatusCode::BAD_REQUEST,
-                        "application/json",
-                        body.to_string(),
-                    )
+                    reply(StatusCode::BAD_REQUEST, "application/json", body.to_string())
                 }
-                Err(_) => reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "agent is stopping\n".into(),
-                ),
+                Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "agent is stopping\n".into()),
             }
         }
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /health, /metrics, POST /reload\n".into(),
-        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /health, /metrics, POST /reload\n".into()),
     }
 }

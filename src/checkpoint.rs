@@ -223,8 +223,8 @@ fn to_json_map(meta: &Map) -> serde_json::Map<String, serde_json::Value> {
 
 fn read_file(path: &Path) -> io::Result<BTreeMap<String, Position>> {
     let body = fs::read(path)?;
-    let parsed: FileFormat =
-        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let parsed: FileFormat = serde_json::from_slice(&body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if parsed.version != FORMAT_VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -296,11 +296,7 @@ mod tests {
         checkpoints.track("k", 0, Map::new()).track(42).done();
         checkpoints.save(false).unwrap();
         // A crash after the temp file was written but before the rename.
-        fs::write(
-            dir.path().join("checkpoints.json.tmp"),
-            b"{\"version\":1,\"str",
-        )
-        .unwrap();
+        fs::write(dir.path().join("checkpoints.json.tmp"), b"{\"version\":1,\"str").unwrap();
         let reopened = Checkpoints::open(dir.path()).unwrap();
         assert_eq!(reopened.position("k").unwrap().offset, 42);
     }
@@ -324,11 +320,7 @@ mod tests {
     #[test]
     fn unknown_version_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join(FILE_NAME),
-            br#"{"version":99,"streams":{}}"#,
-        )
-        .unwrap();
+        fs::write(dir.path().join(FILE_NAME), br#"{"version":99,"streams":{}}"#).unwrap();
         let checkpoints = Checkpoints::open(dir.path()).unwrap();
         assert_eq!(checkpoints.position("k"), None);
         assert!(!dir.path().join(FILE_NAME).exists());
@@ -347,10 +339,6 @@ mod tests {
         reopened.save(false).unwrap();
         let third = Checkpoints::open(dir.path()).unwrap();
         assert_eq!(third.position("a"), None);
-        assert_eq!(
-            third.position("b").unwrap().offset,
-            2,
-            "b was not seen but is kept"
-        );
+        assert_eq!(third.position("b").unwrap().offset, 2, "b was not seen but is kept");
     }
 }

@@ -108,12 +108,7 @@ impl Writer {
             self.size = 0;
         }
         if self.file.is_none() {
-            self.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
         }
         if let Some(file) = &mut self.file {
             file.write_all(body)?;

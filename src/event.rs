@@ -160,14 +160,11 @@ impl Timestamp {
 
     /// From a chrono date-time (saturating outside 1677..2262).
     pub fn from_datetime<Tz: chrono::TimeZone>(time: &chrono::DateTime<Tz>) -> Self {
-        Timestamp(
-            time.timestamp_nanos_opt()
-                .unwrap_or(if time.timestamp() < 0 {
-                    i64::MIN
-                } else {
-                    i64::MAX
-                }),
-        )
+        Timestamp(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        }))
     }
 
     /// As a chrono UTC date-time.
@@ -338,11 +335,7 @@ impl Event {
     pub fn size_hint(&self) -> usize {
         match self {
             Event::Log(log) => {
-                let fields: usize = log
-                    .fields
-                    .iter()
-                    .map(|(k, v)| k.len() + value_size(v))
-                    .sum();
+                let fields: usize = log.fields.iter().map(|(k, v)| k.len() + value_size(v)).sum();
                 32 + value_size(&log.message) + fields
             }
             Event::Metric(metric) => {
@@ -357,12 +350,7 @@ fn value_size(value: &Value) -> usize {
     match value {
         Value::String(text) => text.len(),
         Value::Array(items) => items.iter().map(value_size).sum::<usize>() + 2,
-        Value::Map(map) => {
-            map.iter()
-                .map(|(k, v)| k.len() + value_size(v))
-                .sum::<usize>()
-                + 2
-        }
+        Value::Map(map) => map.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>() + 2,
         _ => 8,
     }
 }

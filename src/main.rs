@@ -41,16 +41,10 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Run { config } => {
-            agent::run(config.map_or(ConfigSource::Embedded, ConfigSource::File))
-        }
-        Command::Validate { config } => {
-            ConfigSource::File(config.clone())
-                .load()
-                .map(|(_, pipelines)| {
-                    println!("{}: ok ({} pipelines)", config.display(), pipelines.len());
-                })
-        }
+        Command::Run { config } => agent::run(config.map_or(ConfigSource::Embedded, ConfigSource::File)),
+        Command::Validate { config } => ConfigSource::File(config.clone()).load().map(|(_, pipelines)| {
+            println!("{}: ok ({} pipelines)", config.display(), pipelines.len());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -89,10 +89,7 @@ pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<Running
         let queued = registry().gauge(
             "sluice_queue_batches",
             "Batches waiting in a queue.",
-            &[
-                ("pipeline", &name),
-                ("queue", &format!("sink:{}", built.id)),
-            ],
+            &[("pipeline", &name), ("queue", &format!("sink:{}", built.id))],
         );
         queued.set(0);
         let progress = Progress::new(queued.clone());
@@ -142,12 +139,7 @@ pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<Running
             transforms: pipeline
                 .transforms
                 .iter()
-                .map(|t| {
-                    (
-                        t.component.clone(),
-                        ComponentMetrics::new(&name, "transform", &t.id),
-                    )
-                })
+                .map(|t| (t.component.clone(), ComponentMetrics::new(&name, "transform", &t.id)))
                 .collect(),
             sinks: sink_senders.clone(),
             input_closed: input_closed.clone(),
@@ -175,10 +167,7 @@ pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<Running
         };
         let running = built.component.start(ctx)?;
         shared.sources_running.fetch_add(1, Ordering::SeqCst);
-        let (counter, finished) = (
-            shared.sources_running.clone(),
-            shared.sources_finished.clone(),
-        );
+        let (counter, finished) = (shared.sources_running.clone(), shared.sources_finished.clone());
         sources.push(runtime.spawn(async move {
             running.join().await;
             if counter.fetch_sub(1, Ordering::SeqCst) == 1 {

@@ -180,7 +180,10 @@ impl Registry {
             kind,
             series: BTreeMap::new(),
         });
-        let series = family.series.entry(to_labels(labels)).or_insert_with(make);
+        let series = family
+            .series
+            .entry(to_labels(labels))
+            .or_insert_with(make);
         pick(series).unwrap_or_else(|| {
             panic!("internal metric {name} registered twice with different kinds")
         })
@@ -321,13 +324,7 @@ impl Registry {
                         }
                         line(&mut out, &bucket_name, labels, Some("+Inf"), count as f64);
                         line(&mut out, &format!("{name}_sum"), labels, None, sum);
-                        line(
-                            &mut out,
-                            &format!("{name}_count"),
-                            labels,
-                            None,
-                            count as f64,
-                        );
+                        line(&mut out, &format!("{name}_count"), labels, None, count as f64);
                     }
                 }
             }
@@ -423,11 +420,7 @@ impl ComponentMetrics {
     /// Handles for component `component` of kind `kind` (`source`, `transform`, `sink`) in
     /// `pipeline`.
     pub fn new(pipeline: &str, kind: &str, component: &str) -> Self {
-        let labels = [
-            ("pipeline", pipeline),
-            ("component_kind", kind),
-            ("component", component),
-        ];
+        let labels = [("pipeline", pipeline), ("component_kind", kind), ("component", component)];
         let registry = registry();
         ComponentMetrics {
             events_in: registry.counter(
@@ -495,9 +488,7 @@ mod tests {
         registry
             .counter("t_total", "help", &[("b", "2"), ("a", "x\"y")])
             .add(3);
-        registry
-            .histogram("t_hist", "h", &[], &[1.0, 10.0])
-            .observe(5.0);
+        registry.histogram("t_hist", "h", &[], &[1.0, 10.0]).observe(5.0);
         let text = registry.render();
         assert!(text.contains("# TYPE t_total counter\nt_total{a=\"x\\\"y\",b=\"2\"} 3\n"));
         assert!(text.contains("t_hist_bucket{le=\"1\"} 0\n"));

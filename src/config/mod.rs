@@ -180,10 +180,7 @@ fn component_ids<T>(
             valid_name(&id),
             "{what}[{i}]: name {id:?} may only use letters, digits, '_' and '-'"
         );
-        anyhow::ensure!(
-            !ids.contains(&id),
-            "{what}[{i}]: two {what} are named {id:?}"
-        );
+        anyhow::ensure!(!ids.contains(&id), "{what}[{i}]: two {what} are named {id:?}");
         ids.push(id);
     }
     Ok(ids)
@@ -203,54 +200,24 @@ fn located<T>(file: &str, line: usize, path: &str, result: anyhow::Result<T>) ->
 impl Config {
     /// Builds every pipeline. Nothing is started; errors name the file, line and component.
     pub fn build(&self, file: &str) -> anyhow::Result<Vec<BuiltPipeline>> {
-        anyhow::ensure!(
-            !self.pipelines.is_empty(),
-            "{file}: pipelines: at least one pipeline is needed"
-        );
+        anyhow::ensure!(!self.pipelines.is_empty(), "{file}: pipelines: at least one pipeline is needed");
         let mut out = Vec::new();
         for (name, pipeline) in &self.pipelines {
             let at = format!("pipelines.{name}");
-            anyhow::ensure!(
-                valid_name(name),
-                "{file}: {at}: pipeline names may only use letters, digits, '_' and '-'"
-            );
-            anyhow::ensure!(
-                !pipeline.sources.is_empty(),
-                "{file}: {at}.sources: at least one source is needed"
-            );
-            anyhow::ensure!(
-                !pipeline.sinks.is_empty(),
-                "{file}: {at}.sinks: at least one sink is needed"
-            );
+            anyhow::ensure!(valid_name(name), "{file}: {at}: pipeline names may only use letters, digits, '_' and '-'");
+            anyhow::ensure!(!pipeline.sources.is_empty(), "{file}: {at}.sources: at least one source is needed");
+            anyhow::ensure!(!pipeline.sinks.is_empty(), "{file}: {at}.sinks: at least one sink is needed");
             out.push(self.build_pipeline(file, name, pipeline)?);
         }
         Ok(out)
     }
 
-    fn build_pipeline(
-        &self,
-        file: &str,
-        name: &str,
-        pipeline: &PipelineConfig,
-    ) -> anyhow::Result<BuiltPipeline> {
+    fn build_pipeline(&self, file: &str, name: &str, pipeline: &PipelineConfig) -> anyhow::Result<BuiltPipeline> {
         let at = format!("pipelines.{name}");
-        let located_ids =
-            |r: anyhow::Result<Vec<String>>| r.map_err(|e| anyhow::anyhow!("{file}: {at}.{e:#}"));
-        let source_ids = located_ids(component_ids(
-            &pipeline.sources,
-            SourceConfig::type_name,
-            "sources",
-        ))?;
-        let transform_ids = located_ids(component_ids(
-            &pipeline.transforms,
-            TransformConfig::type_name,
-            "transforms",
-        ))?;
-        let sink_ids = located_ids(component_ids(
-            &pipeline.sinks,
-            SinkConfig::type_name,
-            "sinks",
-        ))?;
+        let located_ids = |r: anyhow::Result<Vec<String>>| r.map_err(|e| anyhow::anyhow!("{file}: {at}.{e:#}"));
+        let source_ids = located_ids(component_ids(&pipeline.sources, SourceConfig::type_name, "sources"))?;
+        let transform_ids = located_ids(component_ids(&pipeline.transforms, TransformConfig::type_name, "transforms"))?;
+        let sink_ids = located_ids(component_ids(&pipeline.sinks, SinkConfig::type_name, "sinks"))?;
         let mut built = BuiltPipeline {
             name: name.to_owned(),
             sources: Vec::new(),
@@ -259,12 +226,7 @@ impl Config {
             queue_batches: pipeline.queue_batches.get(),
         };
         for (i, (item, id)) in pipeline.sources.iter().zip(source_ids).enumerate() {
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.sources[{i}]"),
-                item.config.build(),
-            )?;
+            let component = located(file, item.line, &format!("{at}.sources[{i}]"), item.config.build())?;
             built.sources.push(Built { id, component });
         }
         for (i, (item, id)) in pipeline.transforms.iter().zip(transform_ids).enumerate() {
@@ -273,21 +235,11 @@ impl Config {
                 id: id.clone(),
                 metrics: ComponentMetrics::new(name, "transform", &id),
             };
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.transforms[{i}]"),
-                item.config.build(&ctx),
-            )?;
+            let component = located(file, item.line, &format!("{at}.transforms[{i}]"), item.config.build(&ctx))?;
             built.transforms.push(Built { id, component });
         }
         for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.sinks[{i}]"),
-                item.config.build(),
-            )?;
+            let component = located(file, item.line, &format!("{at}.sinks[{i}]"), item.config.build())?;
             built.sinks.push(Built { id, component });
         }
         Ok(built)
@@ -304,10 +256,7 @@ mod tests {
             (Ok(()), None) => {}
             (Err(error), Some(expected)) => {
                 let text = format!("{error:#}");
-                assert!(
-                    text.contains(expected),
-                    "error {text:?} should contain {expected:?}"
-                );
+                assert!(text.contains(expected), "error {text:?} should contain {expected:?}");
             }
             (Ok(()), Some(expected)) => panic!("expected an error containing {expected:?}"),
             (Err(error), None) => panic!("unexpected error: {error:#}"),
@@ -322,24 +271,12 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         let base = "data_dir: /tmp/x\npipelines:\n  web:\n    sources:\n      - type: demo\n";
-        check(
-            &format!("{base}        rate: fast\n    sinks:\n      - type: blackhole\n"),
-            Some("test.yaml:6"),
-        );
-        check(
-            &format!("{base}        colour: red\n    sinks:\n      - type: blackhole\n"),
-            Some("pipelines.web.sources[0].colour"),
-        );
+        check(&format!("{base}        rate: fast\n    sinks:\n      - type: blackhole\n"), Some("test.yaml:6"));
+        check(&format!("{base}        colour: red\n    sinks:\n      - type: blackhole\n"), Some("pipelines.web.sources[0].colour"));
         check(&format!("{base}    sinks:\n      - type: blackhole\n      - type: blackhole\n        name: blackhole_0\n"), Some("two sinks are named"));
         check(&format!("{base}    sinks: []\n"), Some("at least one sink"));
-        check(
-            &format!("{base}    sinks:\n      - type: console\n        encoding: xml\n"),
-            Some("test.yaml:8"),
-        );
-        check(
-            "data_dir: /tmp/x\npipelines: {}\n",
-            Some("at least one pipeline"),
-        );
+        check(&format!("{base}    sinks:\n      - type: console\n        encoding: xml\n"), Some("test.yaml:8"));
+        check("data_dir: /tmp/x\npipelines: {}\n", Some("at least one pipeline"));
         check("data_dir: /tmp/x\nbogus: 1\npipelines: {}\n", Some("bogus"));
     }
 }

@@ -90,10 +90,7 @@ impl FileSink {
             let mut backoff = Duration::from_millis(100);
             while let Err(error) = self.write(&mut file, &body).await {
                 tracing::warn!(file = %self.config.path.display(), %error, "file sink write failed; retrying");
-                ctx.health.fail(format!(
-                    "write to {} failed: {error}",
-                    self.config.path.display()
-                ));
+                ctx.health.fail(format!("write to {} failed: {error}", self.config.path.display()));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -927,7 +927,10 @@ mod tests {
     }
 
     /// (labels config, events' (message, ts, fields)) → decoded (labels, lines) per stream.
-    fn check(yaml: &str, events: &[(&str, i64, &[(&str, &str)])], expected: &[(&str, &[&str])]) {
+    /// (message, timestamp, fields) of one test event.
+    type Input<'a> = (&'a str, i64, &'a [(&'a str, &'a str)]);
+
+    fn check(yaml: &str, events: &[Input<'_>], expected: &[(&str, &[&str])]) {
         let mut codec = config(yaml).codec().unwrap();
         let events: Vec<Event> = events.iter().map(|(m, ts, f)| event(m, *ts, f)).collect();
         let encoded = codec.encode(&events);

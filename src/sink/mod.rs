@@ -199,11 +199,7 @@ impl LineEncoding {
                 let (kind, value) = match &metric.value {
                     MetricValue::Counter(v) => ("counter", serde_json::json!(v)),
                     MetricValue::Gauge(v) => ("gauge", serde_json::json!(v)),
-                    MetricValue::Histogram {
-                        buckets,
-                        sum,
-                        count,
-                    } => (
+                    MetricValue::Histogram { buckets, sum, count } => (
                         "histogram",
                         serde_json::json!({"buckets": buckets, "sum": sum, "count": count}),
                     ),
@@ -222,11 +218,8 @@ impl LineEncoding {
                         }),
                     );
                 } else {
-                    let labels: Vec<String> = metric
-                        .labels
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v:?}"))
-                        .collect();
+                    let labels: Vec<String> =
+                        metric.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                     let line = format!("{}{{{}}} {value}", metric.name, labels.join(","));
                     out.extend_from_slice(line.as_bytes());
                 }

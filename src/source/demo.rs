@@ -98,8 +98,7 @@ impl Demo {
                 start + (started.elapsed().as_secs_f64() * self.config.rate) as u64
             };
             if due <= next {
-                let wait =
-                    Duration::from_secs_f64(1.0 / self.config.rate).min(Duration::from_millis(100));
+                let wait = Duration::from_secs_f64(1.0 / self.config.rate).min(Duration::from_millis(100));
                 ctx.shutdown.wait_timeout(wait);
                 continue;
             }
@@ -143,20 +142,9 @@ fn mix(n: u64) -> u64 {
 }
 
 const METHODS: &[&str] = &["GET", "GET", "GET", "POST", "PUT", "DELETE"];
-const PATHS: &[&str] = &[
-    "/",
-    "/index.html",
-    "/api/v1/users",
-    "/api/v1/orders",
-    "/static/app.js",
-    "/login",
-];
+const PATHS: &[&str] = &["/", "/index.html", "/api/v1/users", "/api/v1/orders", "/static/app.js", "/login"];
 const STATUSES: &[u16] = &[200, 200, 200, 200, 201, 301, 304, 404, 500, 503];
-const AGENTS: &[&str] = &[
-    "Mozilla/5.0 (X11; Linux x86_64)",
-    "curl/8.5.0",
-    "Go-http-client/1.1",
-];
+const AGENTS: &[&str] = &["Mozilla/5.0 (X11; Linux x86_64)", "curl/8.5.0", "Go-http-client/1.1"];
 const APPS: &[&str] = &["sshd", "cron", "kernel", "systemd", "nginx"];
 
 fn pick<'a, T>(items: &'a [T], bits: u64) -> &'a T {
@@ -166,12 +154,7 @@ fn pick<'a, T>(items: &'a [T], bits: u64) -> &'a T {
 /// The demo line for `seq` in `format`.
 pub fn line(format: DemoFormat, seq: u64, now: Timestamp) -> String {
     let h = mix(seq);
-    let ip = format!(
-        "10.{}.{}.{}",
-        (h >> 8) & 0xff,
-        (h >> 16) & 0xff,
-        (h >> 24) & 0xff
-    );
+    let ip = format!("10.{}.{}.{}", (h >> 8) & 0xff, (h >> 16) & 0xff, (h >> 24) & 0xff);
     let method = pick(METHODS, h >> 32);
     let path = pick(PATHS, h >> 36);
     let status = pick(STATUSES, h >> 40);
@@ -205,17 +188,11 @@ mod tests {
     #[test]
     fn lines_are_a_function_of_seq() {
         let now = Timestamp(1_700_000_000_000_000_000);
-        for format in [
-            DemoFormat::ApacheCombined,
-            DemoFormat::Syslog,
-            DemoFormat::Json,
-            DemoFormat::Logfmt,
-        ] {
+        for format in [DemoFormat::ApacheCombined, DemoFormat::Syslog, DemoFormat::Json, DemoFormat::Logfmt] {
             assert_eq!(line(format, 42, now), line(format, 42, now));
             assert!(line(format, 42, now).contains("42"));
         }
-        let json: serde_json::Value =
-            serde_json::from_str(&line(DemoFormat::Json, 7, now)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&line(DemoFormat::Json, 7, now)).unwrap();
         assert_eq!(json["seq"], 7);
     }
 }

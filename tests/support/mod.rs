@@ -2,6 +2,8 @@
 //! conditions with deadlines, read its API. Each test file uses what it needs.
 #![allow(dead_code)]
 
+pub mod fake_loki;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,10 +27,7 @@ pub fn free_port() -> u16 {
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -56,19 +55,12 @@ impl Agent {
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(config)
-            .env(
-                "SLUICE_LOG",
-                std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("SLUICE_LOG", std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(stdin)
             .stdout(Stdio::null())
             .spawn()
             .expect("start sluice");
-        let mut agent = Agent {
-            child,
-            api,
-            config: config.to_owned(),
-        };
+        let mut agent = Agent { child, api, config: config.to_owned() };
         wait_for("the agent's API", Duration::from_secs(30), || {
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!("agent exited early: {status}");
@@ -97,10 +89,7 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not exit within {timeout:?}"
-            );
+            assert!(Instant::now() < deadline, "agent did not exit within {timeout:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -112,9 +101,7 @@ impl Agent {
 
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
-        self.get("/metrics")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
+        self.get("/metrics").map(|(_, body)| body).unwrap_or_default()
     }
 
     /// Sum of every sample of `name` whose labels contain all of `labels` (`k="v"` pairs).
@@ -141,16 +128,9 @@ pub fn signal(child: &Child, name: &str) {
 }
 
 /// A minimal HTTP/1.1 request; `None` if nothing answers.
-pub fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Option<(u16, String)> {
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
@@ -160,10 +140,7 @@ pub fn http_request(
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((status, body))
 }
 
@@ -202,4 +179,3 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
 }
-pub mod fake_loki;
