@@ -114,7 +114,7 @@ pub struct Reply<'a> {
     pub status: u16,
     /// Reply headers.
     pub headers: &'a HeaderMap,
-    /// The first [`MAX_REPLY_BYTES`] of the body.
+    /// The first 64 KiB of the body.
     pub body: &'a [u8],
 }
 
