@@ -10,7 +10,9 @@
 
 pub mod blackhole;
 pub mod console;
+pub mod driver;
 pub mod file;
+pub mod loki;
 
 use std::sync::Arc;
 
@@ -32,11 +34,13 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     /// Counts and discards (`type: blackhole`).
     Blackhole(blackhole::BlackholeConfig),
+    /// Grafana Loki push API (`type: loki`).
+    Loki(Box<loki::LokiConfig>),
 }
 
 impl TaggedEnum for SinkConfig {
     const KIND: &'static str = "sink";
-    const TYPES: &'static [&'static str] = &["console", "file", "blackhole"];
+    const TYPES: &'static [&'static str] = &["console", "file", "blackhole", "loki"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -46,6 +50,7 @@ impl TaggedEnum for SinkConfig {
             "console" => Self::Console(body.next_value()?),
             "file" => Self::File(body.next_value()?),
             "blackhole" => Self::Blackhole(body.next_value()?),
+            "loki" => Self::Loki(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -58,6 +63,7 @@ impl SinkConfig {
             Self::Console(_) => "console",
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
+            Self::Loki(_) => "loki",
         }
     }
 
@@ -67,6 +73,7 @@ impl SinkConfig {
             Self::Console(config) => Sink::Console(config.build()?),
             Self::File(config) => Sink::File(config.build()?),
             Self::Blackhole(config) => Sink::Blackhole(config.build()?),
+            Self::Loki(config) => Sink::Loki(Box::new(config.build()?)),
         })
     }
 }
@@ -80,6 +87,8 @@ pub enum Sink {
     File(file::FileSink),
     /// See [`blackhole`].
     Blackhole(blackhole::Blackhole),
+    /// See [`loki`].
+    Loki(Box<loki::Loki>),
 }
 
 impl Sink {
@@ -90,6 +99,7 @@ impl Sink {
             Sink::Console(sink) => sink.run(input, ctx).await,
             Sink::File(sink) => sink.run(input, ctx).await,
             Sink::Blackhole(sink) => sink.run(input, ctx).await,
+            Sink::Loki(sink) => sink.run(input, ctx).await,
         }
     }
 }

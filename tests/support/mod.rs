@@ -2,6 +2,8 @@
 //! conditions with deadlines, read its API. Each test file uses what it needs.
 #![allow(dead_code)]
 
+pub mod fake_loki;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,81 @@
+//! End-to-end throughput of the agent binary (bench profile): a `demo` source (rate 0,
+//! 1 million access-log lines, no parsing) into the `loki` sink (protobuf + snappy) against
+//! the fake Loki of `tests/support/fake_loki.rs`. Reports, for the agent process only,
+//! events per CPU-second, MiB of lines per CPU-second, wall time and peak RSS (VmHWM).
+//!
+//! `cargo bench --bench loki_throughput` (set `SLUICE_BENCH_EVENTS` for another count).
+
+#[path = "../tests/support/fake_loki.rs"]
+mod fake_loki;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn proc_stats(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based, whole line).
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks as f64 / 100.0, hwm_kib)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let count: usize = std::env::var("SLUICE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let loki = fake_loki::FakeLoki::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let config = format!(
+        "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: demo\n        rate: 0\n        count: {count}\n    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench }}\n  keep_alive:\n    sources:\n      - type: stdin\n    sinks:\n      - type: blackhole\n",
+        data = dir.path().join("data").display(),
+        endpoint = loki.endpoint(),
+    );
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while loki.entry_count() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu, hwm_kib) = proc_stats(child.id());
+    let entries = loki.entries();
+    let bytes: usize = entries.iter().map(|e| e.line.len()).sum();
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "loki_throughput: {} events ({:.1} MiB of lines, {:.0} B/line) in {wall:.2}s wall, agent CPU {cpu:.2}s: {:.0} events/CPU-s, {:.1} MiB/CPU-s, peak RSS {:.1} MiB",
+        entries.len(),
+        mib,
+        bytes as f64 / entries.len().max(1) as f64,
+        entries.len() as f64 / cpu.max(0.01),
+        mib / cpu.max(0.01),
+        hwm_kib as f64 / 1024.0,
+    );
+}

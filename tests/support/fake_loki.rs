@@ -1,0 +1,475 @@
+//! A protocol-exact fake Grafana Loki for end-to-end tests: an HTTP/1.1 server on
+//! 127.0.0.1:0 (hand-written, one thread per connection, keep-alive) that accepts
+//! `POST /loki/api/v1/push` as protobuf + snappy block or JSON (+ gzip), checks the
+//! `Content-Type`, answers `204` like Loki, records every entry with its stream labels and
+//! tenant, and misbehaves on demand: a status with `Retry-After` and body, closing the
+//! connection mid-response, a non-HTTP byte stream, hanging, a truncated 200.
+//!
+//! The protobuf messages are written here again from Loki's `push.proto`, independently of
+//! the agent's, so a wrong field number on either side fails the tests.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `logproto.PushRequest` (push.proto: `repeated StreamAdapter streams = 1`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub streams: Vec<StreamAdapter>,
+}
+
+/// `StreamAdapter { string labels = 1; repeated EntryAdapter entries = 2; uint64 hash = 3; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamAdapter {
+    #[prost(string, tag = "1")]
+    pub labels: String,
+    #[prost(message, repeated, tag = "2")]
+    pub entries: Vec<EntryAdapter>,
+    #[prost(uint64, tag = "3")]
+    pub hash: u64,
+}
+
+/// `EntryAdapter { Timestamp timestamp = 1; string line = 2; repeated LabelPairAdapter structuredMetadata = 3; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EntryAdapter {
+    #[prost(message, optional, tag = "1")]
+    pub timestamp: Option<ProtoTimestamp>,
+    #[prost(string, tag = "2")]
+    pub line: String,
+    #[prost(message, repeated, tag = "3")]
+    pub structured_metadata: Vec<LabelPairAdapter>,
+}
+
+/// `google.protobuf.Timestamp { int64 seconds = 1; int32 nanos = 2; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProtoTimestamp {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// `LabelPairAdapter { string name = 1; string value = 2; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LabelPairAdapter {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// How the fake answers a push.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Behavior {
+    /// Decode, record, `204 No Content`.
+    Accept,
+    /// Answer this status (nothing recorded), with an optional `Retry-After` and a body.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: String,
+    },
+    /// Write half a status line, then close the connection.
+    CloseMidResponse,
+    /// Answer with bytes that are not HTTP at all, then close.
+    Garbage,
+    /// Read the request, then say nothing for this long, then close.
+    Hang(Duration),
+    /// `200 OK` with a `Content-Length` longer than the garbage body sent, then close.
+    TruncatedOk,
+}
+
+/// One received entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The stream's labels as sent (`{job="a"}` for protobuf; rendered the same for JSON).
+    pub labels: String,
+    /// `X-Scope-OrgID`, if any.
+    pub tenant: Option<String>,
+    /// Nanoseconds since the epoch.
+    pub timestamp: i64,
+    /// The log line.
+    pub line: String,
+    /// Structured metadata pairs.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One request the fake answered (or misbehaved on).
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// When the request had been read completely.
+    pub received: Instant,
+    /// What was answered (0 for the non-HTTP misbehaviours).
+    pub status: u16,
+    /// Entries recorded from it.
+    pub entries: usize,
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Behavior>,
+    until: Option<(Instant, Behavior)>,
+    entries: Vec<Entry>,
+    requests: Vec<Request>,
+    errors: Vec<String>,
+}
+
+/// A running fake Loki; stops when dropped.
+pub struct FakeLoki {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeLoki {
+    /// Starts listening on 127.0.0.1:0.
+    pub fn start() -> FakeLoki {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake loki");
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_state, thread_stop) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (state, stop) = (thread_state.clone(), thread_stop.clone());
+                        std::thread::spawn(move || serve(stream, state, stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeLoki { addr, state, stop }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next requests get these behaviours, one each, then [`Behavior::Accept`] again.
+    pub fn script(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        self.state.lock().unwrap().script.extend(behaviors);
+    }
+
+    /// Every request gets `behavior` for `duration` (after the script).
+    pub fn behave_for(&self, behavior: Behavior, duration: Duration) {
+        self.state.lock().unwrap().until = Some((Instant::now() + duration, behavior));
+    }
+
+    /// Everything received so far.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.state.lock().unwrap().entries.clone()
+    }
+
+    /// How many entries were received.
+    pub fn entry_count(&self) -> usize {
+        self.state.lock().unwrap().entries.len()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Protocol violations seen (wrong content type, undecodable body, ...).
+    pub fn errors(&self) -> Vec<String> {
+        self.state.lock().unwrap().errors.clone()
+    }
+}
+
+impl Drop for FakeLoki {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct HttpRequest {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let mut request = HttpRequest {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    request.body = vec![0; length];
+    reader.read_exact(&mut request.body).ok()?;
+    Some(request)
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    while !stop.load(Ordering::Relaxed) {
+        // Wait for the next request without holding up shutdown.
+        match reader.fill_buf() {
+            Ok([]) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        let _ = reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)));
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
+        let _ = reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)));
+        let received = Instant::now();
+        let behavior = {
+            let mut state = state.lock().unwrap();
+            match state.script.pop_front() {
+                Some(behavior) => behavior,
+                None => match &state.until {
+                    Some((until, behavior)) if *until > received => behavior.clone(),
+                    _ => Behavior::Accept,
+                },
+            }
+        };
+        let (status, entries, keep_open) = match behavior {
+            Behavior::Accept => {
+                let (status, entries) = accept(&request, &state);
+                let reason = if status == 204 {
+                    "No Content"
+                } else {
+                    "Bad Request"
+                };
+                let _ = write!(
+                    writer,
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n"
+                );
+                (status, entries, true)
+            }
+            Behavior::Status {
+                code,
+                retry_after,
+                body,
+            } => {
+                let mut head = format!(
+                    "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
+                if let Some(retry_after) = retry_after {
+                    head.push_str(&format!("Retry-After: {retry_after}\r\n"));
+                }
+                let _ = write!(writer, "{head}\r\n{body}");
+                (code, 0, true)
+            }
+            Behavior::CloseMidResponse => {
+                let _ = writer.write_all(b"HTTP/1.1 20");
+                (0, 0, false)
+            }
+            Behavior::Garbage => {
+                let _ = writer
+                    .write_all(b"\x00\xffSSH-2.0-OpenSSH\r\n\x16\x03\x01 not http at all\r\n\r\n");
+                (0, 0, false)
+            }
+            Behavior::Hang(duration) => {
+                let until = Instant::now() + duration;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                (0, 0, false)
+            }
+            Behavior::TruncatedOk => {
+                let _ = writer
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n\x13\x37garbage");
+                (200, 0, false)
+            }
+        };
+        let _ = writer.flush();
+        state.lock().unwrap().requests.push(Request {
+            received,
+            status,
+            entries,
+        });
+        if !keep_open {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Decodes and records a push; (status, entries recorded).
+fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize) {
+    let fail = |error: String| {
+        state.lock().unwrap().errors.push(error);
+        (400, 0)
+    };
+    if request.method != "POST" || request.path != "/loki/api/v1/push" {
+        return fail(format!("unexpected {} {}", request.method, request.path));
+    }
+    let tenant = request.header("x-scope-orgid").map(str::to_owned);
+    let content_type = request.header("content-type").unwrap_or("");
+    let encoding = request.header("content-encoding");
+    let entries = match content_type {
+        "application/x-protobuf" => {
+            if !matches!(encoding, None | Some("snappy")) {
+                return fail(format!("protobuf with content-encoding {encoding:?}"));
+            }
+            match decode_protobuf(&request.body, &tenant) {
+                Ok(entries) => entries,
+                Err(error) => return fail(error),
+            }
+        }
+        "application/json" => {
+            let body = match encoding {
+                None => request.body.clone(),
+                Some("gzip") => {
+                    let mut out = Vec::new();
+                    if let Err(e) =
+                        flate2::read::GzDecoder::new(&request.body[..]).read_to_end(&mut out)
+                    {
+                        return fail(format!("bad gzip: {e}"));
+                    }
+                    out
+                }
+                Some(other) => return fail(format!("json with content-encoding {other}")),
+            };
+            match decode_json(&body, &tenant) {
+                Ok(entries) => entries,
+                Err(error) => return fail(error),
+            }
+        }
+        other => return fail(format!("unexpected content-type {other:?}")),
+    };
+    let n = entries.len();
+    state.lock().unwrap().entries.extend(entries);
+    (204, n)
+}
+
+fn decode_protobuf(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, String> {
+    use prost::Message as _;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("bad snappy block: {e}"))?;
+    let push = PushRequest::decode(&raw[..]).map_err(|e| format!("bad protobuf: {e}"))?;
+    let mut out = Vec::new();
+    for stream in push.streams {
+        if !stream.labels.starts_with('{') || !stream.labels.ends_with('}') {
+            return Err(format!("bad labels {:?}", stream.labels));
+        }
+        for entry in stream.entries {
+            let ts = entry.timestamp.ok_or("entry without timestamp")?;
+            out.push(Entry {
+                labels: stream.labels.clone(),
+                tenant: tenant.clone(),
+                timestamp: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
+                line: entry.line,
+                metadata: entry
+                    .structured_metadata
+                    .into_iter()
+                    .map(|p| (p.name, p.value))
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn decode_json(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, String> {
+    let push: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+    let streams = push["streams"].as_array().ok_or("no streams array")?;
+    let mut out = Vec::new();
+    for stream in streams {
+        let labels = stream["stream"].as_object().ok_or("no stream object")?;
+        let mut pairs: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        pairs.sort();
+        let rendered: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let labels = format!("{{{}}}", rendered.join(", "));
+        for value in stream["values"].as_array().ok_or("no values array")? {
+            let ts: i64 = value[0]
+                .as_str()
+                .ok_or("timestamp not a string")?
+                .parse()
+                .map_err(|_| "bad timestamp")?;
+            let line = value[1].as_str().ok_or("line not a string")?.to_owned();
+            let metadata = value[2]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Entry {
+                labels: labels.clone(),
+                tenant: tenant.clone(),
+                timestamp: ts,
+                line,
+                metadata,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The `seq=N` number of a demo line.
+pub fn seq_of(line: &str) -> Option<u64> {
+    let start = line.find("seq=")? + 4;
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
