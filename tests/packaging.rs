@@ -1,0 +1,627 @@
+//! Checks of the deployment files in `packaging/`: the systemd unit (its directives, and
+//! `systemd-analyze verify` when systemd is installed), the Debian package metadata and
+//! maintainer scripts, the Kubernetes manifests (mounts, probes, resources, the ConfigMap
+//! that holds `pipelines/kubernetes.yaml`) and the Dockerfile. Building the `.deb` itself
+//! needs a release build, too slow for CI: docs/deployment.md has the commands.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+const UNIT: &str = "packaging/systemd/sluice.service";
+const CONFIG_PATH: &str = "/etc/sluice/sluice.yaml";
+
+// ---------------------------------------------------------------------------------------
+// systemd
+
+/// The unit as (section, key, value) in file order; repeated keys are kept.
+fn parse_unit(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut entries = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{UNIT}: not a key=value line: {line:?}"));
+        entries.push((
+            section.clone(),
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
+    }
+    entries
+}
+
+fn unit_values<'a>(unit: &'a [(String, String, String)], section: &str, key: &str) -> Vec<&'a str> {
+    unit.iter()
+        .filter(|(s, k, _)| s == section && k == key)
+        .map(|(_, _, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn systemd_unit_has_the_required_directives() {
+    let unit = parse_unit(&std::fs::read_to_string(UNIT).unwrap());
+    // (section, key, the value it must have, or a word its value must contain with `~`)
+    let required = [
+        ("Unit", "After", "~network-online.target"),
+        (
+            "Service",
+            "ExecStartPre",
+            "/usr/bin/sluice validate -c /etc/sluice/sluice.yaml",
+        ),
+        (
+            "Service",
+            "ExecStart",
+            "/usr/bin/sluice run -c /etc/sluice/sluice.yaml",
+        ),
+        ("Service", "ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Service", "Restart", "always"),
+        ("Service", "User", "sluice"),
+        ("Service", "SupplementaryGroups", "~adm"),
+        ("Service", "SupplementaryGroups", "~systemd-journal"),
+        ("Service", "EnvironmentFile", "-/etc/default/sluice"),
+        ("Service", "StateDirectory", "sluice"),
+        ("Service", "AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+        ("Service", "CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+        ("Service", "NoNewPrivileges", "true"),
+        ("Service", "ProtectSystem", "strict"),
+        ("Service", "ProtectHome", "true"),
+        ("Service", "PrivateTmp", "true"),
+        ("Service", "ReadOnlyPaths", "~/var/log"),
+        ("Service", "LimitNOFILE", "65536"),
+        ("Install", "WantedBy", "multi-user.target"),
+    ];
+    for (section, key, expected) in required {
+        let values = unit_values(&unit, section, key);
+        let found = match expected.strip_prefix('~') {
+            Some(word) => values
+                .iter()
+                .any(|v| v.split_whitespace().any(|w| w == word)),
+            None => values.contains(&expected),
+        };
+        assert!(
+            found,
+            "{UNIT}: [{section}] {key} should be {expected:?}, found {values:?}"
+        );
+    }
+    // ProtectSystem=strict makes everything read-only: the state directory must come from
+    // StateDirectory (writable), and the config's data_dir must be that directory.
+    let host_agent = std::fs::read_to_string("pipelines/host-agent.yaml").unwrap();
+    assert!(
+        host_agent.contains("data_dir: ${SLUICE_DATA_DIR:-/var/lib/sluice}"),
+        "the host agent's data_dir is the unit's StateDirectory /var/lib/sluice"
+    );
+    // The unit may set no key twice except those systemd accumulates.
+    let mut seen = BTreeMap::new();
+    for (section, key, _) in &unit {
+        *seen.entry((section.as_str(), key.as_str())).or_insert(0) += 1;
+    }
+    let repeated: Vec<_> = seen
+        .iter()
+        .filter(|((_, key), n)| **n > 1 && !["SystemCallFilter", "ReadOnlyPaths"].contains(key))
+        .collect();
+    assert!(repeated.is_empty(), "{UNIT}: keys set twice: {repeated:?}");
+}
+
+/// The unit's command lines, with `/usr/bin/sluice` replaced by the test binary and the
+/// config path by a config that builds, run as they are written: the CLI accepts them.
+#[test]
+fn systemd_exec_lines_are_accepted_by_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\npipelines:\n  main:\n    sources:\n      - type: demo\n    sinks:\n      - type: blackhole\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let unit = parse_unit(&std::fs::read_to_string(UNIT).unwrap());
+    let pre = unit_values(&unit, "Service", "ExecStartPre")[0];
+    let args: Vec<String> = pre
+        .split_whitespace()
+        .skip(1)
+        .map(|a| a.replace(CONFIG_PATH, &config.display().to_string()))
+        .collect();
+    let output = Command::new(support::binary())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ExecStartPre {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The same validate refuses a broken config, so a bad edit stops the start.
+    std::fs::write(
+        &config,
+        "data_dir: /tmp/x\npipelines:\n  main:\n    sources:\n      - type: nosuch\n",
+    )
+    .unwrap();
+    let output = Command::new(support::binary())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "ExecStartPre refuses a broken config"
+    );
+    // ExecStart's arguments parse (`run --help` exits 0 only for a known subcommand).
+    let start = unit_values(&unit, "Service", "ExecStart")[0];
+    let run: Vec<&str> = start.split_whitespace().skip(1).collect();
+    assert_eq!(run.first(), Some(&"run"));
+    let help = Command::new(support::binary())
+        .args([run[0], "--help"])
+        .output()
+        .unwrap();
+    let help_text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success() && help_text.contains("--config"),
+        "{help_text}"
+    );
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit() {
+    let Some(analyze) = find_program("systemd-analyze") else {
+        eprintln!("systemd-analyze is not installed (apt-get install systemd): skipped");
+        return;
+    };
+    // verify checks that ExecStart binaries exist: point them at the test binary.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(UNIT)
+        .unwrap()
+        .replace("/usr/bin/sluice", support::binary());
+    let path = dir.path().join("sluice.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Unknown keys and bad values are only warnings: any output is a finding.
+    assert!(
+        output.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {UNIT}: {}\n{stderr}",
+        output.status
+    );
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+// ---------------------------------------------------------------------------------------
+// Debian package
+
+/// `[package.metadata.deb]` as JSON, through `cargo metadata`.
+fn deb_metadata() -> serde_json::Value {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    metadata["packages"][0]["metadata"]["deb"].clone()
+}
+
+#[test]
+fn deb_package_installs_the_binary_config_and_unit() {
+    let deb = deb_metadata();
+    let assets: Vec<(String, String)> = deb["assets"]
+        .as_array()
+        .expect("assets listed")
+        .iter()
+        .map(|a| {
+            (
+                a[0].as_str().unwrap().to_owned(),
+                a[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // (source, destination) pairs that must be packaged.
+    let required = [
+        ("target/release/sluice", "usr/bin/"),
+        ("pipelines/host-agent.yaml", "etc/sluice/sluice.yaml"),
+        ("packaging/debian/default", "etc/default/sluice"),
+    ];
+    for (source, destination) in required {
+        assert!(
+            assets.iter().any(|(s, d)| s == source && d == destination),
+            "asset {source} -> {destination} missing from {assets:?}"
+        );
+    }
+    for (source, _) in &assets {
+        if source.starts_with("target/") || source.contains('*') {
+            continue;
+        }
+        assert!(Path::new(source).is_file(), "asset {source} does not exist");
+    }
+    let conf_files: Vec<&str> = deb["conf-files"]
+        .as_array()
+        .expect("conf-files listed")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(conf_files.contains(&CONFIG_PATH), "{conf_files:?}");
+    assert!(
+        conf_files.contains(&"/etc/default/sluice"),
+        "{conf_files:?}"
+    );
+    let units = deb["systemd-units"]["unit-scripts"]
+        .as_str()
+        .expect("systemd-units");
+    assert_eq!(Path::new(units).join("sluice.service"), Path::new(UNIT));
+    assert!(deb["depends"].as_str().unwrap_or("").contains("adduser"));
+}
+
+#[test]
+fn maintainer_scripts_are_valid_shell_and_create_the_user() {
+    let scripts = deb_metadata()["maintainer-scripts"]
+        .as_str()
+        .expect("maintainer-scripts")
+        .to_owned();
+    // (script, words it must contain)
+    let cases = [
+        (
+            "postinst",
+            vec![
+                "adduser --system",
+                "adm systemd-journal",
+                "/var/lib/sluice",
+                "#DEBHELPER#",
+            ],
+        ),
+        ("postrm", vec!["purge", "deluser", "#DEBHELPER#"]),
+    ];
+    for (name, words) in cases {
+        let path = Path::new(&scripts).join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{name}: POSIX sh");
+        for word in words {
+            assert!(text.contains(word), "{name} should contain {word:?}");
+        }
+        let syntax = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(
+            syntax.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&syntax.stderr)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert!(mode & 0o111 != 0, "{name} is executable");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes
+
+/// Every YAML document of `packaging/kubernetes/*.yaml`, by kind.
+fn manifests() -> BTreeMap<String, Vec<Yaml>> {
+    let mut by_kind: BTreeMap<String, Vec<Yaml>> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir("packaging/kubernetes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let docs =
+            YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for doc in docs {
+            let kind = doc["kind"].as_str();
+            let kind = kind.unwrap_or_else(|| panic!("{}: a document has no kind", file.display()));
+            assert!(
+                doc["apiVersion"].as_str().is_some(),
+                "{}: apiVersion",
+                file.display()
+            );
+            assert!(
+                doc["metadata"]["name"].as_str().is_some(),
+                "{}: metadata.name",
+                file.display()
+            );
+            by_kind.entry(kind.to_owned()).or_default().push(doc);
+        }
+    }
+    by_kind
+}
+
+fn one<'a>(manifests: &'a BTreeMap<String, Vec<Yaml>>, kind: &str) -> &'a Yaml {
+    let docs = manifests.get(kind).map_or(&[][..], Vec::as_slice);
+    assert_eq!(docs.len(), 1, "exactly one {kind}");
+    &docs[0]
+}
+
+fn list(yaml: &Yaml) -> &[Yaml] {
+    yaml.as_vec().map_or(&[][..], Vec::as_slice)
+}
+
+fn str_of<'a>(yaml: &'a Yaml, what: &str) -> &'a str {
+    yaml.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {yaml:?}"))
+}
+
+/// Expands `${VAR}` / `${VAR:-default}` the way the agent does, from `env`.
+fn expand(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        out.push_str(env.get(name).map_or(default, String::as_str));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn expand_follows_the_config_rules() {
+    let env: BTreeMap<String, String> = [("A".to_owned(), "x".to_owned())].into();
+    let check = |input: &str, expected: &str| assert_eq!(expand(input, &env), expected, "{input}");
+    check("${A}", "x");
+    check("${A:-y}", "x");
+    check("${B:-0.0.0.0:8686}", "0.0.0.0:8686");
+    check("a ${B} b", "a  b");
+}
+
+#[test]
+fn kubernetes_daemonset_mounts_probes_and_config_agree() {
+    let all = manifests();
+    let namespace = str_of(&one(&all, "Namespace")["metadata"]["name"], "namespace");
+    for (kind, docs) in &all {
+        for doc in docs.iter().filter(|_| kind != "Namespace") {
+            assert_eq!(
+                doc["metadata"]["namespace"].as_str(),
+                Some(namespace),
+                "{kind} namespace"
+            );
+        }
+    }
+    let account = one(&all, "ServiceAccount");
+    let daemonset = one(&all, "DaemonSet");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["serviceAccountName"].as_str(),
+        account["metadata"]["name"].as_str()
+    );
+    let selector = &daemonset["spec"]["selector"]["matchLabels"];
+    for (key, value) in selector.as_hash().expect("selector") {
+        assert_eq!(
+            &daemonset["spec"]["template"]["metadata"]["labels"][str_of(key, "label")],
+            value
+        );
+    }
+    assert!(
+        list(&pod["tolerations"])
+            .iter()
+            .any(|t| t["operator"].as_str() == Some("Exists") && t["key"].is_badvalue()),
+        "a toleration for every taint, to run on every node"
+    );
+    let containers = list(&pod["containers"]);
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+
+    // The container's environment.
+    let mut env = BTreeMap::new();
+    for var in list(&container["env"]) {
+        let name = str_of(&var["name"], "env name").to_owned();
+        if name == "NODE_NAME" {
+            assert_eq!(
+                var["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+                Some("spec.nodeName")
+            );
+            env.insert(name, "node-1".to_owned());
+        } else if let Some(value) = var["value"].as_str() {
+            env.insert(name, value.to_owned());
+        }
+    }
+
+    // `-c PATH` is the ConfigMap's key, mounted from the config volume.
+    let args: Vec<&str> = list(&container["args"])
+        .iter()
+        .map(|a| str_of(a, "arg"))
+        .collect();
+    let config_path = args
+        .windows(2)
+        .find(|w| w[0] == "-c" || w[0] == "--config")
+        .map(|w| Path::new(w[1]))
+        .expect("args name the config with -c");
+    let volumes: BTreeMap<&str, &Yaml> = list(&pod["volumes"])
+        .iter()
+        .map(|v| (str_of(&v["name"], "volume name"), v))
+        .collect();
+    let mounts: Vec<&Yaml> = list(&container["volumeMounts"]).iter().collect();
+    let config_mount = mounts
+        .iter()
+        .find(|m| Path::new(str_of(&m["mountPath"], "mountPath")) == config_path.parent().unwrap())
+        .expect("a mount at the config's directory");
+    assert_eq!(config_mount["readOnly"].as_bool(), Some(true));
+    let config_volume = volumes[str_of(&config_mount["name"], "mount name")];
+    let configmap = one(&all, "ConfigMap");
+    assert_eq!(
+        config_volume["configMap"]["name"].as_str(),
+        configmap["metadata"]["name"].as_str()
+    );
+    let file_name = config_path.file_name().unwrap().to_str().unwrap();
+    let item = list(&config_volume["configMap"]["items"])
+        .iter()
+        .find(|i| i["path"].as_str() == Some(file_name))
+        .expect("the config volume projects the -c file");
+    let key = str_of(&item["key"], "item key");
+    let config_text = str_of(&configmap["data"][key], "ConfigMap data key");
+    assert_eq!(
+        config_text,
+        std::fs::read_to_string("pipelines/kubernetes.yaml").unwrap(),
+        "the ConfigMap holds pipelines/kubernetes.yaml verbatim"
+    );
+    assert!(
+        config_text.contains("${NODE_NAME}"),
+        "the node name reaches the events"
+    );
+
+    // The config, expanded with the pod's environment.
+    let config = &YamlLoader::load_from_str(&expand(config_text, &env)).unwrap()[0];
+    let data_dir = str_of(&config["data_dir"], "data_dir");
+    let api: std::net::SocketAddr = str_of(&config["api"]["address"], "api.address")
+        .parse()
+        .unwrap();
+    assert!(
+        api.ip().is_unspecified(),
+        "the API listens beyond the pod's loopback for probes"
+    );
+    let data_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some(data_dir))
+        .expect("data_dir is mounted");
+    assert_ne!(
+        data_mount["readOnly"].as_bool(),
+        Some(true),
+        "data_dir is writable"
+    );
+    let data_volume = volumes[str_of(&data_mount["name"], "mount name")];
+    assert!(
+        data_volume["hostPath"]["path"].as_str().is_some(),
+        "data_dir is a hostPath so checkpoints survive the pod"
+    );
+
+    // The log directories: read-only hostPath mounts at the same paths.
+    for path in ["/var/log/pods", "/var/log/containers"] {
+        let mount = mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(path))
+            .unwrap_or_else(|| panic!("{path} mounted"));
+        assert_eq!(mount["readOnly"].as_bool(), Some(true), "{path} read-only");
+        let volume = volumes[str_of(&mount["name"], "mount name")];
+        assert_eq!(volume["hostPath"]["path"].as_str(), Some(path));
+    }
+
+    // Probes and the metrics port all point at the API.
+    let ports = list(&container["ports"]);
+    let metrics = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .expect("a port named metrics");
+    assert_eq!(
+        metrics["containerPort"].as_i64(),
+        Some(i64::from(api.port()))
+    );
+    let port_number = |port: &Yaml| -> i64 {
+        match port {
+            Yaml::Integer(n) => *n,
+            Yaml::String(name) => ports
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["containerPort"].as_i64())
+                .unwrap_or_else(|| panic!("no port named {name}")),
+            other => panic!("bad probe port {other:?}"),
+        }
+    };
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some("/health"), "{probe} path");
+        assert_eq!(
+            port_number(&get["port"]),
+            i64::from(api.port()),
+            "{probe} port"
+        );
+    }
+    let annotations = &daemonset["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
+    assert_eq!(
+        annotations["prometheus.io/port"].as_str(),
+        Some(api.port().to_string().as_str())
+    );
+    assert_eq!(annotations["prometheus.io/path"].as_str(), Some("/metrics"));
+
+    // Resources: requests and a memory limit.
+    let resources = &container["resources"];
+    for (path, value) in [
+        (&resources["requests"]["cpu"], "requests.cpu"),
+        (&resources["requests"]["memory"], "requests.memory"),
+        (&resources["limits"]["memory"], "limits.memory"),
+    ] {
+        assert!(path.as_str().is_some(), "resources.{value} set");
+    }
+    // The pod drains before the kubelet kills it.
+    let shutdown = config["shutdown_timeout_secs"].as_i64().unwrap_or(30);
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+    assert!(
+        grace > shutdown,
+        "terminationGracePeriodSeconds {grace} > shutdown_timeout_secs {shutdown}"
+    );
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_runs_the_kubernetes_config() {
+    let text = std::fs::read_to_string("packaging/docker/Dockerfile").unwrap();
+    let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "build and runtime stages: {froms:?}");
+    assert!(
+        froms[0].contains("rust:") && froms[0].contains("bookworm"),
+        "{}",
+        froms[0]
+    );
+    assert!(
+        froms[1].contains("debian12") || froms[1].contains("bookworm-slim"),
+        "{}",
+        froms[1]
+    );
+    assert!(text.contains("COPY pipelines/kubernetes.yaml /etc/sluice/sluice.yaml"));
+    assert!(text.contains(r#"CMD ["run", "-c", "/etc/sluice/sluice.yaml"]"#));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("USER ") && !l.contains(" 0")),
+        "non-root by default"
+    );
+    // Every path the build stage copies exists in the repository.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            assert!(
+                Path::new(source).exists(),
+                "Dockerfile copies {source}, which does not exist"
+            );
+        }
+    }
+}
