@@ -66,6 +66,15 @@ pub struct RunningPipeline {
     watchdog: tokio::task::JoinHandle<()>,
 }
 
+/// Aborts a task when dropped (so an aborted supervisor takes its child down with it).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct SinkSender {
     tx: mpsc::Sender<Batch>,
     queued: Gauge,
@@ -113,6 +122,8 @@ pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<Running
         let sink_id = built.id.clone();
         sinks.push(runtime.spawn(async move {
             let task = tokio::spawn(sink.run(input, ctx));
+            // Aborting this outer task at the deadline must also stop the sink itself.
+            let _abort_sink = AbortOnDrop(task.abort_handle());
             if let Err(error) = task.await {
                 if error.is_panic() {
                     tracing::error!(sink = %sink_id, "sink crashed; its data will be read again after a restart");
