@@ -9,13 +9,14 @@ use sluice::sink::loki::LokiConfig;
 
 fn events(n: u64) -> Vec<Event> {
     let now = Timestamp(1_700_000_000_000_000_000);
+    let time = sluice::source::demo::time_text(Default::default(), now);
     (0..n)
         .map(|seq| {
             let mut fields = Map::new();
             fields.insert("seq".into(), Value::Int(seq as i64));
             Event::Log(LogEvent {
                 timestamp: Timestamp(now.0 + seq as i64),
-                message: Value::String(sluice::source::demo::line(Default::default(), seq, now)),
+                message: Value::String(sluice::source::demo::line(Default::default(), seq, &time)),
                 fields,
                 origin: None,
             })

@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::config::yaml::Named;
 use sluice::event::{Event, LogEvent, Timestamp};
-use sluice::source::demo::{line, DemoFormat};
+use sluice::source::demo::{line, time_text, DemoFormat};
 use sluice::transform::{Transform, TransformConfig, TransformContext};
 
 const BATCH: u64 = 1000;
@@ -26,7 +26,7 @@ fn batch(format: DemoFormat) -> (Vec<Event>, u64) {
     let events: Vec<Event> = (0..BATCH)
         .map(|seq| {
             let now = Timestamp(start + (seq as i64 / 300) * 1_000_000_000);
-            Event::Log(LogEvent::new(line(format, seq, now)))
+            Event::Log(LogEvent::new(line(format, seq, &time_text(format, now))))
         })
         .collect();
     let bytes = events
