@@ -65,6 +65,10 @@ fn broken_configs_name_key_and_line() {
             vec!["sluice.yaml:3", "address"],
         ),
         ("data_dir: [unclosed\n".to_owned(), vec!["sluice.yaml:"]),
+        (
+            format!("{head}    sinks:\n      - type: loki\n        endpoint: \"not a url\"\n"),
+            vec!["sluice.yaml:8", "pipelines.web.sinks[0].endpoint"],
+        ),
     ];
     for (config, expected) in cases {
         let path = dir.path().join("sluice.yaml");

@@ -493,7 +493,7 @@ fn kubernetes_daemonset_mounts_probes_and_config_agree() {
         "the ConfigMap holds pipelines/kubernetes.yaml verbatim"
     );
     assert!(
-        config_text.contains("${NODE_NAME}"),
+        config_text.contains("${NODE_NAME}") || config_text.contains("${NODE_NAME:-"),
         "the node name reaches the events"
     );
 
