@@ -180,11 +180,10 @@ impl Checkpoints {
         let Some(path) = &self.path else {
             return Ok(false);
         };
-        let (changed, streams) = self.snapshot();
-        if !changed && !force {
+        let Some(streams) = self.snapshot(force) else {
             *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(false);
-        }
+        };
         let body = serde_json::to_vec(&FileFormat {
             version: FORMAT_VERSION,
             streams,
@@ -195,14 +194,21 @@ impl Checkpoints {
         Ok(true)
     }
 
-    /// All positions to save, and whether anything changed since the last snapshot.
-    fn snapshot(&self) -> (bool, BTreeMap<String, Position>) {
+    /// All positions to save, or `None` when nothing changed since the last snapshot (and
+    /// not `force`). Checking for changes costs one lock per stream and allocates nothing,
+    /// so it can run often.
+    fn snapshot(&self, force: bool) -> Option<BTreeMap<String, Position>> {
         let mut registry = self.registry();
-        let mut changed = std::mem::take(&mut registry.forgotten);
+        let mut changed = std::mem::take(&mut registry.forgotten) || force;
+        for stream in registry.streams.values() {
+            changed |= std::mem::take(&mut ack::lock(stream).dirty);
+        }
+        if !changed {
+            return None;
+        }
         let mut streams = registry.loaded.clone();
         for (key, stream) in &registry.streams {
-            let mut state = ack::lock(stream);
-            changed |= std::mem::take(&mut state.dirty);
+            let state = ack::lock(stream);
             streams.insert(
                 key.clone(),
                 Position {
@@ -211,7 +217,7 @@ impl Checkpoints {
                 },
             );
         }
-        (changed, streams)
+        Some(streams)
     }
 }
 

@@ -499,9 +499,11 @@ fn kill9_loses_nothing() {
     let got = seqs(&tolerant_messages(&setup.out()));
     let duplicates = got.len() - total;
     eprintln!("kill -9 x5 over {total} lines: {duplicates} duplicates");
+    // Each kill repeats at most one checkpoint interval (100 ms) of delivered lines plus
+    // what was queued; the first run reads the 150,000 written lines at full speed.
     assert!(
-        duplicates < total,
-        "duplicates bounded by what was in flight"
+        duplicates < total / 4,
+        "{duplicates} duplicates: more than what was in flight"
     );
     agent.terminate();
 }

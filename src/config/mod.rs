@@ -55,12 +55,24 @@ pub struct Config {
     /// Cap on the dead-letter file, in bytes (one older file of the same size is kept).
     #[serde(default = "default_dead_letter_max_bytes")]
     pub dead_letter_max_bytes: u64,
+    /// How often delivered read positions are written to the checkpoint file, in
+    /// milliseconds (only when something was delivered since the last write). After a
+    /// `kill -9` or power loss, at most this much delivered data is read and sent again.
+    /// The writer backs off on its own so that writing never takes more than a tenth of the
+    /// time (thousands of files, slow disks). Raise it on flash storage that must not be
+    /// written often.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
     /// Named pipelines, each `sources → transforms → sinks`.
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
 
 fn default_shutdown_timeout_secs() -> u64 {
     10
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    100
 }
 
 fn default_dead_letter_max_bytes() -> u64 {
