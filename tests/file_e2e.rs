@@ -303,7 +303,7 @@ pipelines:
 }
 
 /// Reads the sink's output, skipping a line torn by `kill -9` mid-write.
-fn tolerant_messages(path: &Path) -> Vec<String> {
+fn tolerant_events(path: &Path) -> Vec<serde_json::Value> {
     fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -313,8 +313,54 @@ fn tolerant_messages(path: &Path) -> Vec<String> {
             let start = line.rfind("{\"file\":").unwrap_or(0);
             serde_json::from_str::<serde_json::Value>(&line[start..]).ok()
         })
+        .collect()
+}
+
+fn tolerant_messages(path: &Path) -> Vec<String> {
+    tolerant_events(path)
+        .iter()
         .map(|event| event["message"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// Checks that lines of each physical file were delivered in the order they were written.
+/// `events` carry `seq=N` and their byte `offset`; written seqs are consecutive and each
+/// file (or each rewrite after a truncation) holds a run of them starting at a lower offset
+/// than where the previous one ended.
+fn assert_in_order_per_file(events: &[serde_json::Value]) {
+    let mut by_seq: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| {
+            let seq = seqs(&[e["message"].as_str()?.to_owned()]).pop()?;
+            Some((seq, e["offset"].as_u64()?))
+        })
+        .collect();
+    assert_eq!(by_seq.len(), events.len(), "every event has seq and offset");
+    by_seq.sort_unstable();
+    let mut file_of = HashMap::new();
+    let mut file = 0;
+    for pair in by_seq.windows(2) {
+        file_of.entry(pair[0].0).or_insert(file);
+        if pair[1].1 <= pair[0].1 {
+            file += 1;
+        }
+        file_of.insert(pair[1].0, file);
+    }
+    let mut last_in_file: HashMap<usize, u64> = HashMap::new();
+    for event in events {
+        let seq = seqs(&[event["message"].as_str().unwrap().to_owned()])[0];
+        let file = file_of[&seq];
+        if let Some(last) = last_in_file.insert(file, seq) {
+            assert!(
+                seq > last,
+                "file #{file}: seq={seq} delivered after seq={last}"
+            );
+        }
+    }
+    assert!(
+        file >= 6,
+        "saw {file} file boundaries, expected one per rotation"
+    );
 }
 
 /// `seq=N` of every message.
@@ -364,7 +410,7 @@ fn real_logrotate_create_copytruncate_delaycompress() {
     let setup = Setup::new();
     let log = setup.logs().join("app.log");
     append(&log, "");
-    let agent = setup.start("");
+    let agent = setup.start("        offset_field: offset");
     let written = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(Mutex::new(()));
@@ -425,6 +471,7 @@ fn real_logrotate_create_copytruncate_delaycompress() {
     got.dedup();
     assert_eq!(got.len() as u64, total, "every line delivered");
     assert_eq!(n_delivered as u64, total, "no line delivered twice");
+    assert_in_order_per_file(&tolerant_events(&setup.out()));
     assert!(fs::read_dir(setup.logs())
         .unwrap()
         .flatten()
@@ -433,12 +480,12 @@ fn real_logrotate_create_copytruncate_delaycompress() {
     agent.terminate();
 }
 
-/// kill -9 at random moments while 200,000 lines (4 files, one still being written) are
+/// kill -9 at random moments while 500,000 lines (4 files, one still being written) are
 /// read; after five kills a last run finishes. Every line arrives at least once;
 /// duplicates are only what was in flight at each kill.
 #[test]
 fn kill9_loses_nothing() {
-    const PER_FILE: usize = 50_000;
+    const PER_FILE: usize = 125_000;
     let setup = Setup::new();
     for f in 0..3 {
         let body: String = (0..PER_FILE)
@@ -500,7 +547,7 @@ fn kill9_loses_nothing() {
     let duplicates = got.len() - total;
     eprintln!("kill -9 x5 over {total} lines: {duplicates} duplicates");
     // Each kill repeats at most one checkpoint interval (100 ms) of delivered lines plus
-    // what was queued; the first run reads the 150,000 written lines at full speed.
+    // what was queued; the first run reads the 375,000 written lines at full speed.
     assert!(
         duplicates < total / 4,
         "{duplicates} duplicates: more than what was in flight"
