@@ -24,6 +24,25 @@ struct Scenario {
     bytes_per_event: f64,
     /// `pipelines:` body; `{data}` is the scenario's temp dir.
     pipeline: String,
+    /// Lines of 150 bytes written to `{data}/in/bench.log` before the agent starts.
+    file_lines: u64,
+}
+
+/// Writes `n` plain 150-byte lines (149 characters and a newline).
+fn write_lines(path: &Path, n: u64) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create input"));
+    for seq in 0..n {
+        let mut line = format!(
+            "2024-05-01T10:00:00.000Z INFO web-1 request seq={seq} path=/api/v1/orders status=200 took_ms=12 "
+        );
+        while line.len() < 149 {
+            line.push('x');
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes()).expect("write input");
+    }
+    out.flush().expect("flush input");
 }
 
 fn demo_bytes() -> f64 {
@@ -44,12 +63,28 @@ fn scenarios() -> Vec<Scenario> {
             events: 2_000_000,
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 2000000 }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
+            file_lines: 0,
         },
         Scenario {
             name: "demo_to_file",
             events: 1_000_000,
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 1000000 }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
+            file_lines: 0,
+        },
+        Scenario {
+            name: "file_to_blackhole",
+            events: 2_000_000,
+            bytes_per_event: 150.0,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
+            file_lines: 2_000_000,
+        },
+        Scenario {
+            name: "file_to_file",
+            events: 1_000_000,
+            bytes_per_event: 150.0,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
+            file_lines: 1_000_000,
         },
     ]
 }
@@ -112,6 +147,10 @@ fn run(scenario: &Scenario, dir: &Path) {
     let data = dir.join(scenario.name);
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).expect("data dir");
+    if scenario.file_lines > 0 {
+        std::fs::create_dir_all(data.join("in")).expect("input dir");
+        write_lines(&data.join("in/bench.log"), scenario.file_lines);
+    }
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",
         scenario

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -191,12 +191,10 @@ fn register_agent_metrics(checkpoints: &Checkpoints) {
     );
 }
 
-/// Writes the checkpoint file if anything changed (or `force`); returns how long it took.
-async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) -> Duration {
+/// Writes the checkpoint file if anything changed (or `force`).
+async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) {
     let checkpoints = checkpoints.clone();
-    let started = Instant::now();
     let result = tokio::task::spawn_blocking(move || checkpoints.save(force)).await;
-    let took = started.elapsed();
     let writes = |result: &str| {
         registry().counter(
             "sluice_checkpoint_writes_total",
@@ -213,14 +211,14 @@ async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) -> Duration {
         }
         Err(error) => tracing::error!(%error, "checkpoint writer crashed"),
     }
-    took
 }
 
-/// Saves changed positions every `interval`, backing off so that writing takes at most a
-/// tenth of the time (a checkpoint of 10,000 files on a slow disk).
+/// Saves changed positions every `interval`, backing off so that encoding them takes at
+/// most a tenth of a core (10,000 tracked files). Waiting for the disk paces it as well:
+/// one write at a time.
 async fn write_checkpoints_periodically(checkpoints: Checkpoints, interval: Duration) {
     loop {
-        let took = save_checkpoints(&checkpoints, false).await;
-        tokio::time::sleep(interval.max(took * 10)).await;
+        save_checkpoints(&checkpoints, false).await;
+        tokio::time::sleep(interval.max(checkpoints.encode_cost() * 10)).await;
     }
 }

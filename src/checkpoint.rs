@@ -64,6 +64,9 @@ pub struct Checkpoints {
     path: Option<PathBuf>,
     registry: Arc<Mutex<Registry>>,
     last_write: Arc<Mutex<Instant>>,
+    /// Nanoseconds the last write spent collecting and encoding positions (CPU work; the
+    /// fsyncs are not counted: waiting for the disk costs no CPU and already paces writes).
+    encode_nanos: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Checkpoints {
@@ -102,6 +105,7 @@ impl Checkpoints {
                 ..Registry::default()
             })),
             last_write: Arc::new(Mutex::new(Instant::now())),
+            encode_nanos: Arc::default(),
         }
     }
 
@@ -175,11 +179,18 @@ impl Checkpoints {
             .unwrap_or_default()
     }
 
+    /// How long the last write spent collecting and encoding positions (not counting the
+    /// disk): the writer paces itself by it.
+    pub fn encode_cost(&self) -> Duration {
+        Duration::from_nanos(self.encode_nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Writes the checkpoint file if anything changed (or `force`). Returns whether it wrote.
     pub fn save(&self, force: bool) -> io::Result<bool> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
+        let started = Instant::now();
         let Some(streams) = self.snapshot(force) else {
             *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(false);
@@ -189,6 +200,10 @@ impl Checkpoints {
             streams,
         })
         .map_err(io::Error::other)?;
+        self.encode_nanos.store(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         write_atomically(path, &body)?;
         *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(true)

@@ -180,11 +180,73 @@ impl Timestamp {
         self.0.div_euclid(1_000_000)
     }
 
-    /// RFC 3339 with nanoseconds, `Z` suffix.
+    /// RFC 3339 in UTC with a `Z` suffix and 0, 3, 6 or 9 fraction digits, as few as the
+    /// value needs (`2024-05-01T10:00:00.120Z`).
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        let mut buf = [0u8; RFC3339_MAX];
+        self.format_rfc3339(&mut buf).to_owned()
     }
+
+    /// Formats like [`Timestamp::to_rfc3339`] into `buf`, without allocating (this runs for
+    /// every event a JSON sink writes).
+    pub fn format_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> &str {
+        let seconds = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        let (days, secs_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        let mut len = 0;
+        let mut put = |digits: u32, value: u32, sep: Option<u8>| {
+            let mut v = value;
+            for i in (0..digits as usize).rev() {
+                buf[len + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            len += digits as usize;
+            if let Some(sep) = sep {
+                buf[len] = sep;
+                len += 1;
+            }
+        };
+        // i64 nanoseconds span the years 1677..2262: always four digits.
+        put(4, year as u32, Some(b'-'));
+        put(2, month, Some(b'-'));
+        put(2, day, Some(b'T'));
+        put(2, (secs_of_day / 3600) as u32, Some(b':'));
+        put(2, (secs_of_day / 60 % 60) as u32, Some(b':'));
+        match nanos {
+            0 => put(2, (secs_of_day % 60) as u32, Some(b'Z')),
+            n if n % 1_000_000 == 0 => {
+                put(2, (secs_of_day % 60) as u32, Some(b'.'));
+                put(3, n / 1_000_000, Some(b'Z'));
+            }
+            n if n % 1_000 == 0 => {
+                put(2, (secs_of_day % 60) as u32, Some(b'.'));
+                put(6, n / 1_000, Some(b'Z'));
+            }
+            n => {
+                put(2, (secs_of_day % 60) as u32, Some(b'.'));
+                put(9, n, Some(b'Z'));
+            }
+        }
+        std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    }
+}
+
+/// The longest text [`Timestamp::format_rfc3339`] writes.
+pub const RFC3339_MAX: usize = 30;
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
@@ -236,6 +298,23 @@ impl LogEvent {
         self.fields.get(name)
     }
 
+    /// A field by path: the field named `path` if there is one, else `a.b.c` walks nested
+    /// maps (`{"a": {"b": {"c": 1}}}`). `message` is the message.
+    pub fn lookup(&self, path: &str) -> Option<&Value> {
+        if let Some(value) = self.get(path) {
+            return Some(value);
+        }
+        let mut segments = path.split('.');
+        let mut value = self.get(segments.next()?)?;
+        for segment in segments {
+            value = match value {
+                Value::Map(map) => map.get(segment)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+
     /// Mutable access to a field by name; `message` is the message.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         if name == "message" {
@@ -266,6 +345,16 @@ impl LogEvent {
         self.message.as_str().unwrap_or("")
     }
 
+    /// The whole event as a JSON object for `serde` (`serde_json::to_writer(out,
+    /// &event.json())`): fields, `message` and `timestamp` (RFC 3339), keys in sorted order,
+    /// the same document as [`LogEvent::to_json_map`] without building it.
+    pub fn json(&self) -> JsonView<'_> {
+        JsonView {
+            event: self,
+            skip: &[],
+        }
+    }
+
     /// The whole event as a JSON object: fields, `message` and `timestamp` (RFC 3339).
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
@@ -281,6 +370,56 @@ impl LogEvent {
             serde_json::Value::String(self.timestamp.to_rfc3339()),
         );
         out
+    }
+}
+
+/// A log event serialised as one JSON object (see [`LogEvent::json`]): fields, `message`
+/// and `timestamp`, keys in byte order; a field named `message` or `timestamp` is shadowed
+/// by the event's own. Fields named in `skip` are left out.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonView<'a> {
+    event: &'a LogEvent,
+    skip: &'a [String],
+}
+
+impl<'a> JsonView<'a> {
+    /// Leaves out the fields named in `skip` (not `message` or `timestamp`).
+    pub fn without(self, skip: &'a [String]) -> Self {
+        JsonView { skip, ..self }
+    }
+}
+
+impl Serialize for JsonView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.event;
+        let mut buf = [0u8; RFC3339_MAX];
+        let timestamp = event.timestamp.format_rfc3339(&mut buf);
+        let mut map = serializer.serialize_map(None)?;
+        let mut own = [
+            ("message", Some(&event.message)),
+            ("timestamp", None::<&Value>),
+        ]
+        .into_iter()
+        .peekable();
+        for (key, value) in &event.fields {
+            if key == "message" || key == "timestamp" || self.skip.contains(key) {
+                continue;
+            }
+            while let Some((name, own_value)) = own.next_if(|(name, _)| *name < key.as_str()) {
+                match own_value {
+                    Some(value) => map.serialize_entry(name, value)?,
+                    None => map.serialize_entry(name, timestamp)?,
+                }
+            }
+            map.serialize_entry(key, value)?;
+        }
+        for (name, own_value) in own {
+            match own_value {
+                Some(value) => map.serialize_entry(name, value)?,
+                None => map.serialize_entry(name, timestamp)?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -407,6 +546,72 @@ impl Batch {
         Batch {
             events: self.events.clone(),
             acks: self.acks.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chrono_rfc3339(ts: Timestamp) -> String {
+        ts.to_datetime()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+
+    #[test]
+    fn rfc3339_edges() {
+        for (nanos, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_500_000_002, "1970-01-01T00:00:01.500000002Z"),
+            (-1, "1969-12-31T23:59:59.999999999Z"),
+            (1_714_557_600_120_000_000, "2024-05-01T10:00:00.120Z"),
+            (951_782_400_000_001_000, "2000-02-29T00:00:00.000001Z"),
+            (i64::MIN, "1677-09-21T00:12:43.145224192Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854775807Z"),
+        ] {
+            assert_eq!(Timestamp(nanos).to_rfc3339(), text);
+            assert_eq!(chrono_rfc3339(Timestamp(nanos)), text);
+        }
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_map(Value::Float),
+            ".{0,8}".prop_map(Value::String),
+        ]
+        .prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{0,3}", inner, 0..3).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_matches_chrono(nanos in any::<i64>()) {
+            prop_assert_eq!(Timestamp(nanos).to_rfc3339(), chrono_rfc3339(Timestamp(nanos)));
+        }
+
+        #[test]
+        fn json_view_is_the_json_map(
+            nanos in any::<i64>(),
+            message in value(),
+            fields in prop::collection::btree_map(
+                prop_oneof!["[a-z_@]{0,10}", Just("message".to_owned()), Just("timestamp".to_owned())],
+                value(),
+                0..6,
+            ),
+        ) {
+            let event = LogEvent { timestamp: Timestamp(nanos), message, fields, origin: None };
+            let fast = serde_json::to_string(&event.json()).unwrap();
+            let slow = serde_json::to_string(&event.to_json_map()).unwrap();
+            prop_assert_eq!(fast, slow);
         }
     }
 }

@@ -117,6 +117,62 @@ fn delivers_every_line_in_order_protobuf() {
     assert!(stop(agent).success());
 }
 
+/// One million lines from four files (one Loki stream per file through a `{{ file }}`
+/// label template) arrive complete, each stream in order.
+#[test]
+fn one_million_lines_from_files_complete_and_in_order() {
+    const FILES: u64 = 4;
+    const PER_FILE: u64 = 250_000;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for f in 0..FILES {
+        let body: String = (0..PER_FILE)
+            .map(|i| {
+                format!(
+                    "file {f} line seq={} {}\n",
+                    f * PER_FILE + i,
+                    "x".repeat(100)
+                )
+            })
+            .collect();
+        std::fs::write(logs.join(format!("f{f}.log")), body).unwrap();
+    }
+    let loki = FakeLoki::start();
+    let yaml = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+    sinks:
+      - type: loki
+        endpoint: {endpoint}
+        labels: {{ job: files, file: "{{{{ file }}}}" }}
+        request: {{ concurrency: 4 }}
+        retry: {{ initial_backoff_ms: 20, max_backoff_ms: 500 }}
+"#,
+        data = dir.path().join("data").display(),
+        logs = logs.display(),
+        endpoint = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &yaml);
+    let count = FILES * PER_FILE;
+    wait_for("every line at the fake", Duration::from_secs(240), || {
+        loki.entry_count() >= count as usize
+    });
+    assert_complete(&loki, count, false);
+    let streams: BTreeSet<String> = loki.entries().iter().map(|e| e.labels.clone()).collect();
+    assert_eq!(
+        streams.len() as u64,
+        FILES,
+        "one stream per file: {streams:?}"
+    );
+    agent.terminate();
+}
+
 #[test]
 fn json_gzip_with_tenant_and_metadata() {
     let count = 5_000;

@@ -58,8 +58,8 @@ pub struct Config {
     /// How often delivered read positions are written to the checkpoint file, in
     /// milliseconds (only when something was delivered since the last write). After a
     /// `kill -9` or power loss, at most this much delivered data is read and sent again.
-    /// The writer backs off on its own so that writing never takes more than a tenth of the
-    /// time (thousands of files, slow disks). Raise it on flash storage that must not be
+    /// The writer backs off on its own so that encoding positions never takes more than a
+    /// tenth of a core (thousands of files). Raise it on flash storage that must not be
     /// written often.
     #[serde(default = "default_checkpoint_interval_ms")]
     pub checkpoint_interval_ms: u64,

@@ -189,7 +189,7 @@ impl LineEncoding {
         use crate::event::{Event, MetricValue};
         match (self, event) {
             (LineEncoding::Json, Event::Log(log)) => {
-                let _ = serde_json::to_writer(&mut *out, &log.to_json_map());
+                let _ = serde_json::to_writer(&mut *out, &log.json());
             }
             (LineEncoding::Text, Event::Log(log)) => match log.message.as_str() {
                 Some(text) => out.extend_from_slice(text.as_bytes()),

@@ -3,7 +3,8 @@
 //! (the Loki sink's label templates, index names).
 //!
 //! Syntax: literal text with `{{ name }}` placeholders (spaces inside the braces are
-//! optional). A missing field renders as the empty string; a non-string value renders as
+//! optional); `{{ a.b }}` reads the field `a.b`, or else key `b` of the map in field `a`
+//! ([`LogEvent::lookup`]). A missing field renders as the empty string; a non-string value renders as
 //! its plain text (numbers, booleans) or JSON (arrays, objects). `{{` without a closing
 //! `}}`, or an empty name, is an error at parse time.
 //!
@@ -88,7 +89,7 @@ impl Template {
             match part {
                 Part::Literal(text) => out.push_str(text),
                 Part::Field(name) => {
-                    if let Some(value) = event.get(name) {
+                    if let Some(value) = event.lookup(name) {
                         out.push_str(&value.to_text());
                     }
                 }
@@ -99,6 +100,15 @@ impl Template {
     /// True when the template references no field (it renders the same for every event).
     pub fn is_static(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    /// The text when the template references no field.
+    pub fn as_static(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
     }
 
     /// The names of the fields the template references, in order.
@@ -121,6 +131,10 @@ mod tests {
         event.insert("host", "web-1");
         event.insert("ok", Value::Bool(false));
         event.insert("tags", Value::Array(vec!["a".into(), Value::Int(1)]));
+        let mut http = crate::event::Map::new();
+        http.insert("status".into(), Value::Int(200));
+        event.insert("http", Value::Map(http));
+        event.insert("dotted.name", "flat");
         match (Template::parse(template), expected) {
             (Ok(t), Ok(text)) => assert_eq!(t.render(&event), text, "template {template:?}"),
             (Err(e), Err(reason)) => assert!(e.to_string().contains(reason), "{e} vs {reason}"),
@@ -138,6 +152,11 @@ mod tests {
         check("[{{ missing }}]", Ok("[]"));
         check("{{ ok }}", Ok("false"));
         check("{{ tags }}", Ok(r#"["a",1]"#));
+        check(
+            "{{ http.status }}/{{ http.missing }}/{{ dotted.name }}",
+            Ok("200//flat"),
+        );
+        check("{{ tags.0 }}", Ok(""));
         check("héllo {{ host }} ü", Ok("héllo web-1 ü"));
         check("a } b }}", Ok("a } b }}"));
         check("{{ host", Err("without a closing"));

@@ -1,406 +1,24 @@
-//! `type: loki`: pushes log events to Grafana Loki's push API (`POST /loki/api/v1/push`),
-//! as protobuf + snappy (default, like Promtail) or JSON + gzip.
-//! Spec: <https://grafana.com/docs/loki/latest/reference/loki-http-api/#ingest-logs> and
-//! `pkg/push/push.proto` in the Loki repository.
+//! The Loki encoder, one per driver lane: label rendering, the `max_streams` guard, ordering
+//! and the `out_of_order` policy, the protobuf and JSON push bodies, and the reading of
+//! Loki's replies.
 //!
-//! Labels are static values or `{{ field }}` templates; a `max_streams` guard sends events
-//! of streams beyond the cap to one overflow stream instead of exploding Loki's index.
-//! Entries are sorted by timestamp within each stream of a request, and an `out_of_order`
-//! policy handles entries older than the last one sent for their stream. A `tenant_id`
-//! template splits a batch into one request per tenant (`X-Scope-OrgID`).
-//!
-//! Replies: 2xx delivered; 429 (rate limits, per-stream limits) and 5xx retried by the
-//! driver; 400s are read for Loki's reason (out of order, too old, line too long, ...),
-//! counted by it and dead-lettered, never retried.
-//!
-//! Owns: the Loki wire formats and reply reasons. Never: batches, retries or acknowledges
-//! (that is [`super::driver`]).
+//! Owns: the wire formats and reply reasons. Never: batches, retries or acknowledges.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::header::{HeaderName, HeaderValue};
-use serde::Deserialize;
-use url::Url;
 
-use super::driver::{
-    judge_status, AuthConfig, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest,
-    HttpDriver, HttpSettings, HttpSinkCodec, Reply, RequestConfig, RetryConfig, TlsConfig, Verdict,
+use super::super::driver::{
+    judge_status, Compression, Encoded, EncodedRequest, HttpSinkCodec, Reply, Verdict,
 };
-use super::{SinkContext, SinkInput};
-use crate::event::{Event, LogEvent, Value};
+use super::{proto, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
+use crate::event::Event;
 use crate::telemetry::Counter;
 
-/// The push path appended to `endpoint`.
-pub const PUSH_PATH: &str = "/loki/api/v1/push";
-/// Streams idle this long (seconds) leave the per-lane stream table.
-const STREAM_IDLE_SECS: u64 = 300;
-
-/// Loki's push protobuf (`pkg/push/push.proto`), hand-written for `prost` derive.
-pub mod proto {
-    /// `logproto.PushRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PushRequest {
-        /// `repeated StreamAdapter streams = 1`.
-        #[prost(message, repeated, tag = "1")]
-        pub streams: Vec<StreamAdapter>,
-    }
-
-    /// `logproto.StreamAdapter`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StreamAdapter {
-        /// `string labels = 1`: `{name="value", ...}`.
-        #[prost(string, tag = "1")]
-        pub labels: String,
-        /// `repeated EntryAdapter entries = 2`.
-        #[prost(message, repeated, tag = "2")]
-        pub entries: Vec<EntryAdapter>,
-        /// `uint64 hash = 3` (ignored by Loki on push; left 0).
-        #[prost(uint64, tag = "3")]
-        pub hash: u64,
-    }
-
-    /// `logproto.EntryAdapter`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EntryAdapter {
-        /// `google.protobuf.Timestamp timestamp = 1`.
-        #[prost(message, optional, tag = "1")]
-        pub timestamp: Option<Timestamp>,
-        /// `string line = 2`.
-        #[prost(string, tag = "2")]
-        pub line: String,
-        /// `repeated LabelPairAdapter structuredMetadata = 3`.
-        #[prost(message, repeated, tag = "3")]
-        pub structured_metadata: Vec<LabelPairAdapter>,
-    }
-
-    /// `google.protobuf.Timestamp`.
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    pub struct Timestamp {
-        /// `int64 seconds = 1`.
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        /// `int32 nanos = 2`.
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-
-    /// `logproto.LabelPairAdapter`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LabelPairAdapter {
-        /// `string name = 1`.
-        #[prost(string, tag = "1")]
-        pub name: String,
-        /// `string value = 2`.
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-}
-
-/// Wire format of the push body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LokiEncoding {
-    /// `application/x-protobuf`, snappy block compression (what Promtail sends).
-    #[default]
-    Protobuf,
-    /// `application/json`, gzip (default) or no compression.
-    Json,
-}
-
-/// What becomes the log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LineFormat {
-    /// The event's message.
-    #[default]
-    Message,
-    /// The whole event as a JSON object (fields, `message`, `timestamp`).
-    Json,
-}
-
-/// What to do with an entry older than the last one sent for its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutOfOrder {
-    /// Send it as it is (Loki ≥ 2.4 accepts out-of-order writes within its window).
-    #[default]
-    Accept,
-    /// Send it with the stream's last timestamp, so strict-order Loki servers take it.
-    RewriteTimestamp,
-    /// Drop it, counted as `out_of_order`.
-    Drop,
-}
-
-/// `type: loki` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LokiConfig {
-    /// Base URL of Loki (`http://loki:3100`); `/loki/api/v1/push` is appended.
-    pub endpoint: Url,
-    /// `protobuf` (default, snappy) or `json` (gzip).
-    #[serde(default)]
-    pub encoding: LokiEncoding,
-    /// Stream labels: `name: value`, where the value may hold `{{ field }}` templates.
-    /// Names must match `[a-zA-Z_][a-zA-Z0-9_]*`. Empty values leave the label out.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Most distinct streams (label sets) active per lane; events of further streams go to
-    /// the overflow stream (static labels plus `overflow="true"`) and are counted.
-    #[serde(default = "default_max_streams")]
-    pub max_streams: usize,
-    /// Tenant (`X-Scope-OrgID`), may be a `{{ field }}` template; one request per tenant.
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    /// Structured metadata attached to each entry: `name: value` templates (Loki ≥ 3.0).
-    #[serde(default)]
-    pub structured_metadata: BTreeMap<String, String>,
-    /// Remove the fields used by `labels` and `structured_metadata` templates from the
-    /// event before the line is rendered (matters for `line: json`).
-    #[serde(default)]
-    pub remove_label_fields: bool,
-    /// The log line: `message` (default) or `json` (the whole event).
-    #[serde(default)]
-    pub line: LineFormat,
-    /// Entries older than the last sent for their stream: `accept` (default),
-    /// `rewrite_timestamp` or `drop`.
-    #[serde(default)]
-    pub out_of_order: OutOfOrder,
-    /// Batching limits (`max_events`, `max_bytes`, `timeout_ms`).
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// `snappy` for protobuf (the only choice); `gzip` (default) or `none` for JSON;
-    /// `{ algorithm: gzip, level: 6 }` sets a level.
-    #[serde(default)]
-    pub compression: Option<CompressionConfig>,
-    /// In-flight requests (`concurrency`) and per-request `timeout_ms`.
-    #[serde(default)]
-    pub request: RequestConfig,
-    /// Backoff (`initial_backoff_ms`, `max_backoff_ms`) and optional `max_duration_secs`.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS for `https://` endpoints.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// `{ strategy: basic, user, password }` or `{ strategy: bearer, token }`.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Extra HTTP headers sent with every request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTTP(S) proxy URL; unset: direct connection.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// `/health` fails when nothing was delivered for this long while data waits.
-    #[serde(default = "super::driver::unhealthy_after_secs_default")]
-    pub unhealthy_after_secs: u64,
-}
-
-fn default_max_streams() -> usize {
-    10_000
-}
-
-impl LokiConfig {
-    /// Validates everything (label names, templates, URL, TLS files) and builds the sink.
-    pub fn build(&self) -> anyhow::Result<Loki> {
-        let mut url = self.endpoint.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}{PUSH_PATH}"));
-        let settings = HttpSettings {
-            batch: self.batch.clone(),
-            compression: self.compression,
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-        };
-        let allowed: &[Compression] = match self.encoding {
-            LokiEncoding::Protobuf => &[Compression::Snappy],
-            LokiEncoding::Json => &[Compression::Gzip, Compression::None],
-        };
-        let driver = settings.build(url, allowed)?;
-        Ok(Loki {
-            driver,
-            settings: Arc::new(self.settings()?),
-        })
-    }
-
-    /// The encoder alone, with unregistered counters (benches, tests).
-    pub fn codec(&self) -> anyhow::Result<LokiCodec> {
-        Ok(LokiCodec::new(
-            Arc::new(self.settings()?),
-            Counter::default(),
-            Counter::default(),
-        ))
-    }
-
-    fn settings(&self) -> anyhow::Result<LokiSettings> {
-        anyhow::ensure!(self.max_streams > 0, "max_streams must be at least 1");
-        let mut labels = Vec::new();
-        for (name, value) in &self.labels {
-            anyhow::ensure!(
-                valid_label_name(name),
-                "labels: {name:?} is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)"
-            );
-            labels.push((
-                name.clone(),
-                Template::parse(value).map_err(|e| anyhow::anyhow!("labels.{name}: {e}"))?,
-            ));
-        }
-        let mut structured_metadata = Vec::new();
-        for (name, value) in &self.structured_metadata {
-            anyhow::ensure!(
-                valid_label_name(name),
-                "structured_metadata: {name:?} is not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)"
-            );
-            structured_metadata.push((
-                name.clone(),
-                Template::parse(value)
-                    .map_err(|e| anyhow::anyhow!("structured_metadata.{name}: {e}"))?,
-            ));
-        }
-        let tenant = match &self.tenant_id {
-            Some(text) => {
-                Some(Template::parse(text).map_err(|e| anyhow::anyhow!("tenant_id: {e}"))?)
-            }
-            None => None,
-        };
-        let mut overflow: Vec<(String, String)> = labels
-            .iter()
-            .filter_map(|(name, template)| {
-                template.as_static().map(|v| (name.clone(), v.to_owned()))
-            })
-            .filter(|(name, value)| !value.is_empty() && name != "overflow")
-            .collect();
-        overflow.push(("overflow".into(), "true".into()));
-        overflow.sort();
-        let mut removed: Vec<String> = labels
-            .iter()
-            .chain(&structured_metadata)
-            .flat_map(|(_, template)| template.fields())
-            .filter(|field| *field != "message")
-            .map(str::to_owned)
-            .collect();
-        removed.sort();
-        removed.dedup();
-        Ok(LokiSettings {
-            encoding: self.encoding,
-            all_static: labels.iter().all(|(_, t)| t.as_static().is_some()),
-            labels,
-            overflow_key: label_key(&overflow),
-            overflow,
-            max_streams: self.max_streams,
-            tenant,
-            structured_metadata,
-            removed: if self.remove_label_fields {
-                removed
-            } else {
-                Vec::new()
-            },
-            line: self.line,
-            out_of_order: self.out_of_order,
-        })
-    }
-}
-
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A value with `{{ field }}` placeholders (`{{ a.b }}` reads nested maps).
-#[derive(Debug, Clone, PartialEq)]
-struct Template {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Part {
-    Literal(String),
-    Field(String),
-}
-
-impl Template {
-    fn parse(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Literal(rest[..start].to_owned()));
-            }
-            let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
-            let field = after[..end].trim();
-            let valid = !field.is_empty()
-                && field.split('.').all(|seg| {
-                    !seg.is_empty()
-                        && seg
-                            .chars()
-                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-                });
-            if !valid {
-                return Err(format!("{{{{ {field} }}}} is not a field name"));
-            }
-            parts.push(Part::Field(field.to_owned()));
-            rest = &after[end + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_owned()));
-        }
-        Ok(Template { parts })
-    }
-
-    fn as_static(&self) -> Option<&str> {
-        match self.parts.as_slice() {
-            [] => Some(""),
-            [Part::Literal(text)] => Some(text),
-            _ => None,
-        }
-    }
-
-    fn fields(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().filter_map(|part| match part {
-            Part::Field(name) => Some(name.split('.').next().unwrap_or(name)),
-            Part::Literal(_) => None,
-        })
-    }
-
-    /// Appends the rendered value; a missing field renders as nothing.
-    fn render(&self, log: &LogEvent, out: &mut String) {
-        for part in &self.parts {
-            match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Field(path) => {
-                    if let Some(value) = lookup(log, path) {
-                        out.push_str(&value.to_text());
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn lookup<'a>(log: &'a LogEvent, path: &str) -> Option<&'a Value> {
-    let mut segments = path.split('.');
-    let mut value = log.get(segments.next()?)?;
-    for segment in segments {
-        value = match value {
-            Value::Map(map) => map.get(segment)?,
-            _ => return None,
-        };
-    }
-    Some(value)
-}
-
 /// Loki's label-set syntax, sorted pairs: `{a="x", b="y"}`.
-fn label_key(pairs: &[(String, String)]) -> String {
+pub(super) fn label_key(pairs: &[(String, String)]) -> String {
     let mut out = String::from("{");
     for (i, (name, value)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -423,97 +41,6 @@ fn escape_label_value(value: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
-    }
-}
-
-#[derive(Debug)]
-struct LokiSettings {
-    encoding: LokiEncoding,
-    labels: Vec<(String, Template)>,
-    all_static: bool,
-    overflow: Vec<(String, String)>,
-    overflow_key: String,
-    max_streams: usize,
-    tenant: Option<Template>,
-    structured_metadata: Vec<(String, Template)>,
-    removed: Vec<String>,
-    line: LineFormat,
-    out_of_order: OutOfOrder,
-}
-
-impl LokiSettings {
-    /// The event's label pairs (sorted, empty values left out).
-    fn label_pairs(&self, log: &LogEvent) -> Vec<(String, String)> {
-        let mut pairs = Vec::with_capacity(self.labels.len());
-        for (name, template) in &self.labels {
-            let mut value = String::new();
-            template.render(log, &mut value);
-            if !value.is_empty() {
-                pairs.push((name.clone(), value));
-            }
-        }
-        if pairs.is_empty() {
-            pairs.push(("agent".into(), "sluice".into()));
-        }
-        pairs
-    }
-
-    fn tenant(&self, log: &LogEvent) -> String {
-        let mut out = String::new();
-        if let Some(template) = &self.tenant {
-            template.render(log, &mut out);
-        }
-        out
-    }
-
-    fn line(&self, log: &LogEvent) -> String {
-        match self.line {
-            LineFormat::Message => log.message.to_text().into_owned(),
-            LineFormat::Json => {
-                let mut map = log.to_json_map();
-                for field in &self.removed {
-                    map.remove(field);
-                }
-                serde_json::to_string(&map).unwrap_or_default()
-            }
-        }
-    }
-
-    fn metadata(&self, log: &LogEvent) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (name, template) in &self.structured_metadata {
-            let mut value = String::new();
-            template.render(log, &mut value);
-            if !value.is_empty() {
-                out.push((name.clone(), value));
-            }
-        }
-        out
-    }
-}
-
-/// A built Loki sink.
-#[derive(Debug)]
-pub struct Loki {
-    driver: HttpDriver,
-    settings: Arc<LokiSettings>,
-}
-
-impl Loki {
-    /// Runs the sink through the shared driver.
-    pub async fn run(self, input: SinkInput, ctx: SinkContext) {
-        let overflow = ctx.metrics.counter(
-            "sluice_loki_overflow_events_total",
-            "Events sent to the overflow stream because max_streams was reached.",
-            &[],
-        );
-        let rewritten = ctx.metrics.counter(
-            "sluice_loki_timestamps_rewritten_total",
-            "Out-of-order entries sent with their stream's last timestamp.",
-            &[],
-        );
-        let codec = LokiCodec::new(self.settings, overflow, rewritten);
-        self.driver.run(codec, input, ctx).await;
     }
 }
 
@@ -544,7 +71,7 @@ struct Group {
 }
 
 impl LokiCodec {
-    fn new(settings: Arc<LokiSettings>, overflow: Counter, rewritten: Counter) -> Self {
+    pub(super) fn new(settings: Arc<LokiSettings>, overflow: Counter, rewritten: Counter) -> Self {
         LokiCodec {
             settings,
             streams: HashMap::new(),
@@ -860,7 +387,9 @@ fn reason_400(body: &[u8]) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::super::LokiConfig;
     use super::*;
+    use crate::event::{LogEvent, Value};
     use crate::event::{Map, Timestamp};
     use prost::Message as _;
 
@@ -1061,10 +590,13 @@ mod tests {
                 "endpoint: http://x\nlabels: { a-b: x }",
                 "not a valid Loki label name",
             ),
-            ("endpoint: http://x\nlabels: { a: '{{ x' }", "unclosed"),
+            (
+                "endpoint: http://x\nlabels: { a: '{{ x' }",
+                "without a closing",
+            ),
             (
                 "endpoint: http://x\nlabels: { a: '{{ }}' }",
-                "not a field name",
+                "empty field name",
             ),
             ("endpoint: http://x\ncompression: gzip", "not supported"),
             (
