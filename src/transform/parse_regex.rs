@@ -254,7 +254,7 @@ impl ParseRegex {
                 log.message = source;
             }
         } else {
-            log.fields.entry(self.field.clone()).or_insert(source);
+            log.fields.get_or_insert_with(&self.field, || source);
         }
         found
     }

@@ -311,16 +311,10 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
                     Value::String(value.clone().into_owned()),
                 )
             });
-            match elements.entry(element.id.to_owned()) {
-                // A repeated SD-ID merges into the first (RFC 5424 forbids repeats; be kind).
-                std::collections::btree_map::Entry::Occupied(mut entry) => {
-                    if let Value::Map(map) = entry.get_mut() {
-                        map.extend(params);
-                    }
-                }
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(Value::Map(params.collect()));
-                }
+            // A repeated SD-ID merges into the first (RFC 5424 forbids repeats; be kind).
+            let slot = elements.get_or_insert_with(element.id, || Value::Map(Map::new()));
+            if let Value::Map(map) = slot {
+                map.extend(params);
             }
         }
         fields.insert("structured_data".into(), Value::Map(elements));
