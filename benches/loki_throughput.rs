@@ -1,5 +1,5 @@
-//! End-to-end throughput of the agent binary (bench profile): a `demo` source (rate 0,
-//! 1 million access-log lines, no parsing) into the `loki` sink (protobuf + snappy) against
+//! End-to-end throughput of the agent binary (bench profile): a `file` source (1 million
+//! plain 150-byte lines, no parsing) into the `loki` sink (protobuf + snappy) against
 //! the fake Loki of `tests/support/fake_loki.rs`. Reports, for the agent process only,
 //! events per CPU-second, MiB of lines per CPU-second, wall time and peak RSS (VmHWM).
 //!
@@ -28,6 +28,23 @@ fn proc_stats(pid: u32) -> (f64, u64) {
     (ticks as f64 / 100.0, hwm_kib)
 }
 
+/// Writes `n` plain 150-byte lines (149 characters and a newline).
+fn write_lines(path: &std::path::Path, n: usize) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create input"));
+    for seq in 0..n {
+        let mut line = format!(
+            "2024-05-01T10:00:00.000Z INFO web-1 request seq={seq} path=/api/v1/orders status=200 took_ms=12 "
+        );
+        while line.len() < 149 {
+            line.push('x');
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes()).expect("write input");
+    }
+    out.flush().expect("flush input");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -41,9 +58,13 @@ fn main() {
     let api = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).expect("input dir");
+    write_lines(&input.join("bench.log"), count);
     let config = format!(
-        "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: demo\n        rate: 0\n        count: {count}\n    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench }}\n  keep_alive:\n    sources:\n      - type: stdin\n    sinks:\n      - type: blackhole\n",
+        "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: file\n        include: [\"{input}/*.log\"]\n    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench }}\n  keep_alive:\n    sources:\n      - type: stdin\n    sinks:\n      - type: blackhole\n",
         data = dir.path().join("data").display(),
+        input = input.display(),
         endpoint = loki.endpoint(),
     );
     let path = dir.path().join("sluice.yaml");
