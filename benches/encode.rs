@@ -2,6 +2,10 @@
 //! compressed the way each sink sends it. Loki: protobuf + snappy (default) and JSON + gzip.
 //! (Elasticsearch and remote-write cases belong here too.)
 
+/// The agent's allocator, so the figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::event::{Event, LogEvent, Map, Timestamp, Value};
 use sluice::sink::driver::{Compression, HttpSinkCodec};

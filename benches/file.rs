@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench file`
 
+/// The agent's allocator, so the figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::File;
 use std::io::Write;
 

@@ -7,6 +7,10 @@
 //! `cargo build --release && SLUICE_BIN=target/release/sluice cargo bench --bench syslog -- ingest`
 //! for the end-to-end figure.
 
+/// The agent's allocator, so the figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};

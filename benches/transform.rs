@@ -2,6 +2,10 @@
 //! access-log chain (parse_regex → parse_timestamp → log_to_metric), in bytes of input per
 //! second. Run: `cargo bench --bench transform`.
 
+/// The agent's allocator, so the figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::config::yaml::Named;
 use sluice::event::{Event, LogEvent, Timestamp};
