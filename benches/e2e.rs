@@ -206,6 +206,8 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
             "SLUICE_SYSLOG_ADDRESS",
             format!("127.0.0.1:{}", free_port()),
         )
+        .env("SYSLOG_UDP_ADDRESS", format!("127.0.0.1:{}", free_port()))
+        .env("SYSLOG_TCP_ADDRESS", format!("127.0.0.1:{}", free_port()))
         .stdout(Stdio::null());
     if let Some(config) = config {
         let path = data.join("idle.yaml");
@@ -236,6 +238,12 @@ fn main() {
     if wanted("idle") {
         idle_rss(dir.path(), "idle_bare", Some("data_dir: {data}\napi: { address: \"{api}\" }\npipelines:\n  idle:\n    sources:\n      - { type: demo, rate: 0.001 }\n    sinks:\n      - { type: blackhole }\n"));
         idle_rss(dir.path(), "idle_embedded_default", None);
+        // The Debian package's pipeline (files, syslog, every network sink; nothing to send).
+        idle_rss(
+            dir.path(),
+            "idle_host_agent",
+            Some(include_str!("../pipelines/host-agent.yaml")),
+        );
     }
     for scenario in scenarios() {
         if wanted(scenario.name) {

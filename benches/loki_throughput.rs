@@ -3,7 +3,8 @@
 //! the fake Loki of `tests/support/fake_loki.rs`. Reports, for the agent process only,
 //! events per CPU-second, MiB of lines per CPU-second, wall time and peak RSS (VmHWM).
 //!
-//! `cargo bench --bench loki_throughput` (set `SLUICE_BENCH_EVENTS` for another count).
+//! `cargo bench --bench loki_throughput` (set `SLUICE_BENCH_EVENTS` for another count, and
+//! `SLUICE_BENCH_RATE` to write a live file at that many lines per second instead).
 
 #[path = "../tests/support/fake_loki.rs"]
 mod fake_loki;
@@ -28,11 +29,16 @@ fn proc_stats(pid: u32) -> (f64, u64) {
     (ticks as f64 / 100.0, hwm_kib)
 }
 
-/// Writes `n` plain 150-byte lines (149 characters and a newline).
-fn write_lines(path: &std::path::Path, n: usize) {
+/// Appends lines `seqs` as plain 150-byte lines (149 characters and a newline).
+fn write_lines(path: &std::path::Path, seqs: std::ops::Range<usize>) {
     use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create input"));
-    for seq in 0..n {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open input");
+    let mut out = std::io::BufWriter::new(file);
+    for seq in seqs {
         let mut line = format!(
             "2024-05-01T10:00:00.000Z INFO web-1 request seq={seq} path=/api/v1/orders status=200 took_ms=12 "
         );
@@ -43,6 +49,26 @@ fn write_lines(path: &std::path::Path, n: usize) {
         out.write_all(line.as_bytes()).expect("write input");
     }
     out.flush().expect("flush input");
+}
+
+/// Appends `count` lines at `rate` lines per second, 100 times a second.
+fn write_at_rate(
+    path: std::path::PathBuf,
+    count: usize,
+    rate: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut written = 0;
+        while written < count {
+            let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(count);
+            if due > written {
+                write_lines(&path, written..due);
+                written = due;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
 }
 
 fn main() {
@@ -60,7 +86,21 @@ fn main() {
         .expect("port");
     let input = dir.path().join("in");
     std::fs::create_dir_all(&input).expect("input dir");
-    write_lines(&input.join("bench.log"), count);
+    // SLUICE_BENCH_RATE=<lines/s>: a live file written at that rate (steady-state RSS and
+    // CPU) instead of a file read as fast as possible.
+    let rate: Option<usize> = std::env::var("SLUICE_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let writer = match rate {
+        Some(rate) => {
+            write_lines(&input.join("bench.log"), 0..0);
+            Some(write_at_rate(input.join("bench.log"), count, rate))
+        }
+        None => {
+            write_lines(&input.join("bench.log"), 0..count);
+            None
+        }
+    };
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: file\n        include: [\"{input}/*.log\"]\n    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench }}\n  keep_alive:\n    sources:\n      - type: stdin\n    sinks:\n      - type: blackhole\n",
         data = dir.path().join("data").display(),
@@ -83,6 +123,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let wall = started.elapsed().as_secs_f64();
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     let (cpu, hwm_kib) = proc_stats(child.id());
     let entries = loki.entries();
     let bytes: usize = entries.iter().map(|e| e.line.len()).sum();
@@ -91,7 +134,8 @@ fn main() {
     let _ = child.wait();
     let mib = bytes as f64 / (1024.0 * 1024.0);
     println!(
-        "loki_throughput: {} events ({:.1} MiB of lines, {:.0} B/line) in {wall:.2}s wall, agent CPU {cpu:.2}s: {:.0} events/CPU-s, {:.1} MiB/CPU-s, peak RSS {:.1} MiB",
+        "loki_throughput{}: {} events ({:.1} MiB of lines, {:.0} B/line) in {wall:.2}s wall, agent CPU {cpu:.2}s: {:.0} events/CPU-s, {:.1} MiB/CPU-s, peak RSS {:.1} MiB",
+        rate.map(|r| format!(" at {r} lines/s")).unwrap_or_default(),
         entries.len(),
         mib,
         bytes as f64 / entries.len().max(1) as f64,
