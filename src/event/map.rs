@@ -37,6 +37,11 @@ impl Map {
         }
     }
 
+    /// Makes room for `additional` more fields.
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+    }
+
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.entries
             .binary_search_by(|(name, _)| name.as_str().cmp(key))

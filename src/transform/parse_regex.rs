@@ -225,6 +225,7 @@ impl ParseRegex {
                     .map(|_| (pattern, &*slots))
             });
         if let Some((pattern, slots)) = matched {
+            log.fields.reserve(pattern.captures.len());
             for (index, name, conversion) in &pattern.captures {
                 let Some((start, end)) = slots.get(*index) else {
                     continue;
