@@ -41,9 +41,7 @@ fn counters(n: usize) -> Vec<Event> {
 }
 
 fn histograms(n: usize) -> Vec<Event> {
-    let bounds = [
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    ];
+    let bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
     (0..n)
         .map(|i| {
             Event::Metric(Metric {

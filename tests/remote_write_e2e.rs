@@ -49,7 +49,11 @@ impl Prometheus {
         let binary = find_prometheus(&std::env::var("PATH").unwrap_or_default());
         std::fs::create_dir_all(dir).unwrap();
         // No scrape jobs: everything in it arrives by remote write.
-        std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\n").unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1m\n",
+        )
+        .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut prometheus = Prometheus {
             child: None,
@@ -157,7 +161,9 @@ fn http(
     body: &[u8],
 ) -> Option<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let mut request = format!(
         "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
         body.len()
@@ -409,9 +415,17 @@ fn counters_and_histograms_match_the_fixture_and_the_agent_ships_its_own_metrics
         "{batch_events:?}"
     );
     // Every request was accepted at once.
-    assert_eq!(sink_metric(&agent, "sluice_sink_retries_total", "prom", &[]), 0.0);
     assert_eq!(
-        sink_metric(&agent, "sluice_remote_write_rejected_requests_total", "prom", &[]),
+        sink_metric(&agent, "sluice_sink_retries_total", "prom", &[]),
+        0.0
+    );
+    assert_eq!(
+        sink_metric(
+            &agent,
+            "sluice_remote_write_rejected_requests_total",
+            "prom",
+            &[]
+        ),
         0.0
     );
     assert!(sink_metric(&agent, "sluice_remote_write_samples_total", "prom", &[]) > 0.0);
@@ -427,13 +441,19 @@ fn prometheus_down_for_30s_then_back_ends_at_the_right_counts() {
     let log = dir.path().join("access.log");
     std::fs::write(&log, first.join("\n") + "\n").unwrap();
     let agent = Agent::start(dir.path(), &config(dir.path(), &prometheus, "restart"));
-    wait_for_totals(&prometheus, "restart", &expected(first), Duration::from_secs(60));
+    wait_for_totals(
+        &prometheus,
+        "restart",
+        &expected(first),
+        Duration::from_secs(60),
+    );
 
     // Down for 30 s while the second half of the log is written.
     prometheus.stop();
     let down_since = Instant::now();
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    file.write_all((second.join("\n") + "\n").as_bytes()).unwrap();
+    file.write_all((second.join("\n") + "\n").as_bytes())
+        .unwrap();
     drop(file);
     let outage = Duration::from_secs(30);
     while down_since.elapsed() < outage {
@@ -452,9 +472,19 @@ fn prometheus_down_for_30s_then_back_ends_at_the_right_counts() {
 
     prometheus.spawn();
     // Retried requests land, nothing twice: cumulative totals equal the whole log's count.
-    wait_for_totals(&prometheus, "restart", &expected(&lines), Duration::from_secs(90));
+    wait_for_totals(
+        &prometheus,
+        "restart",
+        &expected(&lines),
+        Duration::from_secs(90),
+    );
     assert_eq!(
-        sink_metric(&agent, "sluice_remote_write_rejected_requests_total", "prom", &[]),
+        sink_metric(
+            &agent,
+            "sluice_remote_write_rejected_requests_total",
+            "prom",
+            &[]
+        ),
         0.0
     );
     assert!(agent.terminate().success());
@@ -471,11 +501,8 @@ fn out_of_order_400_is_counted_and_not_retried() {
     // sends for it is then out of order, and Prometheus answers 400 for the whole request.
     let future = Timestamp(Timestamp::now().0 + 300 * 1_000_000_000);
     let config: sluice::sink::prometheus_remote_write::PrometheusRemoteWriteConfig =
-        sluice::config::yaml::from_str(
-            &format!("endpoint: {}", prometheus.write_url()),
-            "t.yaml",
-        )
-        .unwrap();
+        sluice::config::yaml::from_str(&format!("endpoint: {}", prometheus.write_url()), "t.yaml")
+            .unwrap();
     let mut codec = config.codec().unwrap();
     let encoded = codec.encode(&[Event::Metric(Metric {
         name: "http_requests_total".into(),
@@ -501,26 +528,19 @@ fn out_of_order_400_is_counted_and_not_retried() {
         ],
         &body,
     );
-    assert!(
-        reply.as_ref().is_some_and(|r| r.0 / 100 == 2),
-        "{reply:?}"
-    );
+    assert!(reply.as_ref().is_some_and(|r| r.0 / 100 == 2), "{reply:?}");
 
     let lines = fixture_lines();
     std::fs::write(dir.path().join("access.log"), lines.join("\n") + "\n").unwrap();
     let agent = Agent::start(dir.path(), &config_for(dir.path(), &prometheus));
-    wait_for(
-        "two rejected requests",
-        Duration::from_secs(60),
-        || {
-            sink_metric(
-                &agent,
-                "sluice_remote_write_rejected_requests_total",
-                "prom",
-                &[("status", "400")],
-            ) >= 2.0
-        },
-    );
+    wait_for("two rejected requests", Duration::from_secs(60), || {
+        sink_metric(
+            &agent,
+            "sluice_remote_write_rejected_requests_total",
+            "prom",
+            &[("status", "400")],
+        ) >= 2.0
+    });
     // Counted as out_of_order, never retried: each 400 is one request, sent once.
     let metrics = agent.metrics();
     let labels = [("pipeline", "access"), ("component", "prom")];
@@ -533,7 +553,10 @@ fn out_of_order_400_is_counted_and_not_retried() {
     assert_eq!(sum("sluice_sink_retries_total", &[]), 0.0);
     assert_eq!(
         sum("sluice_sink_requests_total", &[("status", "400")]),
-        sum("sluice_remote_write_rejected_requests_total", &[("status", "400")]),
+        sum(
+            "sluice_remote_write_rejected_requests_total",
+            &[("status", "400")]
+        ),
     );
     // Prometheus kept its own sample, and nothing of the refused requests.
     let held = prometheus.query_at(
@@ -560,9 +583,9 @@ fn missing_prometheus_says_how_to_install_it() {
     }
     let path = empty.path().display().to_string();
     let panic = std::panic::catch_unwind(|| find_prometheus(&path)).unwrap_err();
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
-    assert!(message.contains("apt-get install -y prometheus"), "{message}");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("apt-get install -y prometheus"),
+        "{message}"
+    );
 }

@@ -149,8 +149,9 @@ impl PrometheusRemoteWriteConfig {
             external.push((name.clone(), value.clone()));
         }
         external.sort();
-        let expire_after_ms = (self.expire_after_secs > 0)
-            .then(|| i64::try_from(self.expire_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+        let expire_after_ms = (self.expire_after_secs > 0).then(|| {
+            i64::try_from(self.expire_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        });
         Ok(Settings {
             external,
             expire_after_ms,
@@ -519,15 +520,18 @@ mod tests {
             b"__name__",
             &[0x12, 0x02],
             b"up",
-            &[0x12, 0x0b], // samples (field 2, len 11)
+            &[0x12, 0x0b],                         // samples (field 2, len 11)
             &[0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f], // value 1.0 (fixed64)
-            &[0x10, 0x02], // timestamp 2
+            &[0x10, 0x02],                         // timestamp 2
         ]
         .concat();
         let request = &encoded.requests[0];
         assert_eq!(request.body, expected);
         assert_eq!(request.content_type, "application/x-protobuf");
-        assert_eq!(request.headers[0].0.as_str(), "x-prometheus-remote-write-version");
+        assert_eq!(
+            request.headers[0].0.as_str(),
+            "x-prometheus-remote-write-version"
+        );
         assert_eq!(request.headers[0].1.to_str().unwrap(), "0.1.0");
         assert_eq!(request.items, vec![0]);
     }
@@ -543,10 +547,7 @@ mod tests {
                 counter("c", &[("a", "1")], 1.0, 10),
                 counter("c", &[("a", "1")], 2.0, 20),
             ]],
-            &[&[
-                "__name__=c,a=1 10:1 20:2 30:3",
-                "__name__=c,a=2 10:1",
-            ]],
+            &[&["__name__=c,a=1 10:1 20:2 30:3", "__name__=c,a=2 10:1"]],
         );
         // Samples not newer than the last sent are left out; equal timestamps in a batch
         // keep the first.
@@ -570,7 +571,9 @@ mod tests {
         let mut codec = config("endpoint: http://x\nmax_samples_per_request: 2")
             .codec()
             .unwrap();
-        let events: Vec<Event> = (0..5).map(|i| counter("c", &[], 1.0 + i as f64, i)).collect();
+        let events: Vec<Event> = (0..5)
+            .map(|i| counter("c", &[], 1.0 + i as f64, i))
+            .collect();
         let (bodies, items) = decode(&codec.encode(&events));
         assert_eq!(
             bodies,
@@ -615,7 +618,10 @@ mod tests {
             counter("ok", &[], 1.0, 1),
         ];
         let encoded = codec.encode(&events);
-        assert_eq!(encoded.dropped, vec![(0, "invalid_name"), (1, "not_a_metric")]);
+        assert_eq!(
+            encoded.dropped,
+            vec![(0, "invalid_name"), (1, "not_a_metric")]
+        );
         assert_eq!(encoded.requests[0].items, vec![2]);
     }
 
@@ -646,7 +652,11 @@ mod tests {
         check_judge(503, "", "retry http_503");
         check_judge(400, "out of order sample\n", "reject out_of_order");
         check_judge(400, "out of bounds\n", "reject out_of_bounds");
-        check_judge(400, "duplicate sample for timestamp\n", "reject duplicate_sample");
+        check_judge(
+            400,
+            "duplicate sample for timestamp\n",
+            "reject duplicate_sample",
+        );
         check_judge(400, "\u{0}garbage", "reject bad_request");
         check_judge(401, "", "reject http_401");
         check_judge(404, "", "reject http_404");
@@ -657,10 +667,22 @@ mod tests {
     #[test]
     fn refuses_bad_config() {
         for (yaml, expected) in [
-            ("endpoint: http://x\nexternal_labels: { 1a: x }", "not a valid"),
-            ("endpoint: http://x\nexternal_labels: { __a: x }", "not a valid"),
-            ("endpoint: http://x\nexternal_labels: { a: '' }", "must not be empty"),
-            ("endpoint: http://x\nmax_samples_per_request: 0", "max_samples"),
+            (
+                "endpoint: http://x\nexternal_labels: { 1a: x }",
+                "not a valid",
+            ),
+            (
+                "endpoint: http://x\nexternal_labels: { __a: x }",
+                "not a valid",
+            ),
+            (
+                "endpoint: http://x\nexternal_labels: { a: '' }",
+                "must not be empty",
+            ),
+            (
+                "endpoint: http://x\nmax_samples_per_request: 0",
+                "max_samples",
+            ),
             ("endpoint: http://x\ncompression: gzip", "not supported"),
             ("endpoint: ftp://x", "http"),
         ] {

@@ -92,7 +92,12 @@ impl Identity {
     /// A map key unique to this identity.
     pub fn key(&self) -> String {
         let mut key = String::with_capacity(
-            self.name.len() + self.labels.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>(),
+            self.name.len()
+                + self
+                    .labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 2)
+                    .sum::<usize>(),
         );
         key.push_str(&self.name);
         for (name, value) in &self.labels {
@@ -474,16 +479,16 @@ mod tests {
         );
         check_table(
             Some(100),
-            &[(0, 1), (50, 1), (99, 1), (100, 1), (150, 1), (160, 2), (170, 2)],
             &[
-                Send,
-                Send,
-                Send,
-                SendStale,
-                Drop("expired"),
-                Send,
-                Send,
+                (0, 1),
+                (50, 1),
+                (99, 1),
+                (100, 1),
+                (150, 1),
+                (160, 2),
+                (170, 2),
             ],
+            &[Send, Send, Send, SendStale, Drop("expired"), Send, Send],
         );
         check_table(
             Some(100),
