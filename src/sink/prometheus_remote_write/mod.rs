@@ -220,63 +220,97 @@ struct Group {
     items: Vec<usize>,
 }
 
-/// One `WriteRequest` being filled.
+/// Events of one series identity and one value layout, in one request.
+struct Run {
+    group: usize,
+    /// The first event: its kind (and histogram bounds) name the run's series.
+    layout: usize,
+    /// (event index, send a staleness marker instead of the value).
+    events: Vec<(usize, bool)>,
+}
+
+/// One `WriteRequest` being filled: which events, in which series. Encoded at the end,
+/// straight from the events' borrowed strings (see [`proto::put_timeseries`]).
 #[derive(Default)]
 struct RequestBuilder {
-    timeseries: Vec<proto::TimeSeries>,
-    index: HashMap<String, usize>,
+    runs: Vec<Run>,
     items: Vec<usize>,
     samples: usize,
 }
 
+fn metric_at(events: &[Event], index: usize) -> Option<&Metric> {
+    match events.get(index) {
+        Some(Event::Metric(metric)) => Some(metric),
+        _ => None,
+    }
+}
+
 impl RequestBuilder {
-    fn push(&mut self, identity: &Identity, key: &str, metric: &Metric, stale: bool) {
-        let timestamp = metric.timestamp.as_millis();
-        for expanded in series::expand(&metric.value) {
-            let mut series_key = String::with_capacity(key.len() + 16);
-            series_key.push_str(key);
-            series_key.push('\u{2}');
-            series_key.push_str(expanded.suffix);
-            if let Some(le) = &expanded.le {
-                series_key.push('\u{3}');
-                series_key.push_str(le);
-            }
-            let at = match self.index.get(&series_key) {
-                Some(&at) => at,
-                None => {
-                    let labels = identity
-                        .series_labels(expanded.suffix, expanded.le.as_deref())
-                        .into_iter()
-                        .map(|(name, value)| proto::Label { name, value })
-                        .collect();
-                    self.timeseries.push(proto::TimeSeries {
-                        labels,
-                        samples: Vec::new(),
-                    });
-                    self.index.insert(series_key, self.timeseries.len() - 1);
-                    self.timeseries.len() - 1
-                }
-            };
-            let value = if stale {
-                proto::stale_nan()
-            } else {
-                expanded.value
-            };
-            self.timeseries[at]
-                .samples
-                .push(proto::Sample { value, timestamp });
-            self.samples += 1;
+    /// Adds event `index` (of group `group`; a group's events come in time order).
+    fn push(&mut self, group: usize, index: usize, events: &[Event], stale: bool) {
+        let Some(metric) = metric_at(events, index) else {
+            return;
+        };
+        let extends = self.runs.last().is_some_and(|run| {
+            run.group == group
+                && metric_at(events, run.layout)
+                    .is_some_and(|first| series::same_layout(&first.value, &metric.value))
+        });
+        if !extends {
+            self.runs.push(Run {
+                group,
+                layout: index,
+                events: Vec::new(),
+            });
         }
+        if let Some(run) = self.runs.last_mut() {
+            run.events.push((index, stale));
+        }
+        self.samples += series::sample_count(&metric.value);
+        self.items.push(index);
     }
 
-    fn finish(self) -> EncodedRequest {
-        use prost::Message as _;
-        let request = proto::WriteRequest {
-            timeseries: self.timeseries,
-            metadata: Vec::new(),
-        };
+    fn finish(self, groups: &[Group], events: &[Event]) -> EncodedRequest {
+        let mut body = Vec::with_capacity(self.samples * 64);
+        let mut samples: Vec<(f64, i64)> = Vec::new();
+        for run in &self.runs {
+            let identity = &groups[run.group].identity;
+            let Some(layout) = metric_at(events, run.layout) else {
+                continue;
+            };
+            for position in 0..series::sample_count(&layout.value) {
+                let (suffix, bound) = series::series_at(&layout.value, position);
+                let name = format!("{}{suffix}", identity.name);
+                let le = bound.map(series::format_bound);
+                let mut labels: Vec<(&str, &str)> = Vec::with_capacity(identity.labels.len() + 2);
+                labels.push(("__name__", &name));
+                labels.extend(
+                    identity
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                if let Some(le) = &le {
+                    labels.push(("le", le));
+                }
+                labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                samples.clear();
+                for &(index, stale) in &run.events {
+                    let Some(metric) = metric_at(events, index) else {
+                        continue;
+                    };
+                    let value = if stale {
+                        proto::stale_nan()
+                    } else {
+                        series::value_at(&metric.value, position)
+                    };
+                    samples.push((value, metric.timestamp.as_millis()));
+                }
+                proto::put_timeseries(&mut body, &labels, &samples);
+            }
+        }
         EncodedRequest {
-            body: request.encode_to_vec(),
+            body,
             content_type: "application/x-protobuf",
             headers: vec![(
                 HeaderName::from_static("x-prometheus-remote-write-version"),
@@ -350,7 +384,7 @@ impl HttpSinkCodec for RemoteWriteCodec {
         let groups = self.group(events, &mut dropped);
         let mut requests = Vec::new();
         let mut current = RequestBuilder::default();
-        for group in &groups {
+        for (g, group) in groups.iter().enumerate() {
             for &i in &group.items {
                 let Event::Metric(metric) = &events[i] else {
                     continue;
@@ -372,15 +406,14 @@ impl HttpSinkCodec for RemoteWriteCodec {
                 if current.samples > 0 && current.samples + n > self.settings.max_samples {
                     let full = std::mem::take(&mut current);
                     self.counters.samples.add(full.samples as u64);
-                    requests.push(full.finish());
+                    requests.push(full.finish(&groups, events));
                 }
-                current.push(&group.identity, &group.key, metric, stale);
-                current.items.push(i);
+                current.push(g, i, events, stale);
             }
         }
         if !current.items.is_empty() {
             self.counters.samples.add(current.samples as u64);
-            requests.push(current.finish());
+            requests.push(current.finish(&groups, events));
         }
         Encoded { requests, dropped }
     }

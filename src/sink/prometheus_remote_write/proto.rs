@@ -75,3 +75,114 @@ pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 pub fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
 }
+
+/// Appends one `WriteRequest.timeseries` entry (field 1) to `out`, byte for byte what
+/// `prost` would encode for a [`TimeSeries`] of these labels and samples (default values
+/// omitted), without building the message: the sink's hot path writes borrowed strings.
+/// `samples` are (value, timestamp in ms).
+pub fn put_timeseries(out: &mut Vec<u8>, labels: &[(&str, &str)], samples: &[(f64, i64)]) {
+    use prost::encoding::{encode_varint, encoded_len_varint};
+    let string_len = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            1 + encoded_len_varint(len as u64) + len
+        }
+    };
+    let label_len = |(name, value): &(&str, &str)| string_len(name.len()) + string_len(value.len());
+    let sample_len = |(value, timestamp): &(f64, i64)| {
+        let value_len = if *value != 0.0 { 9 } else { 0 };
+        let timestamp_len = if *timestamp != 0 {
+            1 + encoded_len_varint(*timestamp as u64)
+        } else {
+            0
+        };
+        value_len + timestamp_len
+    };
+    let message_len = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+    let series_len: usize = labels
+        .iter()
+        .map(|l| message_len(label_len(l)))
+        .sum::<usize>()
+        + samples
+            .iter()
+            .map(|s| message_len(sample_len(s)))
+            .sum::<usize>();
+    out.reserve(message_len(series_len));
+    out.push(0x0a);
+    encode_varint(series_len as u64, out);
+    let put_string = |out: &mut Vec<u8>, tag: u8, text: &str| {
+        if !text.is_empty() {
+            out.push(tag);
+            encode_varint(text.len() as u64, out);
+            out.extend_from_slice(text.as_bytes());
+        }
+    };
+    for label in labels {
+        out.push(0x0a);
+        encode_varint(label_len(label) as u64, out);
+        put_string(out, 0x0a, label.0);
+        put_string(out, 0x12, label.1);
+    }
+    for sample in samples {
+        out.push(0x12);
+        encode_varint(sample_len(sample) as u64, out);
+        if sample.0 != 0.0 {
+            out.push(0x09);
+            out.extend_from_slice(&sample.0.to_le_bytes());
+        }
+        if sample.1 != 0 {
+            out.push(0x10);
+            encode_varint(sample.1 as u64, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    /// The hand-written encoder must produce exactly prost's bytes.
+    fn check(labels: &[(&str, &str)], samples: &[(f64, i64)]) {
+        let message = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(name, value)| Label {
+                        name: (*name).into(),
+                        value: (*value).into(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|(value, timestamp)| Sample {
+                        value: *value,
+                        timestamp: *timestamp,
+                    })
+                    .collect(),
+            }],
+            metadata: Vec::new(),
+        };
+        let mut out = Vec::new();
+        put_timeseries(&mut out, labels, samples);
+        assert_eq!(out, message.encode_to_vec(), "{labels:?} {samples:?}");
+    }
+
+    #[test]
+    fn hand_encoding_equals_prost() {
+        check(&[("__name__", "up")], &[(1.0, 2)]);
+        check(&[], &[]);
+        check(&[("__name__", "x"), ("e", "")], &[(0.0, 0), (-0.0, -5)]);
+        check(
+            &[("__name__", &"n".repeat(300)), ("job", "a")],
+            &[
+                (stale_nan(), 1_700_000_000_000),
+                (f64::MAX, i64::MIN),
+                (1e-9, i64::MAX),
+            ],
+        );
+        let many: Vec<(f64, i64)> = (0..200).map(|i| (i as f64 * 0.5, i * 1000)).collect();
+        check(&[("a", "b")], &many);
+    }
+}

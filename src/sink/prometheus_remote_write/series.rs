@@ -134,37 +134,58 @@ pub struct Expanded {
     pub value: f64,
 }
 
-/// The series a metric value becomes, in a fixed order.
+/// The series a metric value becomes, in a fixed order (see [`series_at`]).
 pub fn expand(value: &MetricValue) -> Vec<Expanded> {
-    let plain = |suffix, value| Expanded {
-        suffix,
-        le: None,
-        value,
-    };
+    (0..sample_count(value))
+        .map(|position| {
+            let (suffix, bound) = series_at(value, position);
+            Expanded {
+                suffix,
+                le: bound.map(format_bound),
+                value: value_at(value, position),
+            }
+        })
+        .collect()
+}
+
+/// Name suffix and `le` bound of expanded series `position` (`0..sample_count`): a
+/// histogram's buckets in order, then `+Inf`, `_sum`, `_count`.
+pub fn series_at(value: &MetricValue, position: usize) -> (&'static str, Option<f64>) {
     match value {
-        MetricValue::Counter(v) | MetricValue::Gauge(v) => vec![plain("", *v)],
+        MetricValue::Counter(_) | MetricValue::Gauge(_) => ("", None),
+        MetricValue::Histogram { buckets, .. } => match position.checked_sub(buckets.len()) {
+            None => ("_bucket", Some(buckets[position].0)),
+            Some(0) => ("_bucket", Some(f64::INFINITY)),
+            Some(1) => ("_sum", None),
+            Some(_) => ("_count", None),
+        },
+    }
+}
+
+/// The sample value of expanded series `position` (`0..sample_count`).
+pub fn value_at(value: &MetricValue, position: usize) -> f64 {
+    match value {
+        MetricValue::Counter(v) | MetricValue::Gauge(v) => *v,
         MetricValue::Histogram {
             buckets,
             sum,
             count,
-        } => {
-            let mut out = Vec::with_capacity(buckets.len() + 3);
-            for (bound, n) in buckets {
-                out.push(Expanded {
-                    suffix: "_bucket",
-                    le: Some(format_bound(*bound)),
-                    value: *n as f64,
-                });
-            }
-            out.push(Expanded {
-                suffix: "_bucket",
-                le: Some("+Inf".to_owned()),
-                value: *count as f64,
-            });
-            out.push(plain("_sum", *sum));
-            out.push(plain("_count", *count as f64));
-            out
+        } => match position.checked_sub(buckets.len()) {
+            None => buckets[position].1 as f64,
+            Some(1) => *sum,
+            Some(_) => *count as f64,
+        },
+    }
+}
+
+/// True when two values expand into the same series (same kind of layout, same bounds).
+pub fn same_layout(a: &MetricValue, b: &MetricValue) -> bool {
+    match (a, b) {
+        (MetricValue::Histogram { buckets: x, .. }, MetricValue::Histogram { buckets: y, .. }) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.0.to_bits() == q.0.to_bits())
         }
+        (MetricValue::Histogram { .. }, _) | (_, MetricValue::Histogram { .. }) => false,
+        _ => true,
     }
 }
 
@@ -177,7 +198,7 @@ pub fn sample_count(value: &MetricValue) -> usize {
 }
 
 /// Go's `strconv.FormatFloat(b, 'f', -1, 64)`, which client_golang uses for `le`.
-fn format_bound(bound: f64) -> String {
+pub fn format_bound(bound: f64) -> String {
     if bound.is_infinite() {
         return if bound > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
     }
