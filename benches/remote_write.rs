@@ -8,7 +8,13 @@
 //! The codec is kept across iterations (its per-series table warm, as in a running sink);
 //! each iteration moves every timestamp 1 ms forward so no sample is left out as old.
 //!
+//! Runs with mimalloc, the agent binary's global allocator (`src/main.rs`), so the figure is
+//! what the sink costs inside the agent.
+//!
 //! `cargo bench --bench remote_write`
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::event::{Event, Metric, MetricValue, Timestamp};

@@ -214,8 +214,8 @@ pub struct RemoteWriteCodec {
 }
 
 /// The events of one series identity within a batch.
-struct Group {
-    identity: Identity,
+struct Group<'a> {
+    identity: Identity<'a>,
     key: String,
     items: Vec<usize>,
 }
@@ -284,12 +284,7 @@ impl RequestBuilder {
                 let le = bound.map(series::format_bound);
                 let mut labels: Vec<(&str, &str)> = Vec::with_capacity(identity.labels.len() + 2);
                 labels.push(("__name__", &name));
-                labels.extend(
-                    identity
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
-                );
+                labels.extend(identity.labels.iter().map(|(k, v)| (k.as_ref(), *v)));
                 if let Some(le) = &le {
                     labels.push(("le", le));
                 }
@@ -331,7 +326,11 @@ impl RemoteWriteCodec {
     }
 
     /// Groups metric events by series identity (first-seen order), each group in time order.
-    fn group(&self, events: &[Event], dropped: &mut Vec<(usize, &'static str)>) -> Vec<Group> {
+    fn group<'a>(
+        events: &'a [Event],
+        external: &'a [(String, String)],
+        dropped: &mut Vec<(usize, &'static str)>,
+    ) -> Vec<Group<'a>> {
         let mut groups: Vec<Group> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
@@ -339,7 +338,7 @@ impl RemoteWriteCodec {
                 dropped.push((i, "not_a_metric"));
                 continue;
             };
-            let Some(identity) = Identity::of(metric, &self.settings.external) else {
+            let Some(identity) = Identity::of(metric, external) else {
                 dropped.push((i, "invalid_name"));
                 continue;
             };
@@ -381,7 +380,8 @@ impl HttpSinkCodec for RemoteWriteCodec {
 
     fn encode(&mut self, events: &[Event]) -> Encoded {
         let mut dropped = Vec::new();
-        let groups = self.group(events, &mut dropped);
+        let settings = self.settings.clone();
+        let groups = Self::group(events, &settings.external, &mut dropped);
         let mut requests = Vec::new();
         let mut current = RequestBuilder::default();
         for (g, group) in groups.iter().enumerate() {

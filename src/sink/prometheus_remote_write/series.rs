@@ -49,22 +49,23 @@ fn sanitize(name: &str, colon_ok: bool) -> Option<Cow<'_, str>> {
 }
 
 /// A metric event's series identity: sanitised name and labels (external labels merged in),
-/// sorted by label name.
+/// sorted by label name. Borrows from the event and the settings (no copy per event unless
+/// a name needs sanitising).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
+pub struct Identity<'a> {
     /// The sanitised metric name (before any histogram suffix).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// Sanitised labels, sorted by name, no duplicates, no `__name__`.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Cow<'a, str>, &'a str)>,
 }
 
-impl Identity {
+impl<'a> Identity<'a> {
     /// The identity of `metric`, or `None` when its name is empty. `external` must be
     /// sorted by name and already valid.
-    pub fn of(metric: &Metric, external: &[(String, String)]) -> Option<Identity> {
-        let name = sanitize_metric_name(&metric.name)?.into_owned();
+    pub fn of(metric: &'a Metric, external: &'a [(String, String)]) -> Option<Identity<'a>> {
+        let name = sanitize_metric_name(&metric.name)?;
         let histogram = matches!(metric.value, MetricValue::Histogram { .. });
-        let mut labels: Vec<(String, String)> = Vec::with_capacity(metric.labels.len() + 2);
+        let mut labels: Vec<(Cow<'a, str>, &'a str)> = Vec::with_capacity(metric.labels.len() + 2);
         for (key, value) in &metric.labels {
             if value.is_empty() {
                 continue;
@@ -76,14 +77,14 @@ impl Identity {
             if key == "__name__" || (histogram && key == "le") {
                 continue;
             }
-            labels.push((key.into_owned(), value.clone()));
+            labels.push((key, value.as_str()));
         }
         // Stable sort, then keep the first of names that sanitised to the same text.
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|later, earlier| later.0 == earlier.0);
         for (key, value) in external {
-            if let Err(at) = labels.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-                labels.insert(at, (key.clone(), value.clone()));
+            if let Err(at) = labels.binary_search_by(|(k, _)| k.as_ref().cmp(key.as_str())) {
+                labels.insert(at, (Cow::Borrowed(key.as_str()), value.as_str()));
             }
         }
         Some(Identity { name, labels })
@@ -114,7 +115,11 @@ impl Identity {
     pub fn series_labels(&self, suffix: &str, le: Option<&str>) -> Vec<(String, String)> {
         let mut labels = Vec::with_capacity(self.labels.len() + 2);
         labels.push(("__name__".to_owned(), format!("{}{suffix}", self.name)));
-        labels.extend(self.labels.iter().cloned());
+        labels.extend(
+            self.labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), (*v).to_owned())),
+        );
         if let Some(le) = le {
             labels.push(("le".to_owned(), le.to_owned()));
         }
