@@ -406,14 +406,24 @@ fn counters_and_histograms_match_the_fixture_and_the_agent_ships_its_own_metrics
         Duration::from_secs(30),
         || prometheus.query(query).first().map(|s| s.1) == Some(lines.len() as f64),
     );
-    // Histograms from the registry arrive as _bucket/_sum/_count too.
-    let batch_events = prometheus.query(
-        r#"sluice_sink_batch_events_count{pipeline="access",component="prom",instance="fixture"}"#,
+    // Histograms from the registry arrive as _bucket/_sum/_count too. (A snapshot taken
+    // before the sink's first request says 0: wait for a later one.)
+    let batch_events =
+        r#"sluice_sink_batch_events_count{pipeline="access",component="prom",instance="fixture"}"#;
+    wait_for(
+        "the sink's batch-size histogram in prometheus",
+        Duration::from_secs(30),
+        || {
+            prometheus
+                .query(batch_events)
+                .first()
+                .is_some_and(|s| s.1 >= 1.0)
+        },
     );
-    assert!(
-        batch_events.first().is_some_and(|s| s.1 >= 1.0),
-        "{batch_events:?}"
+    let inf = prometheus.query(
+        r#"sluice_sink_batch_events_bucket{pipeline="access",component="prom",instance="fixture",le="+Inf"}"#,
     );
+    assert_eq!(inf.len(), 1, "{inf:?}");
     // Every request was accepted at once.
     assert_eq!(
         sink_metric(&agent, "sluice_sink_retries_total", "prom", &[]),
