@@ -600,6 +600,41 @@ mod tests {
     }
 
     #[test]
+    fn histogram_bounds_changing_within_a_batch() {
+        let histogram = |bounds: &[f64], count: u64, ms: i64| {
+            Event::Metric(Metric {
+                name: "h".into(),
+                labels: Vec::new(),
+                value: MetricValue::Histogram {
+                    buckets: bounds.iter().map(|b| (*b, count)).collect(),
+                    sum: 1.5,
+                    count,
+                },
+                timestamp: Timestamp(ms * 1_000_000),
+            })
+        };
+        check(
+            "endpoint: http://x\n",
+            &[vec![
+                histogram(&[1.0], 1, 1),
+                histogram(&[1.0], 2, 2),
+                histogram(&[1.0, 2.0], 3, 3),
+            ]],
+            &[&[
+                "__name__=h_bucket,le=1 1:1 2:2",
+                "__name__=h_bucket,le=+Inf 1:1 2:2",
+                "__name__=h_sum 1:1.5 2:1.5",
+                "__name__=h_count 1:1 2:2",
+                "__name__=h_bucket,le=1 3:3",
+                "__name__=h_bucket,le=2 3:3",
+                "__name__=h_bucket,le=+Inf 3:3",
+                "__name__=h_sum 3:1.5",
+                "__name__=h_count 3:3",
+            ]],
+        );
+    }
+
+    #[test]
     fn splits_requests_by_samples() {
         let mut codec = config("endpoint: http://x\nmax_samples_per_request: 2")
             .codec()
