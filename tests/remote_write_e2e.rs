@@ -2,7 +2,8 @@
 //! them, with its own metrics (`internal_metrics`), to a real Prometheus (Debian's
 //! `prometheus` package, started here with `--web.enable-remote-write-receiver`). What
 //! Prometheus answers on `/api/v1/query` is checked against an independent count of the
-//! fixture.
+//! fixture. One more test reads the agent's requests off the wire (a loopback receiver) for
+//! the spec's headers and body format.
 //!
 //! Needs `/usr/bin/prometheus`: `apt-get install -y prometheus` (the README's test command
 //! installs it).
@@ -598,4 +599,125 @@ fn missing_prometheus_says_how_to_install_it() {
         message.contains("apt-get install -y prometheus"),
         "{message}"
     );
+}
+
+/// One request as received on the wire: (lower-cased header name → value, body).
+type WireRequest = (BTreeMap<String, String>, Vec<u8>);
+
+/// A loopback receiver that answers 204 to everything and keeps what it was sent.
+fn capture_server() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<WireRequest>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let store = store.clone();
+            std::thread::spawn(move || serve_204(stream, &store));
+        }
+    });
+    (addr, seen)
+}
+
+fn serve_204(mut stream: TcpStream, store: &std::sync::Mutex<Vec<WireRequest>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+        let headers: BTreeMap<String, String> = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < end + 4 + length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buffer[end + 4..end + 4 + length].to_vec();
+        buffer.drain(..end + 4 + length);
+        store.lock().unwrap().push((headers, body));
+        if stream
+            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn requests_carry_the_remote_write_headers_and_a_snappy_write_request() {
+    use prost::Message as _;
+    use sluice::sink::prometheus_remote_write::proto::WriteRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, seen) = capture_server();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  self:
+    sources:
+      - type: internal_metrics
+        interval_secs: 1
+    sinks:
+      - type: prometheus_remote_write
+        endpoint: http://{addr}/api/v1/write
+        external_labels: {{ job: wire }}
+        batch: {{ timeout_ms: 100 }}
+"#,
+        data = dir.path().join("data").display(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    wait_for("a remote-write request", Duration::from_secs(30), || {
+        !seen.lock().unwrap().is_empty()
+    });
+    let (headers, body) = seen.lock().unwrap()[0].clone();
+    assert!(agent.terminate().success());
+
+    let header = |name: &str| headers.get(name).map(String::as_str);
+    assert_eq!(header("content-encoding"), Some("snappy"));
+    assert_eq!(header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(header("x-prometheus-remote-write-version"), Some("0.1.0"));
+    assert!(
+        header("user-agent").is_some_and(|ua| ua.starts_with("sluice/")),
+        "{headers:?}"
+    );
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy block format");
+    let request = WriteRequest::decode(raw.as_slice()).expect("a WriteRequest");
+    assert!(!request.timeseries.is_empty());
+    for series in &request.timeseries {
+        let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "unsorted: {names:?}");
+        assert_eq!(names[0], "__name__", "{names:?}");
+        assert!(names.contains(&"job"), "external label missing: {names:?}");
+        assert!(series.labels.iter().all(|l| !l.value.is_empty()));
+        assert!(
+            series
+                .samples
+                .windows(2)
+                .all(|w| w[0].timestamp < w[1].timestamp),
+            "samples out of order"
+        );
+    }
 }
