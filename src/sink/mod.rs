@@ -13,6 +13,7 @@ pub mod console;
 pub mod driver;
 pub mod file;
 pub mod loki;
+pub mod prometheus_remote_write;
 
 use std::sync::Arc;
 
@@ -36,11 +37,19 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeConfig),
     /// Grafana Loki push API (`type: loki`).
     Loki(Box<loki::LokiConfig>),
+    /// Prometheus remote-write 1.0 (`type: prometheus_remote_write`).
+    PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWriteConfig>),
 }
 
 impl TaggedEnum for SinkConfig {
     const KIND: &'static str = "sink";
-    const TYPES: &'static [&'static str] = &["console", "file", "blackhole", "loki"];
+    const TYPES: &'static [&'static str] = &[
+        "console",
+        "file",
+        "blackhole",
+        "loki",
+        "prometheus_remote_write",
+    ];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -51,6 +60,7 @@ impl TaggedEnum for SinkConfig {
             "file" => Self::File(body.next_value()?),
             "blackhole" => Self::Blackhole(body.next_value()?),
             "loki" => Self::Loki(body.next_value()?),
+            "prometheus_remote_write" => Self::PrometheusRemoteWrite(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -64,6 +74,7 @@ impl SinkConfig {
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
             Self::Loki(_) => "loki",
+            Self::PrometheusRemoteWrite(_) => "prometheus_remote_write",
         }
     }
 
@@ -74,6 +85,9 @@ impl SinkConfig {
             Self::File(config) => Sink::File(config.build()?),
             Self::Blackhole(config) => Sink::Blackhole(config.build()?),
             Self::Loki(config) => Sink::Loki(Box::new(config.build()?)),
+            Self::PrometheusRemoteWrite(config) => {
+                Sink::PrometheusRemoteWrite(Box::new(config.build()?))
+            }
         })
     }
 }
@@ -89,6 +103,8 @@ pub enum Sink {
     Blackhole(blackhole::Blackhole),
     /// See [`loki`].
     Loki(Box<loki::Loki>),
+    /// See [`prometheus_remote_write`].
+    PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWrite>),
 }
 
 impl Sink {
@@ -100,6 +116,7 @@ impl Sink {
             Sink::File(sink) => sink.run(input, ctx).await,
             Sink::Blackhole(sink) => sink.run(input, ctx).await,
             Sink::Loki(sink) => sink.run(input, ctx).await,
+            Sink::PrometheusRemoteWrite(sink) => sink.run(input, ctx).await,
         }
     }
 }

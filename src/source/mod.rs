@@ -9,6 +9,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod internal_metrics;
 pub mod stdin;
 pub mod syslog;
 
@@ -30,6 +31,8 @@ pub enum SourceConfig {
     Demo(demo::DemoConfig),
     /// Lines tailed from files (`type: file`).
     File(file::FileConfig),
+    /// The agent's own metrics (`type: internal_metrics`).
+    InternalMetrics(internal_metrics::InternalMetricsConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
     /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
@@ -38,7 +41,7 @@ pub enum SourceConfig {
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "file", "stdin", "syslog"];
+    const TYPES: &'static [&'static str] = &["demo", "file", "internal_metrics", "stdin", "syslog"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -47,6 +50,7 @@ impl TaggedEnum for SourceConfig {
         Ok(match type_name {
             "demo" => Self::Demo(body.next_value()?),
             "file" => Self::File(body.next_value()?),
+            "internal_metrics" => Self::InternalMetrics(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
             "syslog" => Self::Syslog(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
@@ -60,6 +64,7 @@ impl SourceConfig {
         match self {
             Self::Demo(_) => "demo",
             Self::File(_) => "file",
+            Self::InternalMetrics(_) => "internal_metrics",
             Self::Stdin(_) => "stdin",
             Self::Syslog(_) => "syslog",
         }
@@ -70,6 +75,7 @@ impl SourceConfig {
         Ok(match self {
             Self::Demo(config) => Source::Demo(config.build()?),
             Self::File(config) => Source::File(config.build()?),
+            Self::InternalMetrics(config) => Source::InternalMetrics(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
             Self::Syslog(config) => Source::Syslog(config.build()?),
         })
@@ -83,6 +89,8 @@ pub enum Source {
     Demo(demo::Demo),
     /// See [`mod@file`].
     File(file::FileSource),
+    /// See [`internal_metrics`].
+    InternalMetrics(internal_metrics::InternalMetrics),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
     /// See [`syslog`].
@@ -123,6 +131,7 @@ impl Source {
         match self {
             Source::Demo(source) => source.start(ctx),
             Source::File(source) => source.start(ctx),
+            Source::InternalMetrics(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
             Source::Syslog(source) => source.start(ctx),
         }
