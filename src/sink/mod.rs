@@ -11,6 +11,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod driver;
+pub mod elasticsearch;
 pub mod file;
 pub mod loki;
 
@@ -36,11 +37,13 @@ pub enum SinkConfig {
     Blackhole(blackhole::BlackholeConfig),
     /// Grafana Loki push API (`type: loki`).
     Loki(Box<loki::LokiConfig>),
+    /// Elasticsearch `_bulk` API (`type: elasticsearch`).
+    Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
 }
 
 impl TaggedEnum for SinkConfig {
     const KIND: &'static str = "sink";
-    const TYPES: &'static [&'static str] = &["console", "file", "blackhole", "loki"];
+    const TYPES: &'static [&'static str] = &["console", "file", "blackhole", "loki", "elasticsearch"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -51,6 +54,7 @@ impl TaggedEnum for SinkConfig {
             "file" => Self::File(body.next_value()?),
             "blackhole" => Self::Blackhole(body.next_value()?),
             "loki" => Self::Loki(body.next_value()?),
+            "elasticsearch" => Self::Elasticsearch(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -64,6 +68,7 @@ impl SinkConfig {
             Self::File(_) => "file",
             Self::Blackhole(_) => "blackhole",
             Self::Loki(_) => "loki",
+            Self::Elasticsearch(_) => "elasticsearch",
         }
     }
 
@@ -74,6 +79,7 @@ impl SinkConfig {
             Self::File(config) => Sink::File(config.build()?),
             Self::Blackhole(config) => Sink::Blackhole(config.build()?),
             Self::Loki(config) => Sink::Loki(Box::new(config.build()?)),
+            Self::Elasticsearch(config) => Sink::Elasticsearch(Box::new(config.build()?)),
         })
     }
 }
@@ -89,6 +95,8 @@ pub enum Sink {
     Blackhole(blackhole::Blackhole),
     /// See [`loki`].
     Loki(Box<loki::Loki>),
+    /// See [`elasticsearch`].
+    Elasticsearch(Box<elasticsearch::Elasticsearch>),
 }
 
 impl Sink {
@@ -100,6 +108,7 @@ impl Sink {
             Sink::File(sink) => sink.run(input, ctx).await,
             Sink::Blackhole(sink) => sink.run(input, ctx).await,
             Sink::Loki(sink) => sink.run(input, ctx).await,
+            Sink::Elasticsearch(sink) => sink.run(input, ctx).await,
         }
     }
 }
