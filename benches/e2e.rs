@@ -7,7 +7,10 @@
 //! is done; the harness polls `/metrics` until the sinks report every event, then reads the
 //! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
 
-use std::io::Read;
+#[path = "../tests/support/fake_elasticsearch.rs"]
+mod fake_elasticsearch;
+
+use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,8 +25,20 @@ struct Scenario {
     events: u64,
     /// Bytes of input per event, for MiB/s.
     bytes_per_event: f64,
-    /// `pipelines:` body; `{data}` is the scenario's temp dir.
+    /// `pipelines:` body; `{data}` is the scenario's temp dir, `{es}` the fake
+    /// Elasticsearch's URL.
     pipeline: String,
+    /// Lines of about 150 bytes written to `{data}/in.log` before the agent starts.
+    input_lines: u64,
+}
+
+/// A ~150-byte log line (the Elasticsearch target is for 150-byte lines).
+fn line_150(seq: u64) -> String {
+    let line = format!(
+        "2026-11-22T10:{:02}:{:02}.{:03}Z host=web-{} GET /api/v1/items/{} HTTP/1.1 status=200 bytes={} agent=curl/8.5.0 seq={seq:09}",
+        (seq / 60_000) % 60, (seq / 1000) % 60, seq % 1000, seq % 7, seq * 31 % 100_000, seq * 17 % 9_000
+    );
+    format!("{line:<149}")
 }
 
 fn demo_bytes() -> f64 {
@@ -44,12 +59,21 @@ fn scenarios() -> Vec<Scenario> {
             events: 2_000_000,
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 2000000 }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
+            input_lines: 0,
         },
         Scenario {
             name: "demo_to_file",
             events: 1_000_000,
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 1000000 }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
+            input_lines: 0,
+        },
+        Scenario {
+            name: "file_to_elasticsearch",
+            events: 1_000_000,
+            bytes_per_event: 150.0,
+            pipeline: "  bench:\n    sources:\n      - { type: file, include: [\"{data}/in.log\"], read_from: beginning }\n    sinks:\n      - { type: elasticsearch, endpoint: \"{es}\", index: \"logs-%Y.%m.%d\" }\n".to_owned(),
+            input_lines: 1_000_000,
         },
     ]
 }
@@ -105,18 +129,27 @@ fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run(scenario: &Scenario, dir: &Path) {
+fn run(scenario: &Scenario, dir: &Path, es: &str) {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("address");
     let data = dir.join(scenario.name);
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).expect("data dir");
+    if scenario.input_lines > 0 {
+        let file = std::fs::File::create(data.join("in.log")).expect("input file");
+        let mut out = std::io::BufWriter::new(file);
+        for seq in 0..scenario.input_lines {
+            writeln!(out, "{}", line_150(seq)).expect("write input");
+        }
+        out.flush().expect("write input");
+    }
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",
         scenario
             .pipeline
-            .replace("{data}", &data.display().to_string()),
+            .replace("{data}", &data.display().to_string())
+            .replace("{es}", es),
         data = data.display()
     );
     let path = data.join("bench.yaml");
@@ -198,9 +231,12 @@ fn main() {
         idle_rss(dir.path(), "idle_bare", Some("data_dir: {data}\napi: { address: \"{api}\" }\npipelines:\n  idle:\n    sources:\n      - { type: demo, rate: 0.001 }\n    sinks:\n      - { type: blackhole }\n"));
         idle_rss(dir.path(), "idle_embedded_default", None);
     }
+    // Started only when a scenario needs it; lean: it keeps no document bodies.
+    let es = wanted("file_to_elasticsearch").then(fake_elasticsearch::FakeElasticsearch::start_lean);
+    let es_url = es.as_ref().map(|es| es.endpoint()).unwrap_or_default();
     for scenario in scenarios() {
         if wanted(scenario.name) {
-            run(&scenario, dir.path());
+            run(&scenario, dir.path(), &es_url);
         }
     }
 }
