@@ -173,22 +173,50 @@ pub fn write_action(body: &mut Vec<u8>, index: &str, id: Option<&str>, always_cr
     body.extend_from_slice(b"}}\n");
 }
 
-/// A JSON string literal; the common case (nothing to escape) is a plain copy.
+/// A JSON string literal, escaped in one pass (the same escapes as `serde_json`: `\"`,
+/// `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00XX`).
 pub fn write_json_str(body: &mut Vec<u8>, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        body.push(b'"');
-        body.extend_from_slice(text.as_bytes());
-        body.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *body, text);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    body.reserve(bytes.len() + 2);
+    body.push(b'"');
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        body.extend_from_slice(&bytes[start..i]);
+        match byte {
+            b'"' => body.extend_from_slice(b"\\\""),
+            b'\\' => body.extend_from_slice(b"\\\\"),
+            b'\n' => body.extend_from_slice(b"\\n"),
+            b'\r' => body.extend_from_slice(b"\\r"),
+            b'\t' => body.extend_from_slice(b"\\t"),
+            0x08 => body.extend_from_slice(b"\\b"),
+            0x0c => body.extend_from_slice(b"\\f"),
+            control => body.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(control >> 4)],
+                HEX[usize::from(control & 0xf)],
+            ]),
+        }
+        start = i + 1;
     }
+    body.extend_from_slice(&bytes[start..]);
+    body.push(b'"');
 }
 
 fn write_hex(hash: u128, out: &mut String) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..32).rev() {
-        out.push(DIGITS[((hash >> (shift * 4)) & 0xf) as usize] as char);
+    let mut buffer = [0u8; 32];
+    for (i, slot) in buffer.iter_mut().enumerate() {
+        *slot = DIGITS[((hash >> ((31 - i) * 4)) & 0xf) as usize];
     }
+    // Hex digits are ASCII.
+    out.push_str(std::str::from_utf8(&buffer).unwrap_or_default());
 }
 
 const P1: u64 = 0x9E37_79B1_85EB_CA87;
@@ -369,6 +397,16 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for offset in 0..10_000 {
             assert!(seen.insert(hash128("s", offset, b"same line")));
+        }
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        let all_bytes: String = (0u8..0x80).map(char::from).collect();
+        for text in ["", "plain", "a\"b\\c", "tab\tnl\ncr\r", "\u{1}\u{1f}\u{7f}", "héllo ✓ 😀", all_bytes.as_str()] {
+            let mut body = Vec::new();
+            write_json_str(&mut body, text);
+            assert_eq!(String::from_utf8(body).unwrap(), serde_json::to_string(text).unwrap());
         }
     }
 

@@ -275,6 +275,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes: never a panic, and never `Delivered` unless they are a bulk reply
+        /// with exactly the request's item count.
+        #[test]
+        fn never_panics_on_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), items in 0usize..4) {
+            let headers = HeaderMap::new();
+            let reply = Reply { status: 200, headers: &headers, body: &body, items };
+            let (verdict, _) = judge_bulk(&reply);
+            if verdict == Verdict::Delivered {
+                let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                proptest::prop_assert_eq!(parsed["items"].as_array().map(Vec::len), Some(items));
+            }
+        }
+
+        /// Random item statuses: every position lands in exactly one of accepted, retry
+        /// or reject, by the documented rule.
+        #[test]
+        fn every_item_gets_one_fate(statuses in proptest::collection::vec(
+            proptest::sample::select(vec![200u16, 201, 400, 404, 409, 429, 500, 503]), 1..50)) {
+            let items: Vec<String> = statuses
+                .iter()
+                .map(|s| format!(r#"{{"create":{{"status":{s},"error":{{"type":"{}","reason":"r"}}}}}}"#,
+                    if *s == 409 { "version_conflict_engine_exception" } else { "x" }))
+                .collect();
+            let body = format!(r#"{{"errors":true,"items":[{}]}}"#, items.join(","));
+            let headers = HeaderMap::new();
+            let reply = Reply { status: 200, headers: &headers, body: body.as_bytes(), items: statuses.len() };
+            let (verdict, stats) = judge_bulk(&reply);
+            let (retry, reject) = match verdict {
+                Verdict::Delivered => (Vec::new(), Vec::new()),
+                Verdict::Partial { retry, reject } => (retry, reject.into_iter().map(|(p, _)| p).collect()),
+                other => panic!("unexpected {other:?}"),
+            };
+            for (position, status) in statuses.iter().enumerate() {
+                let retried = retry.contains(&position);
+                let rejected = reject.contains(&position);
+                match status {
+                    200 | 201 | 409 => proptest::prop_assert!(!retried && !rejected),
+                    429 | 500 | 503 => proptest::prop_assert!(retried && !rejected),
+                    _ => proptest::prop_assert!(!retried && rejected),
+                }
+            }
+            proptest::prop_assert_eq!(
+                stats.accepted + stats.conflicts + stats.retried + reject.len() as u64,
+                statuses.len() as u64
+            );
+        }
+    }
+
     #[test]
     fn judges_whole_request_statuses() {
         let none = "accepted=0 conflicts=0 retried=0 failures={}";
