@@ -232,7 +232,8 @@ fn main() {
         idle_rss(dir.path(), "idle_embedded_default", None);
     }
     // Started only when a scenario needs it; lean: it keeps no document bodies.
-    let es = wanted("file_to_elasticsearch").then(fake_elasticsearch::FakeElasticsearch::start_lean);
+    let es =
+        wanted("file_to_elasticsearch").then(fake_elasticsearch::FakeElasticsearch::start_lean);
     let es_url = es.as_ref().map(|es| es.endpoint()).unwrap_or_default();
     for scenario in scenarios() {
         if wanted(scenario.name) {

@@ -85,7 +85,11 @@ const TIME_FROM_LINE: &str = r#"      - { type: parse_regex, pattern: '^(?P<time
 
 fn assert_no_protocol_errors(es: &FakeElasticsearch) {
     let errors = es.errors();
-    assert!(errors.is_empty(), "protocol errors: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "protocol errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
 }
 
 #[test]
@@ -95,7 +99,10 @@ fn million_lines_once_each_in_date_indices() {
     write_lines(&dir.path().join("in.log"), count);
     let es = FakeElasticsearch::start_lean();
     let sink = "        index: 'logs-%Y.%m.%d'\n";
-    let agent = Agent::start(dir.path(), &config(dir.path(), &es.endpoint(), TIME_FROM_LINE, sink));
+    let agent = Agent::start(
+        dir.path(),
+        &config(dir.path(), &es.endpoint(), TIME_FROM_LINE, sink),
+    );
     wait_for("a million documents", Duration::from_secs(170), || {
         es.doc_count() >= count as usize
     });
@@ -131,26 +138,31 @@ fn partial_failures_retry_only_failed_items_and_dead_letter_mapping_errors() {
     es.set_rule(Arc::new(|doc, receipts| {
         let seq = seq_of(doc["message"].as_str()?);
         if seq % 1000 == 3 {
-            Some(ItemFault::Mapping(format!("failed to parse field [bytes] of doc {seq}")))
+            Some(ItemFault::Mapping(format!(
+                "failed to parse field [bytes] of doc {seq}"
+            )))
         } else if seq % 100 == 7 && receipts == 1 {
             Some(ItemFault::Reject429)
         } else {
             None
         }
     }));
-    let sink = "        index: 'logs-%Y.%m.%d'\n        batch: { max_events: 2000, timeout_ms: 100 }\n";
-    let yaml = config(dir.path(), &es.endpoint(), TIME_FROM_LINE, "").replace(
-        "        batch: { timeout_ms: 100 }\n",
-        sink,
-    );
+    let sink =
+        "        index: 'logs-%Y.%m.%d'\n        batch: { max_events: 2000, timeout_ms: 100 }\n";
+    let yaml = config(dir.path(), &es.endpoint(), TIME_FROM_LINE, "")
+        .replace("        batch: { timeout_ms: 100 }\n", sink);
     let agent = Agent::start(dir.path(), &yaml);
     let n400 = (0..count).filter(|s| s % 1000 == 3).count();
     let n429 = (0..count).filter(|s| s % 100 == 7).count();
     let dead_letters = dir.path().join("data/dead_letter.jsonl");
-    wait_for("every good line and every dead letter", Duration::from_secs(90), || {
-        es.doc_count() >= count as usize - n400
-            && support::read_json_lines(&dead_letters).len() >= n400
-    });
+    wait_for(
+        "every good line and every dead letter",
+        Duration::from_secs(90),
+        || {
+            es.doc_count() >= count as usize - n400
+                && support::read_json_lines(&dead_letters).len() >= n400
+        },
+    );
     assert_no_protocol_errors(&es);
     // Every 429 item indexed; no mapping-error line indexed.
     let indexed: BTreeSet<u64> = es.docs().iter().map(|d| seq_of(&d.message)).collect();
@@ -170,7 +182,11 @@ fn partial_failures_retry_only_failed_items_and_dead_letter_mapping_errors() {
         );
         let id = format!("{hash:032x}");
         let expected = if seq % 100 == 7 { 2 } else { 1 };
-        assert_eq!(receipts.get(&id).copied(), Some(expected), "line {seq} (_id {id})");
+        assert_eq!(
+            receipts.get(&id).copied(),
+            Some(expected),
+            "line {seq} (_id {id})"
+        );
     }
     // Every 400 line in the dead-letter file with Elasticsearch's reason.
     let letters = support::read_json_lines(&dead_letters);
@@ -187,9 +203,15 @@ fn partial_failures_retry_only_failed_items_and_dead_letter_mapping_errors() {
         dead.push(seq);
     }
     dead.sort();
-    assert_eq!(dead, (0..count).filter(|s| s % 1000 == 3).collect::<Vec<_>>());
+    assert_eq!(
+        dead,
+        (0..count).filter(|s| s % 1000 == 3).collect::<Vec<_>>()
+    );
     let failures = |status: &str| {
-        agent.metric_sum("sluice_elasticsearch_item_failures_total", &[("status", status)])
+        agent.metric_sum(
+            "sluice_elasticsearch_item_failures_total",
+            &[("status", status)],
+        )
     };
     assert_eq!(failures("429"), n429 as f64);
     assert_eq!(failures("400"), n400 as f64);
@@ -198,7 +220,10 @@ fn partial_failures_retry_only_failed_items_and_dead_letter_mapping_errors() {
         n429 as f64
     );
     assert_eq!(
-        agent.metric_sum("sluice_events_dropped_total", &[("reason", "400 mapper_parsing_exception")]),
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[("reason", "400 mapper_parsing_exception")]
+        ),
         n400 as f64
     );
     assert!(agent.terminate().success());
@@ -222,7 +247,9 @@ fn kill9_and_restart_never_duplicates() {
         agent.kill9();
     }
     let agent = Agent::start(dir.path(), &yaml);
-    wait_for("every line", Duration::from_secs(90), || es.doc_count() >= count as usize);
+    wait_for("every line", Duration::from_secs(90), || {
+        es.doc_count() >= count as usize
+    });
     assert_no_protocol_errors(&es);
     let docs = es.docs();
     assert_eq!(docs.len() as u64, count, "distinct _ids == lines");
@@ -254,23 +281,38 @@ fn unusable_replies_are_retried_whole_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     write_lines(&dir.path().join("in.log"), count);
     let es = FakeElasticsearch::start();
-    es.script([Behavior::Garbage, Behavior::WrongItemCount, Behavior::Status(503)]);
+    es.script([
+        Behavior::Garbage,
+        Behavior::WrongItemCount,
+        Behavior::Status(503),
+    ]);
     let yaml = config(dir.path(), &es.endpoint(), "      []\n", "")
         .replace("    transforms:\n      []\n", "")
-        .replace("batch: { timeout_ms: 100 }", "batch: { max_events: 500, timeout_ms: 100 }");
+        .replace(
+            "batch: { timeout_ms: 100 }",
+            "batch: { max_events: 500, timeout_ms: 100 }",
+        );
     let agent = Agent::start(dir.path(), &yaml);
-    wait_for("every line", Duration::from_secs(60), || es.doc_count() >= count as usize);
+    wait_for("every line", Duration::from_secs(60), || {
+        es.doc_count() >= count as usize
+    });
     wait_for("the sink's counters", Duration::from_secs(10), || {
         agent.metric_sum("sluice_events_sent_total", &[("component_kind", "sink")]) >= count as f64
     });
     assert_no_protocol_errors(&es);
     assert_eq!(es.doc_count() as u64, count);
     let invalid = |reason: &str| {
-        agent.metric_sum("sluice_elasticsearch_invalid_responses_total", &[("reason", reason)])
+        agent.metric_sum(
+            "sluice_elasticsearch_invalid_responses_total",
+            &[("reason", reason)],
+        )
     };
     assert_eq!(invalid("invalid_bulk_response"), 1.0);
     assert_eq!(invalid("bulk_item_count_mismatch"), 1.0);
-    assert_eq!(agent.metric_sum("sluice_sink_requests_total", &[("status", "503")]), 1.0);
+    assert_eq!(
+        agent.metric_sum("sluice_sink_requests_total", &[("status", "503")]),
+        1.0
+    );
     // The garbled replies' items had been stored: their re-sends were answered 409 and
     // counted as delivered, not indexed twice.
     assert!(agent.metric_sum("sluice_elasticsearch_conflicts_total", &[]) >= 500.0);
@@ -295,9 +337,16 @@ fn data_stream_mode_with_api_key_and_a_field_named_timestamp() {
     std::fs::write(dir.path().join("in.log"), input).unwrap();
     let es = FakeElasticsearch::start();
     let sink = "        mode: data_stream\n        data_stream: { dataset: app, namespace: prod }\n        auth: { strategy: api_key, key: 'id:secret' }\n        pipeline: enrich\n";
-    let yaml = config(dir.path(), &es.endpoint(), "      - { type: parse_json }\n", sink);
+    let yaml = config(
+        dir.path(),
+        &es.endpoint(),
+        "      - { type: parse_json }\n",
+        sink,
+    );
     let agent = Agent::start(dir.path(), &yaml);
-    wait_for("every line", Duration::from_secs(60), || es.doc_count() >= 200);
+    wait_for("every line", Duration::from_secs(60), || {
+        es.doc_count() >= 200
+    });
     assert_no_protocol_errors(&es);
     let mut ns = BTreeSet::new();
     for doc in es.docs() {
@@ -307,7 +356,10 @@ fn data_stream_mode_with_api_key_and_a_field_named_timestamp() {
         // The event time goes to @timestamp; the field of that name is kept aside.
         assert_eq!(source["_@timestamp"], "2001-02-03T04:05:06Z");
         let time = source["@timestamp"].as_str().unwrap();
-        assert!(time.starts_with("20") && !time.starts_with("2001"), "{time}");
+        assert!(
+            time.starts_with("20") && !time.starts_with("2001"),
+            "{time}"
+        );
         assert!(time.ends_with('Z'));
         // A metadata field name is renamed rather than refused by Elasticsearch.
         let n = source["n"].as_i64().unwrap();
@@ -319,7 +371,10 @@ fn data_stream_mode_with_api_key_and_a_field_named_timestamp() {
     let auth = es.authorization();
     assert!(!auth.is_empty());
     assert!(auth.iter().all(|a| a == "ApiKey aWQ6c2VjcmV0"), "{auth:?}");
-    assert!(es.paths().iter().all(|p| p.starts_with("/_bulk?") && p.contains("pipeline=enrich")));
+    assert!(es
+        .paths()
+        .iter()
+        .all(|p| p.starts_with("/_bulk?") && p.contains("pipeline=enrich")));
     assert!(agent.terminate().success());
 }
 
@@ -333,11 +388,16 @@ fn several_endpoints_one_down() {
     let endpoints = format!("[{down}, {}, {}]", first.endpoint(), second.endpoint());
     let yaml = config(dir.path(), &endpoints, "      []\n", "")
         .replace("    transforms:\n      []\n", "")
-        .replace("batch: { timeout_ms: 100 }", "batch: { max_events: 1000, timeout_ms: 100 }");
+        .replace(
+            "batch: { timeout_ms: 100 }",
+            "batch: { max_events: 1000, timeout_ms: 100 }",
+        );
     let agent = Agent::start(dir.path(), &yaml);
-    wait_for("every line on one node or the other", Duration::from_secs(60), || {
-        first.doc_count() + second.doc_count() >= count as usize
-    });
+    wait_for(
+        "every line on one node or the other",
+        Duration::from_secs(60),
+        || first.doc_count() + second.doc_count() >= count as usize,
+    );
     assert_no_protocol_errors(&first);
     assert_no_protocol_errors(&second);
     let mut seqs: HashMap<u64, u32> = HashMap::new();

@@ -578,10 +578,9 @@ impl HttpSettings {
                 ))
             }
             Some(AuthConfig::Bearer { token }) => Some(format!("Bearer {token}")),
-            Some(AuthConfig::ApiKey { key }) if key.contains(':') => Some(format!(
-                "ApiKey {}",
-                base64_lite::encode(key.as_bytes())
-            )),
+            Some(AuthConfig::ApiKey { key }) if key.contains(':') => {
+                Some(format!("ApiKey {}", base64_lite::encode(key.as_bytes())))
+            }
             Some(AuthConfig::ApiKey { key }) => Some(format!("ApiKey {key}")),
         };
         if let Some(authorization) = authorization {
@@ -949,7 +948,9 @@ impl HttpDriver {
         loop {
             state.bytes_compressed.add(body.len() as u64);
             let limit = codec.max_reply_bytes();
-            let result = self.attempt(headers.clone(), body.clone(), limit, state).await;
+            let result = self
+                .attempt(headers.clone(), body.clone(), limit, state)
+                .await;
             let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
             let verdict = match result {
                 Ok(reply) => {

@@ -43,7 +43,8 @@ pub enum SinkConfig {
 
 impl TaggedEnum for SinkConfig {
     const KIND: &'static str = "sink";
-    const TYPES: &'static [&'static str] = &["console", "file", "blackhole", "loki", "elasticsearch"];
+    const TYPES: &'static [&'static str] =
+        &["console", "file", "blackhole", "loki", "elasticsearch"];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,

@@ -299,7 +299,10 @@ fn handle(request: &HttpRequest, state: &Mutex<State>) -> (u16, Vec<u8>) {
         Some("") => None,
         Some(index) => Some(index.trim_start_matches('/').to_owned()),
         None => {
-            return protocol_error(state, format!("unexpected {} {}", request.method, request.path))
+            return protocol_error(
+                state,
+                format!("unexpected {} {}", request.method, request.path),
+            )
         }
     };
     if request.method != "POST" && request.method != "PUT" {
@@ -313,7 +316,9 @@ fn handle(request: &HttpRequest, state: &Mutex<State>) -> (u16, Vec<u8>) {
         }
     }
     let content_type = request.header("content-type").unwrap_or("");
-    if !content_type.starts_with("application/x-ndjson") && !content_type.starts_with("application/json") {
+    if !content_type.starts_with("application/x-ndjson")
+        && !content_type.starts_with("application/json")
+    {
         return protocol_error(state, format!("content-type {content_type:?}"));
     }
     let body = match request.header("content-encoding") {
@@ -343,7 +348,10 @@ fn handle(request: &HttpRequest, state: &Mutex<State>) -> (u16, Vec<u8>) {
     if let Behavior::Status(code) = behavior {
         let mut state = state.lock().unwrap();
         state.requests += 1;
-        return (code, es_error(code, "unavailable_shards_exception", "injected failure"));
+        return (
+            code,
+            es_error(code, "unavailable_shards_exception", "injected failure"),
+        );
     }
     let mut state = state.lock().unwrap();
     state.requests += 1;
@@ -457,7 +465,10 @@ fn apply(state: &mut State, item: BulkItem) -> serde_json::Value {
         *n += 1;
         *n
     };
-    let fault = state.rule.as_ref().and_then(|rule| rule(&item.doc, receipts));
+    let fault = state
+        .rule
+        .as_ref()
+        .and_then(|rule| rule(&item.doc, receipts));
     let head = |status: u16| serde_json::json!({"_index": item.index, "_id": id, "status": status});
     let with_error = |status: u16, kind: &str, reason: &str| {
         let mut out = head(status);

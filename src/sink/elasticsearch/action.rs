@@ -174,39 +174,86 @@ pub fn write_action(body: &mut Vec<u8>, index: &str, id: Option<&str>, always_cr
 }
 
 /// A JSON string literal, escaped in one pass (the same escapes as `serde_json`: `\"`,
-/// `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00XX`).
+/// `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00XX`). Eight bytes
+/// are checked at a time; runs without anything to escape are copied whole.
 pub fn write_json_str(body: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     body.reserve(bytes.len() + 2);
     body.push(b'"');
     let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
         }
-        body.extend_from_slice(&bytes[start..i]);
-        match byte {
-            b'"' => body.extend_from_slice(b"\\\""),
-            b'\\' => body.extend_from_slice(b"\\\\"),
-            b'\n' => body.extend_from_slice(b"\\n"),
-            b'\r' => body.extend_from_slice(b"\\r"),
-            b'\t' => body.extend_from_slice(b"\\t"),
-            0x08 => body.extend_from_slice(b"\\b"),
-            0x0c => body.extend_from_slice(b"\\f"),
-            control => body.extend_from_slice(&[
+        let end = (i + 8).min(bytes.len());
+        for (j, &byte) in bytes[i..end].iter().enumerate() {
+            if let Some(escape) = escape(byte) {
+                body.extend_from_slice(&bytes[start..i + j]);
+                escape.write(body);
+                start = i + j + 1;
+            }
+        }
+        i = end;
+    }
+    body.extend_from_slice(&bytes[start..]);
+    body.push(b'"');
+}
+
+/// True when some byte of `word` is below 0x20, `"` or `\\` (exact: the classic
+/// "has a zero / a byte less than n" bit tricks, which never miss and never over-report
+/// existence).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote & HIGH;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGH;
+    (below_space | quote | backslash) != 0
+}
+
+/// The escape of one byte, if it needs one.
+enum Escape {
+    Short(&'static [u8]),
+    Unicode(u8),
+}
+
+impl Escape {
+    fn write(self, body: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match self {
+            Escape::Short(text) => body.extend_from_slice(text),
+            Escape::Unicode(byte) => body.extend_from_slice(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
-                HEX[usize::from(control >> 4)],
-                HEX[usize::from(control & 0xf)],
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
             ]),
         }
-        start = i + 1;
     }
-    body.extend_from_slice(&bytes[start..]);
-    body.push(b'"');
+}
+
+fn escape(byte: u8) -> Option<Escape> {
+    Some(match byte {
+        b'"' => Escape::Short(b"\\\""),
+        b'\\' => Escape::Short(b"\\\\"),
+        b'\n' => Escape::Short(b"\\n"),
+        b'\r' => Escape::Short(b"\\r"),
+        b'\t' => Escape::Short(b"\\t"),
+        0x08 => Escape::Short(b"\\b"),
+        0x0c => Escape::Short(b"\\f"),
+        0x00..=0x1f => Escape::Unicode(byte),
+        _ => return None,
+    })
 }
 
 fn write_hex(hash: u128, out: &mut String) {
@@ -239,8 +286,12 @@ struct Hasher128 {
 
 impl Hasher128 {
     fn word(&mut self, w: u64) {
-        self.a = (self.a ^ w.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
-        self.b = (self.b ^ w.wrapping_mul(P1)).rotate_left(27).wrapping_mul(P2);
+        self.a = (self.a ^ w.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1);
+        self.b = (self.b ^ w.wrapping_mul(P1))
+            .rotate_left(27)
+            .wrapping_mul(P2);
     }
 
     /// Length-prefixed, zero-padded: different inputs never frame to the same words.
@@ -382,7 +433,11 @@ mod tests {
         assert_eq!(id_of(&IdSource::Auto, &log).unwrap(), id, "deterministic");
         let mut other = log.clone();
         other.message = "hellp".into();
-        assert_ne!(id_of(&IdSource::Auto, &other).unwrap(), id, "message counts");
+        assert_ne!(
+            id_of(&IdSource::Auto, &other).unwrap(),
+            id,
+            "message counts"
+        );
         let mut other = log.clone();
         other.origin.as_mut().unwrap().offset = 43;
         assert_ne!(id_of(&IdSource::Auto, &other).unwrap(), id, "offset counts");
@@ -403,10 +458,37 @@ mod tests {
     #[test]
     fn escapes_like_serde_json() {
         let all_bytes: String = (0u8..0x80).map(char::from).collect();
-        for text in ["", "plain", "a\"b\\c", "tab\tnl\ncr\r", "\u{1}\u{1f}\u{7f}", "héllo ✓ 😀", all_bytes.as_str()] {
+        for text in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "tab\tnl\ncr\r",
+            "\u{1}\u{1f}\u{7f}",
+            "héllo ✓ 😀",
+            all_bytes.as_str(),
+        ] {
             let mut body = Vec::new();
             write_json_str(&mut body, text);
-            assert_eq!(String::from_utf8(body).unwrap(), serde_json::to_string(text).unwrap());
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+        }
+        // Every special byte at every position of strings around the 8-byte word size.
+        for len in 0..20 {
+            for position in 0..len {
+                for special in [b'"', b'\\', b'\n', 0x00, 0x1f, 0x7f, b'a'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[position] = special;
+                    let text = String::from_utf8(bytes).unwrap();
+                    let mut body = Vec::new();
+                    write_json_str(&mut body, &text);
+                    assert_eq!(
+                        String::from_utf8(body).unwrap(),
+                        serde_json::to_string(&text).unwrap()
+                    );
+                }
+            }
         }
     }
 

@@ -187,7 +187,10 @@ mod tests {
         check(
             0,
             "m".into(),
-            &[("@timestamp", Value::Int(1)), ("_@timestamp", Value::Int(2))],
+            &[
+                ("@timestamp", Value::Int(1)),
+                ("_@timestamp", Value::Int(2)),
+            ],
             r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"m","__@timestamp":1,"_@timestamp":2}"#,
         );
         check(

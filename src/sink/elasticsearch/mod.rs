@@ -434,6 +434,8 @@ pub struct ElasticsearchCodec {
     /// Scratch space for index names and ids.
     index: String,
     id: String,
+    /// Body bytes per document of the last request (sizes the next body).
+    bytes_per_event: usize,
 }
 
 impl ElasticsearchCodec {
@@ -445,6 +447,7 @@ impl ElasticsearchCodec {
             timestamps: TimestampCache::default(),
             index: String::new(),
             id: String::new(),
+            bytes_per_event: 384,
         }
     }
 }
@@ -455,9 +458,8 @@ impl HttpSinkCodec for ElasticsearchCodec {
     }
 
     fn encode(&mut self, events: &[Event]) -> Encoded {
-        // Action line (~75 bytes with an id), timestamp and JSON punctuation (~60).
-        let estimate: usize = events.iter().map(|e| e.size_hint() + 160).sum();
-        let mut body = Vec::with_capacity(estimate);
+        // Sized from the last body, so the buffer is allocated once.
+        let mut body = Vec::with_capacity(events.len() * (self.bytes_per_event + 16));
         let mut items = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else { continue };
@@ -478,6 +480,7 @@ impl HttpSinkCodec for ElasticsearchCodec {
         }
         let mut requests = Vec::new();
         if !items.is_empty() {
+            self.bytes_per_event = body.len() / items.len();
             requests.push(EncodedRequest {
                 body,
                 content_type: "application/x-ndjson",
@@ -529,7 +532,13 @@ mod tests {
         let lines: Vec<String> = encoded
             .requests
             .iter()
-            .flat_map(|r| String::from_utf8(r.body.clone()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|r| {
+                String::from_utf8(r.body.clone())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         assert_eq!(lines, expected, "config {yaml}");
         for request in &encoded.requests {
@@ -592,11 +601,10 @@ mod tests {
 
     #[test]
     fn builds_urls_and_refuses_bad_config() {
-        let built = config(
-            "endpoint: [ 'http://a:9200/base/', 'https://b:9200' ]\npipeline: my pipe",
-        )
-        .build()
-        .unwrap();
+        let built =
+            config("endpoint: [ 'http://a:9200/base/', 'https://b:9200' ]\npipeline: my pipe")
+                .build()
+                .unwrap();
         let urls: Vec<&str> = built.urls().iter().map(Url::as_str).collect();
         assert_eq!(
             urls,
@@ -609,9 +617,18 @@ mod tests {
         for (yaml, expected) in [
             ("endpoint: http://x\nindex: 'a-%Q'", "unknown strftime"),
             ("endpoint: http://x\nindex: '{{ a'", "without a closing"),
-            ("endpoint: http://x\nmode: data_stream\nindex: a", "index is for mode: bulk"),
-            ("endpoint: http://x\ndata_stream: {}", "data_stream is for mode"),
-            ("endpoint: http://x\nmode: data_stream\ndata_stream: { dataset: '' }", "data_stream.dataset"),
+            (
+                "endpoint: http://x\nmode: data_stream\nindex: a",
+                "index is for mode: bulk",
+            ),
+            (
+                "endpoint: http://x\ndata_stream: {}",
+                "data_stream is for mode",
+            ),
+            (
+                "endpoint: http://x\nmode: data_stream\ndata_stream: { dataset: '' }",
+                "data_stream.dataset",
+            ),
             ("endpoint: http://x\nid: none\nid_field: a", "contradict"),
             ("endpoint: []", "at least one URL"),
             ("endpoint: ftp://x", "http:// or https://"),

@@ -83,59 +83,16 @@ fn error_parts(error: Option<&serde_json::Value>) -> (String, String) {
 /// Judges a `_bulk` reply to a request of `reply.items` items.
 pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
     let mut stats = ItemStats::default();
-    match reply.status {
-        200..=299 => {}
-        401 | 403 => {
-            let verdict = Verdict::Retry {
-                reason: format!("http_{}", reply.status),
-                retry_after: None,
-            };
-            return (verdict, stats);
-        }
-        413 => {
-            let reason = "http_413: request body too large for Elasticsearch \
-                          (lower batch.max_bytes or raise http.max_content_length)";
-            let verdict = Verdict::Reject {
-                reason: reason.to_owned(),
-            };
-            return (verdict, stats);
-        }
-        status => {
-            let verdict = match judge_status(reply) {
-                Verdict::Reject { reason } => {
-                    let body: Option<serde_json::Value> = serde_json::from_slice(reply.body).ok();
-                    let error = body.as_ref().and_then(|b| b.get("error"));
-                    match error {
-                        Some(error) => {
-                            let (kind, text) = error_parts(Some(error));
-                            Verdict::Reject {
-                                reason: format!("http_{status}: {kind}: {text}"),
-                            }
-                        }
-                        None => Verdict::Reject { reason },
-                    }
-                }
-                other => other,
-            };
-            return (verdict, stats);
-        }
+    if !(200..=299).contains(&reply.status) {
+        return (judge_request_status(reply), stats);
     }
-    let invalid = |stats: &mut ItemStats, why: &'static str| {
-        stats.invalid = Some(why);
-        Verdict::Retry {
-            reason: why.to_owned(),
-            retry_after: None,
+    let items = match serde_json::from_slice::<BulkResponse>(reply.body) {
+        Ok(BulkResponse { items: Some(items) }) if items.len() == reply.items => items,
+        Ok(BulkResponse { items: Some(_) }) => {
+            return (unusable(&mut stats, "bulk_item_count_mismatch"), stats)
         }
+        _ => return (unusable(&mut stats, "invalid_bulk_response"), stats),
     };
-    let Ok(response) = serde_json::from_slice::<BulkResponse>(reply.body) else {
-        return (invalid(&mut stats, "invalid_bulk_response"), stats);
-    };
-    let Some(items) = response.items else {
-        return (invalid(&mut stats, "invalid_bulk_response"), stats);
-    };
-    if items.len() != reply.items {
-        return (invalid(&mut stats, "bulk_item_count_mismatch"), stats);
-    }
     let mut retry = Vec::new();
     let mut reject = Vec::new();
     for (position, item) in items.into_iter().enumerate() {
@@ -156,7 +113,7 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
                 delete: Some(result),
                 ..
             } => (false, result),
-            _ => return (invalid(&mut stats, "invalid_bulk_response"), stats),
+            _ => return (unusable(&mut stats, "invalid_bulk_response"), stats),
         };
         if (200..=299).contains(&result.status) {
             stats.accepted += 1;
@@ -184,6 +141,48 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
     (Verdict::Partial { retry, reject }, stats)
 }
 
+/// A 2xx reply that cannot be read item by item: the whole request is sent again.
+fn unusable(stats: &mut ItemStats, why: &'static str) -> Verdict {
+    *stats = ItemStats {
+        invalid: Some(why),
+        ..ItemStats::default()
+    };
+    Verdict::Retry {
+        reason: why.to_owned(),
+        retry_after: None,
+    }
+}
+
+/// A non-2xx answer to the whole request.
+fn judge_request_status(reply: &Reply<'_>) -> Verdict {
+    match reply.status {
+        401 | 403 => Verdict::Retry {
+            reason: format!("http_{}", reply.status),
+            retry_after: None,
+        },
+        413 => Verdict::Reject {
+            reason: "http_413: request body too large for Elasticsearch \
+                     (lower batch.max_bytes or raise http.max_content_length)"
+                .to_owned(),
+        },
+        status => match judge_status(reply) {
+            Verdict::Reject { reason } => {
+                let body: Option<serde_json::Value> = serde_json::from_slice(reply.body).ok();
+                match body.as_ref().and_then(|b| b.get("error")) {
+                    Some(error) => {
+                        let (kind, text) = error_parts(Some(error));
+                        Verdict::Reject {
+                            reason: format!("http_{status}: {kind}: {text}"),
+                        }
+                    }
+                    None => Verdict::Reject { reason },
+                }
+            }
+            other => other,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +200,9 @@ mod tests {
             Verdict::Delivered => "delivered".to_owned(),
             Verdict::Retry { reason, .. } => format!("retry {reason}"),
             Verdict::Reject { reason } => format!("reject {reason}"),
-            Verdict::Partial { retry, reject } => format!("partial retry={retry:?} reject={reject:?}"),
+            Verdict::Partial { retry, reject } => {
+                format!("partial retry={retry:?} reject={reject:?}")
+            }
         };
         let got = format!(
             "{verdict} | accepted={} conflicts={} retried={} failures={:?}",
@@ -257,7 +258,11 @@ mod tests {
             ("not json", 1, "invalid_bulk_response"),
             ("", 1, "invalid_bulk_response"),
             (r#"{"took":1,"errors":false}"#, 1, "invalid_bulk_response"),
-            (r#"{"items":[{"bogus":{"status":201}}]}"#, 1, "invalid_bulk_response"),
+            (
+                r#"{"items":[{"bogus":{"status":201}}]}"#,
+                1,
+                "invalid_bulk_response",
+            ),
             (r#"{"items":[{"create":{}}]}"#, 1, "invalid_bulk_response"),
             (
                 &format!(r#"{{"errors":false,"items":[{OK}]}}"#),
@@ -269,7 +274,11 @@ mod tests {
                 1,
                 "bulk_item_count_mismatch",
             ),
-            (&format!(r#"{{"errors":false,"items":[{OK}"#), 1, "invalid_bulk_response"),
+            (
+                &format!(r#"{{"errors":false,"items":[{OK}"#),
+                1,
+                "invalid_bulk_response",
+            ),
         ] {
             check(200, items, body, &format!("retry {reason} | {none}"));
         }
