@@ -7,6 +7,9 @@
 //! is done; the harness polls `/metrics` until the sinks report every event, then reads the
 //! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
 
+#[path = "../tests/support/fake_elasticsearch.rs"]
+mod fake_elasticsearch;
+
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -22,7 +25,8 @@ struct Scenario {
     events: u64,
     /// Bytes of input per event, for MiB/s.
     bytes_per_event: f64,
-    /// `pipelines:` body; `{data}` is the scenario's temp dir.
+    /// `pipelines:` body; `{data}` is the scenario's temp dir, `{es}` the fake
+    /// Elasticsearch's URL.
     pipeline: String,
     /// Lines of 150 bytes written to `{data}/in/bench.log` before the agent starts.
     file_lines: u64,
@@ -86,6 +90,13 @@ fn scenarios() -> Vec<Scenario> {
             pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
             file_lines: 1_000_000,
         },
+        Scenario {
+            name: "file_to_elasticsearch",
+            events: 1_000_000,
+            bytes_per_event: 150.0,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: elasticsearch, endpoint: \"{{es}}\", index: \"logs-%Y.%m.%d\" }}\n"),
+            file_lines: 1_000_000,
+        },
     ]
 }
 
@@ -140,7 +151,7 @@ fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run(scenario: &Scenario, dir: &Path) {
+fn run(scenario: &Scenario, dir: &Path, es: &str) {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("address");
@@ -155,7 +166,8 @@ fn run(scenario: &Scenario, dir: &Path) {
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",
         scenario
             .pipeline
-            .replace("{data}", &data.display().to_string()),
+            .replace("{data}", &data.display().to_string())
+            .replace("{es}", es),
         data = data.display()
     );
     let path = data.join("bench.yaml");
@@ -245,9 +257,13 @@ fn main() {
             Some(include_str!("../pipelines/host-agent.yaml")),
         );
     }
+    // Started only when a scenario needs it; lean: it keeps no document bodies.
+    let es =
+        wanted("file_to_elasticsearch").then(fake_elasticsearch::FakeElasticsearch::start_lean);
+    let es_url = es.as_ref().map(|es| es.endpoint()).unwrap_or_default();
     for scenario in scenarios() {
         if wanted(scenario.name) {
-            run(&scenario, dir.path());
+            run(&scenario, dir.path(), &es_url);
         }
     }
 }

@@ -83,6 +83,12 @@ pub trait HttpSinkCodec: Clone + Send + Sync + 'static {
     fn content_encoding(&self, compression: Compression) -> Option<&'static str> {
         compression.content_encoding()
     }
+
+    /// How many bytes of a reply body [`HttpSinkCodec::judge`] needs (default 64 KiB).
+    /// Protocols that answer per item (Elasticsearch `_bulk`) need the whole body.
+    fn max_reply_bytes(&self) -> usize {
+        MAX_REPLY_BYTES
+    }
 }
 
 /// The result of [`HttpSinkCodec::encode`].
@@ -114,8 +120,10 @@ pub struct Reply<'a> {
     pub status: u16,
     /// Reply headers.
     pub headers: &'a HeaderMap,
-    /// The first 64 KiB of the body.
+    /// The first [`HttpSinkCodec::max_reply_bytes`] of the body.
     pub body: &'a [u8],
+    /// How many items (events) the request carried, for per-item replies.
+    pub items: usize,
 }
 
 /// What became of a request.
@@ -390,6 +398,13 @@ pub enum AuthConfig {
         /// The token.
         token: String,
     },
+    /// `Authorization: ApiKey <key>` (Elasticsearch API keys). `key` is either the
+    /// base64 `encoded` value Elasticsearch returns, or `id:api_key`, which is
+    /// base64-encoded here.
+    ApiKey {
+        /// The encoded key, or `id:api_key`.
+        key: String,
+    },
 }
 
 fn default_unhealthy_after_secs() -> u64 {
@@ -430,10 +445,24 @@ impl HttpSettings {
     /// Validates the settings and builds the driver for `url`. `allowed` lists the
     /// compressions the protocol accepts; the first is the default.
     pub fn build(&self, url: Url, allowed: &[Compression]) -> anyhow::Result<HttpDriver> {
-        anyhow::ensure!(
-            matches!(url.scheme(), "http" | "https"),
-            "endpoint must be an http:// or https:// URL, not {url}"
-        );
+        self.build_endpoints(vec![url], allowed)
+    }
+
+    /// Like [`HttpSettings::build`] for several equivalent endpoints (cluster nodes):
+    /// requests go to them in turn, and one that fails to connect or answers 5xx is
+    /// skipped for a while, so the retry goes to the next one (failover).
+    pub fn build_endpoints(
+        &self,
+        urls: Vec<Url>,
+        allowed: &[Compression],
+    ) -> anyhow::Result<HttpDriver> {
+        anyhow::ensure!(!urls.is_empty(), "endpoint: at least one URL is needed");
+        for url in &urls {
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https"),
+                "endpoint must be an http:// or https:// URL, not {url}"
+            );
+        }
         let batch = &self.batch;
         anyhow::ensure!(batch.max_events > 0, "batch.max_events must be at least 1");
         anyhow::ensure!(batch.max_bytes > 0, "batch.max_bytes must be at least 1");
@@ -475,7 +504,7 @@ impl HttpSettings {
         anyhow::ensure!(level <= 9, "compression level must be 0..=9");
         Ok(HttpDriver {
             client: self.client()?,
-            url,
+            endpoints: Endpoints::new(urls),
             headers: self.header_map()?,
             compression,
             level,
@@ -549,6 +578,10 @@ impl HttpSettings {
                 ))
             }
             Some(AuthConfig::Bearer { token }) => Some(format!("Bearer {token}")),
+            Some(AuthConfig::ApiKey { key }) if key.contains(':') => {
+                Some(format!("ApiKey {}", base64_lite::encode(key.as_bytes())))
+            }
+            Some(AuthConfig::ApiKey { key }) => Some(format!("ApiKey {key}")),
         };
         if let Some(authorization) = authorization {
             let mut value = HeaderValue::from_str(&authorization)
@@ -597,7 +630,7 @@ mod base64_lite {
 #[derive(Debug)]
 pub struct HttpDriver {
     client: reqwest::Client,
-    url: Url,
+    endpoints: Endpoints,
     headers: HeaderMap,
     compression: Compression,
     level: u32,
@@ -726,9 +759,14 @@ struct RawReply {
 }
 
 impl HttpDriver {
-    /// The push URL.
+    /// The push URL (the first one, when there are several).
     pub fn url(&self) -> &Url {
-        &self.url
+        &self.endpoints.urls[0]
+    }
+
+    /// Every endpoint URL, in the order requests rotate through them.
+    pub fn urls(&self) -> &[Url] {
+        &self.endpoints.urls
     }
 
     /// The compression in use.
@@ -909,13 +947,19 @@ impl HttpDriver {
         let mut attempt: u32 = 0;
         loop {
             state.bytes_compressed.add(body.len() as u64);
-            let verdict = match self.attempt(headers.clone(), body.clone(), state).await {
+            let limit = codec.max_reply_bytes();
+            let result = self
+                .attempt(headers.clone(), body.clone(), limit, state)
+                .await;
+            let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
+            let verdict = match result {
                 Ok(reply) => {
                     state.request_counter(ctx, &reply.status.to_string()).inc();
                     codec.judge(&Reply {
                         status: reply.status,
                         headers: &reply.headers,
                         body: &reply.body,
+                        items: items.len(),
                     })
                 }
                 Err(kind) => {
@@ -959,7 +1003,12 @@ impl HttpDriver {
                 );
                 return Vec::new();
             }
-            let delay = self.backoff(attempt, retry_after, ctx.shutdown.is_triggered());
+            // Another endpoint is up: fail over to it at once (the failed one is resting).
+            let delay = if endpoint_failed && self.endpoints.failover_available() {
+                Duration::ZERO
+            } else {
+                self.backoff(attempt, retry_after, ctx.shutdown.is_triggered())
+            };
             tracing::warn!(sink = %ctx.id, %reason, attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
             state.retries.inc();
             attempt = attempt.saturating_add(1);
@@ -1051,13 +1100,15 @@ impl HttpDriver {
         &self,
         headers: HeaderMap,
         body: Bytes,
+        max_reply_bytes: usize,
         state: &State,
     ) -> Result<RawReply, &'static str> {
         state.in_flight.add(1);
+        let endpoint = self.endpoints.pick();
         let exchange = async {
             let mut response = self
                 .client
-                .post(self.url.clone())
+                .post(self.endpoints.urls[endpoint].clone())
                 .headers(headers)
                 .timeout(self.request_timeout)
                 .body(body)
@@ -1068,9 +1119,9 @@ impl HttpDriver {
             let headers = std::mem::take(response.headers_mut());
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(classify)? {
-                let room = MAX_REPLY_BYTES.saturating_sub(body.len());
+                let room = max_reply_bytes.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_REPLY_BYTES {
+                if body.len() >= max_reply_bytes {
                     break;
                 }
             }
@@ -1088,7 +1139,86 @@ impl HttpDriver {
                 Err(_) => Err("timeout"),
             };
         state.in_flight.add(-1);
+        match &result {
+            Ok(reply) if reply.status < 500 => self.endpoints.succeeded(endpoint),
+            _ => self.endpoints.failed(endpoint),
+        }
         result
+    }
+}
+
+/// The endpoints of a driver, used in turn; a failing one rests before it is tried again.
+#[derive(Debug)]
+struct Endpoints {
+    urls: Vec<Url>,
+    /// Round-robin cursor.
+    next: AtomicUsize,
+    /// Per endpoint: (milliseconds since `epoch` until which it rests, consecutive failures).
+    resting: Vec<(AtomicU64, AtomicU64)>,
+    epoch: Instant,
+}
+
+/// How long a failed endpoint rests at first; doubles per consecutive failure.
+const ENDPOINT_REST_MS: u64 = 1_000;
+/// The longest rest.
+const ENDPOINT_MAX_REST_MS: u64 = 30_000;
+
+impl Endpoints {
+    fn new(urls: Vec<Url>) -> Self {
+        let resting = urls
+            .iter()
+            .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+            .collect();
+        Endpoints {
+            urls,
+            next: AtomicUsize::new(0),
+            resting,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The next endpoint in turn that is not resting (or simply the next, if all rest).
+    fn pick(&self) -> usize {
+        let n = self.urls.len();
+        if n == 1 {
+            return 0;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| self.resting[i].0.load(Ordering::Relaxed) <= now)
+            .unwrap_or(start % n)
+    }
+
+    fn succeeded(&self, endpoint: usize) {
+        if self.urls.len() > 1 {
+            self.resting[endpoint].1.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&self, endpoint: usize) {
+        if self.urls.len() == 1 {
+            return;
+        }
+        let (until, failures) = &self.resting[endpoint];
+        let n = failures.fetch_add(1, Ordering::Relaxed).min(5);
+        let rest = (ENDPOINT_REST_MS << n).min(ENDPOINT_MAX_REST_MS);
+        until.store(self.now_ms() + rest, Ordering::Relaxed);
+    }
+
+    /// True when some endpoint is not resting (a retry can go there without waiting).
+    fn failover_available(&self) -> bool {
+        let now = self.now_ms();
+        self.urls.len() > 1
+            && self
+                .resting
+                .iter()
+                .any(|(until, _)| until.load(Ordering::Relaxed) <= now)
     }
 }
 
@@ -1129,7 +1259,12 @@ fn settle(events: Vec<Event>, outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &S
         ctx.metrics.dropped(reason).add(n);
     }
     for (reason, events) in rejected {
-        ctx.rejected(Batch::new(events), &reason);
+        // A reason may carry the server's free text after a colon (Elasticsearch item
+        // errors): the dead-letter file keeps it all, the metric label only the kind.
+        let label = reason.split(':').next().unwrap_or(&reason);
+        ctx.metrics.dropped(label).add(events.len() as u64);
+        ctx.dead_letters
+            .write(&ctx.pipeline, &ctx.id, &reason, &events);
     }
     ctx.progress.mark();
     for ack in acks {
@@ -1236,6 +1371,7 @@ mod tests {
             status,
             headers: &headers,
             body: b"",
+            items: 1,
         });
         let got = match verdict {
             Verdict::Delivered => "delivered".to_owned(),

@@ -11,6 +11,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod driver;
+pub mod elasticsearch;
 pub mod file;
 pub mod loki;
 pub mod prometheus_remote_write;
@@ -39,6 +40,8 @@ pub enum SinkConfig {
     Loki(Box<loki::LokiConfig>),
     /// Prometheus remote-write 1.0 (`type: prometheus_remote_write`).
     PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWriteConfig>),
+    /// Elasticsearch `_bulk` API (`type: elasticsearch`).
+    Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
 }
 
 impl TaggedEnum for SinkConfig {
@@ -49,6 +52,7 @@ impl TaggedEnum for SinkConfig {
         "blackhole",
         "loki",
         "prometheus_remote_write",
+        "elasticsearch",
     ];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
@@ -61,6 +65,7 @@ impl TaggedEnum for SinkConfig {
             "blackhole" => Self::Blackhole(body.next_value()?),
             "loki" => Self::Loki(body.next_value()?),
             "prometheus_remote_write" => Self::PrometheusRemoteWrite(body.next_value()?),
+            "elasticsearch" => Self::Elasticsearch(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
         })
     }
@@ -75,6 +80,7 @@ impl SinkConfig {
             Self::Blackhole(_) => "blackhole",
             Self::Loki(_) => "loki",
             Self::PrometheusRemoteWrite(_) => "prometheus_remote_write",
+            Self::Elasticsearch(_) => "elasticsearch",
         }
     }
 
@@ -88,6 +94,7 @@ impl SinkConfig {
             Self::PrometheusRemoteWrite(config) => {
                 Sink::PrometheusRemoteWrite(Box::new(config.build()?))
             }
+            Self::Elasticsearch(config) => Sink::Elasticsearch(Box::new(config.build()?)),
         })
     }
 }
@@ -105,6 +112,8 @@ pub enum Sink {
     Loki(Box<loki::Loki>),
     /// See [`prometheus_remote_write`].
     PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWrite>),
+    /// See [`elasticsearch`].
+    Elasticsearch(Box<elasticsearch::Elasticsearch>),
 }
 
 impl Sink {
@@ -117,6 +126,7 @@ impl Sink {
             Sink::Blackhole(sink) => sink.run(input, ctx).await,
             Sink::Loki(sink) => sink.run(input, ctx).await,
             Sink::PrometheusRemoteWrite(sink) => sink.run(input, ctx).await,
+            Sink::Elasticsearch(sink) => sink.run(input, ctx).await,
         }
     }
 }

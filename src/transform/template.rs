@@ -26,6 +26,15 @@ enum Part {
     Field(String),
 }
 
+/// One piece of a parsed template (see [`Template::segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
+    /// Literal text.
+    Literal(&'a str),
+    /// A `{{ name }}` field reference.
+    Field(&'a str),
+}
+
 /// Why a template could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {
@@ -109,6 +118,15 @@ impl Template {
             [Part::Literal(text)] => Some(text),
             _ => None,
         }
+    }
+
+    /// The template's pieces in order: literal text and field references, for components
+    /// that render the literal parts their own way (e.g. date patterns in index names).
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
+        self.parts.iter().map(|p| match p {
+            Part::Literal(text) => Segment::Literal(text),
+            Part::Field(name) => Segment::Field(name),
+        })
     }
 
     /// The names of the fields the template references, in order.

@@ -2,6 +2,7 @@
 //! conditions with deadlines, read its API. Each test file uses what it needs.
 #![allow(dead_code)]
 
+pub mod fake_elasticsearch;
 pub mod fake_loki;
 
 use std::io::{Read, Write};

@@ -700,6 +700,7 @@ mod tests {
             status,
             headers: &headers,
             body: body.as_bytes(),
+            items: 1,
         });
         let got = match verdict {
             Verdict::Delivered => "delivered".to_owned(),
