@@ -5,6 +5,10 @@
 //!
 //! `cargo bench --bench elasticsearch`.
 
+/// The agent's allocator, so the figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

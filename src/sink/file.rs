@@ -1,7 +1,8 @@
 //! `type: file`: appends events to a file, one JSON object (or message) per line. A batch is
 //! settled once its bytes are written (and fsynced, with `sync: true`). A failing write
 //! (disk full, permissions) is retried with backoff, never skipped: the sources' files are
-//! the buffer meanwhile.
+//! the buffer meanwhile. After a crash mid-write the file may end in a torn line; the sink
+//! ends it with a newline before appending, so every event it writes is a whole line.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,11 +49,27 @@ impl FileSink {
                 tokio::fs::create_dir_all(dir).await?;
             }
         }
-        tokio::fs::OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.config.path)
-            .await
+            .await?;
+        // A crash (kill -9, power loss) mid-write leaves a torn last line. Its events were
+        // not settled and are written again; start them on a line of their own so no event
+        // is ever glued to a fragment.
+        let len = file.metadata().await?.len();
+        if len > 0 {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            file.seek(std::io::SeekFrom::Start(len - 1)).await?;
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last).await?;
+            if last[0] != b'\n' {
+                tracing::warn!(file = %self.config.path.display(), "file ends in a torn line (crash during a write); its events are written again after it");
+                file.write_all(b"\n").await?;
+            }
+        }
+        Ok(file)
     }
 
     async fn write(&self, file: &mut Option<tokio::fs::File>, body: &[u8]) -> std::io::Result<()> {

@@ -1,0 +1,147 @@
+//! The interface a network sink implements ([`HttpSinkCodec`]) and what it hands the
+//! driver: encoded requests, replies to judge, verdicts.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::*;
+use crate::event::Event;
+
+// ---------------------------------------------------------------------------------------
+// The interface a sink implements
+// ---------------------------------------------------------------------------------------
+
+/// What a network sink tells the driver: which events it takes, how to encode a batch, how
+/// to judge a reply. Cloned once per lane, so per-lane state (e.g. Loki's last timestamp per
+/// stream) needs no lock.
+pub trait HttpSinkCodec: Clone + Send + Sync + 'static {
+    /// True for events this sink delivers; others are settled at once (not counted).
+    fn accepts(&self, event: &Event) -> bool;
+
+    /// Events with the same key stay in order (same lane). Only called when
+    /// `request.concurrency > 1`. Default: the event's origin stream.
+    fn partition(&self, event: &Event) -> u64 {
+        event
+            .as_log()
+            .and_then(|log| log.origin.as_ref())
+            .map_or(0, |origin| crate::hash_str(&origin.stream))
+    }
+
+    /// Encodes `events` into uncompressed request bodies. Every index of `events` must be in
+    /// exactly one request's `items` or in `dropped`.
+    fn encode(&mut self, events: &[Event]) -> Encoded;
+
+    /// Judges a reply. Default: [`judge_status`].
+    fn judge(&self, reply: &Reply<'_>) -> Verdict {
+        judge_status(reply)
+    }
+
+    /// The `Content-Encoding` header for a compression (default: its standard name).
+    fn content_encoding(&self, compression: Compression) -> Option<&'static str> {
+        compression.content_encoding()
+    }
+
+    /// How many bytes of a reply body [`HttpSinkCodec::judge`] needs (default 64 KiB).
+    /// Protocols that answer per item (Elasticsearch `_bulk`) need the whole body.
+    fn max_reply_bytes(&self) -> usize {
+        MAX_REPLY_BYTES
+    }
+}
+
+/// The result of [`HttpSinkCodec::encode`].
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// Requests to send, in order.
+    pub requests: Vec<EncodedRequest>,
+    /// Events the codec dropped by policy (index, reason); counted, not dead-lettered.
+    pub dropped: Vec<(usize, &'static str)>,
+}
+
+/// One uncompressed request body and what it carries.
+#[derive(Debug, Default)]
+pub struct EncodedRequest {
+    /// The body before compression.
+    pub body: Vec<u8>,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers for this request only (e.g. the tenant).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Indices (into the encoded events) of the events in this body, in body order.
+    pub items: Vec<usize>,
+}
+
+/// A reply as the codec sees it.
+#[derive(Debug)]
+pub struct Reply<'a> {
+    /// HTTP status code.
+    pub status: u16,
+    /// Reply headers.
+    pub headers: &'a HeaderMap,
+    /// The first [`HttpSinkCodec::max_reply_bytes`] of the body.
+    pub body: &'a [u8],
+    /// How many items (events) the request carried, for per-item replies.
+    pub items: usize,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every item was accepted.
+    Delivered,
+    /// Nothing was accepted; send the same body again later.
+    Retry {
+        /// Counted under this reason.
+        reason: String,
+        /// What the server asked for (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Nothing will ever be accepted: dead-letter every item.
+    Reject {
+        /// Counted and written with the dead letters.
+        reason: String,
+    },
+    /// Some items failed: retry these (positions in the request's `items`), dead-letter
+    /// those; the rest were accepted.
+    Partial {
+        /// Positions to encode and send again.
+        retry: Vec<usize>,
+        /// Positions rejected for good, with their reason.
+        reject: Vec<(usize, String)>,
+    },
+}
+
+/// The usual verdict from the status alone: 2xx delivered; 408, 429 and 5xx other than 501
+/// retried (honouring `Retry-After`); other statuses rejected as `http_<status>`.
+pub fn judge_status(reply: &Reply<'_>) -> Verdict {
+    match reply.status {
+        200..=299 => Verdict::Delivered,
+        408 | 429 | 500 | 502..=599 => Verdict::Retry {
+            reason: format!("http_{}", reply.status),
+            retry_after: retry_after(reply.headers, chrono::Utc::now()),
+        },
+        status => Verdict::Reject {
+            reason: format!("http_{status}"),
+        },
+    }
+}
+
+/// Parses `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), capped at ten
+/// minutes. `None` when absent or unreadable.
+pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let delay = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let date = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+            (date.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}

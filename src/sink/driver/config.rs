@@ -1,0 +1,446 @@
+//! Config shared by every network sink (batching, compression, requests, retries, TLS,
+//! auth, headers, proxy) and [`HttpSettings::build`], which turns it into an [`HttpDriver`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use url::Url;
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Config shared by every network sink
+// ---------------------------------------------------------------------------------------
+
+/// `batch:` when a batch is sent: whichever limit is reached first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most events per request.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Most bytes (estimated, before compression) per request.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Longest time an event waits for its batch to fill, in milliseconds.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            timeout_ms: default_batch_timeout_ms(),
+        }
+    }
+}
+
+fn default_max_events() -> usize {
+    5000
+}
+fn default_max_bytes() -> usize {
+    1024 * 1024
+}
+fn default_batch_timeout_ms() -> u64 {
+    1000
+}
+
+/// A compression algorithm for request bodies. (zstd is not built in.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Uncompressed.
+    None,
+    /// gzip (RFC 1952), `Content-Encoding: gzip`.
+    Gzip,
+    /// Snappy block format (not framed), as Loki and Prometheus expect.
+    Snappy,
+}
+
+impl Compression {
+    /// The standard `Content-Encoding` value.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Snappy => Some("snappy"),
+        }
+    }
+
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+        }
+    }
+
+    /// Compresses `body` (gzip at `level` 0..=9).
+    pub fn compress(self, body: Vec<u8>, level: u32) -> Vec<u8> {
+        use std::io::Write as _;
+        match self {
+            Compression::None => body,
+            Compression::Gzip => {
+                let out = Vec::with_capacity(body.len() / 4 + 64);
+                let mut encoder =
+                    flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+                // Writing to a Vec cannot fail.
+                let _ = encoder.write_all(&body);
+                encoder.finish().unwrap_or_default()
+            }
+            Compression::Snappy => snap::raw::Encoder::new()
+                .compress_vec(&body)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `compression:` either a name (`gzip`) or `{ algorithm: gzip, level: 6 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CompressionConfig {
+    /// Just the algorithm, default level.
+    Algorithm(Compression),
+    /// Algorithm and level.
+    WithLevel {
+        /// `none`, `gzip` or `snappy`.
+        algorithm: Compression,
+        /// gzip level 0 (none) to 9 (best); default 6. Ignored by snappy.
+        #[serde(default)]
+        level: Option<u32>,
+    },
+}
+
+impl CompressionConfig {
+    fn parts(self) -> (Compression, Option<u32>) {
+        match self {
+            CompressionConfig::Algorithm(algorithm) => (algorithm, None),
+            CompressionConfig::WithLevel { algorithm, level } => (algorithm, level),
+        }
+    }
+}
+
+/// `request:` in-flight requests.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// Requests in flight at once (lanes); one stream always uses one lane, so order holds.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// A request (connect, send, reply) that takes longer is abandoned and retried, in ms.
+    #[serde(default = "default_request_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            concurrency: default_concurrency(),
+            timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
+fn default_concurrency() -> usize {
+    1
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+
+/// `retry:` how failed requests are retried: exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First backoff ceiling, in milliseconds (doubles per attempt).
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Largest backoff ceiling, in milliseconds.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Give up after this many seconds and dead-letter the batch. Unset (default): retry
+    /// forever; the source files are the buffer meanwhile.
+    #[serde(default)]
+    pub max_duration_secs: Option<u64>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            max_duration_secs: None,
+        }
+    }
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    100
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+/// `tls:` for `https://` endpoints.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of CA certificates to trust besides the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (mutual TLS); needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate. Only for tests: it defeats TLS.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `auth:` credentials sent with every request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// `Authorization: ApiKey <key>` (Elasticsearch API keys). `key` is either the
+    /// base64 `encoded` value Elasticsearch returns, or `id:api_key`, which is
+    /// base64-encoded here.
+    ApiKey {
+        /// The encoded key, or `id:api_key`.
+        key: String,
+    },
+}
+
+fn default_unhealthy_after_secs() -> u64 {
+    30
+}
+
+/// The default for `unhealthy_after_secs` (serde default for sink configs).
+pub fn unhealthy_after_secs_default() -> u64 {
+    default_unhealthy_after_secs()
+}
+
+/// The common network-sink settings, gathered by a sink's config from its own keys (serde
+/// cannot flatten into a `deny_unknown_fields` struct).
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// `batch:`.
+    pub batch: BatchConfig,
+    /// `compression:`; `None` takes the codec's default.
+    pub compression: Option<CompressionConfig>,
+    /// `request:`.
+    pub request: RequestConfig,
+    /// `retry:`.
+    pub retry: RetryConfig,
+    /// `tls:`.
+    pub tls: TlsConfig,
+    /// `auth:`.
+    pub auth: Option<AuthConfig>,
+    /// `headers:` sent with every request.
+    pub headers: BTreeMap<String, String>,
+    /// `proxy:` URL of an HTTP(S) proxy; unset: direct connections (environment proxies
+    /// are ignored).
+    pub proxy: Option<String>,
+    /// `unhealthy_after_secs:`.
+    pub unhealthy_after_secs: u64,
+}
+
+impl HttpSettings {
+    /// Validates the settings and builds the driver for `url`. `allowed` lists the
+    /// compressions the protocol accepts; the first is the default.
+    pub fn build(&self, url: Url, allowed: &[Compression]) -> anyhow::Result<HttpDriver> {
+        self.build_endpoints(vec![url], allowed)
+    }
+
+    /// Like [`HttpSettings::build`] for several equivalent endpoints (cluster nodes):
+    /// requests go to them in turn, and one that fails to connect or answers 5xx is
+    /// skipped for a while, so the retry goes to the next one (failover).
+    pub fn build_endpoints(
+        &self,
+        urls: Vec<Url>,
+        allowed: &[Compression],
+    ) -> anyhow::Result<HttpDriver> {
+        anyhow::ensure!(!urls.is_empty(), "endpoint: at least one URL is needed");
+        for url in &urls {
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https"),
+                "endpoint must be an http:// or https:// URL, not {url}"
+            );
+        }
+        let batch = &self.batch;
+        anyhow::ensure!(batch.max_events > 0, "batch.max_events must be at least 1");
+        anyhow::ensure!(batch.max_bytes > 0, "batch.max_bytes must be at least 1");
+        anyhow::ensure!(batch.timeout_ms > 0, "batch.timeout_ms must be at least 1");
+        anyhow::ensure!(
+            (1..=256).contains(&self.request.concurrency),
+            "request.concurrency must be between 1 and 256"
+        );
+        anyhow::ensure!(
+            self.request.timeout_ms > 0,
+            "request.timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.initial_backoff_ms > 0
+                && self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
+            "retry needs 0 < initial_backoff_ms <= max_backoff_ms"
+        );
+        anyhow::ensure!(
+            self.unhealthy_after_secs > 0,
+            "unhealthy_after_secs must be at least 1"
+        );
+        let (compression, level) = match self.compression.map(CompressionConfig::parts) {
+            None => (allowed.first().copied().unwrap_or(Compression::None), None),
+            Some((algorithm, level)) => {
+                anyhow::ensure!(
+                    allowed.contains(&algorithm),
+                    "compression {} is not supported here; use one of: {}",
+                    algorithm.name(),
+                    allowed
+                        .iter()
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                (algorithm, level)
+            }
+        };
+        let level = level.unwrap_or(6);
+        anyhow::ensure!(level <= 9, "compression level must be 0..=9");
+        Ok(HttpDriver {
+            client: self.client()?,
+            endpoints: Endpoints::new(urls),
+            headers: self.header_map()?,
+            compression,
+            level,
+            max_events: batch.max_events,
+            max_bytes: batch.max_bytes,
+            batch_timeout: Duration::from_millis(batch.timeout_ms),
+            lanes: self.request.concurrency,
+            request_timeout: Duration::from_millis(self.request.timeout_ms),
+            initial_backoff: Duration::from_millis(self.retry.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
+            max_retry_duration: self.retry.max_duration_secs.map(Duration::from_secs),
+            unhealthy_after: Duration::from_secs(self.unhealthy_after_secs),
+        })
+    }
+
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .no_proxy()
+            .connect_timeout(Duration::from_millis(self.request.timeout_ms.min(10_000)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .danger_accept_invalid_certs(self.tls.insecure_skip_verify);
+        if let Some(ca_file) = &self.tls.ca_file {
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("tls.ca_file {}", ca_file.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("tls.ca_file {}: not PEM certificates", ca_file.display())
+            })? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => {
+                let mut pem = std::fs::read(cert_file)
+                    .with_context(|| format!("tls.cert_file {}", cert_file.display()))?;
+                pem.push(b'\n');
+                pem.extend(
+                    std::fs::read(key_file)
+                        .with_context(|| format!("tls.key_file {}", key_file.display()))?,
+                );
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .context("tls.cert_file/key_file: not a PEM certificate and key")?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("tls.cert_file and tls.key_file go together"),
+        }
+        if let Some(proxy) = &self.proxy {
+            builder = builder
+                .proxy(reqwest::Proxy::all(proxy).with_context(|| format!("proxy {proxy:?}"))?);
+        }
+        builder.build().context("building the HTTP client")
+    }
+
+    fn header_map(&self) -> anyhow::Result<HeaderMap> {
+        let mut map = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .with_context(|| format!("headers: {name:?} is not a header name"))?;
+            let value = HeaderValue::from_str(value)
+                .with_context(|| format!("headers.{name}: not a valid header value"))?;
+            map.insert(name, value);
+        }
+        let authorization = match &self.auth {
+            None => None,
+            Some(AuthConfig::Basic { user, password }) => {
+                use base64_lite::encode;
+                Some(format!(
+                    "Basic {}",
+                    encode(format!("{user}:{password}").as_bytes())
+                ))
+            }
+            Some(AuthConfig::Bearer { token }) => Some(format!("Bearer {token}")),
+            Some(AuthConfig::ApiKey { key }) if key.contains(':') => {
+                Some(format!("ApiKey {}", base64_lite::encode(key.as_bytes())))
+            }
+            Some(AuthConfig::ApiKey { key }) => Some(format!("ApiKey {key}")),
+        };
+        if let Some(authorization) = authorization {
+            let mut value = HeaderValue::from_str(&authorization)
+                .context("auth: credentials contain characters not allowed in a header")?;
+            value.set_sensitive(true);
+            map.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        map.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
+        );
+        Ok(map)
+    }
+}
+
+/// Standard base64 for basic auth (the only place it is needed; no dependency for it).
+pub(super) mod base64_lite {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
