@@ -9,6 +9,8 @@
 
 #[path = "../tests/support/fake_elasticsearch.rs"]
 mod fake_elasticsearch;
+#[path = "../tests/support/http_request.rs"]
+mod http_request;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,6 +8,8 @@
 
 #[path = "../tests/support/fake_loki.rs"]
 mod fake_loki;
+#[path = "../tests/support/http_request.rs"]
+mod http_request;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
