@@ -6,8 +6,10 @@
 //! What the model assumes (the tailer's documented guarantees): a rotated (renamed away)
 //! file is read to its end while the agent runs; truncating or deleting a file destroys
 //! what was not yet read, so those steps first wait until the file's lines arrived; a file
-//! renamed out of the globs must have been found first (one line arrived), and one renamed
-//! away just before a stop is read to its end before the stop.
+//! renamed out of the globs must have been found first by the running tailer (one of its
+//! undelivered lines arrived: after a restart, a file renamed away before the first scan
+//! finds it is out of every tailer's reach), and one renamed away just before a stop is
+//! read to its end before the stop.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -188,8 +190,13 @@ fn run(steps: Vec<Step>) {
             }
             Step::Rotate { file } => {
                 // A file renamed out of the globs before the tailer ever found it cannot be
-                // read by anyone: wait until it was found (one of its lines arrived).
-                harness.wait_found(&in_file[file]);
+                // read by anyone: wait until this run found it (one of its lines not yet
+                // delivered arrived; lines delivered before a restart don't tell).
+                let delivered: HashSet<String> =
+                    harness.delivered.lock().unwrap().iter().cloned().collect();
+                let pending: HashSet<String> =
+                    in_file[file].difference(&delivered).cloned().collect();
+                harness.wait_found(&pending);
                 if path.exists() {
                     fs::rename(&path, harness.dir.join(format!("archive/f{file}.{index}")))
                         .unwrap();
