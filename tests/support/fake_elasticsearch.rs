@@ -14,13 +14,13 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::http_request::{read_request, HttpRequest};
+use super::http_request::{next_request, HttpRequest};
 
 /// How the fake answers a whole `_bulk` request.
 #[derive(Clone, Debug, PartialEq)]
@@ -191,32 +191,9 @@ fn respond(writer: &mut TcpStream, status: u16, body: &[u8]) {
 }
 
 fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
-    while !stop.load(Ordering::Relaxed) {
-        match reader.fill_buf() {
-            Ok([]) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)));
-        let Some(request) = read_request(&mut reader) else {
-            return;
-        };
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(200)));
+    while let Some(request) = next_request(&mut reader, &stop) {
         let (status, body) = handle(&request, &state);
         respond(&mut writer, status, &body);
     }

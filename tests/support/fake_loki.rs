@@ -10,13 +10,13 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::http_request::{read_request, HttpRequest};
+use super::http_request::{next_request, HttpRequest};
 
 /// `logproto.PushRequest` (push.proto: `repeated StreamAdapter streams = 1`).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -194,33 +194,9 @@ impl Drop for FakeLoki {
 }
 
 fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
-    while !stop.load(Ordering::Relaxed) {
-        // Wait for the next request without holding up shutdown.
-        match reader.fill_buf() {
-            Ok([]) => return,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)));
-        let Some(request) = read_request(&mut reader) else {
-            return;
-        };
-        let _ = reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(200)));
+    while let Some(request) = next_request(&mut reader, &stop) {
         let received = Instant::now();
         let behavior = {
             let mut state = state.lock().unwrap();

@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// One request as read off the socket.
 pub struct HttpRequest {
@@ -62,4 +64,32 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
     request.body = vec![0; length];
     reader.read_exact(&mut request.body).ok()?;
     Some(request)
+}
+
+/// Waits for the next request on a keep-alive connection, checking `stop` every 200 ms so a
+/// dropped fake never holds a test up; `None` when the peer closed, `stop` was set, or the
+/// request was malformed.
+pub fn next_request(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<HttpRequest> {
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)));
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match reader.fill_buf() {
+            Ok([]) => return None,
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+    }
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)));
+    read_request(reader)
 }
