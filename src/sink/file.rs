@@ -51,23 +51,19 @@ impl FileSink {
         }
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
-            .read(true)
             .append(true)
             .open(&self.config.path)
             .await?;
         // A crash (kill -9, power loss) mid-write leaves a torn last line. Its events were
         // not settled and are written again; start them on a line of their own so no event
-        // is ever glued to a fragment.
-        let len = file.metadata().await?.len();
-        if len > 0 {
-            use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            file.seek(std::io::SeekFrom::Start(len - 1)).await?;
-            let mut last = [0u8; 1];
-            file.read_exact(&mut last).await?;
-            if last[0] != b'\n' {
-                tracing::warn!(file = %self.config.path.display(), "file ends in a torn line (crash during a write); its events are written again after it");
-                file.write_all(b"\n").await?;
-            }
+        // is ever glued to a fragment. Only regular files (not a FIFO or a terminal).
+        let path = self.config.path.clone();
+        let torn = tokio::task::spawn_blocking(move || ends_in_torn_line(&path))
+            .await
+            .unwrap_or(false);
+        if torn {
+            tracing::warn!(file = %self.config.path.display(), "file ends in a torn line (crash during a write); its events are written again after it");
+            file.write_all(b"\n").await?;
         }
         Ok(file)
     }
@@ -118,4 +114,25 @@ impl FileSink {
             ctx.delivered(batch);
         }
     }
+}
+
+/// True when `path` is a non-empty regular file whose last byte is not a newline.
+fn ends_in_torn_line(path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek};
+    // Look before opening: opening a FIFO for reading would make us one of its readers.
+    if !std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
+        return false;
+    }
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = match file.metadata() {
+        Ok(meta) if meta.is_file() => meta.len(),
+        _ => return false,
+    };
+    let mut last = [0u8; 1];
+    len > 0
+        && file.seek(std::io::SeekFrom::Start(len - 1)).is_ok()
+        && file.read_exact(&mut last).is_ok()
+        && last[0] != b'\n'
 }

@@ -18,9 +18,9 @@
 //! says) always go to the same lane, and a lane sends one request at a time, so
 //! `request.concurrency` lanes run in parallel without ever reordering a stream.
 //!
-//! Invariant: an [`AckRef`] is settled only after every event it covers was delivered (2xx),
-//! dead-lettered (permanent rejection, or retry cap reached), or dropped by the codec's
-//! policy (counted). An input batch split over several requests hands a clone of its
+//! Invariant: an [`AckRef`](crate::ack::AckRef) is settled only after every event it covers
+//! was delivered (2xx), dead-lettered (permanent rejection, or retry cap reached), or dropped
+//! by the codec's policy (counted). An input batch split over several requests hands a clone of its
 //! `AckRef` to each. Nothing is settled on shutdown or abort: undelivered data is read again.
 //!
 //! Owns: batching, the HTTP client, retries, delivery metrics, delivery health. Never:
