@@ -70,18 +70,11 @@ pub struct ParseJson {
 impl ParseJson {
     /// Parses each log event; metric events pass through.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
-        for mut event in events {
-            if let Event::Log(log) = &mut event {
-                if !self.apply(log) {
-                    self.invalid.inc();
-                    if self.config.drop_invalid {
-                        self.dropped.inc();
-                        continue;
-                    }
-                }
-            }
-            out.push(event);
-        }
+        let failed = Failed {
+            counter: &self.invalid,
+            dropped: self.config.drop_invalid.then_some(&self.dropped),
+        };
+        parse_each(events, out, failed, |log| self.apply(log));
     }
 
     fn apply(&self, log: &mut LogEvent) -> bool {
@@ -101,6 +94,35 @@ impl ParseJson {
 }
 
 /// Merges `map` into the event's fields (`message` replaces the message).
+/// What happens to an event a parser could not parse: counted in `counter`, and dropped (and
+/// counted there too) when `dropped` is set; otherwise passed on unchanged.
+pub(crate) struct Failed<'a> {
+    pub counter: &'a Counter,
+    pub dropped: Option<&'a Counter>,
+}
+
+/// The loop every parsing transform shares: `apply` each log event (metric events pass
+/// through), count the failures, drop them if asked to.
+pub(crate) fn parse_each(
+    events: Vec<Event>,
+    out: &mut Vec<Event>,
+    failed: Failed<'_>,
+    mut apply: impl FnMut(&mut LogEvent) -> bool,
+) {
+    for mut event in events {
+        if let Event::Log(log) = &mut event {
+            if !apply(log) {
+                failed.counter.inc();
+                if let Some(dropped) = failed.dropped {
+                    dropped.inc();
+                    continue;
+                }
+            }
+        }
+        out.push(event);
+    }
+}
+
 pub(crate) fn merge(log: &mut LogEvent, map: Map) {
     for (key, value) in map {
         if key == "message" {

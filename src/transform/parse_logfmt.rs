@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use super::parse_json::merge;
+use super::parse_json::{merge, parse_each, Failed};
 use super::TransformContext;
 use crate::event::{Event, LogEvent, Map, Value};
 use crate::telemetry::Counter;
@@ -68,18 +68,11 @@ pub struct ParseLogfmt {
 impl ParseLogfmt {
     /// Parses each log event; metric events pass through.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
-        for mut event in events {
-            if let Event::Log(log) = &mut event {
-                if !self.apply(log) {
-                    self.invalid.inc();
-                    if self.config.drop_invalid {
-                        self.dropped.inc();
-                        continue;
-                    }
-                }
-            }
-            out.push(event);
-        }
+        let failed = Failed {
+            counter: &self.invalid,
+            dropped: self.config.drop_invalid.then_some(&self.dropped),
+        };
+        parse_each(events, out, failed, |log| self.apply(log));
     }
 
     fn apply(&self, log: &mut LogEvent) -> bool {
