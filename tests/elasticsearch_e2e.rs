@@ -374,7 +374,7 @@ fn data_stream_mode_with_api_key_and_a_field_named_timestamp() {
     assert!(es
         .paths()
         .iter()
-        .all(|p| p.starts_with("/_bulk?") && p.contains("pipeline=enrich")));
+        .all(|p| p.starts_with("/logs-app-prod/_bulk?") && p.contains("pipeline=enrich")));
     assert!(agent.terminate().success());
 }
 

@@ -74,6 +74,14 @@ impl Map {
 
     /// Sets `key`, returning the value it replaced.
     pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+        // Builders mostly add names in order: one comparison instead of a search.
+        if self.entries.last().is_none_or(|(last, _)| *last < key) {
+            if self.entries.capacity() == 0 {
+                self.entries.reserve_exact(1);
+            }
+            self.entries.push((key, value));
+            return None;
+        }
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {

@@ -69,6 +69,9 @@ pub struct EncodedRequest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Indices (into the encoded events) of the events in this body, in body order.
     pub items: Vec<usize>,
+    /// A path segment put before the endpoint path's last one for this request only
+    /// (Elasticsearch's `/<index>/_bulk`). Must be URL-safe: the codec checks it.
+    pub path_segment: Option<String>,
 }
 
 /// A reply as the codec sees it.

@@ -320,6 +320,7 @@ impl HttpDriver {
             content_type,
             headers: extra,
             items,
+            path_segment,
         } = request;
         let uncompressed = body.len();
         let body = Bytes::from(self.compression.compress(body, self.level));
@@ -346,7 +347,13 @@ impl HttpDriver {
             state.bytes_compressed.add(body.len() as u64);
             let limit = codec.max_reply_bytes();
             let result = self
-                .attempt(headers.clone(), body.clone(), limit, state)
+                .attempt(
+                    headers.clone(),
+                    body.clone(),
+                    path_segment.as_deref(),
+                    limit,
+                    state,
+                )
                 .await;
             let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
             let verdict = match result {
@@ -502,15 +509,22 @@ impl HttpDriver {
         &self,
         headers: HeaderMap,
         body: Bytes,
+        path_segment: Option<&str>,
         max_reply_bytes: usize,
         state: &State,
     ) -> Result<RawReply, &'static str> {
         state.in_flight.add(1);
         let endpoint = self.endpoints.pick();
+        let mut url = self.endpoints.urls[endpoint].clone();
+        if let Some(segment) = path_segment {
+            let path = url.path().to_owned();
+            let (head, last) = path.rsplit_once('/').unwrap_or(("", &path));
+            url.set_path(&format!("{head}/{segment}/{last}"));
+        }
         let exchange = async {
             let mut response = self
                 .client
-                .post(self.endpoints.urls[endpoint].clone())
+                .post(url)
                 .headers(headers)
                 .timeout(self.request_timeout)
                 .body(body)

@@ -157,20 +157,42 @@ impl IdSource {
 }
 
 /// Appends `{"<action>":{"_index":"..","_id":".."}}\n` to `body`; `create` when `create`
-/// or when there is an id, else `index`.
-pub fn write_action(body: &mut Vec<u8>, index: &str, id: Option<&str>, always_create: bool) {
+/// or when there is an id, else `index`. Without `index` the line names none: the request's
+/// path does (`/<index>/_bulk`).
+pub fn write_action(
+    body: &mut Vec<u8>,
+    index: Option<&str>,
+    id: Option<&str>,
+    always_create: bool,
+) {
     let action: &[u8] = if always_create || id.is_some() {
-        b"{\"create\":{\"_index\":"
+        b"{\"create\":{"
     } else {
-        b"{\"index\":{\"_index\":"
+        b"{\"index\":{"
     };
     body.extend_from_slice(action);
-    write_json_str(body, index);
+    if let Some(index) = index {
+        body.extend_from_slice(b"\"_index\":");
+        write_json_str(body, index);
+    }
     if let Some(id) = id {
-        body.extend_from_slice(b",\"_id\":");
+        if index.is_some() {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"_id\":");
         write_json_str(body, id);
     }
     body.extend_from_slice(b"}}\n");
+}
+
+/// True when `index` can go in a request path as it is: the characters Elasticsearch
+/// allows in index names that need no percent-encoding, and not `.` or `..`. Other names
+/// stay in the action lines, where Elasticsearch judges them per item.
+pub fn is_path_safe(index: &str) -> bool {
+    !matches!(index, "" | "." | "..")
+        && index.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'+')
+        })
 }
 
 /// A JSON string literal, escaped in one pass (the same escapes as `serde_json`: `\"`,
@@ -495,24 +517,41 @@ mod tests {
     #[test]
     fn action_lines() {
         for (index, id, create, expected) in [
-            ("i", None, false, "{\"index\":{\"_index\":\"i\"}}\n"),
+            (Some("i"), None, false, "{\"index\":{\"_index\":\"i\"}}\n"),
             (
-                "i",
+                Some("i"),
                 Some("x"),
                 false,
                 "{\"create\":{\"_index\":\"i\",\"_id\":\"x\"}}\n",
             ),
-            ("i", None, true, "{\"create\":{\"_index\":\"i\"}}\n"),
+            (Some("i"), None, true, "{\"create\":{\"_index\":\"i\"}}\n"),
             (
-                "a\"b",
+                Some("a\"b"),
                 Some("q\\"),
                 false,
                 "{\"create\":{\"_index\":\"a\\\"b\",\"_id\":\"q\\\\\"}}\n",
             ),
+            (None, None, false, "{\"index\":{}}\n"),
+            (None, Some("x"), false, "{\"create\":{\"_id\":\"x\"}}\n"),
+            (None, None, true, "{\"create\":{}}\n"),
         ] {
             let mut body = Vec::new();
             write_action(&mut body, index, id, create);
             assert_eq!(String::from_utf8(body).unwrap(), expected);
+        }
+        for (index, safe) in [
+            ("logs-2026.11.22", true),
+            ("a_b+c", true),
+            ("", false),
+            ("..", false),
+            ("Logs", false),
+            ("a/b", false),
+            ("a b", false),
+            ("a%2f", false),
+            ("a?b", false),
+            ("é", false),
+        ] {
+            assert_eq!(is_path_safe(index), safe, "{index:?}");
         }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use self::action::{write_action, DateCache, IdSource, IndexPattern};
+use self::action::{is_path_safe, write_action, DateCache, IdSource, IndexPattern};
 use self::document::{write_document, TimestampCache};
 use super::driver::{
     AuthConfig, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
@@ -431,8 +431,10 @@ pub struct ElasticsearchCodec {
     metrics: Arc<CodecMetrics>,
     dates: DateCache,
     timestamps: TimestampCache,
-    /// Scratch space for index names and ids.
-    index: String,
+    /// The index names of the request being encoded, and each event's span of them.
+    names: String,
+    spans: Vec<(usize, usize)>,
+    /// Scratch space for ids.
     id: String,
     /// Body bytes per document of the last request (sizes the next body).
     bytes_per_event: usize,
@@ -445,7 +447,8 @@ impl ElasticsearchCodec {
             metrics,
             dates: DateCache::default(),
             timestamps: TimestampCache::default(),
-            index: String::new(),
+            names: String::new(),
+            spans: Vec::new(),
             id: String::new(),
             bytes_per_event: 384,
         }
@@ -458,22 +461,49 @@ impl HttpSinkCodec for ElasticsearchCodec {
     }
 
     fn encode(&mut self, events: &[Event]) -> Encoded {
+        // Index names first. When the whole request goes to one index (the usual case: a
+        // date pattern and one day of events), the name goes in the path, `/<index>/_bulk`,
+        // and the action lines carry only the `_id`: a third shorter, less to compress.
+        self.names.clear();
+        self.spans.clear();
+        let mut single = true;
+        for event in events {
+            let Some(log) = event.as_log() else { continue };
+            let start = self.names.len();
+            self.settings
+                .index
+                .render(log, &mut self.dates, &mut self.names);
+            let span = match self.spans.last() {
+                Some(&(s, e)) if self.names[s..e] == self.names[start..] => {
+                    self.names.truncate(start);
+                    (s, e)
+                }
+                _ => (start, self.names.len()),
+            };
+            single &= self.spans.first().is_none_or(|&first| first == span);
+            self.spans.push(span);
+        }
+        let path_index = match self.spans.first() {
+            Some(&(s, e)) if single && is_path_safe(&self.names[s..e]) => {
+                Some(self.names[s..e].to_owned())
+            }
+            _ => None,
+        };
         // Sized from the last body, so the buffer is allocated once.
         let mut body = Vec::with_capacity(events.len() * (self.bytes_per_event + 16));
         let mut items = Vec::with_capacity(events.len());
+        let mut spans = self.spans.iter();
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else { continue };
-            self.index.clear();
-            self.settings
-                .index
-                .render(log, &mut self.dates, &mut self.index);
+            let Some(&(s, e)) = spans.next() else { break };
+            let index = path_index.is_none().then(|| &self.names[s..e]);
             self.id.clear();
             let id = self
                 .settings
                 .id
                 .write(log, &mut self.id)
                 .then_some(self.id.as_str());
-            write_action(&mut body, &self.index, id, self.settings.always_create);
+            write_action(&mut body, index, id, self.settings.always_create);
             write_document(log, &mut self.timestamps, &mut body);
             body.push(b'\n');
             items.push(i);
@@ -486,6 +516,7 @@ impl HttpSinkCodec for ElasticsearchCodec {
                 content_type: "application/x-ndjson",
                 headers: Vec::new(),
                 items,
+                path_segment: path_index,
             });
         }
         Encoded {
@@ -533,11 +564,15 @@ mod tests {
             .requests
             .iter()
             .flat_map(|r| {
-                String::from_utf8(r.body.clone())
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
+                // A request whose index is in its path starts with `/<index>/_bulk`.
+                let path = r.path_segment.as_ref().map(|p| format!("/{p}/_bulk"));
+                path.into_iter().chain(
+                    String::from_utf8(r.body.clone())
+                        .unwrap()
+                        .lines()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                )
             })
             .collect();
         assert_eq!(lines, expected, "config {yaml}");
@@ -566,7 +601,8 @@ mod tests {
             "endpoint: http://x\nid: none",
             &[event("b", 0, Some(("f-1", 7)))],
             &[
-                r#"{"index":{"_index":"sluice-1970.01.01"}}"#,
+                "/sluice-1970.01.01/_bulk",
+                r#"{"index":{}}"#,
                 r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"b","app":"web"}"#,
             ],
         );
@@ -574,16 +610,46 @@ mod tests {
             "endpoint: http://x\nid_field: app\nindex: i",
             &[event("b", 0, None)],
             &[
-                r#"{"create":{"_index":"i","_id":"web"}}"#,
+                "/i/_bulk",
+                r#"{"create":{"_id":"web"}}"#,
                 r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"b","app":"web"}"#,
             ],
         );
         check(
             "endpoint: http://x\nmode: data_stream\nid: none\ndata_stream: { dataset: '{{ app }}', namespace: prod }",
-            &[event("b", 0, Some(("f-1", 7)))],
+            &[event("b", 0, Some(("f-1", 7))), event("c", 5, None)],
             &[
-                r#"{"create":{"_index":"logs-web-prod"}}"#,
+                "/logs-web-prod/_bulk",
+                r#"{"create":{}}"#,
                 r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"b","app":"web"}"#,
+                r#"{"create":{}}"#,
+                r#"{"@timestamp":"1970-01-01T00:00:00.000000005Z","message":"c","app":"web"}"#,
+            ],
+        );
+        // One index, but not one a path can hold as it is: named per line.
+        check(
+            "endpoint: http://x\nindex: 'Logs/{{ app }}'\nid: none",
+            &[event("b", 0, None)],
+            &[
+                r#"{"index":{"_index":"Logs/web"}}"#,
+                r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"b","app":"web"}"#,
+            ],
+        );
+        // Day one, day two, day one again: three names, per line.
+        check(
+            "endpoint: http://x\nindex: 'd-%d'\nid: none",
+            &[
+                event("a", 0, None),
+                event("b", day2, None),
+                event("c", 1, None),
+            ],
+            &[
+                r#"{"index":{"_index":"d-01"}}"#,
+                r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"a","app":"web"}"#,
+                r#"{"index":{"_index":"d-02"}}"#,
+                r#"{"@timestamp":"1970-01-02T00:00:00.000000005Z","message":"b","app":"web"}"#,
+                r#"{"index":{"_index":"d-01"}}"#,
+                r#"{"@timestamp":"1970-01-01T00:00:00.000000001Z","message":"c","app":"web"}"#,
             ],
         );
         check("endpoint: http://x", &[], &[]);

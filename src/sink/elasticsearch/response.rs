@@ -42,17 +42,14 @@ struct BulkResponse {
     items: Option<Vec<Item>>,
 }
 
-/// `{"<action>": {...}}`: exactly one of these is set.
+/// `{"<action>": {...}}`: one action per item (anything else makes the reply unusable).
 #[derive(Deserialize)]
-struct Item {
-    #[serde(default)]
-    index: Option<ItemResult>,
-    #[serde(default)]
-    create: Option<ItemResult>,
-    #[serde(default)]
-    update: Option<ItemResult>,
-    #[serde(default)]
-    delete: Option<ItemResult>,
+#[serde(rename_all = "snake_case")]
+enum Item {
+    Index(ItemResult),
+    Create(ItemResult),
+    Update(ItemResult),
+    Delete(ItemResult),
 }
 
 #[derive(Deserialize)]
@@ -97,23 +94,8 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
     let mut reject = Vec::new();
     for (position, item) in items.into_iter().enumerate() {
         let (is_create, result) = match item {
-            Item {
-                create: Some(result),
-                ..
-            } => (true, result),
-            Item {
-                index: Some(result),
-                ..
-            }
-            | Item {
-                update: Some(result),
-                ..
-            }
-            | Item {
-                delete: Some(result),
-                ..
-            } => (false, result),
-            _ => return (unusable(&mut stats, "invalid_bulk_response"), stats),
+            Item::Create(result) => (true, result),
+            Item::Index(result) | Item::Update(result) | Item::Delete(result) => (false, result),
         };
         if (200..=299).contains(&result.status) {
             stats.accepted += 1;

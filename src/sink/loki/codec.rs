@@ -335,6 +335,7 @@ impl HttpSinkCodec for LokiCodec {
                 content_type,
                 headers,
                 items,
+                path_segment: None,
             });
         }
         Encoded { requests, dropped }

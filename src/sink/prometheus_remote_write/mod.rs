@@ -312,6 +312,7 @@ impl RequestBuilder {
                 HeaderValue::from_static(PROTOCOL_VERSION),
             )],
             items: self.items,
+            path_segment: None,
         }
     }
 }

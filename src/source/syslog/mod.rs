@@ -267,11 +267,15 @@ impl Syslog {
 /// `parse_error` field when it does not parse. `received` is the event time when the
 /// message has none; `zone` reads RFC 3164 times. Returns the event and whether it parsed.
 pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEvent, bool) {
-    let text = String::from_utf8_lossy(raw);
+    // Valid UTF-8 (nearly every message) is checked by the fast validator, not the lossy one.
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
     let mut event = LogEvent {
         timestamp: received,
         message: Value::Null,
-        fields: Map::new(),
+        fields: Map::with_capacity(8),
         origin: None,
     };
     let message = match parse::parse(&text, received, zone) {
@@ -285,18 +289,15 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
         }
     };
     let fields = &mut event.fields;
-    if let Some(priority) = message.priority {
-        fields.insert("facility".into(), priority.facility_name().into());
-        fields.insert("severity".into(), priority.severity_name().into());
-    }
-    if let Some(version) = message.version {
-        fields.insert("version".into(), Value::Int(i64::from(version)));
-    }
+    // Inserted in name order, so each insert is an append.
+    let priority = message.priority;
     for (name, value) in [
-        ("hostname", message.hostname),
         ("appname", message.appname),
-        ("procid", message.procid),
+        ("facility", priority.map(|p| p.facility_name())),
+        ("hostname", message.hostname),
         ("msgid", message.msgid),
+        ("procid", message.procid),
+        ("severity", priority.map(|p| p.severity_name())),
     ] {
         if let Some(value) = value {
             fields.insert(name.into(), value.into());
@@ -318,6 +319,9 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
             }
         }
         fields.insert("structured_data".into(), Value::Map(elements));
+    }
+    if let Some(version) = message.version {
+        fields.insert("version".into(), Value::Int(i64::from(version)));
     }
     event.message = Value::String(message.message.to_owned());
     if let Some(timestamp) = message.timestamp {

@@ -46,7 +46,9 @@ pub fn parse_after_version(
 
 /// The next space-terminated header field, `None` for the nil value `-`.
 fn take_field<'a>(rest: &mut &'a str) -> Result<Option<&'a str>, ParseError> {
-    let (field, after) = rest.split_once(' ').ok_or(ParseError::Truncated)?;
+    let end = memchr::memchr(b' ', rest.as_bytes()).ok_or(ParseError::Truncated)?;
+    // The space is ASCII, so both slices are on char boundaries.
+    let (field, after) = (&rest[..end], &rest[end + 1..]);
     *rest = after;
     Ok((field != "-").then_some(field))
 }
