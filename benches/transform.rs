@@ -13,7 +13,7 @@ use sluice::source::demo::{line, time_text, DemoFormat};
 use sluice::transform::{Transform, TransformConfig, TransformContext};
 
 const BATCH: u64 = 1000;
-const ACCESS_PATTERN: &str = r#"'^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)[^"]*" (?P<status>\d{3}) (?P<bytes>\d+|-)'"#;
+const ACCESS_PATTERN: &str = r#"'^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)(?: [^"]*)?" (?P<status>\d{3}) (?P<bytes>\d+|-)'"#;
 
 fn build(yaml: &str) -> Transform {
     let named: Named<TransformConfig> =

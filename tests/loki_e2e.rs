@@ -240,8 +240,10 @@ fn honours_retry_after_on_429() {
     };
     loki.script([limited]);
     let agent = start(dir.path(), &config(dir.path(), &loki, count, 0, ""));
+    // The fake stores entries before it answers and records the request after: wait for
+    // the record of the successful retry too.
     wait_for("every line", Duration::from_secs(60), || {
-        loki.entry_count() >= count as usize
+        loki.entry_count() >= count as usize && loki.requests().len() >= 2
     });
     let requests = loki.requests();
     assert_eq!(requests[0].status, 429);

@@ -338,7 +338,7 @@ pipelines:
         glob_interval_ms: 100
     transforms:
       - type: parse_regex
-        pattern: '^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)[^"]*" (?P<status>\d{{3}}) (?P<bytes>\d+|-)'
+        pattern: '^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)(?: [^"]*)?" (?P<status>\d{{3}}) (?P<bytes>\d+|-)'
         types: {{ status: int, bytes: int }}
       - type: log_to_metric
         flush_interval_ms: 300

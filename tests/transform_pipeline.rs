@@ -190,7 +190,7 @@ pipelines:
       - {{ type: demo, rate: 0, count: {n_demo}, batch_events: 100 }}
     transforms:
       - type: parse_regex
-        pattern: '^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)[^"]*" (?P<status>\d{{3}}) (?P<bytes>\d+|-)'
+        pattern: '^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)(?: [^"]*)?" (?P<status>\d{{3}}) (?P<bytes>\d+|-)'
         types: {{ status: int }}
       - {{ type: parse_timestamp, field: time, formats: ["%d/%b/%Y:%H:%M:%S %z"] }}
       - {{ type: set, fields: {{ route: "{{{{ method }}}} {{{{ path }}}}" }} }}

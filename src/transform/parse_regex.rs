@@ -13,6 +13,12 @@
 //! a capture that does not convert to its type keeps its text and is counted with
 //! `reason="conversion"`.
 //!
+//! Speed: a pattern is fastest when it is *one-pass* — at every point the next byte says
+//! which way the match goes — because captures then run on a one-pass DFA instead of the
+//! backtracker (2.7 times faster on the access-log pattern). `(?P<path>[^ "]+)(?: [^"]*)?"`
+//! is one-pass where `(?P<path>[^ "]+)[^"]*"` is not (a byte after the path could belong to
+//! either). A pattern that is not gets an INFO line at start-up saying so.
+//!
 //! Owns: the parse_regex transform and the capture [`Conversion`]s. Never: panics on input.
 
 use std::collections::BTreeMap;
@@ -136,7 +142,7 @@ impl ParseRegexConfig {
         for (i, source) in sources.into_iter().enumerate() {
             let regex = Regex::new(source)
                 .with_context(|| format!("pattern {i} {source:?} does not compile"))?;
-            let captures: Vec<_> = regex
+            let mut captures: Vec<_> = regex
                 .capture_names()
                 .enumerate()
                 .filter_map(|(index, name)| {
@@ -144,6 +150,15 @@ impl ParseRegexConfig {
                     Some((index, name.to_owned(), conversions.get(name).cloned()))
                 })
                 .collect();
+            if !is_one_pass(source) {
+                tracing::info!(
+                    transform = %ctx.id,
+                    pattern = i,
+                    "parse_regex pattern is not one-pass, so captures take the slower backtracking engine (see the README's parse_regex notes)"
+                );
+            }
+            // In name order, so setting them mostly appends to the sorted fields.
+            captures.sort_by(|a, b| a.1.cmp(&b.1));
             anyhow::ensure!(
                 !captures.is_empty(),
                 "pattern {i} {source:?} has no named group `(?P<name>...)`, so it would set no field"
@@ -170,6 +185,12 @@ impl ParseRegexConfig {
             dropped: ctx.metrics.dropped("unmatched"),
         })
     }
+}
+
+/// True when `pattern` compiles to a one-pass DFA (what the regex crate then uses for
+/// captures).
+pub fn is_one_pass(pattern: &str) -> bool {
+    regex_automata::dfa::onepass::DFA::new(pattern).is_ok()
 }
 
 /// A built parse_regex transform.
@@ -448,6 +469,21 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(ctx.failures("unmatched").get(), 1);
         assert_eq!(ctx.metrics.dropped("unmatched").get(), 1);
+    }
+
+    #[test]
+    fn the_shipped_access_log_pattern_is_one_pass() {
+        let yaml = include_str!("../../pipelines/access-log.yaml");
+        let line = yaml
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("pattern: "))
+            .expect("access-log.yaml has a pattern");
+        let pattern = line.trim_matches('\'');
+        assert!(is_one_pass(pattern), "{pattern}");
+        // The same pattern with an ambiguous tail is not.
+        assert!(!is_one_pass(
+            &pattern.replace(r#"(?: [^"]*)?""#, r#"[^"]*""#)
+        ));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use super::super::driver::{
     judge_status, Compression, Encoded, EncodedRequest, HttpSinkCodec, Reply, Verdict,
 };
-use super::{proto, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
-use crate::event::Event;
+use super::{proto, LineFormat, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
+use crate::event::{Event, LogEvent};
 use crate::telemetry::Counter;
 
 /// Loki's label-set syntax, sorted pairs: `{a="x", b="y"}`.
@@ -199,38 +199,64 @@ impl LokiCodec {
         timestamps
     }
 
+    /// The protobuf `PushRequest`, written straight from the events (see [`proto`]).
     fn protobuf(&self, events: &[Event], groups: &[&Group], timestamps: &[i64]) -> Vec<u8> {
-        use prost::Message as _;
-        let request = proto::PushRequest {
-            streams: groups
-                .iter()
-                .map(|group| proto::StreamAdapter {
-                    labels: group.key.clone(),
-                    entries: group
-                        .items
-                        .iter()
-                        .filter_map(|&i| {
-                            let log = events[i].as_log()?;
-                            Some(proto::EntryAdapter {
-                                timestamp: Some(proto::Timestamp {
-                                    seconds: timestamps[i].div_euclid(1_000_000_000),
-                                    nanos: timestamps[i].rem_euclid(1_000_000_000) as i32,
-                                }),
-                                line: self.settings.line(log),
-                                structured_metadata: self
-                                    .settings
-                                    .metadata(log)
-                                    .into_iter()
-                                    .map(|(name, value)| proto::LabelPairAdapter { name, value })
-                                    .collect(),
-                            })
-                        })
-                        .collect(),
-                    hash: 0,
-                })
-                .collect(),
-        };
-        request.encode_to_vec()
+        let lines: usize = groups
+            .iter()
+            .flat_map(|g| &g.items)
+            .filter_map(|&i| events[i].as_log())
+            .map(|log| log.message_str().len() + 24)
+            .sum();
+        let mut body = Vec::with_capacity(lines + 64 * groups.len());
+        // JSON lines are rendered once, into here, before their stream's size is known.
+        let mut rendered = Vec::new();
+        for group in groups {
+            let logs = || {
+                group
+                    .items
+                    .iter()
+                    .filter_map(|&i| Some((i, events[i].as_log()?)))
+            };
+            match self.settings.line {
+                LineFormat::Message => {
+                    // The message is borrowed: size the stream in one pass, write in another.
+                    let each =
+                        |i: usize, log: &LogEvent, write: &mut dyn FnMut(proto::Entry<'_>)| {
+                            let line = log.message.to_text();
+                            let metadata = self.settings.metadata(log);
+                            write(proto::Entry {
+                                timestamp: timestamps[i],
+                                line: &line,
+                                metadata: &metadata,
+                            });
+                        };
+                    let mut len = 0;
+                    for (i, log) in logs() {
+                        each(i, log, &mut |entry| len += entry.field_len());
+                    }
+                    proto::write_stream_head(&mut body, &group.key, len);
+                    for (i, log) in logs() {
+                        each(i, log, &mut |entry| entry.write(&mut body));
+                    }
+                }
+                LineFormat::Json => {
+                    rendered.clear();
+                    for (i, log) in logs() {
+                        let line = self.settings.line(log);
+                        let metadata = self.settings.metadata(log);
+                        proto::Entry {
+                            timestamp: timestamps[i],
+                            line: &line,
+                            metadata: &metadata,
+                        }
+                        .write(&mut rendered);
+                    }
+                    proto::write_stream_head(&mut body, &group.key, rendered.len());
+                    body.extend_from_slice(&rendered);
+                }
+            }
+        }
+        body
     }
 
     fn json(&self, events: &[Event], groups: &[&Group], timestamps: &[i64]) -> Vec<u8> {
