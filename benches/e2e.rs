@@ -11,6 +11,8 @@
 mod fake_elasticsearch;
 #[path = "../tests/support/http_request.rs"]
 mod http_request;
+#[path = "support/lines.rs"]
+mod lines;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,23 +34,6 @@ struct Scenario {
     pipeline: String,
     /// Lines of 150 bytes written to `{data}/in/bench.log` before the agent starts.
     file_lines: u64,
-}
-
-/// Writes `n` plain 150-byte lines (149 characters and a newline).
-fn write_lines(path: &Path, n: u64) {
-    use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create input"));
-    for seq in 0..n {
-        let mut line = format!(
-            "2024-05-01T10:00:00.000Z INFO web-1 request seq={seq} path=/api/v1/orders status=200 took_ms=12 "
-        );
-        while line.len() < 149 {
-            line.push('x');
-        }
-        line.push('\n');
-        out.write_all(line.as_bytes()).expect("write input");
-    }
-    out.flush().expect("flush input");
 }
 
 fn demo_bytes() -> f64 {
@@ -162,7 +147,7 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     std::fs::create_dir_all(&data).expect("data dir");
     if scenario.file_lines > 0 {
         std::fs::create_dir_all(data.join("in")).expect("input dir");
-        write_lines(&data.join("in/bench.log"), scenario.file_lines);
+        lines::append_lines(&data.join("in/bench.log"), 0..scenario.file_lines);
     }
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",

@@ -10,6 +10,8 @@
 mod fake_loki;
 #[path = "../tests/support/http_request.rs"]
 mod http_request;
+#[path = "support/lines.rs"]
+mod lines;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,26 +33,9 @@ fn proc_stats(pid: u32) -> (f64, u64) {
     (ticks as f64 / 100.0, hwm_kib)
 }
 
-/// Appends lines `seqs` as plain 150-byte lines (149 characters and a newline).
+/// Appends lines `seqs` as plain 150-byte lines.
 fn write_lines(path: &std::path::Path, seqs: std::ops::Range<usize>) {
-    use std::io::Write as _;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open input");
-    let mut out = std::io::BufWriter::new(file);
-    for seq in seqs {
-        let mut line = format!(
-            "2024-05-01T10:00:00.000Z INFO web-1 request seq={seq} path=/api/v1/orders status=200 took_ms=12 "
-        );
-        while line.len() < 149 {
-            line.push('x');
-        }
-        line.push('\n');
-        out.write_all(line.as_bytes()).expect("write input");
-    }
-    out.flush().expect("flush input");
+    lines::append_lines(path, seqs.start as u64..seqs.end as u64);
 }
 
 /// Appends `count` lines at `rate` lines per second, 100 times a second.

@@ -14,7 +14,7 @@ use super::super::driver::{
     judge_status, Compression, Encoded, EncodedRequest, HttpSinkCodec, Reply, Verdict,
 };
 use super::{proto, LineFormat, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
-use crate::event::{Event, LogEvent};
+use crate::event::Event;
 use crate::telemetry::Counter;
 
 /// Loki's label-set syntax, sorted pairs: `{a="x", b="y"}`.
@@ -208,52 +208,41 @@ impl LokiCodec {
             .map(|log| log.message_str().len() + 24)
             .sum();
         let mut body = Vec::with_capacity(lines + 64 * groups.len());
-        // JSON lines are rendered once, into here, before their stream's size is known.
+        // Plain messages without metadata are borrowed as they are: size each stream in one
+        // pass, write it in a second. Anything rendered (JSON lines, metadata) is rendered
+        // once, into `rendered`, and copied in after the stream's head.
+        let borrowed = self.settings.line == LineFormat::Message
+            && self.settings.structured_metadata.is_empty();
         let mut rendered = Vec::new();
         for group in groups {
             let logs = || {
                 group
                     .items
                     .iter()
-                    .filter_map(|&i| Some((i, events[i].as_log()?)))
+                    .filter_map(|&i| Some((timestamps[i], events[i].as_log()?)))
             };
-            match self.settings.line {
-                LineFormat::Message => {
-                    // The message is borrowed: size the stream in one pass, write in another.
-                    let each =
-                        |i: usize, log: &LogEvent, write: &mut dyn FnMut(proto::Entry<'_>)| {
-                            let line = log.message.to_text();
-                            let metadata = self.settings.metadata(log);
-                            write(proto::Entry {
-                                timestamp: timestamps[i],
-                                line: &line,
-                                metadata: &metadata,
-                            });
-                        };
-                    let mut len = 0;
-                    for (i, log) in logs() {
-                        each(i, log, &mut |entry| len += entry.field_len());
-                    }
-                    proto::write_stream_head(&mut body, &group.key, len);
-                    for (i, log) in logs() {
-                        each(i, log, &mut |entry| entry.write(&mut body));
-                    }
+            if borrowed {
+                let len = logs()
+                    .map(|(t, log)| proto::Entry::plain(t, &log.message.to_text()).field_len())
+                    .sum();
+                proto::write_stream_head(&mut body, &group.key, len);
+                for (t, log) in logs() {
+                    proto::Entry::plain(t, &log.message.to_text()).write(&mut body);
                 }
-                LineFormat::Json => {
-                    rendered.clear();
-                    for (i, log) in logs() {
-                        let line = self.settings.line(log);
-                        let metadata = self.settings.metadata(log);
-                        proto::Entry {
-                            timestamp: timestamps[i],
-                            line: &line,
-                            metadata: &metadata,
-                        }
-                        .write(&mut rendered);
+            } else {
+                rendered.clear();
+                for (timestamp, log) in logs() {
+                    let line = self.settings.line(log);
+                    let metadata = self.settings.metadata(log);
+                    proto::Entry {
+                        timestamp,
+                        line: &line,
+                        metadata: &metadata,
                     }
-                    proto::write_stream_head(&mut body, &group.key, rendered.len());
-                    body.extend_from_slice(&rendered);
+                    .write(&mut rendered);
                 }
+                proto::write_stream_head(&mut body, &group.key, rendered.len());
+                body.extend_from_slice(&rendered);
             }
         }
         body
@@ -463,6 +452,28 @@ mod tests {
         assert_eq!(body, &expected);
         assert_eq!(encoded.requests[0].content_type, "application/x-protobuf");
         assert_eq!(encoded.requests[0].items, vec![0]);
+
+        // With structured metadata (the rendered path): decoded back, pair by pair.
+        let mut codec = config(
+            "endpoint: http://x\nlabels: { job: a }\nstructured_metadata: { trace: '{{ t }}' }",
+        )
+        .codec()
+        .unwrap();
+        let encoded = codec.encode(&[event("hi", 7, &[("t", "abc")]), event("yo", 8, &[])]);
+        let request = decode(&encoded.requests[0].body);
+        let entries = &request.streams[0].entries;
+        assert_eq!(request.streams[0].labels, "{job=\"a\"}");
+        assert_eq!(
+            (entries[0].line.as_str(), entries[1].line.as_str()),
+            ("hi", "yo")
+        );
+        assert_eq!(entries[0].structured_metadata.len(), 1);
+        assert_eq!(entries[0].structured_metadata[0].name, "trace");
+        assert_eq!(entries[0].structured_metadata[0].value, "abc");
+        assert!(
+            entries[1].structured_metadata.is_empty(),
+            "empty values are left out"
+        );
     }
 
     #[test]

@@ -119,7 +119,16 @@ pub struct Entry<'a> {
     pub metadata: &'a [(String, String)],
 }
 
-impl Entry<'_> {
+impl<'a> Entry<'a> {
+    /// An entry without structured metadata.
+    pub fn plain(timestamp: i64, line: &'a str) -> Self {
+        Entry {
+            timestamp,
+            line,
+            metadata: &[],
+        }
+    }
+
     fn parts(&self) -> (i64, i32) {
         (
             self.timestamp.div_euclid(1_000_000_000),
