@@ -1,12 +1,15 @@
 //! End-to-end throughput harness: runs the release agent binary on each scenario and
 //! reports events/s, events per CPU-second of the agent process, MiB/s and peak RSS.
 //!
-//! `cargo bench --bench e2e` (all scenarios) or `cargo bench --bench e2e -- <name>`.
+//! `cargo bench --bench e2e` (all scenarios) or `cargo bench --bench e2e -- <name>`;
+//! `SLUICE_BIN=<path>` runs another build of the agent (e.g. the static one).
 //!
 //! Each scenario's pipeline has an extra idle source so the agent stays up after the work
 //! is done; the harness polls `/metrics` until the sinks report every event, then reads the
 //! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[path = "../tests/support/fake_elasticsearch.rs"]
 mod fake_elasticsearch;
 #[path = "../tests/support/http_request.rs"]
@@ -159,7 +162,7 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     );
     let path = data.join("bench.yaml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = Command::new(agent::binary())
         .args(["run", "-c"])
         .arg(&path)
         .env("SLUICE_LOG", "warn")
@@ -196,7 +199,7 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
     let api = format!("127.0.0.1:{}", free_port());
     let data = dir.join(name);
     std::fs::create_dir_all(&data).expect("data dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    let mut command = Command::new(agent::binary());
     command
         .arg("run")
         .env("SLUICE_LOG", "warn")

@@ -6,6 +6,8 @@
 //! `cargo bench --bench loki_throughput` (set `SLUICE_BENCH_EVENTS` for another count, and
 //! `SLUICE_BENCH_RATE` to write a live file at that many lines per second instead).
 
+#[path = "support/agent.rs"]
+mod agent;
 #[path = "../tests/support/fake_loki.rs"]
 mod fake_loki;
 #[path = "../tests/support/http_request.rs"]
@@ -108,7 +110,7 @@ fn main() {
     let path = dir.path().join("sluice.yaml");
     std::fs::write(&path, config).expect("write config");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = Command::new(agent::binary())
         .args(["run", "-c"])
         .arg(&path)
         .env("SLUICE_LOG", "warn")
