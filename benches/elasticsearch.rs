@@ -25,7 +25,7 @@ fn events(n: u64) -> Vec<Event> {
         .map(|seq| {
             let line = sluice::source::demo::line(Default::default(), seq, &time);
             let mut fields = Map::new();
-            fields.insert("file".into(), Value::from("/var/log/nginx/access.log"));
+            fields.insert("file", Value::from("/var/log/nginx/access.log"));
             let event = Event::Log(LogEvent {
                 timestamp: Timestamp(now.0 + seq as i64 * 1_000),
                 origin: Some(Origin {

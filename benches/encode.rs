@@ -17,7 +17,7 @@ fn events(n: u64) -> Vec<Event> {
     (0..n)
         .map(|seq| {
             let mut fields = Map::new();
-            fields.insert("seq".into(), Value::Int(seq as i64));
+            fields.insert("seq", Value::Int(seq as i64));
             Event::Log(LogEvent {
                 timestamp: Timestamp(now.0 + seq as i64),
                 message: Value::String(sluice::source::demo::line(Default::default(), seq, &time)),

@@ -120,6 +120,9 @@ fn main() {
         .expect("start sluice");
     let deadline = Instant::now() + Duration::from_secs(600);
     while loki.entry_count() < count && Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the agent exited ({status}) before delivering every line");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     let wall = started.elapsed().as_secs_f64();

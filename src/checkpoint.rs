@@ -238,7 +238,7 @@ impl Checkpoints {
 
 fn to_json_map(meta: &Map) -> serde_json::Map<String, serde_json::Value> {
     meta.iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+        .map(|(k, v)| (k.to_owned(), serde_json::to_value(v).unwrap_or_default()))
         .collect()
 }
 
@@ -291,7 +291,7 @@ mod tests {
 
     fn meta(path: &str) -> Map {
         let mut meta = Map::new();
-        meta.insert("path".into(), path.into());
+        meta.insert("path", path.into());
         meta
     }
 

@@ -9,17 +9,24 @@
 //! keeps sorted keys. Building from an iterator sorts once, so a JSON object with thousands
 //! of keys stays O(n log n); inserting one key is O(n), fine for the few a transform adds.
 //!
+//! Names are [`Key`]s: a `&'static str` for the names sources and parsers write on every
+//! event (`file`, `host`, `severity`), so those cost no allocation, or an owned `String`.
+//!
 //! Owns: the field container and its order. Never: interprets names (no dotted paths; see
 //! [`super::LogEvent::lookup`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::Value;
 
+/// A field name: borrowed for `'static` names (no allocation per event), owned otherwise.
+pub type Key = Cow<'static, str>;
+
 /// Named values sorted by name, each name at most once.
 #[derive(Clone, Default, PartialEq)]
 pub struct Map {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Key, Value)>,
 }
 
 impl Map {
@@ -44,7 +51,7 @@ impl Map {
 
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.entries
-            .binary_search_by(|(name, _)| name.as_str().cmp(key))
+            .binary_search_by(|(name, _)| (**name).cmp(key))
     }
 
     /// Number of fields.
@@ -73,7 +80,8 @@ impl Map {
     }
 
     /// Sets `key`, returning the value it replaced.
-    pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
+    pub fn insert(&mut self, key: impl Into<Key>, value: Value) -> Option<Value> {
+        let key = key.into();
         // Builders mostly add names in order: one comparison instead of a search.
         if self.entries.last().is_none_or(|(last, _)| *last < key) {
             if self.entries.capacity() == 0 {
@@ -100,7 +108,7 @@ impl Map {
         let i = match self.find(key) {
             Ok(i) => i,
             Err(i) => {
-                self.entries.insert(i, (key.to_owned(), make()));
+                self.entries.insert(i, (Key::Owned(key.to_owned()), make()));
                 i
             }
         };
@@ -125,13 +133,13 @@ impl Map {
     }
 
     /// `(name, value)` pairs in name order, values mutable.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Value)> {
-        self.entries.iter_mut().map(|(name, value)| (&*name, value))
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.entries.iter_mut().map(|(name, value)| (&**name, value))
     }
 
     /// Names in order.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.entries.iter().map(|(name, _)| name)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(name, _)| &**name)
     }
 
     /// Values in name order.
@@ -146,7 +154,7 @@ impl Map {
         }
         // Stable: equal names keep their arrival order, and the last one wins.
         self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, Value)> = Vec::with_capacity(self.entries.len());
+        let mut out: Vec<(Key, Value)> = Vec::with_capacity(self.entries.len());
         for entry in self.entries.drain(..) {
             match out.last_mut() {
                 Some(last) if last.0 == entry.0 => *last = entry,
@@ -160,14 +168,14 @@ impl Map {
 /// Iterator over `(&name, &value)`, in name order.
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
-    inner: std::slice::Iter<'a, (String, Value)>,
+    inner: std::slice::Iter<'a, (Key, Value)>,
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a str, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(|(name, value)| (name, value))
+        self.inner.next().map(|(name, value)| (&**name, value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -179,12 +187,12 @@ impl ExactSizeIterator for Iter<'_> {}
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.inner.next_back().map(|(name, value)| (name, value))
+        self.inner.next_back().map(|(name, value)| (&**name, value))
     }
 }
 
 impl<'a> IntoIterator for &'a Map {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a str, &'a Value);
     type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Iter<'a> {
@@ -193,33 +201,33 @@ impl<'a> IntoIterator for &'a Map {
 }
 
 impl IntoIterator for Map {
-    type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type Item = (Key, Value);
+    type IntoIter = std::vec::IntoIter<(Key, Value)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }
 }
 
-impl FromIterator<(String, Value)> for Map {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+impl<K: Into<Key>> FromIterator<(K, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
         let mut map = Map {
-            entries: iter.into_iter().collect(),
+            entries: iter.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         };
         map.normalise();
         map
     }
 }
 
-impl Extend<(String, Value)> for Map {
-    fn extend<I: IntoIterator<Item = (String, Value)>>(&mut self, iter: I) {
-        self.entries.extend(iter);
+impl<K: Into<Key>> Extend<(K, Value)> for Map {
+    fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
+        self.entries.extend(iter.into_iter().map(|(k, v)| (k.into(), v)));
         self.normalise();
     }
 }
 
-impl<const N: usize> From<[(String, Value); N]> for Map {
-    fn from(entries: [(String, Value); N]) -> Self {
+impl<K: Into<Key>, const N: usize> From<[(K, Value); N]> for Map {
+    fn from(entries: [(K, Value); N]) -> Self {
         entries.into_iter().collect()
     }
 }
@@ -272,8 +280,8 @@ mod tests {
                         model.extend(pairs);
                     }
                 }
-                let got: Vec<(&String, &Value)> = map.iter().collect();
-                let want: Vec<(&String, &Value)> = model.iter().collect();
+                let got: Vec<(&str, &Value)> = map.iter().collect();
+                let want: Vec<(&str, &Value)> = model.iter().map(|(k, v)| (k.as_str(), v)).collect();
                 prop_assert_eq!(got, want);
                 for key in ["", "a", "ab", "d", "z"] {
                     prop_assert_eq!(map.get(key), model.get(key));
@@ -285,8 +293,9 @@ mod tests {
     #[test]
     fn one_field_takes_one_slot() {
         let mut map = Map::new();
-        map.insert("file".into(), Value::from("/var/log/x.log"));
+        map.insert("file", Value::from("/var/log/x.log"));
         assert_eq!(map.entries.capacity(), 1);
+        assert!(matches!(map.entries[0].0, Key::Borrowed(_)), "a static name is not copied");
         let collected: Map = [
             ("b".to_owned(), Value::Int(1)),
             ("a".to_owned(), Value::Int(2)),

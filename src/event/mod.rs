@@ -13,7 +13,7 @@ use crate::ack::AckRef;
 
 mod map;
 
-pub use map::Map;
+pub use map::{Key, Map};
 
 /// A typed value, so JSON logs keep their numbers, booleans and nesting.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -359,7 +359,7 @@ impl LogEvent {
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for (key, value) in &self.fields {
-            out.insert(key.clone(), serde_json::to_value(value).unwrap_or_default());
+            out.insert(key.to_owned(), serde_json::to_value(value).unwrap_or_default());
         }
         out.insert(
             "message".into(),
@@ -402,10 +402,10 @@ impl Serialize for JsonView<'_> {
         .into_iter()
         .peekable();
         for (key, value) in &event.fields {
-            if key == "message" || key == "timestamp" || self.skip.contains(key) {
+            if key == "message" || key == "timestamp" || self.skip.iter().any(|s| s == key) {
                 continue;
             }
-            while let Some((name, own_value)) = own.next_if(|(name, _)| *name < key.as_str()) {
+            while let Some((name, own_value)) = own.next_if(|(name, _)| *name < key) {
                 match own_value {
                     Some(value) => map.serialize_entry(name, value)?,
                     None => map.serialize_entry(name, timestamp)?,

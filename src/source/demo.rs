@@ -122,7 +122,7 @@ impl Demo {
 
     fn event(&self, seq: u64, now: Timestamp, time: &str, stream: &Arc<str>) -> LogEvent {
         let mut fields = Map::new();
-        fields.insert("seq".into(), Value::Int(seq as i64));
+        fields.insert("seq", Value::Int(seq as i64));
         LogEvent {
             timestamp: now,
             message: Value::String(line(self.config.format, seq, time)),

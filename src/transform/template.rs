@@ -150,7 +150,7 @@ mod tests {
         event.insert("ok", Value::Bool(false));
         event.insert("tags", Value::Array(vec!["a".into(), Value::Int(1)]));
         let mut http = crate::event::Map::new();
-        http.insert("status".into(), Value::Int(200));
+        http.insert("status", Value::Int(200));
         event.insert("http", Value::Map(http));
         event.insert("dotted.name", "flat");
         match (Template::parse(template), expected) {

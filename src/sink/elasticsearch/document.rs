@@ -92,7 +92,7 @@ pub fn write_document(log: &LogEvent, timestamps: &mut TimestampCache, body: &mu
     }
     for (name, value) in &log.fields {
         body.push(b',');
-        if name.starts_with(['_', '@']) && RESERVED.contains(&name.as_str()) {
+        if name.starts_with(['_', '@']) && RESERVED.contains(&name) {
             write_json_str(body, &free_name(log, name));
         } else {
             write_json_str(body, name);
@@ -154,7 +154,7 @@ mod tests {
             r#"{"@timestamp":"1970-01-01T00:00:00Z","message":"hi"}"#,
         );
         let mut nested = Map::new();
-        nested.insert("b".into(), Value::Bool(true));
+        nested.insert("b", Value::Bool(true));
         check(
             1_500_000_000,
             "say \"x\"\n".into(),

@@ -416,7 +416,7 @@ mod tests {
     fn event(message: &str, ts: i64, fields: &[(&str, &str)]) -> Event {
         let mut map = Map::new();
         for (k, v) in fields {
-            map.insert((*k).into(), Value::from(*v));
+            map.insert(k.to_string(), Value::from(*v));
         }
         Event::Log(LogEvent {
             timestamp: Timestamp(ts),

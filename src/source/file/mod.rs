@@ -421,13 +421,13 @@ impl Reader {
 
     fn meta(tailer: &Tailer) -> Map {
         let mut meta = Map::new();
-        meta.insert("path".into(), Value::from(tailer.path_text()));
+        meta.insert("path", Value::from(tailer.path_text()));
         meta.insert(
-            "fingerprint".into(),
+            "fingerprint",
             Value::from(tailer.fingerprint.hash_hex()),
         );
         meta.insert(
-            "fingerprint_len".into(),
+            "fingerprint_len",
             Value::Int(tailer.fingerprint.len as i64),
         );
         meta

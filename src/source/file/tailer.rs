@@ -595,19 +595,19 @@ impl Tailer {
         events.reserve(pieces.len());
         for piece in pieces {
             let mut fields = Map::new();
-            fields.insert("file".into(), Value::String(self.path_text.clone()));
+            fields.insert("file", Value::String(self.path_text.clone()));
             if let Some(name) = &settings.offset_field {
                 fields.insert(name.clone(), Value::Int(piece.start as i64));
             }
             if let Some(stream) = piece.stream {
-                fields.insert("stream".into(), Value::from(stream));
+                fields.insert("stream", Value::from(stream));
             }
             if let Some(labels) = &self.labels {
-                fields.insert("namespace".into(), Value::from(labels.namespace.as_str()));
-                fields.insert("pod".into(), Value::from(labels.pod.as_str()));
-                fields.insert("container".into(), Value::from(labels.container.as_str()));
+                fields.insert("namespace", Value::from(labels.namespace.as_str()));
+                fields.insert("pod", Value::from(labels.pod.as_str()));
+                fields.insert("container", Value::from(labels.container.as_str()));
                 if let Some(uid) = &labels.pod_uid {
-                    fields.insert("pod_uid".into(), Value::from(uid.as_str()));
+                    fields.insert("pod_uid", Value::from(uid.as_str()));
                 }
             }
             events.push(Event::Log(LogEvent {

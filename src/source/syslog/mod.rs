@@ -284,7 +284,7 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
             event.message = Value::String(text.trim_end_matches(['\n', '\r', '\0']).to_owned());
             event
                 .fields
-                .insert("parse_error".into(), Value::String(error.to_string()));
+                .insert("parse_error", Value::String(error.to_string()));
             return (event, false);
         }
     };
@@ -300,7 +300,7 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
         ("severity", priority.map(|p| p.severity_name())),
     ] {
         if let Some(value) = value {
-            fields.insert(name.into(), value.into());
+            fields.insert(name, value.into());
         }
     }
     if !message.structured_data.is_empty() {
@@ -318,10 +318,10 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
                 map.extend(params);
             }
         }
-        fields.insert("structured_data".into(), Value::Map(elements));
+        fields.insert("structured_data", Value::Map(elements));
     }
     if let Some(version) = message.version {
-        fields.insert("version".into(), Value::Int(i64::from(version)));
+        fields.insert("version", Value::Int(i64::from(version)));
     }
     event.message = Value::String(message.message.to_owned());
     if let Some(timestamp) = message.timestamp {
@@ -406,12 +406,12 @@ impl Shared {
         }
         if truncated {
             self.counters.truncated.inc();
-            event.fields.insert("truncated".into(), Value::Bool(true));
+            event.fields.insert("truncated", Value::Bool(true));
         }
         if let Some(peer) = peer {
             event
                 .fields
-                .insert("source_ip".into(), Value::String(peer.to_owned()));
+                .insert("source_ip", Value::String(peer.to_owned()));
         }
         Event::Log(event)
     }
