@@ -132,8 +132,10 @@ pub struct PipelineConfig {
     pub queue_batches: NonZeroUsize,
 }
 
+/// 4: measured on file -> Loki (sink slower than the file), 8 peaked at 29-36 MiB and 4 at
+/// 27-28 MiB, with the same throughput.
 fn default_queue_batches() -> NonZeroUsize {
-    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+    NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Reads and parses a config file (no building).

@@ -50,8 +50,7 @@ impl Map {
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries
-            .binary_search_by(|(name, _)| (**name).cmp(key))
+        self.entries.binary_search_by(|(name, _)| (**name).cmp(key))
     }
 
     /// Number of fields.
@@ -134,7 +133,9 @@ impl Map {
 
     /// `(name, value)` pairs in name order, values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.entries.iter_mut().map(|(name, value)| (&**name, value))
+        self.entries
+            .iter_mut()
+            .map(|(name, value)| (&**name, value))
     }
 
     /// Names in order.
@@ -221,7 +222,8 @@ impl<K: Into<Key>> FromIterator<(K, Value)> for Map {
 
 impl<K: Into<Key>> Extend<(K, Value)> for Map {
     fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
-        self.entries.extend(iter.into_iter().map(|(k, v)| (k.into(), v)));
+        self.entries
+            .extend(iter.into_iter().map(|(k, v)| (k.into(), v)));
         self.normalise();
     }
 }
@@ -295,7 +297,10 @@ mod tests {
         let mut map = Map::new();
         map.insert("file", Value::from("/var/log/x.log"));
         assert_eq!(map.entries.capacity(), 1);
-        assert!(matches!(map.entries[0].0, Key::Borrowed(_)), "a static name is not copied");
+        assert!(
+            matches!(map.entries[0].0, Key::Borrowed(_)),
+            "a static name is not copied"
+        );
         let collected: Map = [
             ("b".to_owned(), Value::Int(1)),
             ("a".to_owned(), Value::Int(2)),

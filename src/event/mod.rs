@@ -359,7 +359,10 @@ impl LogEvent {
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for (key, value) in &self.fields {
-            out.insert(key.to_owned(), serde_json::to_value(value).unwrap_or_default());
+            out.insert(
+                key.to_owned(),
+                serde_json::to_value(value).unwrap_or_default(),
+            );
         }
         out.insert(
             "message".into(),

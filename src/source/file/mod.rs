@@ -422,14 +422,8 @@ impl Reader {
     fn meta(tailer: &Tailer) -> Map {
         let mut meta = Map::new();
         meta.insert("path", Value::from(tailer.path_text()));
-        meta.insert(
-            "fingerprint",
-            Value::from(tailer.fingerprint.hash_hex()),
-        );
-        meta.insert(
-            "fingerprint_len",
-            Value::Int(tailer.fingerprint.len as i64),
-        );
+        meta.insert("fingerprint", Value::from(tailer.fingerprint.hash_hex()));
+        meta.insert("fingerprint_len", Value::Int(tailer.fingerprint.len as i64));
         meta
     }
 
