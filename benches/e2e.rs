@@ -151,6 +151,7 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     if scenario.file_lines > 0 {
         std::fs::create_dir_all(data.join("in")).expect("input dir");
         lines::append_lines(&data.join("in/bench.log"), 0..scenario.file_lines);
+        lines::settle(&data.join("in/bench.log"));
     }
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",

@@ -87,6 +87,7 @@ fn main() {
         }
         None => {
             write_lines(&input.join("bench.log"), 0..count);
+            lines::settle(&input.join("bench.log"));
             None
         }
     };

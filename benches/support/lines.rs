@@ -23,3 +23,11 @@ pub fn append_lines(path: &Path, seqs: std::ops::Range<u64>) {
     }
     out.flush().expect("flush input");
 }
+
+/// Writes `path` back to disk now, so the kernel's writeback of the input does not compete
+/// with the agent for the CPU while it is measured.
+pub fn settle(path: &Path) {
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .expect("sync input");
+}
