@@ -9,17 +9,15 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice::event::{Event, LogEvent, Map, Origin, Timestamp, Value};
+use sluice::event::{Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 use sluice::sink::driver::{Compression, HttpSinkCodec};
 use sluice::sink::elasticsearch::ElasticsearchConfig;
 
 fn events(n: u64) -> Vec<Event> {
     let now = Timestamp(1_700_000_000_000_000_000);
     let time = sluice::source::demo::time_text(Default::default(), now);
-    let stream: Arc<str> = Arc::from("803-1a2b3c");
+    let stream = StreamName::from("803-1a2b3c");
     let mut offset = 0;
     (0..n)
         .map(|seq| {

@@ -1,19 +1,21 @@
 //! The data that moves through a pipeline: log events, metric events, and the batches that
 //! carry them with their delivery acknowledgements.
 //!
-//! Owns: [`Event`], [`LogEvent`], [`Metric`], [`Value`], [`Timestamp`], [`Batch`].
+//! Owns: [`Event`], [`LogEvent`], [`Metric`], [`Value`], [`Timestamp`], [`Batch`]; field
+//! maps live in `map.rs`, stream names in `stream.rs`.
 //! Never: does I/O, knows about a particular source or sink.
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::ack::AckRef;
 
 mod map;
+mod stream;
 
 pub use map::{Key, Map};
+pub use stream::StreamName;
 
 /// A typed value, so JSON logs keep their numbers, booleans and nesting.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -260,8 +262,8 @@ impl fmt::Display for Timestamp {
 /// through the batch's [`AckRef`]s, not through this.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
-    /// Stable identity of the stream (a file fingerprint, a source name).
-    pub stream: Arc<str>,
+    /// Stable identity of the stream (a file's `<dev>-<ino>`, a source name).
+    pub stream: StreamName,
     /// Byte offset (or sequence number) of the event within the stream.
     pub offset: u64,
 }

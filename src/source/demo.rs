@@ -7,13 +7,12 @@
 //! the first number not yet delivered: nothing missing, duplicates only from what was in
 //! flight.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, LogEvent, Map, Origin, Timestamp, Value};
+use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 
 /// Line layouts the demo source can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -86,7 +85,7 @@ impl Demo {
         let key = ctx.checkpoint_key("seq");
         let start = ctx.checkpoints.position(&key).map_or(0, |p| p.offset);
         let tracker = ctx.checkpoints.track(&key, start, Map::new());
-        let stream: Arc<str> = key.into();
+        let stream = StreamName::from(key.as_str());
         let stream_key = crate::hash_str(&stream);
         let limit = self.config.count.unwrap_or(u64::MAX);
         let started = Instant::now();
@@ -120,7 +119,7 @@ impl Demo {
         }
     }
 
-    fn event(&self, seq: u64, now: Timestamp, time: &str, stream: &Arc<str>) -> LogEvent {
+    fn event(&self, seq: u64, now: Timestamp, time: &str, stream: &StreamName) -> LogEvent {
         let mut fields = Map::new();
         fields.insert("seq", Value::Int(seq as i64));
         LogEvent {

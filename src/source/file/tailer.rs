@@ -14,11 +14,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ack::StreamTracker;
-use crate::event::{Batch, Event, LogEvent, Map, Origin, Timestamp, Value};
+use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 use crate::telemetry::{ComponentMetrics, Counter};
 
 use super::identity::Fingerprint;
@@ -245,7 +244,7 @@ fn strip_cr(bytes: &[u8], truncated: bool) -> &[u8] {
 /// The reading state of one file.
 pub struct Tailer {
     /// Identity string (`<dev>-<ino>`), the origin stream of its events.
-    pub key: Arc<str>,
+    pub key: StreamName,
     /// Device and inode.
     pub dev_ino: (u64, u64),
     /// Path it was last seen at.
