@@ -132,10 +132,10 @@ pub struct PipelineConfig {
     pub queue_batches: NonZeroUsize,
 }
 
-/// 4: measured on file -> Loki (sink slower than the file), 8 peaked at 29-36 MiB and 4 at
-/// 27-28 MiB, with the same throughput.
+/// 2: measured on file -> Loki (sink slower than the file, static build), 8 peaked at
+/// 29-36 MiB, 4 at 25.7-32.4 and 2 at 22.5-28.5, with the same throughput.
 fn default_queue_batches() -> NonZeroUsize {
-    NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)
+    NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Reads and parses a config file (no building).
