@@ -58,14 +58,23 @@ impl DeadLetters {
 
     /// Records `events` rejected by `sink` of `pipeline` for `reason`. A write failure is
     /// logged at ERROR (the events are then lost, and counted as such).
-    pub fn write(&self, pipeline: &str, sink: &str, reason: &str, events: &[Event]) {
-        self.written.add(events.len() as u64);
+    pub fn write<'a>(
+        &self,
+        pipeline: &str,
+        sink: &str,
+        reason: &str,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) {
+        let events = events.into_iter();
         let Some(writer) = &self.writer else {
+            self.written.add(events.count() as u64);
             return;
         };
         let mut body = Vec::new();
         let time = Timestamp::now().to_rfc3339();
+        let mut n_events = 0u64;
         for event in events {
+            n_events += 1;
             let event_json = match event {
                 Event::Log(log) => serde_json::Value::Object(log.to_json_map()),
                 Event::Metric(metric) => serde_json::json!({
@@ -82,10 +91,11 @@ impl DeadLetters {
             let _ = serde_json::to_writer(&mut body, &record);
             body.push(b'\n');
         }
+        self.written.add(n_events);
         let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(error) = writer.append(&body) {
             tracing::error!(
-                file = %writer.path.display(), %error, n_events = events.len(),
+                file = %writer.path.display(), %error, n_events,
                 "dead-letter write failed; rejected events are lost"
             );
         }

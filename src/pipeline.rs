@@ -276,9 +276,9 @@ impl Worker {
             match self.input.recv_timeout(TICK) {
                 Ok(batch) => {
                     self.depth.add(-1);
-                    let acks = batch.acks;
-                    let events = self.apply(0, batch.events);
-                    self.forward(Batch { events, acks });
+                    let Batch { events, acks, home } = batch;
+                    let events = self.apply(0, events);
+                    self.forward(Batch { events, acks, home });
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.input_closed.is_triggered() && self.input.is_empty() {

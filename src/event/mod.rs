@@ -12,9 +12,11 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use crate::ack::AckRef;
 
 mod map;
+mod recycle;
 mod stream;
 
 pub use map::{Key, Map};
+pub use recycle::{Home, Recycler, RETURNED_BATCHES};
 pub use stream::StreamName;
 
 /// A typed value, so JSON logs keep their numbers, booleans and nesting.
@@ -520,6 +522,8 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Acknowledgement handles of the source batches these events belong to.
     pub acks: Vec<AckRef>,
+    /// Where the events go once spent: the source that allocated them (see `recycle.rs`).
+    pub home: Option<Home>,
 }
 
 impl Batch {
@@ -528,6 +532,7 @@ impl Batch {
         Batch {
             events,
             acks: Vec::new(),
+            home: None,
         }
     }
 
@@ -536,21 +541,28 @@ impl Batch {
         Batch {
             events,
             acks: vec![ack],
+            home: None,
         }
     }
 
-    /// Marks every acknowledgement of this batch as done (delivered or permanently rejected).
+    /// Marks every acknowledgement of this batch as done (delivered or permanently
+    /// rejected), and returns the spent events to their source.
     pub fn settle(self) {
         for ack in self.acks {
             ack.done();
         }
+        if let Some(home) = self.home {
+            home.give(self.events);
+        }
     }
 
-    /// A copy for one more sink: events cloned, acknowledgements shared.
+    /// A copy for one more sink: events cloned (by this thread, so with no home),
+    /// acknowledgements shared.
     pub fn fan_out_clone(&self) -> Self {
         Batch {
             events: self.events.clone(),
             acks: self.acks.clone(),
+            home: None,
         }
     }
 }

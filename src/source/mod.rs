@@ -16,11 +16,11 @@ pub mod syslog;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Select, Sender, TrySendError};
 
 use crate::checkpoint::Checkpoints;
 use crate::config::yaml::TaggedEnum;
-use crate::event::Batch;
+use crate::event::{Batch, Recycler};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
 
@@ -169,11 +169,16 @@ pub struct Stopped;
 
 /// Sends batches to the transform workers, partitioned by a stream key so that one
 /// stream's batches always go to the same worker (and so stay in order).
+///
+/// Each batch is marked with this source's [`crate::event::Home`]: sinks return the spent
+/// events, and they are freed here (on the thread that allocated them) before each send
+/// and while a send waits.
 #[derive(Clone)]
 pub struct BatchSender {
     partitions: Arc<[(Sender<Batch>, Gauge)]>,
     shutdown: Shutdown,
     metrics: ComponentMetrics,
+    recycler: Recycler,
 }
 
 impl BatchSender {
@@ -188,6 +193,7 @@ impl BatchSender {
             partitions: partitions.into(),
             shutdown,
             metrics,
+            recycler: Recycler::default(),
         }
     }
 
@@ -201,27 +207,38 @@ impl BatchSender {
     pub fn send(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
-        let mut batch = batch;
+        let mut batch = self.marked(batch);
+        let returned = self.recycler.returned();
         loop {
-            match queue.send_timeout(batch, Duration::from_millis(50)) {
-                Ok(()) => {
-                    depth.add(1);
-                    self.metrics.events_out.add(n_events);
-                    return Ok(());
-                }
-                Err(SendTimeoutError::Timeout(back)) if !self.shutdown.is_triggered() => {
-                    batch = back;
-                }
-                Err(_) => return Err(Stopped),
+            match queue.try_send(batch) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => batch = back,
+                Err(TrySendError::Disconnected(_)) => return Err(Stopped),
+            }
+            // Wait for room, freeing returned events meanwhile.
+            let mut select = Select::new();
+            let room = select.send(queue);
+            select.recv(returned);
+            match select.select_timeout(Duration::from_millis(50)) {
+                Ok(op) if op.index() == room => match op.send(queue, batch) {
+                    Ok(()) => break,
+                    Err(_) => return Err(Stopped),
+                },
+                Ok(op) => drop(op.recv(returned)),
+                Err(_) if self.shutdown.is_triggered() => return Err(Stopped),
+                Err(_) => {}
             }
         }
+        depth.add(1);
+        self.metrics.events_out.add(n_events);
+        Ok(())
     }
 
     /// Like [`BatchSender::send`], for async sources: waits without blocking the runtime.
     pub async fn send_async(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
-        let mut batch = batch;
+        let mut batch = self.marked(batch);
         let mut pause = Duration::from_micros(200);
         loop {
             match queue.try_send(batch) {
@@ -233,6 +250,7 @@ impl BatchSender {
                 Err(TrySendError::Full(back)) if !self.shutdown.is_triggered() => {
                     batch = back;
                     tokio::time::sleep(pause).await;
+                    self.recycler.free_returned();
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
                 Err(_) => return Err(Stopped),
@@ -240,8 +258,80 @@ impl BatchSender {
         }
     }
 
+    /// Frees the events sinks have returned, and marks `batch` as this source's.
+    fn marked(&self, mut batch: Batch) -> Batch {
+        self.recycler.free_returned();
+        if batch.home.is_none() {
+            batch.home = Some(self.recycler.home());
+        }
+        batch
+    }
+
+    /// Frees the events sinks have returned. Sources that can sit idle for long call it
+    /// when they wake, so a burst's events are not kept until the next send.
+    pub fn free_returned(&self) {
+        self.recycler.free_returned();
+    }
+
     /// True when the queue for `stream_key` is full (for sources that shed load, like UDP).
     pub fn is_full(&self, stream_key: u64) -> bool {
         self.queue(stream_key).0.is_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, LogEvent};
+    use crate::telemetry::registry;
+
+    fn sender(name: &str) -> (BatchSender, crossbeam_channel::Receiver<Batch>, Shutdown) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let depth = registry().gauge("test_source_queue", "test", &[("test", name)]);
+        let shutdown = Shutdown::new();
+        let metrics = ComponentMetrics::new("test", "source", name);
+        (
+            BatchSender::new(vec![(tx, depth)], shutdown.clone(), metrics),
+            rx,
+            shutdown,
+        )
+    }
+
+    fn batch(n: usize) -> Batch {
+        Batch::new(
+            (0..n)
+                .map(|i| Event::Log(LogEvent::new(format!("line {i}"))))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn settled_batches_come_home_and_are_freed_at_the_next_send() {
+        let (out, queue, _shutdown) = sender("home");
+        out.send(0, batch(3)).expect("room");
+        let sent = queue.recv().expect("batch");
+        assert!(sent.home.is_some(), "batches carry their source's home");
+        sent.settle();
+        assert_eq!(out.recycler.returned().len(), 1);
+        out.send(0, batch(1)).expect("room");
+        assert_eq!(out.recycler.returned().len(), 0, "freed before sending");
+    }
+
+    #[test]
+    fn a_blocked_send_frees_returned_batches_and_still_stops() {
+        let (out, queue, shutdown) = sender("blocked");
+        out.send(0, batch(2)).expect("room");
+        let first = queue.recv().expect("batch");
+        out.send(0, batch(2)).expect("room");
+        // The queue is full: this send waits, freeing what comes home meanwhile.
+        let waiting = {
+            let out = out.clone();
+            std::thread::spawn(move || out.send(0, batch(2)))
+        };
+        first.settle();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(out.recycler.returned().len(), 0, "freed while waiting");
+        shutdown.trigger();
+        assert_eq!(waiting.join().expect("no panic"), Err(Stopped));
     }
 }

@@ -15,7 +15,7 @@ use url::Url;
 use super::super::{SinkContext, SinkInput};
 use super::*;
 use crate::ack::AckRef;
-use crate::event::{Batch, Event};
+use crate::event::{Batch, Event, Home};
 use crate::health::HealthCheck;
 use crate::telemetry::{Counter, Gauge, Histogram, BYTE_BUCKETS, EVENT_COUNT_BUCKETS};
 
@@ -50,6 +50,8 @@ const MAX_RESERVED_EVENTS: usize = 10_000;
 struct Pending {
     events: Vec<Event>,
     acks: Vec<AckRef>,
+    /// Where the spent events go: the home of the first source batch in this one.
+    home: Option<Home>,
     bytes: usize,
     deadline: Option<tokio::time::Instant>,
 }
@@ -246,7 +248,7 @@ impl HttpDriver {
         state: &State,
     ) {
         ctx.metrics.events_in.add(batch.events.len() as u64);
-        let Batch { events, acks } = batch;
+        let Batch { events, acks, home } = batch;
         let mut touched = vec![false; pending.len()];
         for event in events {
             if !codec.accepts(&event) {
@@ -259,6 +261,9 @@ impl HttpDriver {
             };
             let slot = &mut pending[lane];
             if slot.events.is_empty() {
+                if slot.home.is_none() {
+                    slot.home.clone_from(&home);
+                }
                 slot.deadline = Some(tokio::time::Instant::now() + self.batch_timeout);
                 // Room for a full batch at once: growing by doubling copied the batch about
                 // twice and faulted in fresh pages each time (perf: 4% of file → Loki).
@@ -295,7 +300,9 @@ impl HttpDriver {
         ctx: &SinkContext,
         state: &State,
     ) {
-        let Pending { events, acks, .. } = batch;
+        let Pending {
+            events, acks, home, ..
+        } = batch;
         let mut outcomes = vec![Outcome::Waiting; events.len()];
         let encoded = codec.encode(&events);
         for (index, reason) in encoded.dropped {
@@ -312,7 +319,10 @@ impl HttpDriver {
                 queue.push_front(request);
             }
         }
-        settle(events, outcomes, acks, ctx);
+        settle(&events, outcomes, acks, ctx);
+        if let Some(home) = home {
+            home.give(events);
+        }
     }
 
     /// Sends one request until it is delivered, rejected or partly so; returns the requests
@@ -668,11 +678,11 @@ fn mark(outcomes: &mut [Outcome], items: &[usize], outcome: Outcome) {
 }
 
 /// Counts, dead-letters and acknowledges a finished batch.
-fn settle(events: Vec<Event>, outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &SinkContext) {
+fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &SinkContext) {
     let mut delivered = 0u64;
-    let mut rejected: BTreeMap<Arc<str>, Vec<Event>> = BTreeMap::new();
+    let mut rejected: BTreeMap<Arc<str>, Vec<&Event>> = BTreeMap::new();
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (event, outcome) in events.into_iter().zip(outcomes) {
+    for (event, outcome) in events.iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered => delivered += 1,
             Outcome::Rejected(reason) => rejected.entry(reason).or_default().push(event),
@@ -691,7 +701,7 @@ fn settle(events: Vec<Event>, outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &S
         let label = reason.split(':').next().unwrap_or(&reason);
         ctx.metrics.dropped(label).add(events.len() as u64);
         ctx.dead_letters
-            .write(&ctx.pipeline, &ctx.id, &reason, &events);
+            .write(&ctx.pipeline, &ctx.id, &reason, events);
     }
     ctx.progress.mark();
     for ack in acks {

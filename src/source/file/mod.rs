@@ -311,6 +311,8 @@ impl Reader {
         let mut next_scan = Instant::now() + self.source.glob_interval;
         let mut next_upkeep = Instant::now();
         while !self.ctx.shutdown.is_triggered() {
+            // Free what the sinks returned before reading more (and after a wait).
+            self.ctx.out.free_returned();
             let mut rescan = false;
             for change in changes.try_iter().take(100_000) {
                 match change {
