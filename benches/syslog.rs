@@ -4,7 +4,8 @@
 //! CPU-second of the agent process.
 //!
 //! `cargo bench --bench syslog` for the parsers;
-//! `cargo build --release && SLUICE_BIN=target/release/sluice cargo bench --bench syslog -- ingest`
+//! `cargo build --release && SLUICE_BIN=target/x86_64-unknown-linux-gnu/release/sluice cargo bench --bench syslog -- ingest`
+//! (`target/<host triple>/release/sluice`: `.cargo/config.toml` builds for an explicit target)
 //! for the end-to-end figure.
 
 /// The agent's allocator, so the figures match what the binary does.

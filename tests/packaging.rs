@@ -605,9 +605,10 @@ fn dockerfile_is_multi_stage_and_runs_the_kubernetes_config() {
         froms[1]
     );
     assert!(text.contains("COPY pipelines/kubernetes.yaml /etc/sluice/sluice.yaml"));
-    // The image ships the static build (and the allocator's build settings in .cargo/).
-    assert!(text.contains("--config packaging/static.toml") && text.contains("--target"));
+    // The image ships the static build: its flags and the allocator's build settings are
+    // in .cargo/config.toml, and the binary is where an explicit --target puts it.
     assert!(text.contains("COPY .cargo ./.cargo"));
+    assert!(text.contains("--target \"${TARGET}\"") && text.contains("target/${TARGET}/"));
     assert!(text.contains(r#"CMD ["run", "-c", "/etc/sluice/sluice.yaml"]"#));
     assert!(
         text.lines()

@@ -1,5 +1,5 @@
-//! Which agent binary the end-to-end benches run: `SLUICE_BIN` when set (e.g. the static
-//! build of `packaging/static.toml`), else the one Cargo built for the bench.
+//! Which agent binary the end-to-end benches run: `SLUICE_BIN` when set (e.g. an older
+//! build, for an A/B comparison), else the one Cargo built for the bench.
 
 use std::path::PathBuf;
 
