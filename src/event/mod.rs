@@ -16,7 +16,7 @@ mod recycle;
 mod stream;
 
 pub use map::{Key, Map};
-pub use recycle::{Home, Recycler, RETURNED_BATCHES};
+pub use recycle::{Home, Recycler, RETURNED_BATCHES, RETURNED_EVENTS};
 pub use stream::StreamName;
 
 /// A typed value, so JSON logs keep their numbers, booleans and nesting.

@@ -11,9 +11,13 @@
 //! `Vec<Event>` back costs one channel message per batch, and the source frees it with
 //! plain thread-local frees.
 //!
-//! Never: blocks or grows without bound. The return queue holds [`RETURNED_BATCHES`]
-//! batches; when it is full or the source is gone, the sink frees the events itself,
-//! which is always correct, only slower.
+//! Never: blocks or grows without bound. A source holds at most [`RETURNED_BATCHES`]
+//! returned batches and [`RETURNED_EVENTS`] returned events (a source that goes quiet
+//! after a burst keeps them until it sends again); past either, or when the source is
+//! gone, the sink frees the events itself, which is always correct, only slower.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -23,17 +27,29 @@ use super::Event;
 /// while waiting on a full queue, so this only needs to cover the batches in flight.
 pub const RETURNED_BATCHES: usize = 8;
 
+/// Events a source may have waiting to be freed (about 2 MiB of 150-byte lines): one
+/// network sink batch (Loki's default is 5000 events) fits.
+pub const RETURNED_EVENTS: usize = 8192;
+
 /// Where spent events are returned: the source that allocated them.
 #[derive(Clone, Debug)]
-pub struct Home(Sender<Vec<Event>>);
+pub struct Home {
+    tx: Sender<Vec<Event>>,
+    waiting: Arc<AtomicUsize>,
+}
 
 impl Home {
     /// Returns `events` to be freed by their source (or frees them here if it cannot take
     /// them now).
     pub fn give(&self, events: Vec<Event>) {
-        if !events.is_empty() {
-            // A full or closed queue hands the events back, and they are dropped here.
-            let _ = self.0.try_send(events);
+        let n = events.len();
+        if n == 0 || self.waiting.load(Ordering::Relaxed) + n > RETURNED_EVENTS {
+            return;
+        }
+        self.waiting.fetch_add(n, Ordering::Relaxed);
+        // A full or closed queue hands the events back, and they are dropped here.
+        if self.tx.try_send(events).is_err() {
+            self.waiting.fetch_sub(n, Ordering::Relaxed);
         }
     }
 }
@@ -43,24 +59,39 @@ impl Home {
 pub struct Recycler {
     tx: Sender<Vec<Event>>,
     rx: Receiver<Vec<Event>>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Default for Recycler {
     fn default() -> Self {
         let (tx, rx) = crossbeam_channel::bounded(RETURNED_BATCHES);
-        Recycler { tx, rx }
+        Recycler {
+            tx,
+            rx,
+            waiting: Arc::default(),
+        }
     }
 }
 
 impl Recycler {
     /// The handle sinks return this source's events through.
     pub fn home(&self) -> Home {
-        Home(self.tx.clone())
+        Home {
+            tx: self.tx.clone(),
+            waiting: Arc::clone(&self.waiting),
+        }
     }
 
     /// Frees every returned batch; returns how many events that was.
     pub fn free_returned(&self) -> usize {
-        self.rx.try_iter().map(|events| events.len()).sum()
+        self.rx.try_iter().map(|events| self.freed(events)).sum()
+    }
+
+    /// Frees one returned batch (taken from [`Recycler::returned`]); returns its length.
+    pub fn freed(&self, events: Vec<Event>) -> usize {
+        let n = events.len();
+        self.waiting.fetch_sub(n, Ordering::Relaxed);
+        n
     }
 
     /// The queue's receiving end, for a source that waits on it with other channels.
@@ -89,6 +120,18 @@ mod tests {
         home.give(events(2));
         assert_eq!(recycler.free_returned(), 5);
         assert_eq!(recycler.free_returned(), 0);
+    }
+
+    #[test]
+    fn returned_events_are_capped() {
+        let recycler = Recycler::default();
+        let home = recycler.home();
+        home.give(events(RETURNED_EVENTS - 10));
+        home.give(events(11));
+        home.give(events(10));
+        assert_eq!(recycler.free_returned(), RETURNED_EVENTS);
+        home.give(events(11));
+        assert_eq!(recycler.free_returned(), 11, "room again once freed");
     }
 
     #[test]

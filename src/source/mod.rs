@@ -224,7 +224,11 @@ impl BatchSender {
                     Ok(()) => break,
                     Err(_) => return Err(Stopped),
                 },
-                Ok(op) => drop(op.recv(returned)),
+                Ok(op) => {
+                    if let Ok(events) = op.recv(returned) {
+                        self.recycler.freed(events);
+                    }
+                }
                 Err(_) if self.shutdown.is_triggered() => return Err(Stopped),
                 Err(_) => {}
             }

@@ -82,7 +82,7 @@ pub struct Sample {
 /// Whether events with key `key` are kept at `rate` (one key in `rate`). Stable across runs,
 /// processes and machines.
 pub fn key_is_kept(key: &str, rate: u64) -> bool {
-    rate <= 1 || mix(crate::hash_str(key)) % rate == 0
+    rate <= 1 || mix(crate::hash_str(key)).is_multiple_of(rate)
 }
 
 /// splitmix64's finaliser: spreads FNV's weak low bits over the whole word.
@@ -119,7 +119,7 @@ impl Sample {
             .and_then(|field| log.get(field))
             .map(|key| key_is_kept(&key.to_text(), self.rate));
         let kept = by_key.unwrap_or_else(|| {
-            let kept = self.seen % self.rate == 0;
+            let kept = self.seen.is_multiple_of(self.rate);
             self.seen = self.seen.wrapping_add(1);
             kept
         });

@@ -61,9 +61,9 @@ impl TimestampCache {
         body.extend_from_slice(self.prefix.as_bytes());
         let (value, digits) = if fraction == 0 {
             (0, 0)
-        } else if fraction % 1_000_000 == 0 {
+        } else if fraction.is_multiple_of(1_000_000) {
             (fraction / 1_000_000, 3)
-        } else if fraction % 1_000 == 0 {
+        } else if fraction.is_multiple_of(1_000) {
             (fraction / 1_000, 6)
         } else {
             (fraction, 9)
