@@ -63,7 +63,7 @@ fn read_split_batch(c: &mut Criterion) {
                 "1-1".into(),
                 (1, 1),
                 path.clone(),
-                file,
+                Some(file),
                 0,
                 fingerprint,
                 StreamTracker::detached(0),

@@ -163,6 +163,17 @@ impl Checkpoints {
         StreamTracker { stream }
     }
 
+    /// Saves an existing stream under `key` from now on (its content moved to another file,
+    /// e.g. a copytruncate copy: its pending acknowledgements commit there).
+    pub fn adopt(&self, key: &str, tracker: &StreamTracker) {
+        let mut registry = self.registry();
+        registry.loaded.remove(key);
+        registry
+            .streams
+            .insert(key.to_owned(), tracker.stream.clone());
+        ack::lock(&tracker.stream).dirty = true;
+    }
+
     /// Stops saving `key` (a deleted file read to its end).
     pub fn forget(&self, key: &str) {
         let mut registry = self.registry();

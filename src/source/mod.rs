@@ -167,6 +167,15 @@ impl SourceContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
 
+/// Why [`BatchSender::send_or_wait`] did not send.
+#[derive(Debug)]
+pub enum SendError {
+    /// The agent is stopping (or the pipeline is gone).
+    Stopped,
+    /// Still no room after the wait: the batch, to send again.
+    Full(Batch),
+}
+
 /// Sends batches to the transform workers, partitioned by a stream key so that one
 /// stream's batches always go to the same worker (and so stay in order).
 ///
@@ -205,15 +214,43 @@ impl BatchSender {
     /// acknowledgement is then abandoned, so it is read again after a restart) only when
     /// the agent is stopping or the pipeline is gone.
     pub fn send(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
+        match self.send_within(stream_key, batch, None) {
+            Ok(()) => Ok(()),
+            Err(SendError::Stopped) | Err(SendError::Full(_)) => Err(Stopped),
+        }
+    }
+
+    /// Like [`BatchSender::send`], but hands the batch back after waiting `wait` for room,
+    /// so a source can do other work (the file source keeps finding new files) and try
+    /// again.
+    pub fn send_or_wait(
+        &self,
+        stream_key: u64,
+        batch: Batch,
+        wait: Duration,
+    ) -> Result<(), SendError> {
+        self.send_within(stream_key, batch, Some(wait))
+    }
+
+    fn send_within(
+        &self,
+        stream_key: u64,
+        batch: Batch,
+        wait: Option<Duration>,
+    ) -> Result<(), SendError> {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
         let mut batch = self.marked(batch);
         let returned = self.recycler.returned();
+        let deadline = wait.map(|wait| std::time::Instant::now() + wait);
         loop {
             match queue.try_send(batch) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) => batch = back,
-                Err(TrySendError::Disconnected(_)) => return Err(Stopped),
+                Err(TrySendError::Disconnected(_)) => return Err(SendError::Stopped),
+            }
+            if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+                return Err(SendError::Full(batch));
             }
             // Wait for room, freeing returned events meanwhile.
             let mut select = Select::new();
@@ -222,14 +259,14 @@ impl BatchSender {
             match select.select_timeout(Duration::from_millis(50)) {
                 Ok(op) if op.index() == room => match op.send(queue, batch) {
                     Ok(()) => break,
-                    Err(_) => return Err(Stopped),
+                    Err(_) => return Err(SendError::Stopped),
                 },
                 Ok(op) => {
                     if let Ok(events) = op.recv(returned) {
                         self.recycler.freed(events);
                     }
                 }
-                Err(_) if self.shutdown.is_triggered() => return Err(Stopped),
+                Err(_) if self.shutdown.is_triggered() => return Err(SendError::Stopped),
                 Err(_) => {}
             }
         }

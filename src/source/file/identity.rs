@@ -16,17 +16,51 @@
 //!    extended as it grows, after checking the bytes already hashed are unchanged.
 //! 5. A file whose size drops below the read offset was truncated (copytruncate): it is
 //!    read again from 0.
-//! 6. Limit: a file deleted and replaced (same inode) by one whose first bytes are identical
-//!    and that is already longer than the old read offset cannot be told from the old file
-//!    by any of these rules; the first `offset` bytes of the new file are then skipped. An
-//!    open file's inode cannot be reused, so this only happens to files closed for being
-//!    idle, or while the agent is down.
+//! 6. Beside the head fingerprint, the checkpoint keeps a *tail*: a hash of the (up to)
+//!    [`TAIL_BYTES`] bytes just before an offset the reader had reached (`tail_at`). A file
+//!    that reuses an inode and starts with the same bytes as the old one (a constant banner
+//!    longer than `fingerprint_bytes`) still differs there, so it is read from its start
+//!    instead of from the old offset.
+//! 7. When device + inode miss (a rotated name, a copy, a compressed rotation, a device
+//!    renumbered by a reboot or a move to another filesystem), a saved position is matched
+//!    by content: head fingerprint and tail both equal ([`crate::source::file::recovery`]).
 //!
-//! Owns: computing and checking fingerprints. Never: decides where reading starts.
+//! Files are opened non-blocking and checked to be regular files after opening
+//! ([`open_regular`]), so a FIFO, socket or device swapped in at a matched path can never
+//! block the reader.
+//!
+//! Owns: computing and checking fingerprints and tails, reading saved identities back
+//! (validated and clamped). Never: decides where reading starts.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::Position;
+
+/// Bytes hashed into a tail.
+pub const TAIL_BYTES: u64 = 256;
+
+/// Longest fingerprint a saved position may claim (a corrupt checkpoint cannot make the
+/// reader allocate more).
+pub const MAX_FINGERPRINT_BYTES: u64 = 1 << 20;
+
+/// Opens `path` for reading without ever blocking (`O_NONBLOCK`, so a FIFO with no writer
+/// or a device cannot stall the reader) and only if it is a regular file once open.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (FIFO, socket or device)",
+        ));
+    }
+    Ok(file)
+}
 
 /// FNV-1a over bytes (the same function as [`crate::hash_str`]).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -90,11 +124,114 @@ impl Fingerprint {
     }
 }
 
+/// A hash of the bytes just before offset `at`: tells two files with the same first bytes
+/// apart (rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    /// The offset the hashed bytes end at.
+    pub at: u64,
+    /// FNV-1a of the `min(at, TAIL_BYTES)` bytes before `at`.
+    pub hash: u64,
+}
+
+impl Tail {
+    /// The tail of `file` at `at`; `None` when the file is shorter than `at`.
+    pub fn compute(file: &File, at: u64) -> io::Result<Option<Tail>> {
+        let from = at.saturating_sub(TAIL_BYTES);
+        let bytes = read_range(file, from, at - from)?;
+        if (bytes.len() as u64) < at - from {
+            return Ok(None);
+        }
+        Ok(Some(Tail {
+            at,
+            hash: fnv1a(&bytes),
+        }))
+    }
+
+    /// True when `file` holds the same bytes before `at`.
+    pub fn matches(&self, file: &File) -> io::Result<bool> {
+        Ok(Tail::compute(file, self.at)? == Some(*self))
+    }
+}
+
+/// What a checkpoint says about a file, read back validated: absurd values (a corrupt but
+/// parseable file) become `None` instead of an allocation or a crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedFile {
+    /// The full checkpoint key.
+    pub key: String,
+    /// Device and inode, from the key's `<dev>-<ino>`.
+    pub dev_ino: Option<(u64, u64)>,
+    /// Committed offset.
+    pub offset: u64,
+    /// Last known path.
+    pub path: Option<PathBuf>,
+    /// Head fingerprint.
+    pub fingerprint: Option<Fingerprint>,
+    /// Tail at the reader's position when last saved.
+    pub tail: Option<Tail>,
+    /// The file's size when last seen (how much was there to read).
+    pub size: Option<u64>,
+    /// The content is read through gzip (a rotation compressed before it was finished).
+    pub gzip: bool,
+}
+
+impl SavedFile {
+    /// Reads a saved position whose key ends in `identity` (the part after the source's
+    /// prefix).
+    pub fn parse(key: String, identity: &str, position: &Position) -> SavedFile {
+        let meta = &position.meta;
+        let text = |name: &str| meta.get(name).and_then(|v| v.as_str());
+        let number = |name: &str| meta.get(name).and_then(|v| v.as_u64());
+        let fingerprint = text("fingerprint")
+            .zip(number("fingerprint_len"))
+            .filter(|(_, len)| *len <= MAX_FINGERPRINT_BYTES)
+            .and_then(|(hash, len)| Fingerprint::from_saved(hash, len));
+        let tail = text("tail")
+            .and_then(|hash| u64::from_str_radix(hash, 16).ok())
+            .zip(number("tail_at"))
+            .map(|(hash, at)| Tail { at, hash });
+        SavedFile {
+            dev_ino: parse_key(identity),
+            offset: position.offset,
+            path: text("path").map(PathBuf::from),
+            fingerprint,
+            tail,
+            size: number("size"),
+            gzip: text("compression") == Some("gzip"),
+            key,
+        }
+    }
+
+    /// Bytes known to exist past the committed offset (lost if the file is gone).
+    pub fn unread_bytes(&self) -> u64 {
+        let known_end = self.size.unwrap_or(0).max(self.tail.map_or(0, |t| t.at));
+        known_end.saturating_sub(self.offset)
+    }
+}
+
+/// `<dev>-<ino>` (hex) back to numbers.
+pub fn parse_key(identity: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = identity.split_once('-')?;
+    Some((
+        u64::from_str_radix(dev, 16).ok()?,
+        u64::from_str_radix(ino, 16).ok()?,
+    ))
+}
+
 fn read_head(file: &File, len: u64) -> io::Result<Vec<u8>> {
+    read_range(file, 0, len)
+}
+
+/// Up to `len` bytes at `from` (fewer at the end of the file). Never allocates more than
+/// the file holds.
+fn read_range(file: &File, from: u64, len: u64) -> io::Result<Vec<u8>> {
+    let size = file.metadata()?.len();
+    let len = len.min(size.saturating_sub(from));
     let mut head = vec![0u8; len as usize];
     let mut filled = 0;
     while filled < head.len() {
-        match file.read_at(&mut head[filled..], filled as u64) {
+        match file.read_at(&mut head[filled..], from + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

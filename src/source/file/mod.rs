@@ -33,6 +33,8 @@ pub mod discovery;
 pub mod identity;
 pub mod kubernetes;
 pub mod multiline;
+pub mod recovery;
+mod rotation;
 pub mod tailer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,12 +46,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use super::{Running, SourceContext, Stopped};
+use super::{Running, SendError, SourceContext, Stopped};
 use crate::ack::StreamTracker;
 use crate::event::{Batch, Map, Value};
-use crate::telemetry::{Counter, Gauge};
+use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 use discovery::{Change, Matcher, Watcher};
-use identity::{dev_ino, key_of, Fingerprint};
+use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
 use multiline::MultilineConfig;
 use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
 
@@ -225,6 +227,19 @@ struct FileMetrics {
     truncations: Counter,
     lag_total: Gauge,
     lag_max: Gauge,
+    recovered: Counter,
+    lost_bytes: ComponentMetrics,
+}
+
+impl FileMetrics {
+    /// `sluice_file_lost_bytes_total{reason}`.
+    fn lost_bytes(&self, reason: &str) -> Counter {
+        self.lost_bytes.counter(
+            "sluice_file_lost_bytes_total",
+            "Unread bytes of files that were gone (deleted, truncated) before they could be read, by reason.",
+            &[("reason", reason)],
+        )
+    }
 }
 
 /// A file waiting for a free descriptor.
@@ -254,6 +269,16 @@ struct Reader {
     sizes: HashMap<(u64, u64), u64>,
     /// Files with an open descriptor.
     open: HashSet<(u64, u64)>,
+    /// Matched files found at start to hold a saved position of another identity (a
+    /// renumbered device): the offset they resume at.
+    adopted: HashMap<(u64, u64), u64>,
+    /// Paths of every saved position at start: a new file there is a rotation's successor,
+    /// read from its start whatever `read_from` says.
+    known_paths: HashSet<PathBuf>,
+    /// When the next directory scan is due.
+    next_scan: Instant,
+    /// A scan runs inside a blocked send (it may send itself: no second one inside it).
+    discovering: bool,
     buf: Vec<u8>,
 }
 
@@ -283,6 +308,12 @@ impl Reader {
                 "Bytes not yet read in the file furthest behind.",
                 &[],
             ),
+            recovered: metrics.counter(
+                "sluice_file_recovered_total",
+                "Unread parts of files found again after they left the globs (rotated, copied, compressed, moved to another device).",
+                &[],
+            ),
+            lost_bytes: metrics.clone(),
         };
         Reader {
             counters: ReadCounters::new(metrics),
@@ -297,6 +328,10 @@ impl Reader {
             warned: HashSet::new(),
             sizes: HashMap::new(),
             open: HashSet::new(),
+            adopted: HashMap::new(),
+            known_paths: HashSet::new(),
+            next_scan: Instant::now(),
+            discovering: false,
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -307,8 +342,8 @@ impl Reader {
         if self.scan(true).is_err() {
             return;
         }
-        self.forget_unseen_checkpoints();
-        let mut next_scan = Instant::now() + self.source.glob_interval;
+        self.recover_saved();
+        self.next_scan = Instant::now() + self.source.glob_interval;
         let mut next_upkeep = Instant::now();
         while !self.ctx.shutdown.is_triggered() {
             // Free what the sinks returned before reading more (and after a wait).
@@ -321,12 +356,12 @@ impl Reader {
                 }
             }
             let now = Instant::now();
-            if rescan || now >= next_scan {
+            if rescan || now >= self.next_scan {
                 watcher.watch_roots(&self.source.matcher);
                 if self.scan(false).is_err() {
                     return;
                 }
-                next_scan = now + self.source.glob_interval;
+                self.next_scan = now + self.source.glob_interval;
             }
             if self.open_wanted().is_err() {
                 return;
@@ -342,12 +377,13 @@ impl Reader {
                 next_upkeep = now + Duration::from_millis(100);
             }
             if n_read == 0 {
-                let wait = next_scan
+                let wait = self
+                    .next_scan
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(100));
                 if let Ok(change) = changes.recv_timeout(wait) {
                     match change {
-                        Change::Rescan => next_scan = Instant::now(),
+                        Change::Rescan => self.next_scan = Instant::now(),
                         Change::Touched(path) => self.touched(&path),
                     }
                 }
@@ -355,8 +391,31 @@ impl Reader {
         }
     }
 
-    fn send(&self, stream_hash: u64, batch: Batch) -> Result<(), Stopped> {
-        self.ctx.out.send(stream_hash, batch)
+    /// Sends a batch, waiting while the pipeline is full. While it waits (a sink is down:
+    /// the files are the buffer), new files are still found and their identities saved, so
+    /// a file created and rotated away meanwhile is not missed.
+    fn send(&mut self, stream_hash: u64, batch: Batch) -> Result<(), Stopped> {
+        let mut batch = batch;
+        loop {
+            match self
+                .ctx
+                .out
+                .send_or_wait(stream_hash, batch, Duration::from_millis(200))
+            {
+                Ok(()) => return Ok(()),
+                Err(SendError::Stopped) => return Err(Stopped),
+                Err(SendError::Full(back)) => batch = back,
+            }
+            if self.discovering || Instant::now() < self.next_scan {
+                continue;
+            }
+            self.discovering = true;
+            let found = self.scan(false).and_then(|()| self.open_wanted());
+            self.refresh_identities();
+            self.discovering = false;
+            self.next_scan = Instant::now() + self.source.glob_interval;
+            found?;
+        }
     }
 
     /// One turn for every open file. Returns bytes read.
@@ -382,7 +441,7 @@ impl Reader {
                 }
                 Err(error) => {
                     tracing::warn!(file = %tailer.path.display(), %error, "read failed; retrying after the next scan");
-                    tailer.file = None;
+                    tailer.close();
                     self.open.remove(&id);
                 }
             }
@@ -398,6 +457,9 @@ impl Reader {
         let Some(tailer) = self.files.get(&id) else {
             return false;
         };
+        if tailer.gzip.is_some() {
+            return !tailer.at_eof; // a compressed rotation does not grow
+        }
         let Some(file) = &tailer.file else {
             return false;
         };
@@ -411,6 +473,9 @@ impl Reader {
         if size == tailer.offset {
             return false;
         }
+        if tailer.gone_since.is_some() && size < tailer.offset {
+            return false; // rotated away: nothing more to read in it
+        }
         if size < tailer.offset {
             self.restart_from_zero(id, "truncated");
             return true;
@@ -421,26 +486,51 @@ impl Reader {
         true
     }
 
+    /// What is saved beside a file's position: how to find and recognise it again
+    /// (see [`identity`]).
     fn meta(tailer: &Tailer) -> Map {
         let mut meta = Map::new();
         meta.insert("path", Value::from(tailer.path_text()));
         meta.insert("fingerprint", Value::from(tailer.fingerprint.hash_hex()));
         meta.insert("fingerprint_len", Value::Int(tailer.fingerprint.len as i64));
+        if let Some(tail) = tailer.tail {
+            meta.insert("tail", Value::from(format!("{:016x}", tail.hash)));
+            meta.insert("tail_at", Value::Int(tail.at as i64));
+        }
+        meta.insert("size", Value::Int(tailer.size_seen as i64));
+        if tailer.gzip.is_some() {
+            meta.insert("compression", Value::from("gzip"));
+        }
         meta
     }
 
+    /// The file shrank or its first bytes changed. Its old content goes on in a copy if
+    /// there is one (copytruncate); otherwise what was not read is counted lost.
     fn restart_from_zero(&mut self, id: (u64, u64), why: &str) {
+        self.metrics.truncations.inc();
+        if self.continue_in_copy(id) {
+            return;
+        }
+        let Some(tailer) = self.files.get_mut(&id) else {
+            return;
+        };
+        let unread = tailer.size_seen.saturating_sub(tailer.offset);
+        let path = tailer.path.clone();
+        if unread > 0 {
+            self.count_lost(&path, unread, "truncated_unread");
+        }
         let Some(tailer) = self.files.get_mut(&id) else {
             return;
         };
         let Some(file) = tailer.file.as_mut() else {
             return;
         };
-        self.metrics.truncations.inc();
         tracing::info!(file = %tailer.path.display(), reason = why, "file truncated or rewritten; reading it again from the start");
         if file.seek(SeekFrom::Start(0)).is_err() {
             return;
         }
+        tailer.size_seen = 0;
+        tailer.tail = None;
         if let Ok(fingerprint) = Fingerprint::compute(file, self.source.fingerprint_bytes) {
             tailer.fingerprint = fingerprint;
         }
@@ -479,7 +569,7 @@ impl Reader {
                 tailer.set_path(path.clone());
                 tailer.tracker.set_meta(Self::meta(tailer));
             }
-            if tailer.file.is_none() && metadata.len() != tailer.offset {
+            if !tailer.is_open() && metadata.len() != tailer.offset {
                 self.want(path, id, false);
             }
             return;
@@ -529,7 +619,7 @@ impl Reader {
             if seen_ids.contains(id) {
                 continue;
             }
-            if tailer.file.is_some() {
+            if tailer.is_open() {
                 if tailer.gone_since.is_none() {
                     self.metrics.rotations.inc();
                     tailer.gone_since = Some(now);
@@ -539,7 +629,9 @@ impl Reader {
             }
         }
         for id in dropped {
-            self.let_go(id)?;
+            if !self.reopen_moved(id) {
+                self.let_go(id)?;
+            }
         }
         self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
         self.wanted.retain(|id| seen_ids.contains(id));
@@ -548,29 +640,6 @@ impl Reader {
             .watched
             .set(self.files.len() as i64 + self.want_open.len() as i64);
         Ok(())
-    }
-
-    /// After the first scan: saved positions of files that no longer exist are dropped, so
-    /// the checkpoint file does not grow with every rotation that happened while down.
-    fn forget_unseen_checkpoints(&mut self) {
-        let prefix = self.ctx.checkpoint_key("");
-        let live: HashSet<String> = self
-            .files
-            .values()
-            .map(|t| t.key.to_string())
-            .chain(
-                self.want_open
-                    .iter()
-                    .map(|w| key_of(w.dev_ino.0, w.dev_ino.1)),
-            )
-            .collect();
-        for (key, _) in self.ctx.checkpoints.positions_with_prefix(&prefix) {
-            let identity = &key[prefix.len()..];
-            if !live.contains(identity) {
-                tracing::debug!(key = %key, "forgetting the checkpoint of a file that no longer exists");
-                self.ctx.checkpoints.forget(&key);
-            }
-        }
     }
 
     /// Opens waiting files while descriptors are free.
@@ -602,14 +671,14 @@ impl Reader {
             return false;
         };
         if let Some(tailer) = self.files.get_mut(&id) {
-            tailer.file = None;
+            tailer.close();
         }
         self.open.remove(&id);
         true
     }
 
     fn open(&mut self, want: WantOpen) {
-        let file = match File::open(&want.path) {
+        let file = match open_regular(&want.path) {
             Ok(file) => file,
             Err(error) => {
                 if self.warned.insert(want.path.clone()) {
@@ -636,7 +705,10 @@ impl Reader {
         let Some(tailer) = self.files.get_mut(&id) else {
             return;
         };
-        let same = tailer.fingerprint.matches(&file).unwrap_or(false);
+        let same = tailer.fingerprint.matches(&file).unwrap_or(false)
+            && tailer
+                .tail
+                .is_none_or(|t| t.matches(&file).unwrap_or(false));
         let offset = tailer.offset;
         if file.seek(SeekFrom::Start(offset)).is_err() {
             return;
@@ -657,25 +729,31 @@ impl Reader {
         let identity = key_of(want.dev_ino.0, want.dev_ino.1);
         let key = self.ctx.checkpoint_key(&identity);
         let size = metadata.len();
-        let saved = self.ctx.checkpoints.position(&key).filter(|position| {
-            let hash = position.meta.get("fingerprint").and_then(|v| v.as_str());
-            let len = position
-                .meta
-                .get("fingerprint_len")
-                .and_then(|v| v.as_u64());
-            let saved = hash
-                .zip(len)
-                .and_then(|(h, l)| Fingerprint::from_saved(h, l));
-            saved.is_some_and(|f| f.matches(&file).unwrap_or(false))
-        });
-        let start = match saved {
-            Some(position) if position.offset <= size => position.offset,
-            Some(_) => {
-                self.metrics.truncations.inc();
-                0
+        let start = match (
+            self.adopted.remove(&want.dev_ino),
+            self.ctx.checkpoints.position(&key),
+        ) {
+            (Some(offset), _) => offset,
+            (None, Some(position)) => {
+                let saved = SavedFile::parse(key.clone(), &identity, &position);
+                if still_the_same(&file, &saved, size) {
+                    saved.offset
+                } else {
+                    // Rewritten, truncated or a reused inode while not read: the old
+                    // content may live on in a copy; this file is new.
+                    self.metrics.truncations.inc();
+                    self.recover(saved, Some(want.dev_ino), "truncated_unread", &mut None);
+                    0
+                }
             }
-            None if want.initial && self.source.read_from == ReadFrom::End => size,
-            None => 0,
+            (None, None)
+                if want.initial
+                    && self.source.read_from == ReadFrom::End
+                    && !self.known_paths.contains(&want.path) =>
+            {
+                size
+            }
+            (None, None) => 0,
         };
         if file.seek(SeekFrom::Start(start)).is_err() {
             return;
@@ -686,12 +764,13 @@ impl Reader {
             identity,
             want.dev_ino,
             want.path,
-            file,
+            Some(file),
             start,
             fingerprint,
             tracker,
             &self.source.settings,
         );
+        tailer.size_seen = size;
         tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
         self.retiring.remove(&key);
         self.files.insert(want.dev_ino, tailer);
@@ -703,7 +782,11 @@ impl Reader {
         let Some(mut tailer) = self.files.remove(&id) else {
             return Ok(());
         };
-        tailer.file = None;
+        if !tailer.is_open() && tailer.size_seen > tailer.offset {
+            let unread = tailer.size_seen - tailer.offset;
+            self.count_lost(&tailer.path, unread, "deleted_unread");
+        }
+        tailer.close();
         self.open.remove(&id);
         if let Some(batch) = tailer.finish(&self.source.settings, &self.counters) {
             self.counters.events_in.add(batch.events.len() as u64);
@@ -719,17 +802,14 @@ impl Reader {
     fn upkeep(&mut self) -> Result<(), Stopped> {
         let now = Instant::now();
         let mut to_let_go = Vec::new();
-        let mut to_restart = Vec::new();
+        let to_restart = self.refresh_identities();
         let mut batches = Vec::new();
         let mut closed = Vec::new();
         for id in &self.open {
             let Some(tailer) = self.files.get_mut(id) else {
                 continue;
             };
-            let Some(file) = &tailer.file else {
-                continue;
-            };
-            if !tailer.at_eof {
+            if !tailer.is_open() || !tailer.at_eof {
                 continue;
             }
             if let Some(since) = tailer.gone_since {
@@ -740,26 +820,11 @@ impl Reader {
                 }
                 continue;
             }
-            if tailer.fingerprint.len < self.source.fingerprint_bytes {
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                if size > tailer.fingerprint.len {
-                    if !tailer.fingerprint.matches(file).unwrap_or(true) {
-                        to_restart.push(*id);
-                        continue;
-                    }
-                    if let Ok(fingerprint) =
-                        Fingerprint::compute(file, self.source.fingerprint_bytes)
-                    {
-                        tailer.fingerprint = fingerprint;
-                        tailer.tracker.set_meta(Self::meta(tailer));
-                    }
-                }
-            }
             if let Some(batch) = tailer.flush_expired(&self.source.settings) {
                 batches.push((tailer.stream_hash, batch));
             }
             if now.duration_since(tailer.last_active) >= self.source.close_idle {
-                tailer.file = None;
+                tailer.close();
                 closed.push(*id);
             }
         }
@@ -800,6 +865,7 @@ impl Reader {
             let size = match &tailer.file {
                 Some(file) if !tailer.at_eof => file.metadata().map(|m| m.len()).unwrap_or(0),
                 Some(_) => tailer.offset,
+                None if tailer.gzip.is_some() => tailer.size_seen.max(tailer.offset),
                 None => self.sizes.get(id).copied().unwrap_or(tailer.offset),
             };
             let lag = size.saturating_sub(tailer.offset);
@@ -809,4 +875,15 @@ impl Reader {
         self.metrics.lag_total.set(total as i64);
         self.metrics.lag_max.set(max as i64);
     }
+}
+
+/// Whether a saved position still describes `file`: same first bytes, the same bytes before
+/// the saved reading position, and long enough. A file whose first bytes were not saved
+/// (an old or damaged checkpoint) is taken as new.
+fn still_the_same(file: &File, saved: &SavedFile, size: u64) -> bool {
+    let head = saved
+        .fingerprint
+        .is_some_and(|f| f.matches(file).unwrap_or(false));
+    let tail = saved.tail.is_none_or(|t| t.matches(file).unwrap_or(false));
+    head && tail && size >= saved.offset
 }

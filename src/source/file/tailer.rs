@@ -20,9 +20,10 @@ use crate::ack::StreamTracker;
 use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 use crate::telemetry::{ComponentMetrics, Counter};
 
-use super::identity::Fingerprint;
+use super::identity::{Fingerprint, Tail};
 use super::kubernetes::{self, PodLabels};
 use super::multiline::{floor_char_boundary, Multiline, MultilineRule, Piece};
+use super::recovery::GzipInput;
 
 /// What to do with a line longer than `max_line_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -252,6 +253,13 @@ pub struct Tailer {
     path_text: String,
     /// The open handle; `None` while closed for being idle.
     pub file: Option<File>,
+    /// A gzip rotation read through its decompressor (then `file` is `None` and `offset`
+    /// counts decompressed bytes). Never tailed: read to its end, then let go.
+    pub gzip: Option<Box<GzipInput>>,
+    /// Hash of the bytes before a recent read position (saved beside the checkpoint).
+    pub tail: Option<Tail>,
+    /// The file's size when last looked at (what a lost file held: the loss is counted).
+    pub size_seen: u64,
     /// Bytes read so far (everything before has been split).
     pub offset: u64,
     /// Fingerprint of its first bytes.
@@ -279,7 +287,7 @@ impl Tailer {
         key: String,
         dev_ino: (u64, u64),
         path: PathBuf,
-        file: File,
+        file: Option<File>,
         offset: u64,
         fingerprint: Fingerprint,
         tracker: StreamTracker,
@@ -293,7 +301,10 @@ impl Tailer {
             labels: kubernetes::pod_labels(&path_text),
             path_text,
             path,
-            file: Some(file),
+            file,
+            gzip: None,
+            tail: None,
+            size_seen: offset,
             offset,
             fingerprint,
             tracker,
@@ -314,6 +325,27 @@ impl Tailer {
         self.path_text = path.to_string_lossy().into_owned();
         self.labels = kubernetes::pod_labels(&self.path_text);
         self.path = path;
+    }
+
+    /// Whether a handle (plain or gzip) is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some() || self.gzip.is_some()
+    }
+
+    /// Closes the handle (idle, evicted, let go).
+    pub fn close(&mut self) {
+        self.file = None;
+        self.gzip = None;
+    }
+
+    /// Moves this reading state to another file holding the same content (a copytruncate
+    /// copy, a compressed rotation): identity and handle change; the path its events name,
+    /// the offset, what is being assembled and the acknowledgements go on.
+    pub fn move_to(&mut self, key: String, dev_ino: (u64, u64)) {
+        self.key = key.into();
+        self.dev_ino = dev_ino;
+        self.close();
+        self.at_eof = false;
     }
 
     /// The path as text.
@@ -353,6 +385,11 @@ impl Tailer {
         counters: &ReadCounters,
         buf: &mut [u8],
     ) -> io::Result<(Option<Batch>, usize)> {
+        if let Some(mut input) = self.gzip.take() {
+            let result = self.read_from(&mut *input, settings, counters, buf);
+            self.gzip = Some(input);
+            return result;
+        }
         let Some(mut file) = self.file.take() else {
             return Ok((None, 0));
         };
@@ -363,7 +400,7 @@ impl Tailer {
 
     fn read_from(
         &mut self,
-        file: &mut File,
+        file: &mut impl Read,
         settings: &ReadSettings,
         counters: &ReadCounters,
         buf: &mut [u8],

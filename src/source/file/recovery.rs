@@ -1,0 +1,351 @@
+//! Finding a saved position's content when it is not where the globs look: a file rotated
+//! to a name the include globs do not match (`app.log.1`, `app.log-20261126`, the kubelet's
+//! `0.log.<timestamp>`), moved to another directory, copied away by copytruncate,
+//! compressed before it was finished, or moved to another device (reboot, remount).
+//!
+//! Search order for one saved position: the directory of its last known path, then every
+//! directory the globs walk (any file name). A candidate is, in order of preference:
+//! 1. the same device + inode, whose head fingerprint and tail still match;
+//! 2. a regular file at the same path, then any other, whose head fingerprint and tail
+//!    match and that is long enough (a copy, a renumbered device);
+//! 3. a gzip file whose *decompressed* head and tail match (a compressed rotation).
+//!
+//! A content match needs a saved head fingerprint of at least one byte; the tail, when the
+//! checkpoint has one, must match too, so two files with the same banner are told apart.
+//!
+//! Owns: listing candidates and checking them. Never: keeps per-file state or decides what
+//! to do with a match (that is the reader, `mod.rs`).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use super::discovery::Matcher;
+use super::identity::{dev_ino, fnv1a, open_regular, Fingerprint, SavedFile, Tail, TAIL_BYTES};
+
+/// Most directory entries looked at per search (a huge log tree must not stall the reader).
+const MAX_CANDIDATES: usize = 20_000;
+
+/// A decompressing reader over a gzip rotation.
+pub type GzipInput = MultiGzDecoder<BufReader<File>>;
+
+/// A regular file that may hold a saved position's content.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its device and inode.
+    pub dev_ino: (u64, u64),
+    /// Its size in bytes (compressed size for gzip).
+    pub size: u64,
+}
+
+/// Where a saved position's content was found, opened and positioned at the saved offset.
+pub enum Found {
+    /// A plain file (the same inode, a copy, or the same file on a renumbered device).
+    Plain {
+        /// The candidate.
+        candidate: Candidate,
+        /// Open, positioned at the saved offset by the caller's seek.
+        file: File,
+    },
+    /// A gzip file; the reader stands at the saved offset of the decompressed content.
+    Gzip {
+        /// The candidate.
+        candidate: Candidate,
+        /// The decompressor, at the saved offset.
+        input: Box<GzipInput>,
+    },
+}
+
+impl Found {
+    /// The candidate that matched.
+    pub fn candidate(&self) -> &Candidate {
+        match self {
+            Found::Plain { candidate, .. } | Found::Gzip { candidate, .. } => candidate,
+        }
+    }
+}
+
+/// Regular files directly in `dir` (symlinks followed), at most [`MAX_CANDIDATES`].
+pub fn files_in(dir: &Path) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten().take(MAX_CANDIDATES) {
+        push_regular(entry.path(), &mut out);
+    }
+    out
+}
+
+/// Regular files of any name under the directories the globs walk, at most
+/// [`MAX_CANDIDATES`].
+pub fn files_under(matcher: &Matcher) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let mut budget = MAX_CANDIDATES;
+    for (root, depth) in matcher.roots() {
+        walk(root, depth.unwrap_or(usize::MAX), &mut budget, &mut out);
+    }
+    out
+}
+
+fn walk(dir: &Path, depth: usize, budget: &mut usize, out: &mut Vec<Candidate>) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            walk(&entry.path(), depth - 1, budget, out);
+        } else {
+            push_regular(entry.path(), out);
+        }
+    }
+}
+
+fn push_regular(path: PathBuf, out: &mut Vec<Candidate>) {
+    if let Ok(metadata) = std::fs::metadata(&path) {
+        if metadata.is_file() {
+            out.push(Candidate {
+                dev_ino: dev_ino(&metadata),
+                size: metadata.len(),
+                path,
+            });
+        }
+    }
+}
+
+/// Looks for `saved`'s content among `candidates` (searched in the preference order of
+/// the module doc); `usable` says which candidates may be taken (not already tracked).
+pub fn locate(
+    saved: &SavedFile,
+    candidates: &[Candidate],
+    usable: impl Fn(&Candidate) -> bool,
+) -> Option<Found> {
+    let usable: Vec<&Candidate> = candidates.iter().filter(|c| usable(c)).collect();
+    if let Some(found) = usable
+        .iter()
+        .filter(|c| Some(c.dev_ino) == saved.dev_ino)
+        .find_map(|c| verify(c, saved, true))
+    {
+        return Some(found);
+    }
+    saved.fingerprint.filter(|f| f.len > 0)?;
+    let same_path = |c: &&&Candidate| Some(&c.path) == saved.path.as_ref();
+    let mut ordered: Vec<&Candidate> = usable.iter().filter(same_path).copied().collect();
+    ordered.extend(usable.iter().filter(|c| !same_path(c)).copied());
+    ordered.into_iter().find_map(|c| verify(c, saved, false))
+}
+
+/// Checks one candidate against a saved position and opens it at the saved offset.
+fn verify(candidate: &Candidate, saved: &SavedFile, same_inode: bool) -> Option<Found> {
+    let file = open_regular(&candidate.path).ok()?;
+    if dev_ino(&file.metadata().ok()?) != candidate.dev_ino {
+        return None; // replaced since it was listed
+    }
+    if is_gzip(&file) {
+        return verify_gzip(candidate, file, saved);
+    }
+    if saved.gzip {
+        return None;
+    }
+    let fingerprint_ok = match saved.fingerprint {
+        Some(fingerprint) => fingerprint.matches(&file).ok()?,
+        None => same_inode,
+    };
+    let tail_ok = match saved.tail {
+        Some(tail) => tail.matches(&file).ok()?,
+        None => true,
+    };
+    if !fingerprint_ok || !tail_ok || candidate.size < saved.offset {
+        return None;
+    }
+    Some(Found::Plain {
+        candidate: candidate.clone(),
+        file,
+    })
+}
+
+fn is_gzip(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b]
+}
+
+/// A gzip candidate: its decompressed head and tail must match; then a fresh decompressor
+/// is wound forward to the saved offset.
+fn verify_gzip(candidate: &Candidate, file: File, saved: &SavedFile) -> Option<Found> {
+    let fingerprint = saved.fingerprint.filter(|f| f.len > 0)?;
+    let mut input = MultiGzDecoder::new(BufReader::new(file.try_clone().ok()?));
+    if !stream_matches(&mut input, fingerprint, saved.tail).ok()? {
+        return None;
+    }
+    // The clone shared the file offset: start the real reader from the beginning.
+    let mut file = file;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    let mut input = Box::new(MultiGzDecoder::new(BufReader::new(file)));
+    let skipped = io::copy(&mut (&mut *input).take(saved.offset), &mut io::sink()).ok()?;
+    if skipped < saved.offset {
+        return None;
+    }
+    Some(Found::Gzip {
+        candidate: candidate.clone(),
+        input,
+    })
+}
+
+/// Whether a byte stream read from its start has the head `fingerprint` and the `tail`,
+/// in one pass (the head is kept for a tail that overlaps it).
+fn stream_matches(
+    stream: &mut impl Read,
+    fingerprint: Fingerprint,
+    tail: Option<Tail>,
+) -> io::Result<bool> {
+    let mut head = Vec::with_capacity(fingerprint.len as usize);
+    stream.take(fingerprint.len).read_to_end(&mut head)?;
+    if head.len() as u64 != fingerprint.len || fnv1a(&head) != fingerprint.hash {
+        return Ok(false);
+    }
+    let Some(tail) = tail else {
+        return Ok(true);
+    };
+    let from = tail.at.saturating_sub(TAIL_BYTES);
+    let mut window = Vec::with_capacity((tail.at - from) as usize);
+    let mut pos = fingerprint.len;
+    if from < pos {
+        window.extend_from_slice(&head[from as usize..pos.min(tail.at) as usize]);
+    } else {
+        let skipped = io::copy(&mut stream.take(from - pos), &mut io::sink())?;
+        pos += skipped;
+    }
+    if tail.at > pos {
+        stream.take(tail.at - pos).read_to_end(&mut window)?;
+    }
+    Ok(window.len() as u64 == tail.at - from && fnv1a(&window) == tail.hash)
+}
+
+/// What an open tailer knows about its content, as a [`SavedFile`] to search for after
+/// its file was truncated (copytruncate): the copy holds the rest.
+pub fn as_saved(
+    key: String,
+    path: &Path,
+    offset: u64,
+    fingerprint: Fingerprint,
+    tail: Option<Tail>,
+) -> SavedFile {
+    SavedFile {
+        key,
+        dev_ino: None,
+        offset,
+        path: Some(path.to_owned()),
+        fingerprint: Some(fingerprint),
+        tail,
+        size: None,
+        gzip: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn saved_for(path: &Path, offset: u64, tail_at: Option<u64>) -> SavedFile {
+        let file = File::open(path).unwrap();
+        let fingerprint = Fingerprint::compute(&file, 1024).unwrap();
+        let tail = tail_at.map(|at| Tail::compute(&file, at).unwrap().unwrap());
+        SavedFile {
+            key: "k".into(),
+            dev_ino: Some(dev_ino(&file.metadata().unwrap())),
+            offset,
+            path: Some(path.to_owned()),
+            fingerprint: Some(fingerprint),
+            tail,
+            size: None,
+            gzip: false,
+        }
+    }
+
+    fn lines(prefix: &str, n: usize) -> String {
+        (0..n).map(|i| format!("{prefix} line {i}\n")).collect()
+    }
+
+    #[test]
+    fn finds_renamed_copied_and_compressed_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("app.log");
+        std::fs::write(&live, lines("a", 100)).unwrap();
+        let saved = saved_for(&live, 500, Some(700));
+
+        // Renamed: the same inode under another name.
+        let rotated = dir.path().join("app.log.1");
+        std::fs::rename(&live, &rotated).unwrap();
+        let found = locate(&saved, &files_in(dir.path()), |_| true).unwrap();
+        assert!(matches!(found, Found::Plain { .. }));
+        assert_eq!(found.candidate().path, rotated);
+
+        // Copied (a new inode, e.g. another device), the original gone.
+        let copy = dir.path().join("elsewhere");
+        std::fs::copy(&rotated, &copy).unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        let found = locate(&saved, &files_in(dir.path()), |_| true).unwrap();
+        assert_eq!(found.candidate().path, copy);
+
+        // Compressed: read through gzip, standing at the saved offset.
+        let gz = dir.path().join("app.log.1.gz");
+        let mut encoder =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), Default::default());
+        encoder.write_all(&std::fs::read(&copy).unwrap()).unwrap();
+        encoder.finish().unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        let Some(Found::Gzip { mut input, .. }) = locate(&saved, &files_in(dir.path()), |_| true)
+        else {
+            panic!("gzip rotation not found");
+        };
+        let mut rest = String::new();
+        input.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, lines("a", 100)[500..]);
+    }
+
+    #[test]
+    fn same_banner_is_told_apart_by_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let banner = "#".repeat(2048) + "\n";
+        let old = dir.path().join("old");
+        std::fs::write(&old, format!("{banner}{}", lines("old", 50))).unwrap();
+        let saved = saved_for(&old, 2100, Some(2200));
+        std::fs::remove_file(&old).unwrap();
+        let new = dir.path().join("new");
+        std::fs::write(&new, format!("{banner}{}", lines("new", 500))).unwrap();
+        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_none());
+        // Without a tail the banner alone would match: the tail is what tells them apart.
+        let mut headless = saved.clone();
+        headless.tail = None;
+        assert!(locate(&headless, &files_in(dir.path()), |_| true).is_some());
+    }
+
+    #[test]
+    fn too_short_or_unusable_candidates_are_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("app.log");
+        std::fs::write(&live, lines("a", 10)).unwrap();
+        let mut saved = saved_for(&live, 50, None);
+        saved.offset = 10_000;
+        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_none());
+        saved.offset = 50;
+        assert!(locate(&saved, &files_in(dir.path()), |_| false).is_none());
+        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_some());
+    }
+}
