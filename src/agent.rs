@@ -1,5 +1,5 @@
-//! The agent's lifetime: build the config, start the runtime, the API, the pipelines and
-//! the periodic checkpoint writer; handle reloads (SIGHUP, `POST /reload`)
+//! The agent's lifetime: lock the `data_dir`, build the config, start the runtime, the API,
+//! the pipelines and the periodic checkpoint writer; handle reloads (SIGHUP, `POST /reload`)
 //! and stop cleanly on SIGTERM or SIGINT (or when every source has ended), writing the final
 //! checkpoint. A final checkpoint that cannot be written is an error: the process exits
 //! non-zero, since the positions on disk are behind what was delivered.
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::api::{self, ReloadRequest};
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, BuiltPipeline, Config};
+use crate::data_dir::DataDirLock;
 use crate::dead_letter::DeadLetters;
 use crate::pipeline::{self, RunningPipeline, Shared};
 use crate::telemetry::registry;
@@ -77,6 +78,8 @@ async fn run_async(
     pipelines: Vec<BuiltPipeline>,
     threads: usize,
 ) -> anyhow::Result<()> {
+    // Held until this function returns: across reloads and the final save.
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
     let checkpoints = Checkpoints::open(&config.data_dir)
         .with_context(|| format!("data_dir {} is not usable", config.data_dir.display()))?;
     register_agent_metrics(&checkpoints);
