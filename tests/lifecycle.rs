@@ -438,3 +438,87 @@ fn full_data_dir_fails_health_until_space_returns() {
     );
     assert!(stderr.contains("final checkpoint"), "{stderr}");
 }
+
+/// Regression (issue 15): on a full disk `sluice_dead_letter_events_total` said 3,000 dead
+/// letters were written while 267 reached the disk, and a write cut short left a torn line.
+/// Every event Loki rejects (400) must be either a whole line of the dead-letter file,
+/// counted as written, or counted as lost.
+#[test]
+fn dead_letters_on_a_full_data_dir_are_counted_as_lost() {
+    let count = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(tmpfs) = Tmpfs::mount(&data, "512k") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    // Leave room for about a tenth of the dead letters.
+    fs::write(data.join("filler"), vec![0u8; 440 * 1024]).unwrap();
+    let loki = support::fake_loki::FakeLoki::start();
+    let rejected = support::fake_loki::Behavior::Status {
+        code: 400,
+        retry_after: None,
+        body: "bad request".into(),
+    };
+    loki.behave_for(rejected, Duration::from_secs(600));
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config_path = dir.path().join("sluice.yaml");
+    fs::write(
+        &config_path,
+        format!(
+            r#"data_dir: {data}
+api: {{ address: "{api}" }}
+pipelines:
+  p:
+    sources:
+      - type: demo
+        rate: 0
+        count: {count}
+    sinks:
+      - type: loki
+        endpoint: {endpoint}
+        labels: {{ job: demo }}
+        batch: {{ timeout_ms: 50, max_events: 100 }}
+  keep_alive:
+    sources:
+      - {{ type: demo, rate: 0.001 }}
+    sinks:
+      - type: blackhole
+"#,
+            data = data.display(),
+            endpoint = loki.endpoint(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Running::start(&config_path, api, &dir.path().join("agent.log"));
+    let (mut written, mut lost) = (0.0, 0.0);
+    let deadline = Instant::now() + WAIT;
+    while written + lost < f64::from(count) {
+        assert!(
+            Instant::now() < deadline,
+            "written {written} + lost {lost} < {count}\n{}\n{}",
+            http_get(api, "/metrics").unwrap_or_default().1,
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        written = agent.metric("sluice_dead_letter_events_total", &[]);
+        lost = agent.metric("sluice_dead_letter_lost_events_total", &[]);
+    }
+    assert_eq!(written + lost, f64::from(count));
+    assert!(
+        lost > 0.0 && written > 0.0,
+        "written {written}, lost {lost}"
+    );
+    tmpfs.free();
+    assert!(agent.terminate().success(), "{}", agent.stderr());
+    let body = fs::read_to_string(data.join("dead_letter.jsonl")).unwrap();
+    for line in body.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("torn dead-letter line ({e}): {line:?}"));
+    }
+    assert_eq!(
+        body.lines().count() as f64,
+        written,
+        "the written counter matches the file"
+    );
+}
