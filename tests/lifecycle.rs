@@ -304,6 +304,16 @@ fn second_agent_on_same_data_dir_is_refused() {
         "the error should name data_dir and pid {pid}:\n{stderr}"
     );
     assert!(!second_out.exists(), "the second agent read nothing");
+    let validate = Command::new(support::binary())
+        .args(["validate", "-c"])
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "validate takes no lock: {}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
 
     let mut file = OpenOptions::new().append(true).open(&log_file).unwrap();
     file.write_all(b"first seq=1\nfirst seq=2\n").unwrap();
