@@ -1,8 +1,11 @@
-//! The agent's lifetime: build the config, start the runtime, the API, the pipelines and the
-//! checkpoint writer; handle reloads (SIGHUP, `POST /reload`) and stop cleanly on SIGTERM or
-//! SIGINT (or when every source has ended), writing the final checkpoint.
+//! The agent's lifetime: lock the `data_dir`, build the config, start the runtime, the API,
+//! the pipelines and the periodic checkpoint writer; handle reloads (SIGHUP, `POST /reload`)
+//! and stop cleanly on SIGTERM or SIGINT (or when every source has ended), writing the final
+//! checkpoint. A final checkpoint that cannot be written is an error: the process exits
+//! non-zero, since the positions on disk are behind what was delivered.
 //!
-//! Owns: process-level orchestration. Never: handles events.
+//! Owns: process-level orchestration. Never: handles events; writes the checkpoint file
+//! other than through [`Checkpoints::save`] (which serialises every save).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::api::{self, ReloadRequest};
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, BuiltPipeline, Config};
+use crate::data_dir::DataDirLock;
 use crate::dead_letter::DeadLetters;
 use crate::pipeline::{self, RunningPipeline, Shared};
 use crate::telemetry::registry;
@@ -74,6 +78,8 @@ async fn run_async(
     pipelines: Vec<BuiltPipeline>,
     threads: usize,
 ) -> anyhow::Result<()> {
+    // Held until this function returns: across reloads and the final save.
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
     let checkpoints = Checkpoints::open(&config.data_dir)
         .with_context(|| format!("data_dir {} is not usable", config.data_dir.display()))?;
     register_agent_metrics(&checkpoints);
@@ -121,7 +127,13 @@ async fn run_async(
     }
     stop_all(running, deadline).await;
     writer.abort();
-    save_checkpoints(&checkpoints, true).await;
+    if let Err(error) = save_checkpoints(&checkpoints, true).await {
+        // The save logged it at ERROR; the exit code tells the service manager.
+        anyhow::bail!(
+            "final checkpoint not saved ({error}): the positions on disk are behind what was \
+             delivered, so the next start sends that part again"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -164,7 +176,9 @@ async fn reload(
     };
     tracing::info!("reloading the config");
     stop_all(running, deadline).await;
-    save_checkpoints(&shared.checkpoints, true).await;
+    // A failure is logged and retried by the periodic writer; the new pipelines start from
+    // the positions in memory either way.
+    let _ = save_checkpoints(&shared.checkpoints, true).await;
     match start_all(built, shared) {
         Ok(started) => (started, Ok(())),
         Err(error) => {
@@ -185,40 +199,33 @@ fn register_agent_metrics(checkpoints: &Checkpoints) {
     let age = checkpoints.clone();
     registry().gauge_fn(
         "sluice_checkpoint_age_seconds",
-        "Seconds since the checkpoint file was last written or found unchanged.",
+        "Seconds since the checkpoint file was last written, or found with nothing to write; grows while writes fail.",
         &[],
         move || age.age().as_secs_f64(),
     );
 }
 
-/// Writes the checkpoint file if anything changed (or `force`).
-async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) {
+/// Writes the checkpoint file if anything changed, an earlier write failed, or `force`, on
+/// a blocking thread. [`Checkpoints::save`] counts, logs and reports the outcome; saves
+/// from here and from the periodic writer run one at a time.
+async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) -> std::io::Result<bool> {
     let checkpoints = checkpoints.clone();
-    let result = tokio::task::spawn_blocking(move || checkpoints.save(force)).await;
-    let writes = |result: &str| {
-        registry().counter(
-            "sluice_checkpoint_writes_total",
-            "Checkpoint file writes, by result.",
-            &[("result", result)],
-        )
-    };
-    match result {
-        Ok(Ok(true)) => writes("ok").inc(),
-        Ok(Ok(false)) => {}
-        Ok(Err(error)) => {
-            writes("error").inc();
-            tracing::error!(%error, "checkpoint write failed; positions will be saved at the next try");
-        }
-        Err(error) => tracing::error!(%error, "checkpoint writer crashed"),
-    }
+    tokio::task::spawn_blocking(move || checkpoints.save(force))
+        .await
+        .unwrap_or_else(|error| {
+            Err(std::io::Error::other(format!(
+                "checkpoint save crashed: {error}"
+            )))
+        })
 }
 
 /// Saves changed positions every `interval`, backing off so that encoding them takes at
 /// most a tenth of a core (10,000 tracked files). Waiting for the disk paces it as well:
-/// one write at a time.
+/// one write at a time. A failed write is tried again at the next tick.
 async fn write_checkpoints_periodically(checkpoints: Checkpoints, interval: Duration) {
     loop {
-        save_checkpoints(&checkpoints, false).await;
+        // Failures are counted, logged and reported to /health by the save itself.
+        let _ = save_checkpoints(&checkpoints, false).await;
         tokio::time::sleep(interval.max(checkpoints.encode_cost() * 10)).await;
     }
 }

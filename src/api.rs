@@ -1,7 +1,8 @@
 //! The agent's HTTP API on `api.address`:
 //!
 //! - `GET /health`: `200 {"status":"ok"}` while everything runs; `503` with the failing
-//!   components and why (a sink that keeps failing or stalls, a crashed component).
+//!   components and why (a sink that keeps failing or stalls, a crashed component,
+//!   checkpoint writes failing for 5 s under `agent/checkpoints`).
 //! - `GET /metrics`: the agent's own metrics, Prometheus text format 0.0.4.
 //! - `POST /reload`: re-read the config file; a config that does not build is refused (`400`
 //!   with the error) and the running pipelines keep going.

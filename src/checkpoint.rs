@@ -5,19 +5,30 @@
 //! `{"version":1,"streams":{"<key>":{"offset":N,"meta":{...}}}}`. Keys are
 //! `<pipeline>/<source>/<stream>`; `meta` is the source's own data (e.g. the file path).
 //!
-//! Writes are atomic and durable: write `checkpoints.json.tmp`, fsync it, rename it over
-//! `checkpoints.json`, fsync the directory. A crash at any point leaves either the old or the
-//! new file, never a torn one. A file that cannot be read or parsed is renamed to
+//! Writes are atomic and durable: write `checkpoints.json.tmp.<pid>.<n>` (a name no other
+//! write uses), fsync it, rename it over `checkpoints.json`, fsync the directory. A crash at
+//! any point leaves either the old or the new file, never a torn one; temp files left by a
+//! crash are removed at the next start. A file that cannot be read or parsed is renamed to
 //! `checkpoints.json.corrupt-<unix seconds>`, logged at ERROR, and the agent starts with no
 //! positions (files then start as their source's `read_from` says).
 //!
-//! Owns: loading, saving, and the registry of streams. Never: decides what is committed
-//! (that is [`crate::ack`]).
+//! Every save (periodic, forced at reload and shutdown) goes through [`Checkpoints::save`],
+//! which holds one lock across taking the snapshot and writing it: one write at a time. A
+//! write that fails leaves the registry marked unsaved, so the next save (the periodic
+//! writer's next tick) writes again even if nothing new was delivered. Failures are counted
+//! (`sluice_checkpoint_writes_total{result="error"}`), logged at ERROR when they start (and
+//! every minute while they last), and fail `/health` under `agent/checkpoints` once they have
+//! lasted [`UNHEALTHY_AFTER`]; the first successful write clears it.
+//!
+//! Owns: loading, saving, the registry of streams, and the health of checkpoint writes.
+//! Never: decides what is committed (that is [`crate::ack`]); writes the file from two places
+//! at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,10 +36,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::ack::{self, SharedStream, StreamState, StreamTracker};
 use crate::event::Map;
+use crate::health::HealthCheck;
+use crate::telemetry::registry;
 
 /// Version written into, and required from, the checkpoint file.
 pub const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "checkpoints.json";
+/// Temp files are `checkpoints.json.tmp.<pid>.<n>`.
+const TMP_PREFIX: &str = "checkpoints.json.tmp";
+
+/// How long checkpoint writes must keep failing before `/health` reports it: long enough
+/// that one slow or failed write on a busy disk does not flap it, short enough (50 tries at
+/// the default 100 ms interval) that an orchestrator sees a full disk quickly.
+pub const UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
+/// While writes keep failing, the ERROR line is repeated this often (not on every try).
+const LOG_FAILURE_EVERY: Duration = Duration::from_secs(60);
 
 /// One saved position.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +78,19 @@ struct Registry {
     streams: HashMap<String, SharedStream>,
     /// Keys whose entries must go at the next write.
     forgotten: bool,
+    /// The last write failed: the next save writes even if nothing changed since.
+    unsaved: bool,
+}
+
+/// The writer's side, behind the lock every save holds.
+struct Writer {
+    /// Temp files made so far: the `<n>` of the next temp file's name.
+    n_temp_files: u64,
+    /// When the current run of failed writes began (`None` while writes succeed).
+    failing_since: Option<Instant>,
+    /// When the failure was last logged.
+    logged_at: Option<Instant>,
+    health: HealthCheck,
 }
 
 /// The agent's checkpoint registry. Cheap to clone; shared by every source.
@@ -63,17 +98,23 @@ struct Registry {
 pub struct Checkpoints {
     path: Option<PathBuf>,
     registry: Arc<Mutex<Registry>>,
+    /// Held from snapshot to rename: saves never overlap, whoever asks for them.
+    writer: Arc<Mutex<Writer>>,
+    /// The last successful write, or the last save that found nothing to write.
     last_write: Arc<Mutex<Instant>>,
     /// Nanoseconds the last write spent collecting and encoding positions (CPU work; the
     /// fsyncs are not counted: waiting for the disk costs no CPU and already paces writes).
-    encode_nanos: Arc<std::sync::atomic::AtomicU64>,
+    encode_nanos: Arc<AtomicU64>,
 }
 
 impl Checkpoints {
     /// Loads `<data_dir>/checkpoints.json`, creating `data_dir` if needed. A corrupt file is
     /// set aside and an empty registry returned; only an unusable `data_dir` is an error.
+    /// Temp files left by an earlier run that crashed mid-write are removed (the caller
+    /// holds the `data_dir` lock, so no other agent is writing them).
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(data_dir)?;
+        remove_stale_temp_files(data_dir);
         let path = data_dir.join(FILE_NAME);
         let loaded = match read_file(&path) {
             Ok(streams) => streams,
@@ -103,6 +144,12 @@ impl Checkpoints {
             registry: Arc::new(Mutex::new(Registry {
                 loaded,
                 ..Registry::default()
+            })),
+            writer: Arc::new(Mutex::new(Writer {
+                n_temp_files: 0,
+                failing_since: None,
+                logged_at: None,
+                health: HealthCheck::new("agent/checkpoints"),
             })),
             last_write: Arc::new(Mutex::new(Instant::now())),
             encode_nanos: Arc::default(),
@@ -182,7 +229,9 @@ impl Checkpoints {
         registry.forgotten = true;
     }
 
-    /// Seconds since the checkpoint file was last written (or since start).
+    /// Time since the checkpoint file was last written, or found to need no write (nothing
+    /// changed and no earlier write failed); since start if neither happened yet. While
+    /// writes fail it keeps growing.
     pub fn age(&self) -> Duration {
         self.last_write
             .lock()
@@ -193,39 +242,83 @@ impl Checkpoints {
     /// How long the last write spent collecting and encoding positions (not counting the
     /// disk): the writer paces itself by it.
     pub fn encode_cost(&self) -> Duration {
-        Duration::from_nanos(self.encode_nanos.load(std::sync::atomic::Ordering::Relaxed))
+        Duration::from_nanos(self.encode_nanos.load(Ordering::Relaxed))
     }
 
-    /// Writes the checkpoint file if anything changed (or `force`). Returns whether it wrote.
+    /// How long checkpoint writes have been failing (`None` while they succeed).
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.writer().failing_since.map(|since| since.elapsed())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn mark_fresh(&self) {
+        *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Writes the checkpoint file if anything changed, an earlier write failed, or `force`.
+    /// Returns whether it wrote. Saves from several threads run one at a time; a failed one
+    /// is counted, logged, reflected in `/health`, and retried by the next save.
     pub fn save(&self, force: bool) -> io::Result<bool> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
+        let mut writer = self.writer();
+        let result = self.save_locked(path, force, &mut writer);
+        writer.record(path, &result);
+        result
+    }
+
+    fn save_locked(&self, path: &Path, force: bool, writer: &mut Writer) -> io::Result<bool> {
         let started = Instant::now();
         let Some(streams) = self.snapshot(force) else {
-            *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            self.mark_fresh();
             return Ok(false);
         };
-        let body = serde_json::to_vec(&FileFormat {
+        let result = serde_json::to_vec(&FileFormat {
             version: FORMAT_VERSION,
             streams,
         })
-        .map_err(io::Error::other)?;
-        self.encode_nanos.store(
-            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        write_atomically(path, &body)?;
-        *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        Ok(true)
+        .map_err(io::Error::other)
+        .and_then(|body| {
+            self.encode_nanos.store(
+                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            writer.n_temp_files += 1;
+            let tmp = path.with_file_name(format!(
+                "{TMP_PREFIX}.{}.{}",
+                std::process::id(),
+                writer.n_temp_files
+            ));
+            write_atomically(path, &tmp, &body)
+        });
+        match result {
+            Ok(()) => {
+                self.mark_fresh();
+                Ok(true)
+            }
+            Err(error) => {
+                // The snapshot cleared the dirty flags: keep the registry unsaved so the
+                // next save writes it again.
+                self.registry().unsaved = true;
+                Err(error)
+            }
+        }
     }
 
-    /// All positions to save, or `None` when nothing changed since the last snapshot (and
-    /// not `force`). Checking for changes costs one lock per stream and allocates nothing,
-    /// so it can run often.
+    /// All positions to save, or `None` when nothing changed since the last written
+    /// snapshot (and not `force`). Checking for changes costs one lock per stream and
+    /// allocates nothing, so it can run often.
     fn snapshot(&self, force: bool) -> Option<BTreeMap<String, Position>> {
         let mut registry = self.registry();
-        let mut changed = std::mem::take(&mut registry.forgotten) || force;
+        let mut changed = force;
+        changed |= std::mem::take(&mut registry.forgotten);
+        changed |= std::mem::take(&mut registry.unsaved);
         for stream in registry.streams.values() {
             changed |= std::mem::take(&mut ack::lock(stream).dirty);
         }
@@ -244,6 +337,72 @@ impl Checkpoints {
             );
         }
         Some(streams)
+    }
+}
+
+impl Writer {
+    /// Counts a save's outcome and keeps the log and `/health` truthful about it.
+    fn record(&mut self, path: &Path, result: &io::Result<bool>) {
+        let writes = |result: &str| {
+            registry().counter(
+                "sluice_checkpoint_writes_total",
+                "Checkpoint file writes, by result.",
+                &[("result", result)],
+            )
+        };
+        match result {
+            Ok(false) => {}
+            Ok(true) => {
+                writes("ok").inc();
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        file = %path.display(),
+                        failed_for_secs = since.elapsed().as_secs(),
+                        "checkpoint write succeeded again"
+                    );
+                    self.logged_at = None;
+                    self.health.ok();
+                }
+            }
+            Err(error) => {
+                writes("error").inc();
+                let now = Instant::now();
+                let since = *self.failing_since.get_or_insert(now);
+                let failing_for = now.duration_since(since);
+                if self
+                    .logged_at
+                    .is_none_or(|at| now.duration_since(at) >= LOG_FAILURE_EVERY)
+                {
+                    self.logged_at = Some(now);
+                    tracing::error!(
+                        file = %path.display(),
+                        %error,
+                        failing_for_secs = failing_for.as_secs(),
+                        "checkpoint write failed; positions stay unsaved until a write succeeds"
+                    );
+                }
+                if failing_for >= UNHEALTHY_AFTER {
+                    self.health.fail(format!(
+                        "checkpoint writes failing for {}s: {error}",
+                        failing_for.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Removes `checkpoints.json.tmp*` files (left by a crash between create and rename).
+fn remove_stale_temp_files(data_dir: &Path) {
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            if let Err(error) = fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), %error, "could not remove a stale checkpoint temp file");
+            }
+        }
     }
 }
 
@@ -282,14 +441,18 @@ fn set_aside(path: &Path) -> PathBuf {
 }
 
 /// tmp → fsync → rename → fsync(dir): after a crash the file is the old or the new version.
-pub fn write_atomically(path: &Path, body: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut file = File::create(&tmp)?;
+/// A temp file that was not renamed (a full disk) is removed.
+fn write_atomically(path: &Path, tmp: &Path, body: &[u8]) -> io::Result<()> {
+    let written = File::create_new(tmp).and_then(|mut file| {
         file.write_all(body)?;
         file.sync_all()?;
+        fs::rename(tmp, path)
+    });
+    if let Err(error) = written {
+        // Nothing to do if it is not there (create failed); the write's error is what counts.
+        let _ = fs::remove_file(tmp);
+        return Err(error);
     }
-    fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
@@ -384,5 +547,107 @@ mod tests {
             2,
             "b was not seen but is kept"
         );
+    }
+
+    fn temp_files(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(TMP_PREFIX))
+            .collect()
+    }
+
+    /// Regression (issue 15): the periodic writer and a forced save shared one temp file;
+    /// one's rename took the other's file away (`No such file or directory`).
+    #[test]
+    fn concurrent_saves_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        let tracker = checkpoints.track("k", 0, Map::new());
+        let savers: Vec<_> = [false, true]
+            .into_iter()
+            .map(|force| {
+                let checkpoints = checkpoints.clone();
+                let tracker = tracker.clone();
+                std::thread::spawn(move || {
+                    for n in 1..=200u64 {
+                        if !force {
+                            tracker.track(n).done();
+                        }
+                        checkpoints.save(force).expect("a save failed");
+                    }
+                })
+            })
+            .collect();
+        for saver in savers {
+            saver.join().unwrap();
+        }
+        checkpoints.save(false).unwrap();
+        assert_eq!(
+            read_file(&dir.path().join(FILE_NAME)).unwrap()["k"].offset,
+            200
+        );
+        assert_eq!(checkpoints.failing_for(), None);
+        assert!(temp_files(dir.path()).is_empty());
+    }
+
+    /// Regression (issue 15): a failed write had already cleared the dirty flags, so nothing
+    /// saved those positions until something new was delivered; the age was reset anyway.
+    #[test]
+    fn failed_save_is_retried_by_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let checkpoints = Checkpoints::open(&data).unwrap();
+        checkpoints.track("k", 0, Map::new()).track(42).done();
+        assert!(checkpoints.save(false).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+        // As root, permission bits do not stop a write: replace the directory with a file.
+        fs::rename(&data, dir.path().join("moved")).unwrap();
+        fs::write(&data, b"not a directory").unwrap();
+        checkpoints.track("k2", 0, Map::new()).track(7).done();
+        assert!(checkpoints.save(false).is_err());
+        assert!(
+            checkpoints.save(false).is_err(),
+            "retried, and failing again"
+        );
+        assert!(checkpoints.failing_for().is_some());
+        assert!(
+            checkpoints.age() >= Duration::from_millis(10),
+            "a failed write does not make the checkpoint fresh"
+        );
+
+        fs::remove_file(&data).unwrap();
+        fs::rename(dir.path().join("moved"), &data).unwrap();
+        assert!(
+            checkpoints.save(false).unwrap(),
+            "written with nothing new delivered"
+        );
+        assert_eq!(checkpoints.failing_for(), None);
+        assert!(!checkpoints.save(false).unwrap(), "then nothing is pending");
+        let reopened = Checkpoints::open(&data).unwrap();
+        assert_eq!(reopened.position("k2").unwrap().offset, 7);
+    }
+
+    #[test]
+    fn failed_rename_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        checkpoints.track("k", 0, Map::new()).track(1).done();
+        // A non-empty directory where the file goes: the rename fails after the temp
+        // file was written.
+        fs::create_dir_all(dir.path().join(FILE_NAME).join("x")).unwrap();
+        assert!(checkpoints.save(false).is_err());
+        assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+        fs::remove_dir_all(dir.path().join(FILE_NAME)).unwrap();
+        assert!(checkpoints.save(false).unwrap());
+    }
+
+    #[test]
+    fn temp_files_of_a_crashed_run_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("checkpoints.json.tmp.123.4"), b"{").unwrap();
+        fs::write(dir.path().join("checkpoints.json.tmp"), b"{").unwrap();
+        Checkpoints::open(dir.path()).unwrap();
+        assert!(temp_files(dir.path()).is_empty());
     }
 }

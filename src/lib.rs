@@ -12,7 +12,8 @@
 //!
 //! Module map:
 //! - [`event`]: events, values, batches. [`ack`]: delivery acknowledgements and the
-//!   committed-prefix rule. [`checkpoint`]: the checkpoint file.
+//!   committed-prefix rule. [`checkpoint`]: the checkpoint file. [`data_dir`]: the lock
+//!   that keeps one agent per data directory.
 //! - [`config`]: the YAML config and building it into runtime values.
 //! - [`source`], [`transform`], [`sink`]: one folder per component kind, one file per
 //!   component; each `mod.rs` holds the closed enum that lists them.
@@ -26,6 +27,7 @@ pub mod agent;
 pub mod api;
 pub mod checkpoint;
 pub mod config;
+pub mod data_dir;
 pub mod dead_letter;
 pub mod event;
 pub mod health;

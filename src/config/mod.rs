@@ -40,7 +40,8 @@ pub const DEFAULT_CONFIG_NAME: &str = "<embedded default>";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Directory for checkpoints and the dead-letter file (created if missing).
+    /// Directory for checkpoints, the dead-letter file and the lock that keeps one agent per
+    /// directory (created if missing).
     pub data_dir: PathBuf,
     /// The agent's HTTP API.
     #[serde(default)]
