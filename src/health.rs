@@ -51,9 +51,68 @@ impl HealthCheck {
     }
 }
 
-/// Failing components and why; empty when healthy.
+/// Failing components and why; empty when healthy. Liveness stamps are judged now.
 pub fn failures() -> BTreeMap<String, String> {
-    table().lock().unwrap_or_else(|p| p.into_inner()).clone()
+    let mut failures = table().lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = epoch().elapsed().as_millis() as u64;
+    for (key, (last_ms, limit)) in liveness().lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let idle = Duration::from_millis(now.saturating_sub(last_ms.load(Ordering::Relaxed)));
+        if idle >= *limit {
+            failures.insert(
+                key.clone(),
+                format!(
+                    "stuck: its thread has not come round for {}s",
+                    idle.as_secs()
+                ),
+            );
+        }
+    }
+    failures
+}
+
+type LivenessTable = BTreeMap<String, (Arc<AtomicU64>, Duration)>;
+
+fn liveness() -> &'static Mutex<LivenessTable> {
+    static LIVENESS: OnceLock<Mutex<LivenessTable>> = OnceLock::new();
+    LIVENESS.get_or_init(Default::default)
+}
+
+/// A loop that must keep coming round (a source's reader thread): it calls
+/// [`Heartbeat::beat`] on every turn, and `/health` fails under its key when it has not
+/// for `limit` (a read hung on a dead NFS server, a blocking call that never returns).
+/// Judged when `/health` is asked: no thread, no timer. Unregistered when dropped.
+#[derive(Debug)]
+pub struct Heartbeat {
+    key: String,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Heartbeat {
+    /// Registers `key`, alive now.
+    pub fn new(key: impl Into<String>, limit: Duration) -> Self {
+        let key = key.into();
+        let last_ms = Arc::new(AtomicU64::new(epoch().elapsed().as_millis() as u64));
+        liveness()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), (last_ms.clone(), limit));
+        Heartbeat { key, last_ms }
+    }
+
+    /// The loop came round.
+    pub fn beat(&self) {
+        let now = epoch().elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        liveness()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// Forgets every check whose key starts with `prefix` (a pipeline that was stopped).
@@ -107,5 +166,23 @@ impl Progress {
         } else {
             health.ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_stops_beating_fails_health_until_it_beats() {
+        let heartbeat = Heartbeat::new("test/source/stuck", Duration::from_millis(50));
+        assert!(!failures().contains_key("test/source/stuck"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(failures()["test/source/stuck"].starts_with("stuck"));
+        heartbeat.beat();
+        assert!(!failures().contains_key("test/source/stuck"));
+        drop(heartbeat);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!failures().contains_key("test/source/stuck"));
     }
 }

@@ -14,20 +14,29 @@
 //! - Rotation by rename: the old file stays open and is read to its end; it is let go once
 //!   it has been at its end for `rotate_wait_ms` with no matched path pointing at it. The
 //!   new file at the old path is a new identity, read from its start.
+//! - A saved position is never forgotten while its content exists ([`rotation`]): at start
+//!   (after a crash, a restart or a reload) a position whose file no matched path points
+//!   at is looked for by identity and content ([`recovery`]: a rotated name, another
+//!   directory the globs walk, a gzip rotation, a renumbered device) and read to its end.
 //! - copytruncate: a size below the read offset (or changed first bytes) means truncation;
-//!   the file is read again from 0. Lines written between logrotate's copy and its truncate
-//!   are in the copy only, and are lost unless the copy's name is also matched: a race of
-//!   copytruncate itself, the same for every tailer.
-//! - A deleted file is read to its end while open, then let go; once everything read from
-//!   it is acknowledged its checkpoint is forgotten.
-//! - `read_from` applies only to files found by the first scan that have no checkpoint;
-//!   files that appear later are new and read from their start.
+//!   the unread rest is read from the copy when one is in the directory (plain or gzip),
+//!   and the file is read again from 0. Lines written between logrotate's copy and its
+//!   truncate are in neither: a race of copytruncate itself, the same for every tailer.
+//! - A file gone with unread bytes (deleted before it was read) is the only loss: counted
+//!   in `sluice_file_lost_bytes_total{reason}` and logged at ERROR.
+//! - While a send waits on a full pipeline (a sink is down: the files are the buffer),
+//!   new files are still found and their identities saved, so a file created and rotated
+//!   away during the outage is read afterwards.
+//! - `read_from` applies only to files found by the first scan that have no checkpoint and
+//!   are not at a path a saved position had (a rotation's successor is read from its
+//!   start); files that appear later are new and read from their start.
 //! - Idle files are closed after `close_idle_secs` and reopened when they change; at most
 //!   `max_open_files` are open (the least recently active file at its end is closed first).
 //!
-//! Owns: the per-file state table and the reader loop. Never: blocks the async runtime,
-//! commits an offset itself, or stops on a bad file (errors are logged once per path and
-//! retried at the next scan).
+//! Owns: the per-file state table and the reader loop. Never: blocks the async runtime or
+//! on a special file (FIFOs, devices are never opened blocking), commits an offset itself,
+//! or stops on a bad file (errors are logged once per path and retried at the next scan).
+//! A loop that stops coming round (a hung read) fails `/health`.
 
 pub mod discovery;
 pub mod identity;
@@ -49,6 +58,7 @@ use serde::Deserialize;
 use super::{Running, SendError, SourceContext, Stopped};
 use crate::ack::StreamTracker;
 use crate::event::{Batch, Map, Value};
+use crate::health::Heartbeat;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 use discovery::{Change, Matcher, Watcher};
 use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
@@ -279,11 +289,17 @@ struct Reader {
     next_scan: Instant,
     /// A scan runs inside a blocked send (it may send itself: no second one inside it).
     discovering: bool,
+    /// Proof of life for `/health`: a read or open that never returns shows there.
+    heartbeat: Heartbeat,
     buf: Vec<u8>,
 }
 
+/// How long the reader loop may not come round before `/health` fails.
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+
 impl Reader {
     fn new(source: FileSource, ctx: SourceContext) -> Self {
+        let heartbeat = Heartbeat::new(format!("{}/source/{}", ctx.pipeline, ctx.id), STUCK_AFTER);
         let metrics = &ctx.metrics;
         let file_metrics = FileMetrics {
             watched: metrics.gauge("sluice_file_watched", "Files matched and tracked.", &[]),
@@ -332,6 +348,7 @@ impl Reader {
             known_paths: HashSet::new(),
             next_scan: Instant::now(),
             discovering: false,
+            heartbeat,
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -346,6 +363,7 @@ impl Reader {
         self.next_scan = Instant::now() + self.source.glob_interval;
         let mut next_upkeep = Instant::now();
         while !self.ctx.shutdown.is_triggered() {
+            self.heartbeat.beat();
             // Free what the sinks returned before reading more (and after a wait).
             self.ctx.out.free_returned();
             let mut rescan = false;
@@ -406,6 +424,7 @@ impl Reader {
                 Err(SendError::Stopped) => return Err(Stopped),
                 Err(SendError::Full(back)) => batch = back,
             }
+            self.heartbeat.beat(); // waiting on the sinks is not being stuck
             if self.discovering || Instant::now() < self.next_scan {
                 continue;
             }
