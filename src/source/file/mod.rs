@@ -761,7 +761,12 @@ impl Reader {
                     // Rewritten, truncated or a reused inode while not read: the old
                     // content may live on in a copy; this file is new.
                     self.metrics.truncations.inc();
-                    self.recover(saved, Some(want.dev_ino), "truncated_unread", &mut None);
+                    self.recover(
+                        saved,
+                        Some(want.dev_ino),
+                        "truncated_unread",
+                        &mut Default::default(),
+                    );
                     0
                 }
             }

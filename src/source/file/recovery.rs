@@ -16,6 +16,8 @@
 //! Owns: listing candidates and checking them. Never: keeps per-file state or decides what
 //! to do with a match (that is the reader, `mod.rs`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -24,7 +26,9 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use super::discovery::Matcher;
-use super::identity::{dev_ino, fnv1a, open_regular, Fingerprint, SavedFile, Tail, TAIL_BYTES};
+use super::identity::{
+    dev_ino, fnv1a, open_regular, Fingerprint, SavedFile, Tail, MAX_FINGERPRINT_BYTES, TAIL_BYTES,
+};
 
 /// Most directory entries looked at per search (a huge log tree must not stall the reader).
 const MAX_CANDIDATES: usize = 20_000;
@@ -68,6 +72,68 @@ impl Found {
             Found::Plain { candidate, .. } | Found::Gzip { candidate, .. } => candidate,
         }
     }
+}
+
+/// What one round of searches (all saved positions at start) has already looked at:
+/// directory listings, the glob roots' walk, and head hashes. With it, every candidate file
+/// is listed once and its head read once per fingerprint length, however many positions
+/// are looked for (a node with thousands of gone pods stays linear).
+#[derive(Default)]
+pub struct Search {
+    dirs: HashMap<PathBuf, Vec<Candidate>>,
+    under_roots: Option<Vec<Candidate>>,
+    /// (device + inode, bytes hashed) → head hash (`None`: unreadable or too short).
+    heads: RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
+}
+
+impl Search {
+    /// Looks for `saved`'s content: its directory first, then the glob roots.
+    pub fn find(
+        &mut self,
+        saved: &SavedFile,
+        matcher: &Matcher,
+        usable: impl Fn(&Candidate) -> bool,
+    ) -> Option<Found> {
+        if let Some(dir) = saved.path.as_deref().and_then(Path::parent) {
+            let in_dir = self
+                .dirs
+                .entry(dir.to_owned())
+                .or_insert_with(|| files_in(dir));
+            if let Some(found) = locate(saved, in_dir, &usable, &self.heads) {
+                return Some(found);
+            }
+        }
+        let all = self.under_roots.get_or_insert_with(|| files_under(matcher));
+        locate(saved, all, &usable, &self.heads)
+    }
+}
+
+/// The head hash of a candidate (decompressed for gzip), read once per length.
+fn head_hash(
+    candidate: &Candidate,
+    len: u64,
+    heads: &RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
+) -> Option<u64> {
+    if let Some(hash) = heads.borrow().get(&(candidate.dev_ino, len)) {
+        return *hash;
+    }
+    let hash = read_head_hash(&candidate.path, len);
+    heads.borrow_mut().insert((candidate.dev_ino, len), hash);
+    hash
+}
+
+fn read_head_hash(path: &Path, len: u64) -> Option<u64> {
+    let file = open_regular(path).ok()?;
+    let mut head = Vec::with_capacity(len.min(MAX_FINGERPRINT_BYTES) as usize);
+    if is_gzip(&file) {
+        MultiGzDecoder::new(BufReader::new(file))
+            .take(len)
+            .read_to_end(&mut head)
+            .ok()?;
+    } else {
+        file.take(len).read_to_end(&mut head).ok()?;
+    }
+    (head.len() as u64 == len).then(|| fnv1a(&head))
 }
 
 /// Regular files directly in `dir` (symlinks followed), at most [`MAX_CANDIDATES`].
@@ -134,20 +200,29 @@ pub fn locate(
     saved: &SavedFile,
     candidates: &[Candidate],
     usable: impl Fn(&Candidate) -> bool,
+    heads: &RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
 ) -> Option<Found> {
-    let usable: Vec<&Candidate> = candidates.iter().filter(|c| usable(c)).collect();
-    if let Some(found) = usable
+    if let Some(found) = candidates
         .iter()
-        .filter(|c| Some(c.dev_ino) == saved.dev_ino)
+        .filter(|c| Some(c.dev_ino) == saved.dev_ino && usable(c))
         .find_map(|c| verify(c, saved, true))
     {
         return Some(found);
     }
-    saved.fingerprint.filter(|f| f.len > 0)?;
-    let same_path = |c: &&&Candidate| Some(&c.path) == saved.path.as_ref();
-    let mut ordered: Vec<&Candidate> = usable.iter().filter(same_path).copied().collect();
-    ordered.extend(usable.iter().filter(|c| !same_path(c)).copied());
-    ordered.into_iter().find_map(|c| verify(c, saved, false))
+    let fingerprint = saved.fingerprint.filter(|f| f.len > 0)?;
+    // Only candidates whose head hashes the same are opened and checked further.
+    let same_head = |c: &&Candidate| {
+        Some(c.dev_ino) != saved.dev_ino
+            && usable(c)
+            && head_hash(c, fingerprint.len, heads) == Some(fingerprint.hash)
+    };
+    let same_path = |c: &&Candidate| Some(&c.path) == saved.path.as_ref();
+    let first = candidates.iter().filter(same_path).filter(same_head);
+    let rest = candidates
+        .iter()
+        .filter(|c| !same_path(c))
+        .filter(same_head);
+    first.chain(rest).find_map(|c| verify(c, saved, false))
 }
 
 /// Checks one candidate against a saved position and opens it at the saved offset.
@@ -292,7 +367,7 @@ mod tests {
         // Renamed: the same inode under another name.
         let rotated = dir.path().join("app.log.1");
         std::fs::rename(&live, &rotated).unwrap();
-        let found = locate(&saved, &files_in(dir.path()), |_| true).unwrap();
+        let found = locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).unwrap();
         assert!(matches!(found, Found::Plain { .. }));
         assert_eq!(found.candidate().path, rotated);
 
@@ -300,7 +375,7 @@ mod tests {
         let copy = dir.path().join("elsewhere");
         std::fs::copy(&rotated, &copy).unwrap();
         std::fs::remove_file(&rotated).unwrap();
-        let found = locate(&saved, &files_in(dir.path()), |_| true).unwrap();
+        let found = locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).unwrap();
         assert_eq!(found.candidate().path, copy);
 
         // Compressed: read through gzip, standing at the saved offset.
@@ -310,7 +385,8 @@ mod tests {
         encoder.write_all(&std::fs::read(&copy).unwrap()).unwrap();
         encoder.finish().unwrap();
         std::fs::remove_file(&copy).unwrap();
-        let Some(Found::Gzip { mut input, .. }) = locate(&saved, &files_in(dir.path()), |_| true)
+        let Some(Found::Gzip { mut input, .. }) =
+            locate(&saved, &files_in(dir.path()), |_| true, &Default::default())
         else {
             panic!("gzip rotation not found");
         };
@@ -329,11 +405,17 @@ mod tests {
         std::fs::remove_file(&old).unwrap();
         let new = dir.path().join("new");
         std::fs::write(&new, format!("{banner}{}", lines("new", 500))).unwrap();
-        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_none());
+        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_none());
         // Without a tail the banner alone would match: the tail is what tells them apart.
         let mut headless = saved.clone();
         headless.tail = None;
-        assert!(locate(&headless, &files_in(dir.path()), |_| true).is_some());
+        assert!(locate(
+            &headless,
+            &files_in(dir.path()),
+            |_| true,
+            &Default::default()
+        )
+        .is_some());
     }
 
     #[test]
@@ -343,9 +425,15 @@ mod tests {
         std::fs::write(&live, lines("a", 10)).unwrap();
         let mut saved = saved_for(&live, 50, None);
         saved.offset = 10_000;
-        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_none());
+        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_none());
         saved.offset = 50;
-        assert!(locate(&saved, &files_in(dir.path()), |_| false).is_none());
-        assert!(locate(&saved, &files_in(dir.path()), |_| true).is_some());
+        assert!(locate(
+            &saved,
+            &files_in(dir.path()),
+            |_| false,
+            &Default::default()
+        )
+        .is_none());
+        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_some());
     }
 }

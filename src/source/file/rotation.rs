@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile, Tail};
-use super::recovery::{self, Candidate, Found};
+use super::recovery::{self, Candidate, Found, Search};
 use super::tailer::Tailer;
 use super::Reader;
 
@@ -46,36 +46,25 @@ impl Reader {
             })
             .collect();
         self.known_paths = saved.iter().filter_map(|s| s.path.clone()).collect();
-        let mut under_roots = None;
+        let mut search = Search::default();
         for saved in saved {
             if saved.dev_ino.is_some_and(|id| live.contains(&id)) {
                 continue; // its file is matched: opening it checks the position
             }
-            self.recover(saved, None, "deleted_unread", &mut under_roots);
+            self.recover(saved, None, "deleted_unread", &mut search);
         }
     }
 
     /// Finds where `saved`'s content is now (not in `exclude`) and reads it to its end, or
-    /// counts it lost for `reason`. `under_roots` caches the walk of the glob roots.
+    /// counts it lost for `reason`. `search` caches what earlier searches looked at.
     pub(super) fn recover(
         &mut self,
         saved: SavedFile,
         exclude: Option<(u64, u64)>,
         reason: &'static str,
-        under_roots: &mut Option<Vec<Candidate>>,
+        search: &mut Search,
     ) {
-        let in_dir = saved
-            .path
-            .as_deref()
-            .and_then(Path::parent)
-            .map(recovery::files_in)
-            .unwrap_or_default();
-        let mut found = recovery::locate(&saved, &in_dir, |c| self.usable(c, exclude));
-        if found.is_none() {
-            let all =
-                under_roots.get_or_insert_with(|| recovery::files_under(&self.source.matcher));
-            found = recovery::locate(&saved, all, |c| self.usable(c, exclude));
-        }
+        let found = search.find(&saved, &self.source.matcher, |c| self.usable(c, exclude));
         match found {
             Some(found) => self.resume_found(saved, found),
             None => self.lost(&saved, reason),
@@ -202,11 +191,12 @@ impl Reader {
             .parent()
             .map(recovery::files_in)
             .unwrap_or_default();
-        let found = recovery::locate(&saved, &in_dir, |c| {
+        let usable = |c: &Candidate| {
             c.dev_ino != id
                 && !self.files.contains_key(&c.dev_ino)
                 && !self.wanted.contains(&c.dev_ino)
-        });
+        };
+        let found = recovery::locate(&saved, &in_dir, usable, &Default::default());
         let Some(found) = found else {
             return false;
         };
