@@ -74,6 +74,10 @@ impl Found {
     }
 }
 
+/// Head hashes already read: (device + inode, bytes hashed) → hash (`None`: unreadable or
+/// too short).
+pub type Heads = RefCell<HashMap<((u64, u64), u64), Option<u64>>>;
+
 /// What one round of searches (all saved positions at start) has already looked at:
 /// directory listings, the glob roots' walk, and head hashes. With it, every candidate file
 /// is listed once and its head read once per fingerprint length, however many positions
@@ -82,8 +86,7 @@ impl Found {
 pub struct Search {
     dirs: HashMap<PathBuf, Vec<Candidate>>,
     under_roots: Option<Vec<Candidate>>,
-    /// (device + inode, bytes hashed) → head hash (`None`: unreadable or too short).
-    heads: RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
+    heads: Heads,
 }
 
 impl Search {
@@ -112,7 +115,7 @@ impl Search {
 fn head_hash(
     candidate: &Candidate,
     len: u64,
-    heads: &RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
+    heads: &Heads,
 ) -> Option<u64> {
     if let Some(hash) = heads.borrow().get(&(candidate.dev_ino, len)) {
         return *hash;
@@ -200,7 +203,7 @@ pub fn locate(
     saved: &SavedFile,
     candidates: &[Candidate],
     usable: impl Fn(&Candidate) -> bool,
-    heads: &RefCell<HashMap<((u64, u64), u64), Option<u64>>>,
+    heads: &Heads,
 ) -> Option<Found> {
     if let Some(found) = candidates
         .iter()
