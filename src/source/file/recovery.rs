@@ -112,11 +112,7 @@ impl Search {
 }
 
 /// The head hash of a candidate (decompressed for gzip), read once per length.
-fn head_hash(
-    candidate: &Candidate,
-    len: u64,
-    heads: &Heads,
-) -> Option<u64> {
+fn head_hash(candidate: &Candidate, len: u64, heads: &Heads) -> Option<u64> {
     if let Some(hash) = heads.borrow().get(&(candidate.dev_ino, len)) {
         return *hash;
     }

@@ -314,6 +314,11 @@ impl Reader {
             let Some(file) = &tailer.file else {
                 continue;
             };
+            let tail_current = tailer.tail.map(|t| t.at) == Some(tailer.offset);
+            let head_full = tailer.fingerprint.len >= self.source.fingerprint_bytes;
+            if tailer.at_eof && tail_current && head_full {
+                continue; // idle at its end: nothing new (has_news watches for growth)
+            }
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let mut changed = false;
             if tailer.fingerprint.len < self.source.fingerprint_bytes
@@ -328,7 +333,7 @@ impl Reader {
                     changed = true;
                 }
             }
-            if tailer.tail.map(|t| t.at) != Some(tailer.offset) {
+            if !tail_current {
                 if let Ok(Some(tail)) = Tail::compute(file, tailer.offset) {
                     tailer.tail = Some(tail);
                     changed = true;
