@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{read_json_lines, wait_for, Agent};
+use support::{append, read_json_lines, wait_for, Agent};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -72,15 +72,6 @@ pipelines:
         wait_for(&format!("{n} events"), WAIT, || self.events().len() >= n);
         self.messages()
     }
-}
-
-fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
 }
 
 fn numbered(prefix: &str, range: std::ops::Range<usize>) -> String {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::fake_loki::{seq_of, Behavior, FakeLoki};
-use support::{signal, wait_for, Agent};
+use support::{append, signal, wait_for, Agent};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -85,6 +85,30 @@ pipelines:
         Agent::start(self.dir.path(), &config)
     }
 
+    /// Stops the agent as `stop` says and starts it again (a reload keeps the process; it
+    /// is over once the new source found the rotated file again).
+    fn stop_and_go_on(&self, agent: Agent, stop: Stop) -> Agent {
+        match stop {
+            Stop::Term => {
+                assert!(agent.terminate().success());
+                self.start()
+            }
+            Stop::Kill9 => {
+                agent.kill9();
+                self.start()
+            }
+            Stop::Reload => {
+                let before = agent.metric_sum("sluice_file_recovered_total", &[]);
+                signal(&agent.child, "HUP");
+                wait_for("the reloaded source to find the rotated file", WAIT, || {
+                    agent.metric_sum("sluice_file_recovered_total", &[]) > before
+                });
+                agent
+            }
+            Stop::None => agent,
+        }
+    }
+
     fn sink_down(&self) {
         self.loki.behave_for(
             Behavior::Status {
@@ -137,15 +161,6 @@ fn lines(first: u64, n: u64) -> String {
     (first..first + n)
         .map(|i| format!("app line seq={i} {}\n", "x".repeat(80)))
         .collect()
-}
-
-fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
 }
 
 fn gzip_file(from: &Path, to: &Path) {
@@ -209,24 +224,7 @@ fn rotation_survives(kind: &str, stop: Stop) {
     std::thread::sleep(Duration::from_millis(300));
     rotate(kind, &live);
     append(&live, &lines(20_000, 100));
-    match stop {
-        Stop::Term => {
-            assert!(agent.terminate().success());
-            agent = setup.start();
-        }
-        Stop::Kill9 => {
-            agent.kill9();
-            agent = setup.start();
-        }
-        Stop::Reload => {
-            let before = agent.metric_sum("sluice_file_recovered_total", &[]);
-            signal(&agent.child, "HUP");
-            wait_for("the reloaded source to find the rotated file", WAIT, || {
-                agent.metric_sum("sluice_file_recovered_total", &[]) > before
-            });
-        }
-        Stop::None => {}
-    }
+    agent = setup.stop_and_go_on(agent, stop);
     setup.sink_up();
     let duplicates = setup.expect_all(&format!("{kind} + {stop:?}"), 20_100);
     assert!(
@@ -315,26 +313,7 @@ fn logrotate_survives(options: &str, stop: Stop) {
     std::thread::sleep(Duration::from_millis(1100)); // dateext names carry seconds
     logrotate();
     append(&live, &lines(15_000, 100));
-    match stop {
-        Stop::Term => {
-            assert!(agent.terminate().success());
-            agent = setup.start();
-        }
-        Stop::Kill9 => {
-            agent.kill9();
-            agent = setup.start();
-        }
-        Stop::Reload => {
-            let before = agent.metric_sum("sluice_file_recovered_total", &[]);
-            signal(&agent.child, "HUP");
-            wait_for(
-                "the reloaded source to find the rotated files",
-                WAIT,
-                || agent.metric_sum("sluice_file_recovered_total", &[]) > before,
-            );
-        }
-        Stop::None => {}
-    }
+    agent = setup.stop_and_go_on(agent, stop);
     setup.sink_up();
     setup.expect_all(&format!("logrotate {options} + {stop:?}"), 15_100);
     assert!(agent.terminate().success());
@@ -386,14 +365,15 @@ fn kill9_right_after_rotations_under_load_loses_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 {
                     let _guard = lock.lock().unwrap();
-                    append(&live, &lines(next, 200));
+                    append(&live, &lines(next, 300));
                 }
-                next += 200;
+                next += 300;
                 written.store(next, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
     };
+    let started = Instant::now();
     let mut agent = setup.start();
     let kinds = ["rename", "gzip", "copytruncate"];
     for round in 0..20 {
@@ -421,8 +401,9 @@ fn kill9_right_after_rotations_under_load_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let n = written.load(Ordering::Relaxed);
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     let duplicates = setup.expect_all("kill -9 after rotations", n);
-    eprintln!("kill -9 after rotations: {n} lines, {duplicates} duplicates");
+    eprintln!("kill -9 after rotations: {n} lines at {rate:.0}/s, {duplicates} duplicates");
     assert!(agent.terminate().success());
 }
 

@@ -213,6 +213,16 @@ pub fn read_json_lines_after_crash(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Appends `text` to `path` (created if missing), as a logging application would.
+pub fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
 /// Reads a JSON-lines file (missing file: empty).
 pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
