@@ -13,6 +13,11 @@ use support::{wait_for, Agent};
 
 /// A config: demo source (`count` lines, `rate` 0 = as fast as possible) into Loki.
 fn config(dir: &Path, loki: &FakeLoki, count: u64, rate: u64, extra: &str) -> String {
+    config_at(dir, &loki.endpoint(), count, rate, extra)
+}
+
+/// [`config`] with the sink's `endpoint` as given.
+fn config_at(dir: &Path, endpoint: &str, count: u64, rate: u64, extra: &str) -> String {
     format!(
         r#"data_dir: {data}
 api: {{ address: "{{api}}" }}
@@ -36,7 +41,6 @@ pipelines:
       - type: blackhole
 "#,
         data = dir.join("data").display(),
-        endpoint = loki.endpoint(),
     )
 }
 
@@ -362,4 +366,30 @@ fn loki_400_is_dead_lettered_not_retried() {
             .map(|d| seq_of(d["event"]["message"].as_str().unwrap()).unwrap()),
     );
     assert_eq!(all.len() as u64, count);
+}
+
+/// An endpoint with a path (VictoriaLogs' documented `/insert/loki/`, or a full push URL
+/// behind a prefix) reaches the push path once, not doubled.
+#[test]
+fn endpoints_with_a_path_reach_the_push_path_once() {
+    for (endpoint, push_path) in [
+        ("/insert/loki/", "/insert/loki/api/v1/push"),
+        ("/x/loki/api/v1/push", "/x/loki/api/v1/push"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let loki = FakeLoki::start_at(push_path);
+        let yaml = config_at(
+            dir.path(),
+            &format!("{}{endpoint}", loki.endpoint()),
+            50,
+            0,
+            "",
+        );
+        let agent = start(dir.path(), &yaml);
+        wait_for("50 entries", Duration::from_secs(60), || {
+            loki.entry_count() >= 50
+        });
+        assert_complete(&loki, 50, false);
+        assert!(stop(agent).success());
+    }
 }

@@ -114,6 +114,8 @@ pub struct Request {
 
 #[derive(Default)]
 struct State {
+    /// The path pushes must use (`/loki/api/v1/push` unless set).
+    push_path: Option<String>,
     script: VecDeque<Behavior>,
     until: Option<(Instant, Behavior)>,
     entries: Vec<Entry>,
@@ -149,6 +151,14 @@ impl FakeLoki {
             }
         });
         FakeLoki { addr, state, stop }
+    }
+
+    /// Starts a fake that takes pushes only at `path` (a Loki behind a path prefix, or
+    /// VictoriaLogs' `/insert/loki/api/v1/push`); other paths answer 400.
+    pub fn start_at(path: &str) -> FakeLoki {
+        let loki = Self::start();
+        loki.state.lock().unwrap().push_path = Some(path.to_owned());
+        loki
     }
 
     /// `http://127.0.0.1:port`.
@@ -278,7 +288,9 @@ fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize) {
         state.lock().unwrap().errors.push(error);
         (400, 0)
     };
-    if request.method != "POST" || request.path != "/loki/api/v1/push" {
+    let push_path = state.lock().unwrap().push_path.clone();
+    let push_path = push_path.as_deref().unwrap_or("/loki/api/v1/push");
+    if request.method != "POST" || request.path != push_path {
         return fail(format!("unexpected {} {}", request.method, request.path));
     }
     let tenant = request.header("x-scope-orgid").map(str::to_owned);

@@ -651,6 +651,21 @@ mod tests {
             built.driver.url().as_str(),
             "http://loki:3100/base/loki/api/v1/push"
         );
+        for (endpoint, url) in [
+            ("http://l:3100", "http://l:3100/loki/api/v1/push"),
+            (
+                "http://vl:9428/insert/loki/",
+                "http://vl:9428/insert/loki/api/v1/push",
+            ),
+            ("http://l/x/loki/api/v1/push", "http://l/x/loki/api/v1/push"),
+            (
+                "http://l/x/loki/api/v1/push/",
+                "http://l/x/loki/api/v1/push",
+            ),
+        ] {
+            let built = config(&format!("endpoint: {endpoint}")).build().unwrap();
+            assert_eq!(built.driver.url().as_str(), url, "{endpoint}");
+        }
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub enum OutOfOrder {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiConfig {
-    /// Base URL of Loki (`http://loki:3100`); `/loki/api/v1/push` is appended.
+    /// Base URL of Loki (`http://loki:3100`, or with a path prefix); `/loki/api/v1/push` is
+    /// appended (`/api/v1/push` to a path ending in `/loki`, as VictoriaLogs'
+    /// `/insert/loki/`); a full push URL is used as it is.
     pub endpoint: Url,
     /// `protobuf` (default, snappy) or `json` (gzip).
     #[serde(default)]
@@ -139,6 +141,20 @@ pub struct LokiConfig {
     pub unhealthy_after_secs: u64,
 }
 
+/// The push path under an endpoint's path, never doubled: a base (`/`, `/prefix/`) gets
+/// `/loki/api/v1/push`; a path already ending in `/loki` (VictoriaLogs' documented
+/// `/insert/loki/`) gets `/api/v1/push`; a full push path is kept.
+fn push_path(path: &str) -> String {
+    let base = path.trim_end_matches('/');
+    if base.ends_with(PUSH_PATH) {
+        base.to_owned()
+    } else if base.ends_with("/loki") {
+        format!("{base}/api/v1/push")
+    } else {
+        format!("{base}{PUSH_PATH}")
+    }
+}
+
 fn default_max_streams() -> usize {
     10_000
 }
@@ -147,8 +163,7 @@ impl LokiConfig {
     /// Validates everything (label names, templates, URL, TLS files) and builds the sink.
     pub fn build(&self) -> anyhow::Result<Loki> {
         let mut url = self.endpoint.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}{PUSH_PATH}"));
+        url.set_path(&push_path(url.path()));
         let settings = HttpSettings {
             batch: self.batch.clone(),
             compression: self.compression,
