@@ -393,3 +393,50 @@ fn endpoints_with_a_path_reach_the_push_path_once() {
         assert!(stop(agent).success());
     }
 }
+
+/// Lines read together get strictly increasing times, so a back-end that orders by time
+/// (Loki, Grafana) shows them in file order, not shuffled within each read batch.
+#[test]
+fn a_files_lines_reach_loki_with_strictly_increasing_times_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let loki = FakeLoki::start();
+    let log = dir.path().join("app.log");
+    let text: String = (0..10_000).map(|i| format!("line seq={i}\n")).collect();
+    std::fs::write(&log, text).unwrap();
+    let yaml = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{log}"]
+    sinks:
+      - type: loki
+        endpoint: {endpoint}
+        labels: {{ job: file }}
+        batch: {{ timeout_ms: 100 }}
+"#,
+        data = dir.path().join("data").display(),
+        log = log.display(),
+        endpoint = loki.endpoint(),
+    );
+    let agent = start(dir.path(), &yaml);
+    wait_for("10,000 entries", Duration::from_secs(60), || {
+        loki.entry_count() >= 10_000
+    });
+    let mut entries = loki.entries();
+    // As Loki returns them: by time.
+    entries.sort_by_key(|e| e.timestamp);
+    let seqs: Vec<u64> = entries.iter().filter_map(|e| seq_of(&e.line)).collect();
+    assert_eq!(
+        seqs,
+        (0..10_000).collect::<Vec<u64>>(),
+        "file order by time"
+    );
+    assert!(
+        entries.windows(2).all(|w| w[0].timestamp < w[1].timestamp),
+        "times strictly increasing"
+    );
+    agent.kill9();
+}

@@ -260,6 +260,9 @@ pub struct Tailer {
     pub tail: Option<Tail>,
     /// The file's size when last looked at (what a lost file held: the loss is counted).
     pub size_seen: u64,
+    /// The read time given to the last line without a time of its own (nanoseconds): each
+    /// next one gets a later one, so back-ends that sort by time keep the file's order.
+    last_stamp: i64,
     /// Bytes read so far (everything before has been split).
     pub offset: u64,
     /// Fingerprint of its first bytes.
@@ -305,6 +308,7 @@ impl Tailer {
             gzip: None,
             tail: None,
             size_seen: offset,
+            last_stamp: i64::MIN,
             offset,
             fingerprint,
             tracker,
@@ -622,7 +626,7 @@ impl Tailer {
     }
 
     fn pieces_to_events(
-        &self,
+        &mut self,
         pieces: Vec<Piece>,
         settings: &ReadSettings,
         stamp: Timestamp,
@@ -646,8 +650,16 @@ impl Tailer {
                     fields.insert("pod_uid", Value::from(uid.as_str()));
                 }
             }
+            let timestamp = match piece.timestamp {
+                Some(timestamp) => timestamp,
+                None => {
+                    // Strictly increasing within the stream: +1 ns per line read together.
+                    self.last_stamp = stamp.0.max(self.last_stamp.saturating_add(1));
+                    Timestamp(self.last_stamp)
+                }
+            };
             events.push(Event::Log(LogEvent {
-                timestamp: piece.timestamp.unwrap_or(stamp),
+                timestamp,
                 message: Value::String(piece.text),
                 fields,
                 origin: Some(Origin {
