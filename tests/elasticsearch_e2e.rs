@@ -410,3 +410,41 @@ fn several_endpoints_one_down() {
     assert!(agent.metric_sum("sluice_sink_requests_total", &[("status", "connect_error")]) >= 1.0);
     assert!(agent.terminate().success());
 }
+
+/// An Elasticsearch-compatible store that serves only `/_bulk` (VictoriaLogs under
+/// `/insert/elasticsearch`): with the default config (one date index per request, which
+/// would go in the path) and with data streams, every line is delivered and nothing is
+/// dead-lettered; the refused path form is used once at most per sink.
+#[test]
+fn stores_that_serve_only_bulk_get_every_line_with_the_defaults() {
+    for sink in ["", "        mode: data_stream\n"] {
+        let count = 5000;
+        let dir = tempfile::tempdir().unwrap();
+        write_lines(&dir.path().join("in.log"), count);
+        let es = FakeElasticsearch::start_bulk_only("/insert/elasticsearch");
+        let endpoint = format!("{}/insert/elasticsearch", es.endpoint());
+        let agent = Agent::start(dir.path(), &config(dir.path(), &endpoint, "", sink));
+        wait_for("every document", Duration::from_secs(60), || {
+            es.doc_count() >= count as usize
+        });
+        assert_no_protocol_errors(&es);
+        assert_eq!(es.doc_count(), count as usize, "{sink}");
+        assert_eq!(
+            es.refused_paths(),
+            1,
+            "{sink}: the path form is tried once, then remembered"
+        );
+        assert_eq!(agent.metric_sum("sluice_events_dropped_total", &[]), 0.0);
+        assert_eq!(
+            agent.metric_sum("sluice_dead_letter_events_total", &[]),
+            0.0
+        );
+        assert!(
+            !dir.path().join("data/dead_letter.jsonl").exists()
+                || std::fs::read_to_string(dir.path().join("data/dead_letter.jsonl"))
+                    .unwrap()
+                    .is_empty()
+        );
+        assert!(agent.terminate().success());
+    }
+}

@@ -62,6 +62,11 @@ pub struct Doc {
 
 #[derive(Default)]
 struct State {
+    /// Serve only `<prefix>/_bulk`, like VictoriaLogs (`/insert/elasticsearch/_bulk`):
+    /// any other path answers its `400 unsupported path requested: "<path>"`.
+    bulk_only: Option<String>,
+    /// `400` answers given for refused paths.
+    refused_paths: u64,
     script: VecDeque<Behavior>,
     rule: Option<Rule>,
     lean: bool,
@@ -116,6 +121,20 @@ impl FakeElasticsearch {
             }
         });
         FakeElasticsearch { addr, state, stop }
+    }
+
+    /// An Elasticsearch-compatible store that serves only `<prefix>/_bulk` (VictoriaLogs
+    /// serves `/insert/elasticsearch/_bulk`): `/<index>/_bulk` is answered as it does,
+    /// `400 unsupported path requested: "<path>"`.
+    pub fn start_bulk_only(prefix: &str) -> FakeElasticsearch {
+        let es = Self::start_with(false);
+        es.state.lock().unwrap().bulk_only = Some(prefix.to_owned());
+        es
+    }
+
+    /// How many requests were refused for their path (bulk-only mode).
+    pub fn refused_paths(&self) -> u64 {
+        self.state.lock().unwrap().refused_paths
     }
 
     /// `http://127.0.0.1:port`.
@@ -222,6 +241,22 @@ fn handle(request: &HttpRequest, state: &Mutex<State>) -> (u16, Vec<u8>) {
         });
         return (200, serde_json::to_vec(&body).unwrap());
     }
+    let bulk_only = state.lock().unwrap().bulk_only.clone();
+    if let Some(prefix) = bulk_only {
+        if path != format!("{prefix}/_bulk") {
+            state.lock().unwrap().refused_paths += 1;
+            return (
+                400,
+                format!("unsupported path requested: {path:?}\n").into_bytes(),
+            );
+        }
+        let path = "/_bulk";
+        return bulk(request, path, query, state);
+    }
+    bulk(request, path, query, state)
+}
+
+fn bulk(request: &HttpRequest, path: &str, query: &str, state: &Mutex<State>) -> (u16, Vec<u8>) {
     let default_index = match path.strip_suffix("/_bulk") {
         Some("") => None,
         Some(index) => Some(index.trim_start_matches('/').to_owned()),

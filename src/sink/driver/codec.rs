@@ -85,6 +85,8 @@ pub struct Reply<'a> {
     pub body: &'a [u8],
     /// How many items (events) the request carried, for per-item replies.
     pub items: usize,
+    /// The request's [`EncodedRequest::path_segment`], if it had one.
+    pub path_segment: Option<&'a str>,
 }
 
 /// What became of a request.

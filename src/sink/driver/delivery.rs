@@ -385,6 +385,7 @@ impl HttpDriver {
                         headers: &reply.headers,
                         body: &reply.body,
                         items: items.len(),
+                        path_segment: path_segment.as_deref(),
                     })
                 }
                 Err(kind) => {

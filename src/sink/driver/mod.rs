@@ -88,6 +88,7 @@ mod tests {
             headers: &headers,
             body: b"",
             items: 1,
+            path_segment: None,
         });
         let got = match verdict {
             Verdict::Delivered => "delivered".to_owned(),

@@ -20,6 +20,7 @@ pub mod document;
 pub mod response;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -77,6 +78,21 @@ pub enum IdMode {
     Auto,
     /// No `_id`: Elasticsearch assigns one (a replay after a crash can duplicate).
     None,
+}
+
+/// `index_in_path:` whether a request whose documents all go to one index names it in the
+/// path (`/<index>/_bulk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexInPath {
+    /// Name it in the path (shorter action lines) until a store refuses that form (400, 404
+    /// or 405, as VictoriaLogs does: `unsupported path requested`); from then on every
+    /// request goes to `/_bulk` with `_index` in its action lines, and the refused request
+    /// is sent again that way.
+    #[default]
+    Auto,
+    /// Always `/_bulk` with `_index` in the action lines.
+    Never,
 }
 
 /// `batch:` the keys of every network sink's `batch` ([`BatchConfig`]) with smaller
@@ -180,6 +196,10 @@ pub struct ElasticsearchConfig {
     /// Ingest pipeline to run on every document (`?pipeline=`).
     #[serde(default)]
     pub pipeline: Option<String>,
+    /// `auto` (default): a one-index request goes to `/<index>/_bulk` until the store
+    /// refuses that path, then to `/_bulk` for good; `never`: always `/_bulk`.
+    #[serde(default)]
+    pub index_in_path: IndexInPath,
     /// Batching limits (`max_events`, `max_bytes`, `timeout_ms`); Elasticsearch's defaults
     /// are 2000 documents, 1 MiB, 1 s.
     #[serde(default)]
@@ -325,6 +345,7 @@ impl ElasticsearchConfig {
             index,
             id,
             always_create: self.mode == Mode::DataStream,
+            path_refused: Arc::new(AtomicBool::new(self.index_in_path == IndexInPath::Never)),
         })
     }
 }
@@ -334,6 +355,9 @@ struct Settings {
     index: IndexPattern,
     id: IdSource,
     always_create: bool,
+    /// The index never goes in the path (`index_in_path: never`, or a store refused it);
+    /// shared by every lane.
+    path_refused: Arc<AtomicBool>,
 }
 
 /// The sink's own counters (beside the driver's).
@@ -483,8 +507,9 @@ impl HttpSinkCodec for ElasticsearchCodec {
             single &= self.spans.first().is_none_or(|&first| first == span);
             self.spans.push(span);
         }
+        let in_path = !self.settings.path_refused.load(Ordering::Relaxed);
         let path_index = match self.spans.first() {
-            Some(&(s, e)) if single && is_path_safe(&self.names[s..e]) => {
+            Some(&(s, e)) if in_path && single && is_path_safe(&self.names[s..e]) => {
                 Some(self.names[s..e].to_owned())
             }
             _ => None,
@@ -526,6 +551,22 @@ impl HttpSinkCodec for ElasticsearchCodec {
     }
 
     fn judge(&self, reply: &Reply<'_>) -> Verdict {
+        if reply.path_segment.is_some() && matches!(reply.status, 400 | 404 | 405) {
+            // A store that serves only `/_bulk` (VictoriaLogs: `400 unsupported path
+            // requested`): send everything there from now on, this request included. A real
+            // error about the documents comes back again, per item, from `/_bulk`.
+            if !self.settings.path_refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    status = reply.status,
+                    reply = %String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]),
+                    "the store refused /<index>/_bulk; sending to /_bulk with the index in each action from now on",
+                );
+            }
+            return Verdict::Partial {
+                retry: (0..reply.items).collect(),
+                reject: Vec::new(),
+            };
+        }
         let (verdict, stats) = response::judge_bulk(reply);
         self.metrics.record(&stats);
         verdict

@@ -177,6 +177,7 @@ mod tests {
             headers: &headers,
             body: body.as_bytes(),
             items,
+            path_segment: None,
         });
         let verdict = match verdict {
             Verdict::Delivered => "delivered".to_owned(),
@@ -272,7 +273,7 @@ mod tests {
         #[test]
         fn never_panics_on_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), items in 0usize..4) {
             let headers = HeaderMap::new();
-            let reply = Reply { status: 200, headers: &headers, body: &body, items };
+            let reply = Reply { status: 200, headers: &headers, body: &body, items, path_segment: None };
             let (verdict, _) = judge_bulk(&reply);
             if verdict == Verdict::Delivered {
                 let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -292,7 +293,7 @@ mod tests {
                 .collect();
             let body = format!(r#"{{"errors":true,"items":[{}]}}"#, items.join(","));
             let headers = HeaderMap::new();
-            let reply = Reply { status: 200, headers: &headers, body: body.as_bytes(), items: statuses.len() };
+            let reply = Reply { status: 200, headers: &headers, body: body.as_bytes(), items: statuses.len(), path_segment: None };
             let (verdict, stats) = judge_bulk(&reply);
             let (retry, reject) = match verdict {
                 Verdict::Delivered => (Vec::new(), Vec::new()),

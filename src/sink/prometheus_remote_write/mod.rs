@@ -702,6 +702,7 @@ mod tests {
             headers: &headers,
             body: body.as_bytes(),
             items: 1,
+            path_segment: None,
         });
         let got = match verdict {
             Verdict::Delivered => "delivered".to_owned(),

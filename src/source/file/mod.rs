@@ -14,7 +14,7 @@
 //! - Rotation by rename: the old file stays open and is read to its end; it is let go once
 //!   it has been at its end for `rotate_wait_ms` with no matched path pointing at it. The
 //!   new file at the old path is a new identity, read from its start.
-//! - A saved position is never forgotten while its content exists ([`rotation`]): at start
+//! - A saved position is never forgotten while its content exists (`rotation.rs`): at start
 //!   (after a crash, a restart or a reload) a position whose file no matched path points
 //!   at is looked for by identity and content ([`recovery`]: a rotated name, another
 //!   directory the globs walk, a gzip rotation, a renumbered device) and read to its end.

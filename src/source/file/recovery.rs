@@ -135,7 +135,7 @@ fn read_head_hash(path: &Path, len: u64) -> Option<u64> {
     (head.len() as u64 == len).then(|| fnv1a(&head))
 }
 
-/// Regular files directly in `dir` (symlinks followed), at most [`MAX_CANDIDATES`].
+/// Regular files directly in `dir` (symlinks followed), at most `MAX_CANDIDATES` (20,000).
 pub fn files_in(dir: &Path) -> Vec<Candidate> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -148,7 +148,7 @@ pub fn files_in(dir: &Path) -> Vec<Candidate> {
 }
 
 /// Regular files of any name under the directories the globs walk, at most
-/// [`MAX_CANDIDATES`].
+/// `MAX_CANDIDATES` (20,000).
 pub fn files_under(matcher: &Matcher) -> Vec<Candidate> {
     let mut out = Vec::new();
     let mut budget = MAX_CANDIDATES;
