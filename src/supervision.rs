@@ -96,6 +96,17 @@ impl Supervisor {
     }
 }
 
+/// A child task's panic is its parent's: resumes the unwind in the caller (a sink's lane, a
+/// syslog connection), so the component that owns the child is reported as panicked
+/// instead of running on without it. Returns the task's value; `None` if it was cancelled.
+pub fn propagate_panic<T>(joined: Result<T, tokio::task::JoinError>) -> Option<T> {
+    match joined {
+        Ok(value) => Some(value),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => None,
+    }
+}
+
 /// Reports a panic of the thread that holds it (see [`Supervisor::guard`]).
 pub struct PanicGuard {
     supervisor: Supervisor,
@@ -135,6 +146,17 @@ mod tests {
         supervisor.panicked("p", "sink", "later");
         assert_eq!(supervisor.failure().as_deref(), Some("p/worker/worker-0"));
         crate::health::clear_prefix("p/");
+    }
+
+    #[tokio::test]
+    async fn a_child_panic_becomes_the_parents() {
+        let child = tokio::spawn(async { panic!("test panic in a child task") });
+        let parent = tokio::spawn(async move {
+            propagate_panic(child.await);
+        });
+        assert!(parent.await.is_err_and(|e| e.is_panic()));
+        let fine = tokio::spawn(async { 7 });
+        assert_eq!(propagate_panic(fine.await), Some(7));
     }
 
     #[tokio::test]
