@@ -374,14 +374,14 @@ fn log_undrained(
         ));
     }
     if not_replayable.is_empty() {
-        tracing::warn!(pipeline, sinks = aborted, "{message}");
+        tracing::warn!(pipeline = %pipeline, sinks = aborted, "{message}");
         return;
     }
     message.push_str(&format!(
         "; sources {} cannot be read again: their in-flight events are lost",
         not_replayable.join(", ")
     ));
-    tracing::error!(pipeline, sinks = aborted, "{message}");
+    tracing::error!(pipeline = %pipeline, sinks = aborted, "{message}");
 }
 
 struct Worker {

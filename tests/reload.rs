@@ -363,6 +363,10 @@ fn reload_during_a_sink_outage_keeps_an_unchanged_syslog_port_open() {
         !log.contains("pipeline stopped pipeline=logs"),
         "the unchanged pipeline was not stopped:\n{log}"
     );
+    assert!(
+        agent.metric_sum("sluice_batches_abandoned_total", &[]) > 0.0,
+        "the batches the aborted Loki sink held are counted as abandoned"
+    );
     let status = agent.terminate();
     assert!(status.success(), "clean exit: {status}");
 }
