@@ -24,6 +24,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{self, BuiltPipeline, Config};
 use crate::data_dir::DataDirLock;
 use crate::dead_letter::DeadLetters;
+use crate::health::HealthCheck;
 use crate::pipeline::{self, RunningPipeline, Shared, StopReason};
 use crate::supervision::Supervisor;
 use crate::telemetry::registry;
@@ -232,9 +233,11 @@ async fn reload(
         }
     };
     warn_about_top_level_changes(&active.config, &new_config);
-    let old = &active.config.pipelines;
+    let (old, running) = (&active.config.pipelines, &active.pipelines);
+    // A pipeline that is not running (its restart after a failed reload failed too) is
+    // started again even if its section did not change.
     let changed = |name: &str| match (old.get(name), new_config.pipelines.get(name)) {
-        (Some(before), Some(after)) => !before.same_settings(after),
+        (Some(before), Some(after)) => !before.same_settings(after) || !running.contains_key(name),
         _ => true,
     };
     let to_stop: Vec<String> = old.keys().filter(|n| changed(n)).cloned().collect();
@@ -264,6 +267,7 @@ async fn reload(
         Ok(started) => {
             active.pipelines.extend(started);
             active.config = new_config;
+            reload_health().ok();
             Ok(())
         }
         Err(error) => {
@@ -291,12 +295,22 @@ async fn restart_previous(
     };
     match restarted {
         Ok(started) => active.pipelines.extend(started),
-        Err(error) => tracing::error!(
-            error = %format!("{error:#}"),
-            pipelines = ?names,
-            "the previous pipelines did not start again either: they stay stopped until a reload or restart succeeds"
-        ),
+        Err(error) => {
+            tracing::error!(
+                error = %format!("{error:#}"),
+                pipelines = ?names,
+                "the previous pipelines did not start again either: they stay stopped until a reload or restart succeeds"
+            );
+            reload_health().fail(format!(
+                "pipelines {names:?} stopped: neither the new nor the previous config started them: {error:#}"
+            ));
+        }
     }
+}
+
+/// `/health` fails under `agent/reload` while a failed reload left pipelines stopped.
+fn reload_health() -> HealthCheck {
+    HealthCheck::new("agent/reload")
 }
 
 /// Settings outside `pipelines:` are read once, at start.
