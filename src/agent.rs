@@ -248,7 +248,8 @@ async fn reload(
         active.config = new_config;
         return Ok(());
     }
-    tracing::info!(restarted = ?to_stop, unchanged = ?unchanged, "reloading the config");
+    let starting: Vec<&str> = built.iter().map(|p| p.name.as_str()).collect();
+    tracing::info!(stopping = ?to_stop, starting = ?starting, unchanged = ?unchanged, "reloading the config");
     let stopping: Vec<_> = to_stop
         .iter()
         .filter_map(|name| active.pipelines.remove(name))
