@@ -149,6 +149,7 @@ struct AckInner {
 impl Drop for AckInner {
     fn drop(&mut self) {
         let status = if self.abandoned.load(Ordering::Acquire) {
+            crate::telemetry::batches_abandoned().inc();
             Status::Abandoned
         } else {
             Status::Done
@@ -226,6 +227,21 @@ mod tests {
         let d = tracker.track(40);
         d.done();
         assert_eq!(tracker.committed(), 20, "nothing passes an abandoned batch");
+    }
+
+    #[test]
+    fn an_abandoned_batch_is_counted_once() {
+        let counter = crate::telemetry::batches_abandoned();
+        let tracker = StreamTracker::detached(0);
+        let a = tracker.track(10);
+        let copy = a.clone();
+        let before = counter.get();
+        a.done();
+        drop(copy);
+        // Other tests abandon batches concurrently: at least ours was counted.
+        assert!(counter.get() > before, "the abandoned batch is counted");
+        tracker.track(20).done();
+        assert_eq!(tracker.committed(), 0, "nothing passes the abandoned batch");
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! the pipelines and the periodic checkpoint writer; handle reloads (SIGHUP, `POST /reload`)
 //! and stop cleanly on SIGTERM or SIGINT (or when every source has ended), writing the final
 //! checkpoint. A final checkpoint that cannot be written is an error: the process exits
-//! non-zero, since the positions on disk are behind what was delivered.
+//! non-zero, since the positions on disk are behind what was delivered. So is a component
+//! that panicked ([`crate::supervision`]): the agent drains the rest, saves and exits
+//! non-zero. Start and reload are transactions (see `reload` below).
 //!
 //! Owns: process-level orchestration. Never: handles events; writes the checkpoint file
 //! other than through [`Checkpoints::save`] (which serialises every save).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{self, BuiltPipeline, Config};
 use crate::data_dir::DataDirLock;
 use crate::dead_letter::DeadLetters;
-use crate::pipeline::{self, RunningPipeline, Shared};
+use crate::health::HealthCheck;
+use crate::pipeline::{self, RunningPipeline, Shared, StopReason};
+use crate::supervision::Supervisor;
 use crate::telemetry::registry;
 
 /// Where the config comes from.
@@ -34,6 +39,14 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The name errors show: the file's path, or the embedded config's name.
+    pub fn name(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Embedded => config::DEFAULT_CONFIG_NAME.to_owned(),
+        }
+    }
+
     /// Reads, parses and builds the config. Nothing starts.
     pub fn load(&self) -> anyhow::Result<(Config, Vec<BuiltPipeline>)> {
         let (config, name) = match self {
@@ -90,17 +103,23 @@ async fn run_async(
         stall_after: Duration::from_secs(config.api.stall_after_secs),
         sources_finished: Arc::new(Notify::new()),
         sources_running: Arc::new(AtomicUsize::new(0)),
+        supervisor: Supervisor::new(),
     };
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     if config.api.enabled {
         api::serve(config.api.address, reload_tx).await?;
     }
-    let mut running = start_all(pipelines, &shared)?;
+    let deadline = Duration::from_secs(config.shutdown_timeout_secs);
+    let started = start_all(pipelines, &shared, deadline).await?;
+    let interval = Duration::from_millis(config.checkpoint_interval_ms.max(10));
+    let mut active = Active {
+        config,
+        pipelines: started,
+    };
     let writer = tokio::spawn(write_checkpoints_periodically(
         checkpoints.clone(),
-        Duration::from_millis(config.checkpoint_interval_ms.max(10)),
+        interval,
     ));
-    let deadline = Duration::from_secs(config.shutdown_timeout_secs);
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -109,12 +128,12 @@ async fn run_async(
         tokio::select! {
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break }
+            _ = shared.supervisor.wait() => break,
             _ = hangup.recv() => {
-                running = reload(&source, running, &shared, deadline).await.0;
+                let _ = reload(&source, &mut active, &shared, deadline).await;
             }
             Some(reply) = reload_rx.recv() => {
-                let (now_running, outcome) = reload(&source, running, &shared, deadline).await;
-                running = now_running;
+                let outcome = reload(&source, &mut active, &shared, deadline).await;
                 let _ = reply.send(outcome);
             }
             _ = shared.sources_finished.notified() => {
@@ -125,9 +144,23 @@ async fn run_async(
             }
         }
     }
-    stop_all(running, deadline).await;
+    stop_all(
+        active.pipelines.into_values(),
+        deadline,
+        StopReason::Shutdown,
+    )
+    .await;
     writer.abort();
-    if let Err(error) = save_checkpoints(&checkpoints, true).await {
+    let saved = save_checkpoints(&checkpoints, true).await;
+    // Checked after the drain too: a worker or source that panicked may have ended its
+    // sources (and so the run) before the panic was seen.
+    if let Some(component) = shared.supervisor.failure() {
+        anyhow::bail!(
+            "component {component} panicked: the agent stopped so that it is restarted; \
+             batches that were not delivered are read again from the checkpoints"
+        );
+    }
+    if let Err(error) = saved {
         // The save logged it at ERROR; the exit code tells the service manager.
         anyhow::bail!(
             "final checkpoint not saved ({error}): the positions on disk are behind what was \
@@ -138,53 +171,157 @@ async fn run_async(
     Ok(())
 }
 
-fn start_all(
-    pipelines: Vec<BuiltPipeline>,
-    shared: &Shared,
-) -> anyhow::Result<Vec<RunningPipeline>> {
-    pipelines
-        .into_iter()
-        .map(|p| pipeline::start(p, shared))
-        .collect()
+/// The config in force and its running pipelines, by name.
+struct Active {
+    config: Config,
+    pipelines: BTreeMap<String, RunningPipeline>,
 }
 
-async fn stop_all(running: Vec<RunningPipeline>, deadline: Duration) {
+/// Starts `pipelines` in order. All or nothing: if one fails to start, the ones started
+/// before it are stopped again and the error is returned.
+async fn start_all(
+    pipelines: Vec<BuiltPipeline>,
+    shared: &Shared,
+    deadline: Duration,
+) -> anyhow::Result<BTreeMap<String, RunningPipeline>> {
+    let mut started = BTreeMap::new();
+    for built in pipelines {
+        match pipeline::start(built, shared, deadline).await {
+            Ok(running) => {
+                started.insert(running.name().to_owned(), running);
+            }
+            Err(error) => {
+                stop_all(started.into_values(), deadline, StopReason::Reload).await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(started)
+}
+
+async fn stop_all(
+    running: impl IntoIterator<Item = RunningPipeline>,
+    deadline: Duration,
+    why: StopReason,
+) {
     let stops: Vec<_> = running
         .into_iter()
-        .map(|p| tokio::spawn(p.stop(deadline)))
+        .map(|p| tokio::spawn(p.stop(deadline, why)))
         .collect();
     for stop in stops {
         let _ = stop.await;
     }
 }
 
-/// Rebuilds the config; if it builds, drains the old pipelines (so their data is delivered
-/// and committed) and starts the new ones from the committed positions. If it does not,
-/// the old pipelines keep running.
+/// Reloads the config as a transaction, at pipeline granularity (like Vector's topology
+/// diff): the new config is built first (if it does not build, nothing changes); pipelines
+/// whose section did not change keep running untouched (their sockets stay open); changed
+/// and removed ones drain and stop, positions are saved, and changed and added ones start
+/// from them. If one of those fails to start, the ones started are stopped, the previous
+/// config's pipelines are started again, and the error is returned.
 async fn reload(
     source: &ConfigSource,
-    running: Vec<RunningPipeline>,
+    active: &mut Active,
     shared: &Shared,
     deadline: Duration,
-) -> (Vec<RunningPipeline>, Result<(), String>) {
-    let built = match source.load() {
-        Ok((_, built)) => built,
+) -> Result<(), String> {
+    let (new_config, mut built) = match source.load() {
+        Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "reload refused: the new config does not build; the running pipelines keep going");
-            return (running, Err(format!("{error:#}")));
+            return Err(format!("{error:#}"));
         }
     };
-    tracing::info!("reloading the config");
-    stop_all(running, deadline).await;
+    warn_about_top_level_changes(&active.config, &new_config);
+    let (old, running) = (&active.config.pipelines, &active.pipelines);
+    // A pipeline that is not running (its restart after a failed reload failed too) is
+    // started again even if its section did not change.
+    let changed = |name: &str| match (old.get(name), new_config.pipelines.get(name)) {
+        (Some(before), Some(after)) => !before.same_settings(after) || !running.contains_key(name),
+        _ => true,
+    };
+    let to_stop: Vec<String> = old.keys().filter(|n| changed(n)).cloned().collect();
+    built.retain(|p| changed(&p.name));
+    let unchanged: Vec<&String> = old.keys().filter(|n| !changed(n)).collect();
+    if to_stop.is_empty() && built.is_empty() {
+        tracing::info!("reloading the config: no pipeline changed");
+        active.config = new_config;
+        return Ok(());
+    }
+    let starting: Vec<&str> = built.iter().map(|p| p.name.as_str()).collect();
+    tracing::info!(stopping = ?to_stop, starting = ?starting, unchanged = ?unchanged, "reloading the config");
+    let stopping: Vec<_> = to_stop
+        .iter()
+        .filter_map(|name| active.pipelines.remove(name))
+        .collect();
+    let (replaced, removed): (Vec<_>, Vec<_>) = stopping
+        .into_iter()
+        .partition(|p| new_config.pipelines.contains_key(p.name()));
+    tokio::join!(
+        stop_all(replaced, deadline, StopReason::Reload),
+        stop_all(removed, deadline, StopReason::Removed),
+    );
     // A failure is logged and retried by the periodic writer; the new pipelines start from
     // the positions in memory either way.
     let _ = save_checkpoints(&shared.checkpoints, true).await;
-    match start_all(built, shared) {
-        Ok(started) => (started, Ok(())),
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "reload failed while starting pipelines");
-            (Vec::new(), Err(format!("{error:#}")))
+    match start_all(built, shared, deadline).await {
+        Ok(started) => {
+            active.pipelines.extend(started);
+            active.config = new_config;
+            reload_health().ok();
+            Ok(())
         }
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "reload failed: a new pipeline did not start; starting the previous config's pipelines again");
+            restart_previous(source, active, &to_stop, shared, deadline).await;
+            Err(format!("{error:#}"))
+        }
+    }
+}
+
+/// Starts the pipelines `names` of the config in force again, after a failed reload.
+async fn restart_previous(
+    source: &ConfigSource,
+    active: &mut Active,
+    names: &[String],
+    shared: &Shared,
+    deadline: Duration,
+) {
+    let restarted = match active
+        .config
+        .build_selected(&source.name(), |name| names.iter().any(|n| n == name))
+    {
+        Ok(built) => start_all(built, shared, deadline).await,
+        Err(error) => Err(error),
+    };
+    match restarted {
+        Ok(started) => active.pipelines.extend(started),
+        Err(error) => {
+            tracing::error!(
+                error = %format!("{error:#}"),
+                pipelines = ?names,
+                "the previous pipelines did not start again either: they stay stopped until a reload or restart succeeds"
+            );
+            reload_health().fail(format!(
+                "pipelines {names:?} stopped: neither the new nor the previous config started them: {error:#}"
+            ));
+        }
+    }
+}
+
+/// `/health` fails under `agent/reload` while a failed reload left pipelines stopped.
+fn reload_health() -> HealthCheck {
+    HealthCheck::new("agent/reload")
+}
+
+/// Settings outside `pipelines:` are read once, at start.
+fn warn_about_top_level_changes(before: &Config, after: &Config) {
+    let top_level = |config: &Config| Config {
+        pipelines: Default::default(),
+        ..config.clone()
+    };
+    if top_level(before) != top_level(after) {
+        tracing::warn!("reload: settings outside pipelines (data_dir, api, threads, timeouts) changed; they take effect at the next restart");
     }
 }
 

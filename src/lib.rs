@@ -21,6 +21,7 @@
 //!   signals, reload. [`api`]: `/health`, `/metrics`, `/reload`.
 //! - [`telemetry`]: the agent's own metrics. [`health`]: what `/health` reports.
 //!   [`dead_letter`]: the dead-letter file. [`shutdown`]: the stop signal.
+//!   [`supervision`]: the policy on component panics (stop, exit non-zero).
 
 pub mod ack;
 pub mod agent;
@@ -35,6 +36,7 @@ pub mod pipeline;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod supervision;
 pub mod telemetry;
 pub mod transform;
 

@@ -13,7 +13,12 @@
 //! Stop sequence: fire the pipeline's shutdown signal (sources stop reading), wait for the
 //! sources, let the workers drain their queues and flush stateful transforms, let the sinks
 //! drain theirs; whatever is still running at the deadline is aborted. Unsettled batches are
-//! then simply not committed, and are read again on the next start.
+//! then simply not committed: replayable sources (file, demo) read them again on the next
+//! start, the others' (syslog, stdin, internal_metrics) are lost, and the log says which.
+//!
+//! A start that fails part-way is rolled back (what started is stopped). A component that
+//! panics is reported to the [`Supervisor`], which makes the agent stop (see
+//! [`crate::supervision`]).
 //!
 //! Owns: wiring and lifecycle. Never: looks inside events.
 
@@ -21,17 +26,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{mpsc, Notify};
 
 use crate::checkpoint::Checkpoints;
-use crate::config::BuiltPipeline;
+use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
 use crate::event::{Batch, Event};
 use crate::health::{self, HealthCheck, Progress};
 use crate::shutdown::Shutdown;
-use crate::sink::{SinkContext, SinkInput};
-use crate::source::{BatchSender, SourceContext};
+use crate::sink::{Sink, SinkContext, SinkInput};
+use crate::source::{BatchSender, Source, SourceContext};
+use crate::supervision::{PanicGuard, Supervisor};
 use crate::telemetry::{registry, ComponentMetrics, Gauge};
 use crate::transform::Transform;
 
@@ -53,6 +60,8 @@ pub struct Shared {
     pub sources_finished: Arc<Notify>,
     /// Sources still running, across pipelines.
     pub sources_running: Arc<AtomicUsize>,
+    /// Where components report a panic (the agent then stops, see [`crate::supervision`]).
+    pub supervisor: Supervisor,
 }
 
 /// A started pipeline.
@@ -63,7 +72,22 @@ pub struct RunningPipeline {
     sources: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     sinks: Vec<tokio::task::JoinHandle<()>>,
-    watchdog: tokio::task::JoinHandle<()>,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+    /// Ids of sources whose positions are checkpointed (read again after a restart).
+    replayable: Vec<String>,
+    /// Ids of sources whose in-flight events are lost if the sinks do not drain.
+    not_replayable: Vec<String>,
+}
+
+/// Why a pipeline stops: changes only what its log says about undelivered data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The agent is stopping.
+    Shutdown,
+    /// A reload replaces the pipeline (or undoes a failed start).
+    Reload,
+    /// A reload removes the pipeline.
+    Removed,
 }
 
 /// Aborts a task when dropped (so an aborted supervisor takes its child down with it).
@@ -81,145 +105,35 @@ struct SinkSender {
 }
 
 /// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
-/// runtime.
-pub fn start(pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<RunningPipeline> {
-    let name = pipeline.name.clone();
-    let shutdown = Shutdown::new();
-    let input_closed = Shutdown::new();
-    let capacity = pipeline.queue_batches;
-    let runtime = tokio::runtime::Handle::current();
-
-    // Sinks.
-    let mut sink_senders = Vec::new();
-    let mut sinks = Vec::new();
-    let mut progresses = Vec::new();
-    for built in pipeline.sinks {
-        let (tx, rx) = mpsc::channel(capacity);
-        let queued = registry().gauge(
-            "sluice_queue_batches",
-            "Batches waiting in a queue.",
-            &[
-                ("pipeline", &name),
-                ("queue", &format!("sink:{}", built.id)),
-            ],
-        );
-        queued.set(0);
-        let progress = Progress::new(queued.clone());
-        let health = HealthCheck::new(format!("{name}/sink/{}", built.id));
-        health.ok();
-        let ctx = SinkContext {
-            pipeline: name.as_str().into(),
-            id: built.id.as_str().into(),
-            metrics: ComponentMetrics::new(&name, "sink", &built.id),
-            dead_letters: shared.dead_letters.clone(),
-            health: health.clone(),
-            progress: progress.clone(),
-            shutdown: shutdown.clone(),
-        };
-        progresses.push((health.clone(), progress.clone()));
-        let input = SinkInput::new(rx, progress);
-        let sink = built.component;
-        let sink_id = built.id.clone();
-        sinks.push(runtime.spawn(async move {
-            let task = tokio::spawn(sink.run(input, ctx));
-            // Aborting this outer task at the deadline must also stop the sink itself.
-            let _abort_sink = AbortOnDrop(task.abort_handle());
-            if let Err(error) = task.await {
-                if error.is_panic() {
-                    tracing::error!(sink = %sink_id, "sink crashed; its data will be read again after a restart");
-                    health.fail("sink crashed");
-                }
-            }
-        }));
-        sink_senders.push(SinkSender { tx, queued });
-    }
-    let sink_senders = Arc::new(sink_senders);
-
-    // Workers.
-    let mut partitions = Vec::new();
-    let mut workers = Vec::new();
-    for index in 0..shared.workers.max(1) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        let depth = registry().gauge(
-            "sluice_queue_batches",
-            "Batches waiting in a queue.",
-            &[("pipeline", &name), ("queue", &format!("worker:{index}"))],
-        );
-        depth.set(0);
-        partitions.push((tx, depth.clone()));
-        let worker = Worker {
-            input: rx,
-            depth,
-            transforms: pipeline
-                .transforms
-                .iter()
-                .map(|t| {
-                    (
-                        t.component.clone(),
-                        ComponentMetrics::new(&name, "transform", &t.id),
-                    )
-                })
-                .collect(),
-            sinks: sink_senders.clone(),
-            input_closed: input_closed.clone(),
-        };
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("worker-{name}-{index}"))
-                .spawn(move || worker.run())?,
-        );
-    }
-    drop(sink_senders);
-
-    // Sources.
-    let mut sources = Vec::new();
-    for built in pipeline.sources {
-        let metrics = ComponentMetrics::new(&name, "source", &built.id);
-        let ctx = SourceContext {
-            pipeline: name.as_str().into(),
-            id: built.id.as_str().into(),
-            out: BatchSender::new(partitions.clone(), shutdown.clone(), metrics.clone()),
-            shutdown: shutdown.clone(),
-            checkpoints: shared.checkpoints.clone(),
-            metrics,
-            runtime: runtime.clone(),
-        };
-        let running = built.component.start(ctx)?;
-        shared.sources_running.fetch_add(1, Ordering::SeqCst);
-        let (counter, finished) = (
-            shared.sources_running.clone(),
-            shared.sources_finished.clone(),
-        );
-        sources.push(runtime.spawn(async move {
-            running.join().await;
-            if counter.fetch_sub(1, Ordering::SeqCst) == 1 {
-                finished.notify_one();
-            }
-        }));
-    }
-    drop(partitions);
-
-    let stall_after = shared.stall_after;
-    let watchdog = runtime.spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            interval.tick().await;
-            for (health, progress) in &progresses {
-                progress.check(health, stall_after);
-            }
+/// runtime. A start that fails part-way (a port in use, no thread) is rolled back: what was
+/// started is stopped within `deadline` before the error is returned.
+pub async fn start(
+    pipeline: BuiltPipeline,
+    shared: &Shared,
+    deadline: Duration,
+) -> anyhow::Result<RunningPipeline> {
+    let mut running = RunningPipeline {
+        name: pipeline.name.clone(),
+        shutdown: Shutdown::new(),
+        input_closed: Shutdown::new(),
+        sources: Vec::new(),
+        workers: Vec::new(),
+        sinks: Vec::new(),
+        watchdog: None,
+        replayable: Vec::new(),
+        not_replayable: Vec::new(),
+    };
+    match running.start_parts(pipeline, shared) {
+        Ok(()) => {
+            tracing::info!(pipeline = %running.name, workers = running.workers.len(), "pipeline started");
+            Ok(running)
         }
-    });
-
-    tracing::info!(pipeline = %name, workers = workers.len(), "pipeline started");
-    Ok(RunningPipeline {
-        name,
-        shutdown,
-        input_closed,
-        sources,
-        workers,
-        sinks,
-        watchdog,
-    })
+        Err(error) => {
+            tracing::warn!(pipeline = %running.name, error = %format!("{error:#}"), "pipeline failed to start: stopping what was started");
+            running.stop(deadline, StopReason::Reload).await;
+            Err(error)
+        }
+    }
 }
 
 impl RunningPipeline {
@@ -228,8 +142,177 @@ impl RunningPipeline {
         &self.name
     }
 
+    fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
+        let capacity = pipeline.queue_batches;
+        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared);
+        let partitions = self.start_workers(
+            &pipeline.transforms,
+            Arc::new(sink_senders),
+            capacity,
+            shared,
+        )?;
+        let supervisor = shared.supervisor.clone();
+        let stall_after = shared.stall_after;
+        self.watchdog = Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                // Once a component panicked the agent is stopping: keep its /health failure.
+                if supervisor.failure().is_some() {
+                    return;
+                }
+                for (health, progress) in &progresses {
+                    progress.check(health, stall_after);
+                }
+            }
+        }));
+        self.start_sources(pipeline.sources, partitions, shared)
+    }
+
+    fn start_sinks(
+        &mut self,
+        built_sinks: Vec<Built<Sink>>,
+        capacity: usize,
+        shared: &Shared,
+    ) -> (Vec<SinkSender>, Vec<(HealthCheck, Progress)>) {
+        let name = self.name.clone();
+        let mut sink_senders = Vec::new();
+        let mut progresses = Vec::new();
+        for built in built_sinks {
+            let (tx, rx) = mpsc::channel(capacity);
+            let queued = registry().gauge(
+                "sluice_queue_batches",
+                "Batches waiting in a queue.",
+                &[
+                    ("pipeline", &name),
+                    ("queue", &format!("sink:{}", built.id)),
+                ],
+            );
+            queued.set(0);
+            let progress = Progress::new(queued.clone());
+            let health = HealthCheck::new(format!("{name}/sink/{}", built.id));
+            health.ok();
+            let ctx = SinkContext {
+                pipeline: name.as_str().into(),
+                id: built.id.as_str().into(),
+                metrics: ComponentMetrics::new(&name, "sink", &built.id),
+                dead_letters: shared.dead_letters.clone(),
+                health: health.clone(),
+                progress: progress.clone(),
+                shutdown: self.shutdown.clone(),
+            };
+            progresses.push((health, progress.clone()));
+            let input = SinkInput::new(rx, progress);
+            let (sink, sink_id) = (built.component, built.id);
+            let (supervisor, pipeline) = (shared.supervisor.clone(), name.clone());
+            self.sinks.push(tokio::spawn(async move {
+                let task = tokio::spawn(sink.run(input, ctx));
+                // Aborting this outer task at the deadline must also stop the sink itself.
+                let _abort_sink = AbortOnDrop(task.abort_handle());
+                if let Err(error) = task.await {
+                    if error.is_panic() {
+                        supervisor.panicked(&pipeline, "sink", &sink_id);
+                    }
+                }
+            }));
+            sink_senders.push(SinkSender { tx, queued });
+        }
+        (sink_senders, progresses)
+    }
+
+    fn start_workers(
+        &mut self,
+        transforms: &[Built<Transform>],
+        sinks: Arc<Vec<SinkSender>>,
+        capacity: usize,
+        shared: &Shared,
+    ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
+        let name = &self.name;
+        let mut partitions = Vec::new();
+        for index in 0..shared.workers.max(1) {
+            let (tx, rx) = crossbeam_channel::bounded(capacity);
+            let depth = registry().gauge(
+                "sluice_queue_batches",
+                "Batches waiting in a queue.",
+                &[("pipeline", name), ("queue", &format!("worker:{index}"))],
+            );
+            depth.set(0);
+            partitions.push((tx, depth.clone()));
+            let worker = Worker {
+                _panic_guard: shared
+                    .supervisor
+                    .guard(name, "worker", &format!("worker-{index}")),
+                input: rx,
+                depth,
+                transforms: transforms
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.component.clone(),
+                            ComponentMetrics::new(name, "transform", &t.id),
+                        )
+                    })
+                    .collect(),
+                sinks: sinks.clone(),
+                input_closed: self.input_closed.clone(),
+            };
+            self.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{name}-{index}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(partitions)
+    }
+
+    fn start_sources(
+        &mut self,
+        built_sources: Vec<Built<Source>>,
+        partitions: Vec<(Sender<Batch>, Gauge)>,
+        shared: &Shared,
+    ) -> anyhow::Result<()> {
+        let name = self.name.clone();
+        let runtime = tokio::runtime::Handle::current();
+        for built in built_sources {
+            if built.component.replayable() {
+                self.replayable.push(built.id.clone());
+            } else {
+                self.not_replayable.push(built.id.clone());
+            }
+            let metrics = ComponentMetrics::new(&name, "source", &built.id);
+            let ctx = SourceContext {
+                pipeline: name.as_str().into(),
+                id: built.id.as_str().into(),
+                out: BatchSender::new(partitions.clone(), self.shutdown.clone(), metrics.clone()),
+                shutdown: self.shutdown.clone(),
+                checkpoints: shared.checkpoints.clone(),
+                metrics,
+                runtime: runtime.clone(),
+            };
+            let running = built
+                .component
+                .start(ctx)
+                .with_context(|| format!("pipeline {name}: source {} did not start", built.id))?;
+            shared.sources_running.fetch_add(1, Ordering::SeqCst);
+            let (counter, finished) = (
+                shared.sources_running.clone(),
+                shared.sources_finished.clone(),
+            );
+            let (supervisor, pipeline, id) = (shared.supervisor.clone(), name.clone(), built.id);
+            self.sources.push(runtime.spawn(async move {
+                if running.join().await {
+                    supervisor.panicked(&pipeline, "source", &id);
+                }
+                if counter.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    finished.notify_one();
+                }
+            }));
+        }
+        Ok(())
+    }
+
     /// Stops the pipeline: sources first, then drain workers and sinks, all within `deadline`.
-    pub async fn stop(self, deadline: Duration) {
+    pub async fn stop(self, deadline: Duration, why: StopReason) {
         let until = Instant::now() + deadline;
         self.shutdown.trigger();
         for source in self.sources {
@@ -252,16 +335,58 @@ impl RunningPipeline {
                 aborted += 1;
             }
         }
-        self.watchdog.abort();
+        if let Some(watchdog) = self.watchdog {
+            watchdog.abort();
+        }
         health::clear_prefix(&format!("{}/", self.name));
         if aborted > 0 {
-            tracing::warn!(pipeline = %self.name, sinks = aborted, "sinks did not drain before the shutdown deadline; undelivered data will be read again on restart");
+            log_undrained(
+                &self.name,
+                aborted,
+                &self.replayable,
+                &self.not_replayable,
+                why,
+            );
         }
         tracing::info!(pipeline = %self.name, "pipeline stopped");
     }
 }
 
+/// Says truthfully what becomes of the data the aborted sinks held: replayable sources read
+/// it again from their checkpoints, the others' in-flight events are lost (ERROR).
+fn log_undrained(
+    pipeline: &str,
+    aborted: usize,
+    replayable: &[String],
+    not_replayable: &[String],
+    why: StopReason,
+) {
+    let when = match why {
+        StopReason::Shutdown => "on the next start",
+        StopReason::Reload => "on the reloaded pipeline",
+        StopReason::Removed => "when a config with this pipeline runs again",
+    };
+    let mut message = String::from("sinks did not drain before the shutdown deadline");
+    if !replayable.is_empty() {
+        message.push_str(&format!(
+            "; sources {} re-read their undelivered data from their checkpoints {when}",
+            replayable.join(", ")
+        ));
+    }
+    if not_replayable.is_empty() {
+        tracing::warn!(pipeline = %pipeline, sinks = aborted, "{message}");
+        return;
+    }
+    message.push_str(&format!(
+        "; sources {} cannot be read again: their in-flight events are lost",
+        not_replayable.join(", ")
+    ));
+    tracing::error!(pipeline = %pipeline, sinks = aborted, "{message}");
+}
+
 struct Worker {
+    /// First field, so a panic is reported before the rest of the worker is dropped.
+    _panic_guard: PanicGuard,
     input: Receiver<Batch>,
     depth: Gauge,
     transforms: Vec<(Transform, ComponentMetrics)>,

@@ -409,6 +409,20 @@ fn line(out: &mut String, name: &str, labels: &Labels, le: Option<&str>, value: 
     out.push('\n');
 }
 
+/// `sluice_batches_abandoned_total`: source batches whose acknowledgement was dropped
+/// without `done()` (a crash, an abort at the shutdown deadline, a sink that is gone). Their
+/// streams commit nothing past them in this run; they are read again after a restart.
+pub fn batches_abandoned() -> &'static Counter {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER.get_or_init(|| {
+        registry().counter(
+            "sluice_batches_abandoned_total",
+            "Source batches dropped without being delivered; nothing after them is checkpointed in this run.",
+            &[],
+        )
+    })
+}
+
 /// The standard counters of one pipeline component.
 #[derive(Clone, Debug)]
 pub struct ComponentMetrics {

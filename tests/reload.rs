@@ -1,7 +1,9 @@
 //! End-to-end tests of config reload through the binary: `SIGHUP` with a config that adds a
 //! sink (the new sink starts receiving, the old one loses and repeats nothing across the
 //! reload), and a config that does not build (refused on `SIGHUP` and on `POST /reload`,
-//! logged at ERROR, the running pipeline keeps going).
+//! logged at ERROR, the running pipeline keeps going); a reload during a sink outage that
+//! leaves an unchanged syslog pipeline's port open; and a reload whose new pipeline fails
+//! to start, which leaves the old pipeline delivering.
 
 mod support;
 
@@ -247,4 +249,194 @@ fn count_refusals(dir: &Path) -> usize {
         .lines()
         .filter(|line| line.contains("ERROR") && line.contains("reload refused"))
         .count()
+}
+
+/// Connects to `address` every 100 ms (sending one syslog line each time) until `stop`;
+/// returns (connections made, connections refused).
+fn probe_syslog(
+    address: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    use std::io::Write as _;
+    std::thread::spawn(move || {
+        let (mut made, mut refused) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
+                Ok(mut stream) => {
+                    let _ = writeln!(stream, "<13>Nov 26 10:00:00 host probe: probe {made}");
+                    made += 1;
+                }
+                Err(_) => refused += 1,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (made, refused)
+    })
+}
+
+/// Two pipelines: `logs` (syslog TCP on `syslog` into `logs.jsonl`) and `other` (a demo
+/// source at `rate`/s into Loki at `loki`, which refuses connections: a sink outage).
+fn two_pipelines(
+    dir: &Path,
+    api: SocketAddr,
+    syslog: SocketAddr,
+    loki: SocketAddr,
+    rate: u64,
+) -> String {
+    format!(
+        r#"data_dir: {data}
+api: {{ address: "{api}" }}
+shutdown_timeout_secs: 3
+pipelines:
+  logs:
+    sources:
+      - {{ type: syslog, mode: tcp, address: "{syslog}" }}
+    sinks:
+      - type: file
+        path: {out}
+  other:
+    sources:
+      - type: demo
+        rate: {rate}
+    sinks:
+      - type: loki
+        endpoint: http://{loki}
+        labels: {{ job: demo }}
+        batch: {{ timeout_ms: 100 }}
+        retry: {{ initial_backoff_ms: 20, max_backoff_ms: 200 }}
+"#,
+        data = dir.join("data").display(),
+        out = dir.join("logs.jsonl").display(),
+    )
+}
+
+#[test]
+fn reload_during_a_sink_outage_keeps_an_unchanged_syslog_port_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_address();
+    let syslog = api_address();
+    let loki = api_address(); // nothing listens: every push is refused
+    let agent = start(
+        dir.path(),
+        &two_pipelines(dir.path(), api, syslog, loki, 100),
+        api,
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = probe_syslog(syslog, stop.clone());
+    wait_for("syslog lines delivered", Duration::from_secs(30), || {
+        line_count(&dir.path().join("logs.jsonl")) >= 3
+    });
+
+    // Change only `other`: it restarts, and its sink cannot drain (Loki is down), so its
+    // stop takes the whole shutdown deadline; `logs` must stay open all along.
+    std::fs::write(
+        &agent.config,
+        two_pipelines(dir.path(), api, syslog, loki, 200),
+    )
+    .unwrap();
+    let (status, body) = http_request(api, "POST", "/reload", "").expect("the API answers");
+    assert_eq!(status, 200, "the reload succeeds: {body}");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (made, refused) = probe.join().expect("probe thread");
+    assert_eq!(
+        refused, 0,
+        "syslog connections refused during the reload ({made} made)"
+    );
+    wait_for(
+        "every probe line delivered",
+        Duration::from_secs(30),
+        || line_count(&dir.path().join("logs.jsonl")) as u64 >= made,
+    );
+    let log = strip_ansi(&log_text(dir.path()));
+    assert!(
+        log.contains("pipeline stopped pipeline=other"),
+        "the changed pipeline was restarted:\n{log}"
+    );
+    assert!(
+        log.contains(
+            "re-read their undelivered data from their checkpoints on the reloaded pipeline"
+        ),
+        "the stop during the outage says the demo source re-reads its data:\n{log}"
+    );
+    assert!(
+        !log.contains("pipeline stopped pipeline=logs"),
+        "the unchanged pipeline was not stopped:\n{log}"
+    );
+    assert!(
+        agent.metric_sum("sluice_batches_abandoned_total", &[]) > 0.0,
+        "the batches the aborted Loki sink held are counted as abandoned"
+    );
+    let status = agent.terminate();
+    assert!(status.success(), "clean exit: {status}");
+}
+
+#[test]
+fn a_reload_whose_new_pipeline_fails_to_start_leaves_the_old_one_delivering() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_address();
+    let sink_a = dir.path().join("a.jsonl");
+    let good = config(dir.path(), api, 2000, None, &["a.jsonl"]);
+    let agent = start(dir.path(), &good, api);
+    wait_for("sink A receiving", Duration::from_secs(30), || {
+        line_count(&sink_a) > 0
+    });
+
+    // The new config builds, but its syslog source cannot bind: the test holds the port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let failing = good.replace(
+        "    sinks:\n",
+        &format!("      - {{ type: syslog, mode: tcp, address: \"{port}\" }}\n    sinks:\n"),
+    );
+    assert_ne!(failing, good);
+    std::fs::write(&agent.config, &failing).unwrap();
+    let (status, body) = http_request(api, "POST", "/reload", "").expect("the API answers");
+    assert_eq!(
+        status, 400,
+        "a reload that fails to start is an error: {body}"
+    );
+    assert!(
+        body.contains("syslog"),
+        "the error names the source: {body}"
+    );
+    let seen = line_count(&sink_a);
+    wait_for(
+        "events from the old pipeline after the failed reload",
+        Duration::from_secs(30),
+        || line_count(&sink_a) > seen + 100,
+    );
+    let (health, body) = http_get(api, "/health").expect("health answers");
+    assert_eq!(health, 200, "healthy after a failed reload: {body}");
+    assert!(
+        log_text(dir.path()).contains("reload failed"),
+        "the failed reload is logged"
+    );
+    drop(taken);
+    let status = agent.terminate();
+    assert!(
+        status.success(),
+        "clean exit after a failed reload: {status}"
+    );
+    let counts = seq_counts(&sink_a);
+    let last = *counts.keys().next_back().expect("events at A");
+    check_exactly_once("sink A", &counts, 0..last + 1);
+}
+
+/// The log without its colour escapes (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

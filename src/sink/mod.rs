@@ -16,6 +16,7 @@ pub mod file;
 pub mod loki;
 pub mod prometheus_remote_write;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -131,34 +132,60 @@ impl Sink {
     }
 }
 
+/// Test hook, not a setting: when this environment variable holds a number N, the first
+/// sink to have taken N events from its queue panics, once per process. The end-to-end
+/// supervision test (`tests/supervision.rs`) uses it to crash a sink mid-run. Read once,
+/// when each sink starts.
+pub const TEST_PANIC_SINK_AFTER_EVENTS: &str = "SLUICE_TEST_PANIC_SINK_AFTER_EVENTS";
+
+/// Set once the [`TEST_PANIC_SINK_AFTER_EVENTS`] hook has fired.
+static TEST_PANIC_FIRED: AtomicBool = AtomicBool::new(false);
+
 /// A sink's bounded input queue.
 pub struct SinkInput {
     rx: mpsc::Receiver<Batch>,
     progress: Progress,
+    /// The test hook's threshold, and events taken so far (only counted when it is set).
+    panic_after: Option<u64>,
+    n_events: u64,
 }
 
 impl SinkInput {
     /// Wraps the receiving end of a sink queue.
     pub fn new(rx: mpsc::Receiver<Batch>, progress: Progress) -> Self {
-        SinkInput { rx, progress }
+        let panic_after = std::env::var(TEST_PANIC_SINK_AFTER_EVENTS)
+            .ok()
+            .and_then(|n| n.trim().parse().ok());
+        SinkInput {
+            rx,
+            progress,
+            panic_after,
+            n_events: 0,
+        }
     }
 
     /// The next batch; `None` once the pipeline has stopped and the queue is drained.
     pub async fn recv(&mut self) -> Option<Batch> {
         let batch = self.rx.recv().await;
-        if batch.is_some() {
-            self.progress.queued.add(-1);
-        }
-        batch
+        self.taken(batch)
     }
 
     /// A batch if one is queued now.
     pub fn try_recv(&mut self) -> Option<Batch> {
         let batch = self.rx.try_recv().ok();
-        if batch.is_some() {
-            self.progress.queued.add(-1);
+        self.taken(batch)
+    }
+
+    fn taken(&mut self, batch: Option<Batch>) -> Option<Batch> {
+        let batch = batch?;
+        self.progress.queued.add(-1);
+        if let Some(limit) = self.panic_after {
+            self.n_events += batch.events.len() as u64;
+            if self.n_events >= limit && !TEST_PANIC_FIRED.swap(true, Ordering::SeqCst) {
+                panic!("{TEST_PANIC_SINK_AFTER_EVENTS}: test hook fired after {limit} events");
+            }
         }
-        batch
+        Some(batch)
     }
 }
 

@@ -106,15 +106,14 @@ pub enum Running {
 }
 
 impl Running {
-    /// Waits for the source to finish.
-    pub async fn join(self) {
+    /// Waits for the source to finish. Returns true when its thread or task panicked.
+    pub async fn join(self) -> bool {
         match self {
-            Running::Thread(handle) => {
-                let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-            }
-            Running::Task(handle) => {
-                let _ = handle.await;
-            }
+            Running::Thread(handle) => matches!(
+                tokio::task::spawn_blocking(move || handle.join()).await,
+                Ok(Err(_))
+            ),
+            Running::Task(handle) => handle.await.is_err_and(|error| error.is_panic()),
         }
     }
 
@@ -126,6 +125,17 @@ impl Running {
 }
 
 impl Source {
+    /// True when the source's position is checkpointed, so what it read but did not get
+    /// delivered is read again after a restart (file, demo). Events in flight from the
+    /// others (syslog, stdin, internal_metrics) are lost when a pipeline stops before its
+    /// sinks drained.
+    pub fn replayable(&self) -> bool {
+        match self {
+            Source::Demo(_) | Source::File(_) => true,
+            Source::InternalMetrics(_) | Source::Stdin(_) | Source::Syslog(_) => false,
+        }
+    }
+
     /// Starts the source. Errors here (a port in use, a bad path) stop the agent at start.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         match self {

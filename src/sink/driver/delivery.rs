@@ -17,6 +17,7 @@ use super::*;
 use crate::ack::AckRef;
 use crate::event::{Batch, Event, Home};
 use crate::health::HealthCheck;
+use crate::supervision::propagate_panic;
 use crate::telemetry::{Counter, Gauge, Histogram, BYTE_BUCKETS, EVENT_COUNT_BUCKETS};
 
 // ---------------------------------------------------------------------------------------
@@ -215,6 +216,11 @@ impl HttpDriver {
                     Some(batch) => driver.intake(batch, &codec, &mut pending, &senders, &ctx, &state).await,
                     None => break,
                 },
+                // A lane that panicked takes the sink down with it (see `supervision`),
+                // rather than leaving its streams' batches dropped unsettled.
+                Some(joined) = lanes.join_next() => {
+                    propagate_panic(joined);
+                }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let now = tokio::time::Instant::now();
                     for lane in 0..pending.len() {
@@ -232,7 +238,9 @@ impl HttpDriver {
             }
         }
         drop(senders);
-        while lanes.join_next().await.is_some() {}
+        while let Some(joined) = lanes.join_next().await {
+            propagate_panic(joined);
+        }
         watchdog.abort_all();
         health.ok();
     }

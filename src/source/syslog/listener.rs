@@ -25,6 +25,7 @@ use super::framing::Decoder;
 use super::{Counters, Listen, Shared, Syslog};
 use crate::event::{Batch, Event, Timestamp};
 use crate::source::{Running, SourceContext};
+use crate::supervision::propagate_panic;
 
 /// Bytes asked for per stream read: large enough for many messages per batch.
 const READ_CHUNK: usize = 32 * 1024;
@@ -182,9 +183,14 @@ async fn accept_tcp(
     loop {
         let accepted = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
+            // Reaps ended connections; one that panicked takes the source down with it
+            // (see `supervision`).
+            Some(joined) = connections.join_next() => {
+                propagate_panic(joined);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
-        while connections.try_join_next().is_some() {}
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -228,7 +234,9 @@ async fn accept_tcp(
             drop(connection);
         });
     }
-    while connections.join_next().await.is_some() {}
+    while let Some(joined) = connections.join_next().await {
+        propagate_panic(joined);
+    }
 }
 
 async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, path: PathBuf) {
@@ -236,9 +244,14 @@ async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, pa
     loop {
         let accepted = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
+            // Reaps ended connections; one that panicked takes the source down with it
+            // (see `supervision`).
+            Some(joined) = connections.join_next() => {
+                propagate_panic(joined);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
-        while connections.try_join_next().is_some() {}
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(error) => {
@@ -258,7 +271,9 @@ async fn accept_unix(shared: Arc<Shared>, listener: tokio::net::UnixListener, pa
             drop(connection);
         });
     }
-    while connections.join_next().await.is_some() {}
+    while let Some(joined) = connections.join_next().await {
+        propagate_panic(joined);
+    }
     let _ = std::fs::remove_file(&path);
 }
 
