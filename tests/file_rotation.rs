@@ -57,7 +57,13 @@ impl Setup {
     }
 
     fn start(&self) -> Agent {
-        let config = format!(
+        Agent::start(self.dir.path(), &self.config(100))
+    }
+
+    /// The config, with the file source's `glob_interval_ms` (changing it makes a reload
+    /// restart the pipeline: an unchanged pipeline keeps running through a reload).
+    fn config(&self, glob_interval_ms: u64) -> String {
+        format!(
             r#"data_dir: {data}
 api: {{ address: "{{api}}" }}
 shutdown_timeout_secs: 2
@@ -67,7 +73,7 @@ pipelines:
       - type: file
         name: app
         include: ["{logs}/{include}"]
-        glob_interval_ms: 100
+        glob_interval_ms: {glob_interval_ms}
         rotate_wait_ms: 300
         batch_lines: 500
     sinks:
@@ -81,8 +87,7 @@ pipelines:
             logs = self.logs().display(),
             include = self.include,
             endpoint = self.loki.endpoint(),
-        );
-        Agent::start(self.dir.path(), &config)
+        )
     }
 
     /// Stops the agent as `stop` says and starts it again (a reload keeps the process; it
@@ -99,6 +104,8 @@ pipelines:
             }
             Stop::Reload => {
                 let before = agent.metric_sum("sluice_file_recovered_total", &[]);
+                let changed = self.config(120).replace("{api}", &agent.api.to_string());
+                fs::write(&agent.config, changed).unwrap();
                 signal(&agent.child, "HUP");
                 wait_for("the reloaded source to find the rotated file", WAIT, || {
                     agent.metric_sum("sluice_file_recovered_total", &[]) > before
