@@ -106,11 +106,17 @@ async fn run_async(
         supervisor: Supervisor::new(),
     };
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    if config.api.enabled {
-        api::serve(config.api.address, reload_tx).await?;
-    }
     let deadline = Duration::from_secs(config.shutdown_timeout_secs);
+    // Pipelines first (their listeners are bound when `start_all` returns), then the API:
+    // an agent whose `/health` answers is ready to take data. An API that cannot listen
+    // undoes the start.
     let started = start_all(pipelines, &shared, deadline).await?;
+    if config.api.enabled {
+        if let Err(error) = api::serve(config.api.address, reload_tx).await {
+            stop_all(started.into_values(), deadline, StopReason::Shutdown).await;
+            return Err(error);
+        }
+    }
     let interval = Duration::from_millis(config.checkpoint_interval_ms.max(10));
     let mut active = Active {
         config,

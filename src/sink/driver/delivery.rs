@@ -385,9 +385,11 @@ impl HttpDriver {
                 )
                 .await;
             let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
+            let mut server_said = String::new();
             let verdict = match result {
                 Ok(reply) => {
                     state.request_counter(ctx, &reply.status.to_string()).inc();
+                    server_said = server_words(reply.status, &reply.body);
                     codec.judge(&Reply {
                         status: reply.status,
                         headers: &reply.headers,
@@ -411,7 +413,13 @@ impl HttpDriver {
                     return Vec::new();
                 }
                 Verdict::Reject { reason } => {
-                    tracing::warn!(sink = %ctx.id, %reason, n_events = items.len(), "request rejected; events dead-lettered");
+                    tracing::warn!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "request rejected; events dead-lettered");
+                    // The dead letters keep the server's words after the reason (the
+                    // metric label is the part before the first colon).
+                    let reason = match server_said.is_empty() {
+                        true => reason,
+                        false => format!("{reason}: {server_said}"),
+                    };
                     mark(outcomes, &items, Outcome::Rejected(reason.into()));
                     return Vec::new();
                 }
@@ -684,6 +692,18 @@ fn mark(outcomes: &mut [Outcome], items: &[usize], outcome: Outcome) {
             *slot = outcome.clone();
         }
     }
+}
+
+/// The server's answer in one line for logs and dead letters: its status and the start of
+/// its body (at most 300 characters, control characters as spaces).
+fn server_words(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(1200)]);
+    let excerpt: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    format!("{status} {}", excerpt.trim()).trim_end().to_owned()
 }
 
 /// Counts, dead-letters and acknowledges a finished batch.
