@@ -24,25 +24,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A file source on `logs/*.log` into a file sink, checkpoints in `data`.
 fn config(dir: &Path, data: &Path, api: SocketAddr, out: &Path, interval_ms: u64) -> String {
-    format!(
-        r#"data_dir: {data}
-api: {{ address: "{api}" }}
-shutdown_timeout_secs: 20
-checkpoint_interval_ms: {interval_ms}
-pipelines:
-  p:
-    sources:
-      - type: file
-        include: ["{logs}/*.log"]
-        glob_interval_ms: 100
-    sinks:
-      - type: file
-        path: {out}
-"#,
-        data = data.display(),
-        logs = dir.join("logs").display(),
-        out = out.display(),
-    )
+    let top = format!("shutdown_timeout_secs: 20\ncheckpoint_interval_ms: {interval_ms}\n");
+    support::file_to_file_config(dir, data, api, out, &top)
 }
 
 /// An agent process whose stderr goes to a file.

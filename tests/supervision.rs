@@ -19,24 +19,8 @@ const N_LINES: u64 = 20_000;
 
 /// A file source on `logs/*.log` into a file sink.
 fn config(dir: &Path, api: SocketAddr) -> String {
-    format!(
-        r#"data_dir: {data}
-api: {{ address: "{api}" }}
-shutdown_timeout_secs: 5
-pipelines:
-  p:
-    sources:
-      - type: file
-        include: ["{logs}/*.log"]
-        glob_interval_ms: 100
-    sinks:
-      - type: file
-        path: {out}
-"#,
-        data = dir.join("data").display(),
-        logs = dir.join("logs").display(),
-        out = dir.join("out.jsonl").display(),
-    )
+    let (data, out) = (dir.join("data"), dir.join("out.jsonl"));
+    support::file_to_file_config(dir, &data, api, &out, "shutdown_timeout_secs: 5\n")
 }
 
 /// Starts `sluice run` on `dir/sluice.yaml`, stderr to `log`, with extra environment.

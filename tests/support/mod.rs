@@ -213,6 +213,34 @@ pub fn read_json_lines_after_crash(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A file source on `dir/logs/*.log` into a file sink at `out`, checkpoints in `data`;
+/// `top` adds top-level keys (e.g. `shutdown_timeout_secs: 5\n`).
+pub fn file_to_file_config(
+    dir: &Path,
+    data: &Path,
+    api: SocketAddr,
+    out: &Path,
+    top: &str,
+) -> String {
+    format!(
+        r#"data_dir: {data}
+api: {{ address: "{api}" }}
+{top}pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 100
+    sinks:
+      - type: file
+        path: {out}
+"#,
+        data = data.display(),
+        logs = dir.join("logs").display(),
+        out = out.display(),
+    )
+}
+
 /// Appends `text` to `path` (created if missing), as a logging application would.
 pub fn append(path: &Path, text: &str) {
     let mut file = std::fs::OpenOptions::new()

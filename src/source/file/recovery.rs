@@ -352,6 +352,11 @@ mod tests {
         }
     }
 
+    /// `locate` over the files in `dir`, with `usable` for every candidate.
+    fn find(saved: &SavedFile, dir: &Path, usable: bool) -> Option<Found> {
+        locate(saved, &files_in(dir), |_| usable, &Default::default())
+    }
+
     fn lines(prefix: &str, n: usize) -> String {
         (0..n).map(|i| format!("{prefix} line {i}\n")).collect()
     }
@@ -366,7 +371,7 @@ mod tests {
         // Renamed: the same inode under another name.
         let rotated = dir.path().join("app.log.1");
         std::fs::rename(&live, &rotated).unwrap();
-        let found = locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).unwrap();
+        let found = find(&saved, dir.path(), true).unwrap();
         assert!(matches!(found, Found::Plain { .. }));
         assert_eq!(found.candidate().path, rotated);
 
@@ -374,7 +379,7 @@ mod tests {
         let copy = dir.path().join("elsewhere");
         std::fs::copy(&rotated, &copy).unwrap();
         std::fs::remove_file(&rotated).unwrap();
-        let found = locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).unwrap();
+        let found = find(&saved, dir.path(), true).unwrap();
         assert_eq!(found.candidate().path, copy);
 
         // Compressed: read through gzip, standing at the saved offset.
@@ -384,9 +389,7 @@ mod tests {
         encoder.write_all(&std::fs::read(&copy).unwrap()).unwrap();
         encoder.finish().unwrap();
         std::fs::remove_file(&copy).unwrap();
-        let Some(Found::Gzip { mut input, .. }) =
-            locate(&saved, &files_in(dir.path()), |_| true, &Default::default())
-        else {
+        let Some(Found::Gzip { mut input, .. }) = find(&saved, dir.path(), true) else {
             panic!("gzip rotation not found");
         };
         let mut rest = String::new();
@@ -404,17 +407,11 @@ mod tests {
         std::fs::remove_file(&old).unwrap();
         let new = dir.path().join("new");
         std::fs::write(&new, format!("{banner}{}", lines("new", 500))).unwrap();
-        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_none());
+        assert!(find(&saved, dir.path(), true).is_none());
         // Without a tail the banner alone would match: the tail is what tells them apart.
         let mut headless = saved.clone();
         headless.tail = None;
-        assert!(locate(
-            &headless,
-            &files_in(dir.path()),
-            |_| true,
-            &Default::default()
-        )
-        .is_some());
+        assert!(find(&headless, dir.path(), true).is_some());
     }
 
     #[test]
@@ -424,15 +421,9 @@ mod tests {
         std::fs::write(&live, lines("a", 10)).unwrap();
         let mut saved = saved_for(&live, 50, None);
         saved.offset = 10_000;
-        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_none());
+        assert!(find(&saved, dir.path(), true).is_none());
         saved.offset = 50;
-        assert!(locate(
-            &saved,
-            &files_in(dir.path()),
-            |_| false,
-            &Default::default()
-        )
-        .is_none());
-        assert!(locate(&saved, &files_in(dir.path()), |_| true, &Default::default()).is_some());
+        assert!(find(&saved, dir.path(), false).is_none());
+        assert!(find(&saved, dir.path(), true).is_some());
     }
 }
