@@ -98,7 +98,8 @@ async fn run_async(
     register_agent_metrics(&checkpoints);
     let shared = Shared {
         checkpoints: checkpoints.clone(),
-        dead_letters: DeadLetters::open(&config.data_dir, config.dead_letter_max_bytes),
+        dead_letters: DeadLetters::open(&config.data_dir, config.dead_letter_max_bytes)
+            .context("cannot start the dead-letter writer")?,
         workers: threads,
         stall_after: Duration::from_secs(config.api.stall_after_secs),
         sources_finished: Arc::new(Notify::new()),

@@ -433,20 +433,20 @@ fn full_data_dir_fails_health_until_space_returns() {
 }
 
 /// Regression (issue 15): on a full disk `sluice_dead_letter_events_total` said 3,000 dead
-/// letters were written while 267 reached the disk, and a write cut short left a torn line.
-/// Every event Loki rejects (400) must be either a whole line of the dead-letter file,
-/// counted as written, or counted as lost.
+/// letters were written while 267 reached the disk, and a write cut short left a torn line;
+/// then failed writes were counted lost. Now the sink waits while the disk is full, with
+/// `/health` naming the failure, and every rejected event lands once there is room again.
 #[test]
-fn dead_letters_on_a_full_data_dir_are_counted_as_lost() {
+fn dead_letters_on_a_full_data_dir_wait_and_land_when_space_returns() {
     let count = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "512k") else {
+    let Some(tmpfs) = Tmpfs::mount(&data, "2m") else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    // Leave room for about a tenth of the dead letters.
-    fs::write(data.join("filler"), vec![0u8; 440 * 1024]).unwrap();
+    // Leave room for about a tenth of the dead letters (2,000 take about 500 KiB).
+    fs::write(data.join("filler"), vec![0u8; (2048 - 72) * 1024]).unwrap();
     let loki = support::fake_loki::FakeLoki::start();
     let rejected = support::fake_loki::Behavior::Status {
         code: 400,
@@ -484,25 +484,37 @@ pipelines:
     )
     .unwrap();
     let mut agent = Running::start(&config_path, api, &dir.path().join("agent.log"));
-    let (mut written, mut lost) = (0.0, 0.0);
+    let metric = |agent: &Running, name: &str| agent.metric(name, &[]);
+    // The disk fills: the sink waits and /health says why.
     let deadline = Instant::now() + WAIT;
-    while written + lost < f64::from(count) {
+    loop {
+        let (status, body) = http_get(api, "/health").unwrap_or_default();
+        if status == 503 && body.contains("agent/dead_letters") {
+            assert!(body.contains("dead-letter write failed"), "{body}");
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "written {written} + lost {lost} < {count}\n{}\n{}",
-            http_get(api, "/metrics").unwrap_or_default().1,
+            "/health never named the failing dead-letter writes: {status} {body}\n{}",
             agent.stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
-        written = agent.metric("sluice_dead_letter_events_total", &[]);
-        lost = agent.metric("sluice_dead_letter_lost_events_total", &[]);
     }
-    assert_eq!(written + lost, f64::from(count));
-    assert!(
-        lost > 0.0 && written > 0.0,
-        "written {written}, lost {lost}"
-    );
+    let stuck = metric(&agent, "sluice_dead_letter_events_total");
+    assert!(stuck < f64::from(count), "{stuck}");
+    // Room again: every rejected event lands, none is lost.
     tmpfs.free();
+    let deadline = Instant::now() + WAIT;
+    while metric(&agent, "sluice_dead_letter_events_total") < f64::from(count) {
+        assert!(
+            Instant::now() < deadline,
+            "written {} of {count}\n{}",
+            metric(&agent, "sluice_dead_letter_events_total"),
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&agent, "sluice_dead_letter_lost_events_total"), 0.0);
     assert!(agent.terminate().success(), "{}", agent.stderr());
     let body = fs::read_to_string(data.join("dead_letter.jsonl")).unwrap();
     for line in body.lines() {
@@ -510,8 +522,8 @@ pipelines:
             .unwrap_or_else(|e| panic!("torn dead-letter line ({e}): {line:?}"));
     }
     assert_eq!(
-        body.lines().count() as f64,
-        written,
-        "the written counter matches the file"
+        body.lines().count(),
+        count as usize,
+        "every rejected event is on disk"
     );
 }

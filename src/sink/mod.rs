@@ -215,15 +215,6 @@ impl SinkContext {
         self.progress.mark();
         batch.settle();
     }
-
-    /// Records a permanently rejected batch: dead-lettered, counted, acknowledged.
-    pub fn rejected(&self, batch: Batch, reason: &str) {
-        self.metrics.dropped(reason).add(batch.events.len() as u64);
-        self.dead_letters
-            .write(&self.pipeline, &self.id, reason, &batch.events);
-        self.progress.mark();
-        batch.settle();
-    }
 }
 
 /// How line-oriented sinks (`console`, `file`) write an event.

@@ -327,7 +327,7 @@ impl HttpDriver {
                 queue.push_front(request);
             }
         }
-        settle(&events, outcomes, acks, ctx);
+        settle(&events, outcomes, acks, ctx).await;
         if let Some(home) = home {
             home.give(events);
         }
@@ -706,15 +706,16 @@ fn server_words(status: u16, body: &[u8]) -> String {
     format!("{status} {}", excerpt.trim()).trim_end().to_owned()
 }
 
-/// Counts, dead-letters and acknowledges a finished batch.
-fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &SinkContext) {
+/// Counts, dead-letters and acknowledges a finished batch: the acknowledgements wait until
+/// the rejected events are on disk.
+async fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &SinkContext) {
     let mut delivered = 0u64;
-    let mut rejected: BTreeMap<Arc<str>, Vec<&Event>> = BTreeMap::new();
+    let mut rejected: BTreeMap<Arc<str>, Vec<Event>> = BTreeMap::new();
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
     for (event, outcome) in events.iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered => delivered += 1,
-            Outcome::Rejected(reason) => rejected.entry(reason).or_default().push(event),
+            Outcome::Rejected(reason) => rejected.entry(reason).or_default().push(event.clone()),
             Outcome::Dropped(reason) => *dropped.entry(reason).or_default() += 1,
             // A codec that forgot an event: count it rather than hide it.
             Outcome::Waiting => *dropped.entry("not_encoded").or_default() += 1,
@@ -724,13 +725,20 @@ fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx: &Sin
     for (reason, n) in dropped {
         ctx.metrics.dropped(reason).add(n);
     }
-    for (reason, events) in rejected {
+    for (reason, events) in &rejected {
         // A reason may carry the server's free text after a colon (Elasticsearch item
         // errors): the dead-letter file keeps it all, the metric label only the kind.
-        let label = reason.split(':').next().unwrap_or(&reason);
+        let label = reason.split(':').next().unwrap_or(reason);
         ctx.metrics.dropped(label).add(events.len() as u64);
-        ctx.dead_letters
-            .write(&ctx.pipeline, &ctx.id, &reason, events);
+    }
+    if !rejected.is_empty()
+        && !ctx
+            .dead_letters
+            .write(&ctx.pipeline, &ctx.id, rejected.into_iter().collect())
+            .await
+    {
+        // Not on disk: leave the batch unacknowledged (abandoned), so it is read again.
+        return;
     }
     ctx.progress.mark();
     for ack in acks {
