@@ -1,6 +1,6 @@
-//! Sinks: where events go. One file per sink type; this file lists them (the closed
-//! [`SinkConfig`] enum and its `match`es) and gives them their shared plumbing: the input
-//! queue ([`SinkInput`]) and [`SinkContext`].
+//! Sinks: where events go. One file (or folder) per sink type; this file lists them, one
+//! line each in [`sinks!`], and gives them their shared plumbing: the input queue
+//! ([`SinkInput`]) and [`SinkContext`].
 //!
 //! A sink takes batches from its bounded queue, delivers them, and settles each batch's
 //! acknowledgements ([`crate::event::Batch::settle`]) once its events are delivered, or
@@ -28,108 +28,81 @@ use crate::health::{HealthCheck, Progress};
 use crate::shutdown::Shutdown;
 use crate::telemetry::ComponentMetrics;
 
-/// The configuration of one sink, selected by `type:`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    /// Standard output (`type: console`).
-    Console(console::ConsoleConfig),
-    /// JSON lines appended to a file (`type: file`).
-    File(file::FileSinkConfig),
-    /// Counts and discards (`type: blackhole`).
-    Blackhole(blackhole::BlackholeConfig),
-    /// Grafana Loki push API (`type: loki`).
-    Loki(Box<loki::LokiConfig>),
-    /// Prometheus remote-write 1.0 (`type: prometheus_remote_write`).
-    PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWriteConfig>),
-    /// Elasticsearch `_bulk` API (`type: elasticsearch`).
-    Elasticsearch(Box<elasticsearch::ElasticsearchConfig>),
-}
-
-impl TaggedEnum for SinkConfig {
-    const KIND: &'static str = "sink";
-    const TYPES: &'static [&'static str] = &[
-        "console",
-        "file",
-        "blackhole",
-        "loki",
-        "prometheus_remote_write",
-        "elasticsearch",
-    ];
-
-    fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
-        type_name: &str,
-        body: &mut A,
-    ) -> Result<Self, A::Error> {
-        Ok(match type_name {
-            "console" => Self::Console(body.next_value()?),
-            "file" => Self::File(body.next_value()?),
-            "blackhole" => Self::Blackhole(body.next_value()?),
-            "loki" => Self::Loki(body.next_value()?),
-            "prometheus_remote_write" => Self::PrometheusRemoteWrite(body.next_value()?),
-            "elasticsearch" => Self::Elasticsearch(body.next_value()?),
-            other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
-        })
-    }
-}
-
-impl SinkConfig {
-    /// The `type:` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Console(_) => "console",
-            Self::File(_) => "file",
-            Self::Blackhole(_) => "blackhole",
-            Self::Loki(_) => "loki",
-            Self::PrometheusRemoteWrite(_) => "prometheus_remote_write",
-            Self::Elasticsearch(_) => "elasticsearch",
+/// Declares the sink types: one line each, `"type" => Variant(Config, Built)`, and from it
+/// the [`SinkConfig`] and [`Sink`] enums with their dispatch (boxed: a config or sink is
+/// built once, and the small ones need not pay for the largest). A sink's file provides
+/// `Config::build(&self) -> anyhow::Result<Built>` and
+/// `async Built::run(self, SinkInput, SinkContext)`.
+macro_rules! sinks {
+    ($( $(#[$doc:meta])* $name:literal => $variant:ident($config:ty, $built:ty), )*) => {
+        /// The configuration of one sink, selected by `type:`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum SinkConfig {
+            $( $(#[$doc])* $variant(Box<$config>), )*
         }
-    }
 
-    /// Validates and builds the runtime sink. Connects to nothing.
-    pub fn build(&self) -> anyhow::Result<Sink> {
-        Ok(match self {
-            Self::Console(config) => Sink::Console(config.build()?),
-            Self::File(config) => Sink::File(config.build()?),
-            Self::Blackhole(config) => Sink::Blackhole(config.build()?),
-            Self::Loki(config) => Sink::Loki(Box::new(config.build()?)),
-            Self::PrometheusRemoteWrite(config) => {
-                Sink::PrometheusRemoteWrite(Box::new(config.build()?))
+        impl TaggedEnum for SinkConfig {
+            const KIND: &'static str = "sink";
+            const TYPES: &'static [&'static str] = &[$($name),*];
+
+            fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
+                type_name: &str,
+                body: &mut A,
+            ) -> Result<Self, A::Error> {
+                Ok(match type_name {
+                    $( $name => Self::$variant(body.next_value()?), )*
+                    other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+                })
             }
-            Self::Elasticsearch(config) => Sink::Elasticsearch(Box::new(config.build()?)),
-        })
-    }
-}
-
-/// A built, validated sink, ready to run.
-#[derive(Debug)]
-pub enum Sink {
-    /// See [`console`].
-    Console(console::Console),
-    /// See [`mod@file`].
-    File(file::FileSink),
-    /// See [`blackhole`].
-    Blackhole(blackhole::Blackhole),
-    /// See [`loki`].
-    Loki(Box<loki::Loki>),
-    /// See [`prometheus_remote_write`].
-    PrometheusRemoteWrite(Box<prometheus_remote_write::PrometheusRemoteWrite>),
-    /// See [`elasticsearch`].
-    Elasticsearch(Box<elasticsearch::Elasticsearch>),
-}
-
-impl Sink {
-    /// Runs until the input queue is closed and drained (or the task is aborted at the
-    /// shutdown deadline).
-    pub async fn run(self, input: SinkInput, ctx: SinkContext) {
-        match self {
-            Sink::Console(sink) => sink.run(input, ctx).await,
-            Sink::File(sink) => sink.run(input, ctx).await,
-            Sink::Blackhole(sink) => sink.run(input, ctx).await,
-            Sink::Loki(sink) => sink.run(input, ctx).await,
-            Sink::PrometheusRemoteWrite(sink) => sink.run(input, ctx).await,
-            Sink::Elasticsearch(sink) => sink.run(input, ctx).await,
         }
-    }
+
+        impl SinkConfig {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
+            /// Validates and builds the runtime sink. Connects to nothing.
+            pub fn build(&self) -> anyhow::Result<Sink> {
+                Ok(match self {
+                    $( Self::$variant(config) => Sink::$variant(Box::new(config.build()?)), )*
+                })
+            }
+        }
+
+        /// A built, validated sink, ready to run.
+        #[derive(Debug)]
+        pub enum Sink {
+            $( #[doc = concat!("A `", $name, "` sink.")] $variant(Box<$built>), )*
+        }
+
+        impl Sink {
+            /// Runs until the input queue is closed and drained (or the task is aborted at
+            /// the shutdown deadline).
+            pub async fn run(self, input: SinkInput, ctx: SinkContext) {
+                match self {
+                    $( Self::$variant(sink) => sink.run(input, ctx).await, )*
+                }
+            }
+        }
+    };
+}
+
+sinks! {
+    /// Standard output (`type: console`).
+    "console" => Console(console::ConsoleConfig, console::Console),
+    /// JSON lines appended to a file (`type: file`).
+    "file" => File(file::FileSinkConfig, file::FileSink),
+    /// Counts and discards (`type: blackhole`).
+    "blackhole" => Blackhole(blackhole::BlackholeConfig, blackhole::Blackhole),
+    /// Grafana Loki push API (`type: loki`).
+    "loki" => Loki(loki::LokiConfig, loki::Loki),
+    /// Prometheus remote-write 1.0 (`type: prometheus_remote_write`).
+    "prometheus_remote_write" => PrometheusRemoteWrite(prometheus_remote_write::PrometheusRemoteWriteConfig, prometheus_remote_write::PrometheusRemoteWrite),
+    /// Elasticsearch `_bulk` API (`type: elasticsearch`).
+    "elasticsearch" => Elasticsearch(elasticsearch::ElasticsearchConfig, elasticsearch::Elasticsearch),
 }
 
 /// Test hook, not a setting: when this environment variable holds a number N, the first

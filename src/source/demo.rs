@@ -76,6 +76,9 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// Its sequence number is checkpointed.
+    pub const REPLAYABLE: bool = true;
+
     /// Starts generating on its own thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         Running::thread(format!("demo-{}", ctx.id), move || self.run(ctx))

@@ -85,6 +85,9 @@ pub struct InternalMetrics {
 }
 
 impl InternalMetrics {
+    /// Samples are taken anew.
+    pub const REPLAYABLE: bool = false;
+
     /// Starts the snapshot loop on the async runtime.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         let runtime = ctx.runtime.clone();

@@ -1,5 +1,5 @@
-//! Sources: where events come from. One file per source type; this file lists them (the
-//! closed [`SourceConfig`] enum and its one `match`) and gives them their shared plumbing:
+//! Sources: where events come from. One file (or folder) per source type; this file lists
+//! them, one line each in [`sources!`], and gives them their shared plumbing:
 //! [`SourceContext`] and [`BatchSender`].
 //!
 //! A source owns its loop: it reads, groups events into batches (never one channel message
@@ -24,77 +24,87 @@ use crate::event::{Batch, Recycler};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
 
-/// The configuration of one source, selected by `type:`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// Generated, numbered log lines (`type: demo`).
-    Demo(demo::DemoConfig),
-    /// Lines tailed from files (`type: file`).
-    File(file::FileConfig),
-    /// The agent's own metrics (`type: internal_metrics`).
-    InternalMetrics(internal_metrics::InternalMetricsConfig),
-    /// Lines from standard input (`type: stdin`).
-    Stdin(stdin::StdinConfig),
-    /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
-    Syslog(syslog::SyslogConfig),
-}
-
-impl TaggedEnum for SourceConfig {
-    const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "file", "internal_metrics", "stdin", "syslog"];
-
-    fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
-        type_name: &str,
-        body: &mut A,
-    ) -> Result<Self, A::Error> {
-        Ok(match type_name {
-            "demo" => Self::Demo(body.next_value()?),
-            "file" => Self::File(body.next_value()?),
-            "internal_metrics" => Self::InternalMetrics(body.next_value()?),
-            "stdin" => Self::Stdin(body.next_value()?),
-            "syslog" => Self::Syslog(body.next_value()?),
-            other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
-        })
-    }
-}
-
-impl SourceConfig {
-    /// The `type:` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Demo(_) => "demo",
-            Self::File(_) => "file",
-            Self::InternalMetrics(_) => "internal_metrics",
-            Self::Stdin(_) => "stdin",
-            Self::Syslog(_) => "syslog",
+/// Declares the source types: one line each, `"type" => Variant(Config, Built)`, and from it
+/// the [`SourceConfig`] and [`Source`] enums with their dispatch. A source's file provides
+/// `Config::build(&self) -> anyhow::Result<Built>`, `Built::start(self, SourceContext)` and
+/// `Built::REPLAYABLE` (true when its positions are checkpointed, so what it read but did
+/// not get delivered is read again after a restart; events in flight from the others are
+/// lost when a pipeline stops before its sinks drained).
+macro_rules! sources {
+    ($( $(#[$doc:meta])* $name:literal => $variant:ident($config:ty, $built:ty), )*) => {
+        /// The configuration of one source, selected by `type:`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum SourceConfig {
+            $( $(#[$doc])* $variant($config), )*
         }
-    }
 
-    /// Validates and builds the runtime source. Starts nothing.
-    pub fn build(&self) -> anyhow::Result<Source> {
-        Ok(match self {
-            Self::Demo(config) => Source::Demo(config.build()?),
-            Self::File(config) => Source::File(config.build()?),
-            Self::InternalMetrics(config) => Source::InternalMetrics(config.build()?),
-            Self::Stdin(config) => Source::Stdin(config.build()?),
-            Self::Syslog(config) => Source::Syslog(config.build()?),
-        })
-    }
+        impl TaggedEnum for SourceConfig {
+            const KIND: &'static str = "source";
+            const TYPES: &'static [&'static str] = &[$($name),*];
+
+            fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
+                type_name: &str,
+                body: &mut A,
+            ) -> Result<Self, A::Error> {
+                Ok(match type_name {
+                    $( $name => Self::$variant(body.next_value()?), )*
+                    other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+                })
+            }
+        }
+
+        impl SourceConfig {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
+            /// Validates and builds the runtime source. Starts nothing.
+            pub fn build(&self) -> anyhow::Result<Source> {
+                Ok(match self {
+                    $( Self::$variant(config) => Source::$variant(config.build()?), )*
+                })
+            }
+        }
+
+        /// A built, validated source, ready to start.
+        #[derive(Debug)]
+        pub enum Source {
+            $( #[doc = concat!("A `", $name, "` source.")] $variant($built), )*
+        }
+
+        impl Source {
+            /// True when the source's position is checkpointed (see [`sources!`]).
+            pub fn replayable(&self) -> bool {
+                match self {
+                    $( Self::$variant(_) => <$built>::REPLAYABLE, )*
+                }
+            }
+
+            /// Starts the source. Errors here (a port in use, a bad path) stop the agent
+            /// at start.
+            pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
+                match self {
+                    $( Self::$variant(source) => source.start(ctx), )*
+                }
+            }
+        }
+    };
 }
 
-/// A built, validated source, ready to start.
-#[derive(Debug)]
-pub enum Source {
-    /// See [`demo`].
-    Demo(demo::Demo),
-    /// See [`mod@file`].
-    File(file::FileSource),
-    /// See [`internal_metrics`].
-    InternalMetrics(internal_metrics::InternalMetrics),
-    /// See [`stdin`].
-    Stdin(stdin::Stdin),
-    /// See [`syslog`].
-    Syslog(syslog::Syslog),
+sources! {
+    /// Generated, numbered log lines (`type: demo`).
+    "demo" => Demo(demo::DemoConfig, demo::Demo),
+    /// Lines tailed from files (`type: file`).
+    "file" => File(file::FileConfig, file::FileSource),
+    /// The agent's own metrics (`type: internal_metrics`).
+    "internal_metrics" => InternalMetrics(internal_metrics::InternalMetricsConfig, internal_metrics::InternalMetrics),
+    /// Lines from standard input (`type: stdin`).
+    "stdin" => Stdin(stdin::StdinConfig, stdin::Stdin),
+    /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
+    "syslog" => Syslog(syslog::SyslogConfig, syslog::Syslog),
 }
 
 /// A running source: a thread or a task. It ends when the source is done or told to stop.
@@ -121,30 +131,6 @@ impl Running {
     pub fn thread(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<Self> {
         let handle = std::thread::Builder::new().name(name).spawn(body)?;
         Ok(Running::Thread(handle))
-    }
-}
-
-impl Source {
-    /// True when the source's position is checkpointed, so what it read but did not get
-    /// delivered is read again after a restart (file, demo). Events in flight from the
-    /// others (syslog, stdin, internal_metrics) are lost when a pipeline stops before its
-    /// sinks drained.
-    pub fn replayable(&self) -> bool {
-        match self {
-            Source::Demo(_) | Source::File(_) => true,
-            Source::InternalMetrics(_) | Source::Stdin(_) | Source::Syslog(_) => false,
-        }
-    }
-
-    /// Starts the source. Errors here (a port in use, a bad path) stop the agent at start.
-    pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        match self {
-            Source::Demo(source) => source.start(ctx),
-            Source::File(source) => source.start(ctx),
-            Source::InternalMetrics(source) => source.start(ctx),
-            Source::Stdin(source) => source.start(ctx),
-            Source::Syslog(source) => source.start(ctx),
-        }
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Stdin {
 }
 
 impl Stdin {
+    /// A pipe cannot be read again.
+    pub const REPLAYABLE: bool = false;
+
     /// Starts reading on its own thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         Running::thread(format!("stdin-{}", ctx.id), move || self.run(ctx))

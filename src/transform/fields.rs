@@ -47,7 +47,7 @@ enum NewValue {
 
 impl SetConfig {
     /// Parses the templates.
-    pub fn build(&self) -> anyhow::Result<Set> {
+    pub fn build(&self, _ctx: &super::TransformContext) -> anyhow::Result<Set> {
         anyhow::ensure!(
             !self.fields.is_empty(),
             "fields must name at least one field"
@@ -120,7 +120,7 @@ pub struct RemoveConfig {
 
 impl RemoveConfig {
     /// Validates the settings.
-    pub fn build(&self) -> anyhow::Result<Remove> {
+    pub fn build(&self, _ctx: &super::TransformContext) -> anyhow::Result<Remove> {
         anyhow::ensure!(
             !self.fields.is_empty(),
             "fields must name at least one field"
@@ -158,7 +158,7 @@ pub struct RenameConfig {
 
 impl RenameConfig {
     /// Validates the settings.
-    pub fn build(&self) -> anyhow::Result<Rename> {
+    pub fn build(&self, _ctx: &super::TransformContext) -> anyhow::Result<Rename> {
         anyhow::ensure!(
             !self.fields.is_empty(),
             "fields must name at least one field"

@@ -1,6 +1,5 @@
 //! Transforms: what happens to events between sources and sinks. One file per transform
-//! type (or close family); this file lists them (the closed [`TransformConfig`] enum and its
-//! `match`es).
+//! type (or close family); this file lists them, one line each in [`transforms!`].
 //!
 //! A transform turns one event into zero or more and never fails: a line it cannot handle
 //! is passed on unchanged and counted. Transforms run on the pipeline's worker threads, each
@@ -29,68 +28,116 @@ use crate::config::yaml::TaggedEnum;
 use crate::event::Event;
 use crate::telemetry::{ComponentMetrics, Counter};
 
-/// The configuration of one transform, selected by `type:`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransformConfig {
-    /// Named regex captures into fields (`type: parse_regex`).
-    ParseRegex(parse_regex::ParseRegexConfig),
-    /// A JSON document into fields (`type: parse_json`).
-    ParseJson(parse_json::ParseJsonConfig),
-    /// `key=value` pairs into fields (`type: parse_logfmt`).
-    ParseLogfmt(parse_logfmt::ParseLogfmtConfig),
-    /// A field's time becomes the event time (`type: parse_timestamp`).
-    ParseTimestamp(timestamp::ParseTimestampConfig),
-    /// Sets fields, with templates (`type: set`).
-    Set(fields::SetConfig),
-    /// Removes fields (`type: remove`).
-    Remove(fields::RemoveConfig),
-    /// Renames fields (`type: rename`).
-    Rename(fields::RenameConfig),
-    /// Keeps events matching a condition (`type: filter`).
-    Filter(filter::FilterConfig),
-    /// Keeps one event or key in N (`type: sample`).
-    Sample(sample::SampleConfig),
-    /// At most N events per window (`type: throttle`).
-    Throttle(throttle::ThrottleConfig),
-    /// Counters, gauges and histograms from logs (`type: log_to_metric`).
-    LogToMetric(to_metric::LogToMetricConfig),
+/// Declares the transform types: one line each, `"type" => Variant(Config, Built)`, and from
+/// it the [`TransformConfig`] and [`Transform`] enums with their dispatch. A transform's
+/// file provides `Config::build(&self, &TransformContext) -> anyhow::Result<Built>` and
+/// `Built::process(&mut self, Vec<Event>, &mut Vec<Event>)`; a stateful one also has its own
+/// `tick` and `flush` methods, which take precedence over [`Emit`]'s empty defaults.
+macro_rules! transforms {
+    ($( $(#[$doc:meta])* $name:literal => $variant:ident($config:ty, $built:ty), )*) => {
+        /// The configuration of one transform, selected by `type:`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum TransformConfig {
+            $( $(#[$doc])* $variant($config), )*
+        }
+
+        impl TaggedEnum for TransformConfig {
+            const KIND: &'static str = "transform";
+            const TYPES: &'static [&'static str] = &[$($name),*];
+
+            fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
+                type_name: &str,
+                body: &mut A,
+            ) -> Result<Self, A::Error> {
+                Ok(match type_name {
+                    $( $name => Self::$variant(body.next_value()?), )*
+                    other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
+                })
+            }
+        }
+
+        impl TransformConfig {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
+            /// Validates and builds the runtime transform (regexes compiled, names checked).
+            pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<Transform> {
+                Ok(match self {
+                    $( Self::$variant(config) => Transform::$variant(config.build(ctx)?), )*
+                })
+            }
+        }
+
+        /// A built transform. Cloned once per worker thread.
+        #[derive(Debug, Clone)]
+        pub enum Transform {
+            $( #[doc = concat!("A `", $name, "` transform.")] $variant($built), )*
+        }
+
+        impl Transform {
+            /// Transforms `events` (in stream order) and appends the results to `out`, in
+            /// order.
+            pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
+                match self {
+                    $( Self::$variant(t) => t.process(events, out), )*
+                }
+            }
+
+            /// Periodic hook (at least every 100 ms): emit what is due (e.g. metric totals).
+            pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
+                match self {
+                    $( Self::$variant(t) => t.tick(now, out), )*
+                }
+            }
+
+            /// At shutdown, after the last batch: emit anything still held.
+            pub fn flush(&mut self, out: &mut Vec<Event>) {
+                match self {
+                    $( Self::$variant(t) => t.flush(out), )*
+                }
+            }
+        }
+    };
 }
 
-impl TaggedEnum for TransformConfig {
-    const KIND: &'static str = "transform";
-    const TYPES: &'static [&'static str] = &[
-        "parse_regex",
-        "parse_json",
-        "parse_logfmt",
-        "parse_timestamp",
-        "set",
-        "remove",
-        "rename",
-        "filter",
-        "sample",
-        "throttle",
-        "log_to_metric",
-    ];
+/// The empty `tick` and `flush` of a stateless transform. A stateful transform defines
+/// inherent methods of the same names, which method resolution prefers.
+pub trait Emit {
+    /// Emits nothing.
+    fn tick(&mut self, _now: Instant, _out: &mut Vec<Event>) {}
+    /// Emits nothing.
+    fn flush(&mut self, _out: &mut Vec<Event>) {}
+}
 
-    fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
-        type_name: &str,
-        body: &mut A,
-    ) -> Result<Self, A::Error> {
-        Ok(match type_name {
-            "parse_regex" => Self::ParseRegex(body.next_value()?),
-            "parse_json" => Self::ParseJson(body.next_value()?),
-            "parse_logfmt" => Self::ParseLogfmt(body.next_value()?),
-            "parse_timestamp" => Self::ParseTimestamp(body.next_value()?),
-            "set" => Self::Set(body.next_value()?),
-            "remove" => Self::Remove(body.next_value()?),
-            "rename" => Self::Rename(body.next_value()?),
-            "filter" => Self::Filter(body.next_value()?),
-            "sample" => Self::Sample(body.next_value()?),
-            "throttle" => Self::Throttle(body.next_value()?),
-            "log_to_metric" => Self::LogToMetric(body.next_value()?),
-            other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
-        })
-    }
+impl<T> Emit for T {}
+
+transforms! {
+    /// Named regex captures into fields (`type: parse_regex`).
+    "parse_regex" => ParseRegex(parse_regex::ParseRegexConfig, parse_regex::ParseRegex),
+    /// A JSON document into fields (`type: parse_json`).
+    "parse_json" => ParseJson(parse_json::ParseJsonConfig, parse_json::ParseJson),
+    /// `key=value` pairs into fields (`type: parse_logfmt`).
+    "parse_logfmt" => ParseLogfmt(parse_logfmt::ParseLogfmtConfig, parse_logfmt::ParseLogfmt),
+    /// A field's time becomes the event time (`type: parse_timestamp`).
+    "parse_timestamp" => ParseTimestamp(timestamp::ParseTimestampConfig, timestamp::ParseTimestamp),
+    /// Sets fields, with templates (`type: set`).
+    "set" => Set(fields::SetConfig, fields::Set),
+    /// Removes fields (`type: remove`).
+    "remove" => Remove(fields::RemoveConfig, fields::Remove),
+    /// Renames fields (`type: rename`).
+    "rename" => Rename(fields::RenameConfig, fields::Rename),
+    /// Keeps events matching a condition (`type: filter`).
+    "filter" => Filter(filter::FilterConfig, filter::Filter),
+    /// Keeps one event or key in N (`type: sample`).
+    "sample" => Sample(sample::SampleConfig, sample::Sample),
+    /// At most N events per window (`type: throttle`).
+    "throttle" => Throttle(throttle::ThrottleConfig, throttle::Throttle),
+    /// Counters, gauges and histograms from logs (`type: log_to_metric`).
+    "log_to_metric" => LogToMetric(to_metric::LogToMetricConfig, to_metric::LogToMetric),
 }
 
 /// What a transform is given when it is built.
@@ -132,102 +179,6 @@ impl TransformContext {
             "test",
             &format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed)),
         )
-    }
-}
-
-impl TransformConfig {
-    /// The `type:` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::ParseRegex(_) => "parse_regex",
-            Self::ParseJson(_) => "parse_json",
-            Self::ParseLogfmt(_) => "parse_logfmt",
-            Self::ParseTimestamp(_) => "parse_timestamp",
-            Self::Set(_) => "set",
-            Self::Remove(_) => "remove",
-            Self::Rename(_) => "rename",
-            Self::Filter(_) => "filter",
-            Self::Sample(_) => "sample",
-            Self::Throttle(_) => "throttle",
-            Self::LogToMetric(_) => "log_to_metric",
-        }
-    }
-
-    /// Validates and builds the runtime transform (regexes compiled, names checked).
-    pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<Transform> {
-        Ok(match self {
-            Self::ParseRegex(config) => Transform::ParseRegex(config.build(ctx)?),
-            Self::ParseJson(config) => Transform::ParseJson(config.build(ctx)?),
-            Self::ParseLogfmt(config) => Transform::ParseLogfmt(config.build(ctx)?),
-            Self::ParseTimestamp(config) => Transform::ParseTimestamp(config.build(ctx)?),
-            Self::Set(config) => Transform::Set(config.build()?),
-            Self::Remove(config) => Transform::Remove(config.build()?),
-            Self::Rename(config) => Transform::Rename(config.build()?),
-            Self::Filter(config) => Transform::Filter(config.build(ctx)?),
-            Self::Sample(config) => Transform::Sample(config.build(ctx)?),
-            Self::Throttle(config) => Transform::Throttle(config.build(ctx)?),
-            Self::LogToMetric(config) => Transform::LogToMetric(config.build(ctx)?),
-        })
-    }
-}
-
-/// A built transform. Cloned once per worker thread.
-#[derive(Debug, Clone)]
-pub enum Transform {
-    /// See [`parse_regex`].
-    ParseRegex(parse_regex::ParseRegex),
-    /// See [`parse_json`].
-    ParseJson(parse_json::ParseJson),
-    /// See [`parse_logfmt`].
-    ParseLogfmt(parse_logfmt::ParseLogfmt),
-    /// See [`timestamp`].
-    ParseTimestamp(timestamp::ParseTimestamp),
-    /// See [`fields`].
-    Set(fields::Set),
-    /// See [`fields`].
-    Remove(fields::Remove),
-    /// See [`fields`].
-    Rename(fields::Rename),
-    /// See [`filter`].
-    Filter(filter::Filter),
-    /// See [`sample`].
-    Sample(sample::Sample),
-    /// See [`throttle`].
-    Throttle(throttle::Throttle),
-    /// See [`to_metric`].
-    LogToMetric(to_metric::LogToMetric),
-}
-
-impl Transform {
-    /// Transforms `events` (in stream order) and appends the results to `out`, in order.
-    pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
-        match self {
-            Transform::ParseRegex(t) => t.process(events, out),
-            Transform::ParseJson(t) => t.process(events, out),
-            Transform::ParseLogfmt(t) => t.process(events, out),
-            Transform::ParseTimestamp(t) => t.process(events, out),
-            Transform::Set(t) => t.process(events, out),
-            Transform::Remove(t) => t.process(events, out),
-            Transform::Rename(t) => t.process(events, out),
-            Transform::Filter(t) => t.process(events, out),
-            Transform::Sample(t) => t.process(events, out),
-            Transform::Throttle(t) => t.process(events, out),
-            Transform::LogToMetric(t) => t.process(events, out),
-        }
-    }
-
-    /// Periodic hook (at least every 100 ms): emit what is due (e.g. metric totals).
-    pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
-        if let Transform::LogToMetric(t) = self {
-            t.tick(now, out);
-        }
-    }
-
-    /// At shutdown, after the last batch: emit anything still held.
-    pub fn flush(&mut self, out: &mut Vec<Event>) {
-        if let Transform::LogToMetric(t) = self {
-            t.flush(out);
-        }
     }
 }
 
@@ -277,5 +228,32 @@ pub(crate) mod tests {
         }
         assert!(build("{ type: parse_xml }").is_err());
         assert!(build("{ type: sample, rate: 0 }").is_err());
+    }
+
+    /// The list's dispatch reaches a stateful transform's own `tick` and `flush`, and the
+    /// empty defaults of the others.
+    #[test]
+    fn tick_and_flush_reach_stateful_transforms_only() {
+        let event = || Event::Log(crate::event::LogEvent::new("x"));
+        let mut counter =
+            build("{ type: log_to_metric, metrics: [ { type: counter, name: n } ] }").unwrap();
+        let mut out = Vec::new();
+        counter.process(vec![event()], &mut out);
+        out.clear();
+        counter.flush(&mut out);
+        assert_eq!(out.len(), 1, "log_to_metric's flush emits its totals");
+        let later = Instant::now() + std::time::Duration::from_secs(3600);
+        counter.process(vec![event()], &mut out);
+        out.clear();
+        counter.tick(later, &mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "log_to_metric's tick emits once its interval passed"
+        );
+        let mut stateless = build("{ type: set, fields: { a: b } }").unwrap();
+        stateless.tick(later, &mut out);
+        stateless.flush(&mut out);
+        assert_eq!(out.len(), 1, "a stateless transform emits nothing");
     }
 }

@@ -220,6 +220,9 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// Read offsets are checkpointed: unsent lines are read again after a restart.
+    pub const REPLAYABLE: bool = true;
+
     /// Starts the reader thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         Running::thread(format!("file-{}", ctx.id), move || {

@@ -251,6 +251,9 @@ pub struct Syslog {
 }
 
 impl Syslog {
+    /// Received messages live only in memory until delivered.
+    pub const REPLAYABLE: bool = false;
+
     /// Where this source listens.
     pub fn listen(&self) -> &Listen {
         &self.listen
