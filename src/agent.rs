@@ -61,6 +61,32 @@ impl ConfigSource {
     }
 }
 
+/// Says at start-up what runs and where: the config, `data_dir`, the API, and for the
+/// embedded default how to send it a line.
+fn announce(source: &ConfigSource, config: &Config) {
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    let api = if config.api.enabled {
+        format!("http://{}/health", config.api.address)
+    } else {
+        "disabled".to_owned()
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"), config = %source.name(),
+        data_dir = %data_dir.display(), %api, "sluice is running"
+    );
+    if matches!(source, ConfigSource::Embedded) {
+        let syslog =
+            std::env::var("SLUICE_SYSLOG_ADDRESS").unwrap_or_else(|_| "127.0.0.1:5514".to_owned());
+        let (host, port) = syslog.rsplit_once(':').unwrap_or((&syslog, "5514"));
+        tracing::info!(
+            "embedded default pipeline: new lines of /var/log/**/*.log and syslog on {syslog} \
+             (UDP and TCP) are printed to standard output. Try: \
+             logger -n {host} -P {port} --rfc5424 \"hello, sluice\" \
+             (`sluice run -c FILE` runs your own config)"
+        );
+    }
+}
+
 /// Runs the agent until it is told to stop. Blocks the calling thread.
 pub fn run(source: ConfigSource) -> anyhow::Result<()> {
     let (config, pipelines) = source.load()?;
@@ -118,6 +144,7 @@ async fn run_async(
             return Err(error);
         }
     }
+    announce(&source, &config);
     let interval = Duration::from_millis(config.checkpoint_interval_ms.max(10));
     let mut active = Active {
         config,

@@ -104,6 +104,15 @@ struct SinkSender {
     queued: Gauge,
 }
 
+/// `id (type), …` for the start-up log line.
+fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> String {
+    let parts: Vec<String> = list
+        .iter()
+        .map(|built| format!("{} ({})", built.id, type_name(&built.component)))
+        .collect();
+    parts.join(", ")
+}
+
 /// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
 /// runtime. A start that fails part-way (a port in use, no thread) is rolled back: what was
 /// started is stopped within `deadline` before the error is returned.
@@ -123,9 +132,17 @@ pub async fn start(
         replayable: Vec::new(),
         not_replayable: Vec::new(),
     };
+    let (sources, transforms, sinks) = (
+        describe(&pipeline.sources, Source::type_name),
+        describe(&pipeline.transforms, Transform::type_name),
+        describe(&pipeline.sinks, Sink::type_name),
+    );
     match running.start_parts(pipeline, shared) {
         Ok(()) => {
-            tracing::info!(pipeline = %running.name, workers = running.workers.len(), "pipeline started");
+            tracing::info!(
+                pipeline = %running.name, workers = running.workers.len(), sources, transforms,
+                sinks, "pipeline started"
+            );
             Ok(running)
         }
         Err(error) => {

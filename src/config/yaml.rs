@@ -65,9 +65,22 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Loads a `T` from YAML `text`, expanding `${VAR}` from the process
-/// environment; `file` is only used in error messages.
+/// environment; `file` is only used in error messages. `${HOSTNAME}` falls back to the
+/// machine's host name when the variable is not set (systemd services and `cron` do not
+/// set it, which gave every event `host: localhost` under the shipped unit).
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
-    from_str_with_env(text, file, &|name| std::env::var(name).ok())
+    from_str_with_env(text, file, &|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| (name == "HOSTNAME").then(host_name).flatten())
+    })
+}
+
+/// The kernel's host name (`/proc/sys/kernel/hostname`, what `gethostname` returns).
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// Like [`from_str`], but looks environment variables up through `env`.

@@ -79,6 +79,13 @@ macro_rules! sinks {
         }
 
         impl Sink {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
             /// Runs until the input queue is closed and drained (or the task is aborted at
             /// the shutdown deadline).
             pub async fn run(self, input: SinkInput, ctx: SinkContext) {

@@ -76,6 +76,13 @@ macro_rules! sources {
         }
 
         impl Source {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
             /// True when the source's position is checkpointed (see [`sources!`]).
             pub fn replayable(&self) -> bool {
                 match self {

@@ -79,6 +79,13 @@ macro_rules! transforms {
         }
 
         impl Transform {
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $name, )*
+                }
+            }
+
             /// Transforms `events` (in stream order) and appends the results to `out`, in
             /// order.
             pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
