@@ -367,7 +367,7 @@ impl HttpSinkCodec for LokiCodec {
     }
 
     /// A 400 from Loki is a partial acceptance: it stored the valid entries and names the
-    /// refused ones (see [`super::reply`]); only those are dead-lettered.
+    /// refused ones (see `reply.rs`); only those are dead-lettered.
     fn judge_events(&self, reply: &Reply<'_>, events: &[Event], items: &[usize]) -> Judgement {
         if reply.status != 400 {
             return Judgement::Verdict(self.judge(reply));

@@ -12,7 +12,7 @@
 //! Replies: 2xx delivered; 429 (rate limits, per-stream limits) and 5xx retried by the
 //! driver. A 400 is a partial acceptance: Loki stored the valid entries and names the
 //! refused ones (too old, too new, line too long, ...); only those are dead-lettered, each
-//! with Loki's words and counted by reason ([`reply`]). Never retried.
+//! with Loki's words and counted by reason (`reply.rs`). Never retried.
 //!
 //! Owns: the Loki wire formats and reply reasons. Never: batches, retries or acknowledges
 //! (that is [`super::driver`]).
