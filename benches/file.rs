@@ -49,6 +49,7 @@ fn read_split_batch(c: &mut Criterion) {
         offset_field: None,
         batch_lines: 1000,
         batch_bytes: 1024 * 1024,
+        stamps: Default::default(),
     };
     let counters = ReadCounters::new(&ComponentMetrics::new("bench", "source", "file"));
     let mut group = c.benchmark_group("file");

@@ -162,6 +162,11 @@ impl Checkpoints {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The directory the checkpoint file is in (`None` for an in-memory registry).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.path.as_deref().and_then(Path::parent)
+    }
+
     /// The saved position of `key`: from a live stream, or as loaded from disk.
     pub fn position(&self, key: &str) -> Option<Position> {
         let registry = self.registry();

@@ -5,6 +5,13 @@
 //! tenant, and misbehaves on demand: a status with `Retry-After` and body, closing the
 //! connection mid-response, a non-HTTP byte stream, hanging, a truncated 200.
 //!
+//! With [`Limits`] it validates entries as Loki's distributor does (`pkg/distributor/
+//! validator.go`, Loki 3.x): it keeps the valid entries of a push and answers 400 with
+//! Loki's texts for the refused ones (too old, too new, too long), grouped as Loki's
+//! `GroupedErrors` does (`N errors like: ..`, joined by `; `), stream labels as Loki renders
+//! them (with the `service_name` it adds). It also counts re-sent lines: exact duplicates
+//! (same stream, time and line, which Loki drops) and lines sent again with another time.
+//!
 //! The protobuf messages are written here again from Loki's `push.proto`, independently of
 //! the agent's, so a wrong field number on either side fails the tests.
 #![allow(dead_code)]
@@ -112,8 +119,33 @@ pub struct Request {
     pub entries: usize,
 }
 
+/// Loki's `limits_config` validation settings.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// `reject_old_samples_max_age` (with `reject_old_samples: true`).
+    pub reject_old_samples_max_age: Duration,
+    /// `creation_grace_period`.
+    pub creation_grace_period: Duration,
+    /// `max_line_size` in bytes (0: no limit).
+    pub max_line_size: usize,
+}
+
+/// An entry Loki refused, with its message.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub entry: Entry,
+    pub message: String,
+}
+
 #[derive(Default)]
 struct State {
+    limits: Option<Limits>,
+    refused: Vec<Refused>,
+    /// First time seen per (labels, line); exact keys seen.
+    first_time: std::collections::HashMap<(String, String), i64>,
+    exact: std::collections::HashSet<(String, i64, String)>,
+    duplicates: usize,
+    retimed: usize,
     /// The path pushes must use (`/loki/api/v1/push` unless set).
     push_path: Option<String>,
     script: VecDeque<Behavior>,
@@ -159,6 +191,29 @@ impl FakeLoki {
         let loki = Self::start();
         loki.state.lock().unwrap().push_path = Some(path.to_owned());
         loki
+    }
+
+    /// Starts a fake that validates entries like Loki with `limits`.
+    pub fn start_validating(limits: Limits) -> FakeLoki {
+        let loki = Self::start();
+        loki.state.lock().unwrap().limits = Some(limits);
+        loki
+    }
+
+    /// Entries refused so far, with Loki's message for each.
+    pub fn refused(&self) -> Vec<Refused> {
+        self.state.lock().unwrap().refused.clone()
+    }
+
+    /// Entries received again with the same stream, time and line (Loki drops them).
+    pub fn exact_duplicates(&self) -> usize {
+        self.state.lock().unwrap().duplicates
+    }
+
+    /// Lines received again in the same stream with a time other than their first one
+    /// (Loki would store them twice).
+    pub fn retimed_duplicates(&self) -> usize {
+        self.state.lock().unwrap().retimed
     }
 
     /// `http://127.0.0.1:port`.
@@ -220,7 +275,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         };
         let (status, entries, keep_open) = match behavior {
             Behavior::Accept => {
-                let (status, entries) = accept(&request, &state);
+                let (status, entries, body) = accept(&request, &state);
                 let reason = if status == 204 {
                     "No Content"
                 } else {
@@ -228,7 +283,8 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                 };
                 let _ = write!(
                     writer,
-                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n"
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
                 );
                 (status, entries, true)
             }
@@ -282,11 +338,11 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Decodes and records a push; (status, entries recorded).
-fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize) {
+/// Decodes, validates and records a push; (status, entries recorded, reply body).
+fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize, String) {
     let fail = |error: String| {
         state.lock().unwrap().errors.push(error);
-        (400, 0)
+        (400, 0, String::new())
     };
     let push_path = state.lock().unwrap().push_path.clone();
     let push_path = push_path.as_deref().unwrap_or("/loki/api/v1/push");
@@ -327,9 +383,138 @@ fn accept(request: &HttpRequest, state: &Mutex<State>) -> (u16, usize) {
         }
         other => return fail(format!("unexpected content-type {other:?}")),
     };
+    let mut state = state.lock().unwrap();
+    let (entries, refused) = match &state.limits {
+        Some(limits) => validate(limits, entries),
+        None => (entries, Vec::new()),
+    };
     let n = entries.len();
-    state.lock().unwrap().entries.extend(entries);
-    (204, n)
+    for entry in &entries {
+        let key = (entry.labels.clone(), entry.line.clone());
+        match state.first_time.get(&key) {
+            Some(&first) if first != entry.timestamp => state.retimed += 1,
+            Some(_) => {}
+            None => {
+                state.first_time.insert(key, entry.timestamp);
+            }
+        }
+        let exact = (entry.labels.clone(), entry.timestamp, entry.line.clone());
+        if !state.exact.insert(exact) {
+            state.duplicates += 1;
+        }
+    }
+    state.entries.extend(entries);
+    if refused.is_empty() {
+        return (204, n, String::new());
+    }
+    let body = grouped_errors(refused.iter().map(|r| r.message.as_str()));
+    state.refused.extend(refused);
+    // Go's http.Error ends the text with a newline.
+    (400, n, format!("{body}\n"))
+}
+
+/// Loki's distributor checks, in its order: too old, too new, line too long.
+fn validate(limits: &Limits, entries: Vec<Entry>) -> (Vec<Entry>, Vec<Refused>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let oldest = now - limits.reject_old_samples_max_age.as_nanos() as i64;
+    let newest = now + limits.creation_grace_period.as_nanos() as i64;
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for entry in entries {
+        let labels = loki_labels(&entry.labels);
+        let message = if entry.timestamp < oldest {
+            format!(
+                "entry for stream '{labels}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
+                rfc3339(entry.timestamp),
+                rfc3339(oldest)
+            )
+        } else if entry.timestamp > newest {
+            format!(
+                "entry for stream '{labels}' has timestamp too new: {}",
+                rfc3339(entry.timestamp)
+            )
+        } else if limits.max_line_size != 0 && entry.line.len() > limits.max_line_size {
+            format!(
+                "max entry size '{}' bytes exceeded for stream '{labels}' while adding an entry with length '{}' bytes",
+                limits.max_line_size,
+                entry.line.len()
+            )
+        } else {
+            kept.push(entry);
+            continue;
+        };
+        refused.push(Refused { entry, message });
+    }
+    (kept, refused)
+}
+
+/// Go's `time.Format(time.RFC3339)` in UTC: seconds, `Z`.
+fn rfc3339(nanos: i64) -> String {
+    chrono::DateTime::from_timestamp(nanos.div_euclid(1_000_000_000), 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The label set as Loki renders it after parsing: sorted, with the `service_name` Loki
+/// adds from the first of its discovery labels present (`unknown_service` otherwise).
+fn loki_labels(sent: &str) -> String {
+    let inner = sent.trim_start_matches('{').trim_end_matches('}');
+    let mut pairs: Vec<(String, String)> = inner
+        .split(", ")
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect();
+    const DISCOVERY: [&str; 12] = [
+        "service",
+        "app",
+        "application",
+        "name",
+        "app_kubernetes_io_name",
+        "container",
+        "container_name",
+        "k8s_container_name",
+        "component",
+        "workload",
+        "job",
+        "k8s_job_name",
+    ];
+    if !pairs.iter().any(|(k, _)| k == "service_name") {
+        let service = DISCOVERY
+            .iter()
+            .find_map(|name| pairs.iter().find(|(k, _)| k == name))
+            .map_or("unknown_service".to_owned(), |(_, v)| v.clone());
+        pairs.push(("service_name".into(), service));
+    }
+    pairs.sort();
+    let rendered: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{{{}}}", rendered.join(", "))
+}
+
+/// `util.GroupedErrors.Error()`: identical messages counted, `N errors like: ` before each
+/// when there is more than one message or more than one of it, joined by `; `.
+fn grouped_errors<'a>(messages: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for message in messages {
+        match counts.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((message, 1)),
+        }
+    }
+    // Go iterates a map: the order is random.
+    fastrand::shuffle(&mut counts);
+    let unique = counts.len();
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(message, n)| match unique > 1 || n > 1 {
+            true => format!("{n} errors like: {message}"),
+            false => message.to_owned(),
+        })
+        .collect();
+    parts.join("; ")
 }
 
 fn decode_protobuf(body: &[u8], tenant: &Option<String>) -> Result<Vec<Entry>, String> {

@@ -37,6 +37,14 @@ pub trait HttpSinkCodec: Clone + Send + Sync + 'static {
         judge_status(reply)
     }
 
+    /// Judges a reply knowing the events the request carried (`items[position]` indexes
+    /// `events`), for protocols whose errors name entries by content rather than position
+    /// (Loki's 400 lists refused entries by stream and time). Default: [`HttpSinkCodec::judge`].
+    fn judge_events(&self, reply: &Reply<'_>, events: &[Event], items: &[usize]) -> Judgement {
+        let _ = (events, items);
+        Judgement::Verdict(self.judge(reply))
+    }
+
     /// The `Content-Encoding` header for a compression (default: its standard name).
     fn content_encoding(&self, compression: Compression) -> Option<&'static str> {
         compression.content_encoding()
@@ -114,6 +122,36 @@ pub enum Verdict {
         /// Positions rejected for good, with their reason.
         reject: Vec<(usize, String)>,
     },
+}
+
+/// The result of [`HttpSinkCodec::judge_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgement {
+    /// A verdict on the request as [`HttpSinkCodec::judge`] gives it.
+    Verdict(Verdict),
+    /// The server stored the request's entries except the refused ones (nothing to retry).
+    Refused(Refusals),
+}
+
+/// What a server that keeps the valid entries of a request refused of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Refusals {
+    /// Positions (in the request's `items`) refused for good, each with its reason
+    /// (`kind: server's words`): dead-lettered and counted under `kind`.
+    pub named: Vec<(usize, String)>,
+    /// Refusals the server counted without saying which entries they were.
+    pub unnamed: Vec<Unnamed>,
+}
+
+/// `refused` of the entries at `positions` were refused, the others stored: which is unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unnamed {
+    /// The candidates (positions in the request's `items`), at least `refused` of them.
+    pub positions: Vec<usize>,
+    /// How many of them the server refused.
+    pub refused: usize,
+    /// `kind: server's words`; `kind` is the metric label.
+    pub reason: String,
 }
 
 /// The usual verdict from the status alone: 2xx delivered; 408, 429 and 5xx other than 501

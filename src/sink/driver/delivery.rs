@@ -64,6 +64,16 @@ enum Outcome {
     Delivered,
     Rejected(Arc<str>),
     Dropped(&'static str),
+    /// One of a group of which the server refused some, without saying which.
+    Unconfirmed(Arc<Unconfirmed>),
+}
+
+/// A group of entries of which the server refused `refused` and stored the rest.
+#[derive(Debug)]
+struct Unconfirmed {
+    refused: usize,
+    /// `kind: words`: the dead-letter reason; `kind` is the metric label.
+    reason: Arc<str>,
 }
 
 /// Metric handles and delivery state shared by the intake and the lanes.
@@ -390,13 +400,20 @@ impl HttpDriver {
                 Ok(reply) => {
                     state.request_counter(ctx, &reply.status.to_string()).inc();
                     server_said = server_words(reply.status, &reply.body);
-                    codec.judge(&Reply {
+                    let reply = Reply {
                         status: reply.status,
                         headers: &reply.headers,
                         body: &reply.body,
                         items: items.len(),
                         path_segment: path_segment.as_deref(),
-                    })
+                    };
+                    match codec.judge_events(&reply, events, &items) {
+                        Judgement::Verdict(verdict) => verdict,
+                        Judgement::Refused(refusals) => {
+                            self.refused(&items, refusals, &server_said, outcomes, ctx, state);
+                            return Vec::new();
+                        }
+                    }
                 }
                 Err(kind) => {
                     state.request_counter(ctx, kind).inc();
@@ -509,6 +526,40 @@ impl HttpDriver {
                 request
             })
             .collect()
+    }
+
+    /// Records a reply that stored every entry but the refused ones.
+    fn refused(
+        &self,
+        items: &[usize],
+        refusals: Refusals,
+        server_said: &str,
+        outcomes: &mut [Outcome],
+        ctx: &SinkContext,
+        state: &State,
+    ) {
+        mark(outcomes, items, Outcome::Delivered);
+        let n_named = refusals.named.len();
+        for (position, reason) in refusals.named {
+            if let Some(&index) = items.get(position) {
+                outcomes[index] = Outcome::Rejected(reason.into());
+            }
+        }
+        let mut n_unnamed = 0;
+        for group in refusals.unnamed {
+            n_unnamed += group.refused;
+            let share = Arc::new(Unconfirmed {
+                refused: group.refused.min(group.positions.len()),
+                reason: group.reason.into(),
+            });
+            for position in group.positions {
+                if let Some(&index) = items.get(position) {
+                    outcomes[index] = Outcome::Unconfirmed(share.clone());
+                }
+            }
+        }
+        tracing::warn!(sink = %ctx.id, reply = %server_said, n_events = items.len(), n_refused = n_named, n_refused_unnamed = n_unnamed, "server stored a request except refused entries; those dead-lettered");
+        self.succeeded(state, ctx);
     }
 
     fn succeeded(&self, state: &State, ctx: &SinkContext) {
@@ -712,14 +763,34 @@ async fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx
     let mut delivered = 0u64;
     let mut rejected: BTreeMap<Arc<str>, Vec<Event>> = BTreeMap::new();
     let mut dropped: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Keyed by the group's address: each group is counted once, by its own numbers.
+    let mut unconfirmed: BTreeMap<usize, (Arc<Unconfirmed>, Vec<Event>)> = BTreeMap::new();
     for (event, outcome) in events.iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered => delivered += 1,
+            Outcome::Unconfirmed(group) => {
+                let key = Arc::as_ptr(&group) as usize;
+                unconfirmed
+                    .entry(key)
+                    .or_insert_with(|| (group, Vec::new()))
+                    .1
+                    .push(event.clone());
+            }
             Outcome::Rejected(reason) => rejected.entry(reason).or_default().push(event.clone()),
             Outcome::Dropped(reason) => *dropped.entry(reason).or_default() += 1,
             // A codec that forgot an event: count it rather than hide it.
             Outcome::Waiting => *dropped.entry("not_encoded").or_default() += 1,
         }
+    }
+    let mut to_write: Vec<(Arc<str>, Vec<Event>)> = Vec::new();
+    // Of an unconfirmed group, exactly `refused` are counted as dropped and the rest as
+    // delivered; all of them go to the dead-letter file, under a reason that says so.
+    for (group, events) in unconfirmed.into_values() {
+        let refused = group.refused.min(events.len());
+        delivered += (events.len() - refused) as u64;
+        let label = group.reason.split(':').next().unwrap_or(&group.reason);
+        ctx.metrics.dropped(label).add(refused as u64);
+        to_write.push((group.reason.clone(), events));
     }
     ctx.metrics.events_out.add(delivered);
     for (reason, n) in dropped {
@@ -731,10 +802,11 @@ async fn settle(events: &[Event], outcomes: Vec<Outcome>, acks: Vec<AckRef>, ctx
         let label = reason.split(':').next().unwrap_or(reason);
         ctx.metrics.dropped(label).add(events.len() as u64);
     }
-    if !rejected.is_empty()
+    to_write.extend(rejected);
+    if !to_write.is_empty()
         && !ctx
             .dead_letters
-            .write(&ctx.pipeline, &ctx.id, rejected.into_iter().collect())
+            .write(&ctx.pipeline, &ctx.id, to_write)
             .await
     {
         // Not on disk: leave the batch unacknowledged (abandoned), so it is read again.

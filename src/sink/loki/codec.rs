@@ -11,8 +11,9 @@ use std::time::Instant;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::super::driver::{
-    judge_status, Compression, Encoded, EncodedRequest, HttpSinkCodec, Reply, Verdict,
+    judge_status, Compression, Encoded, EncodedRequest, HttpSinkCodec, Judgement, Reply, Verdict,
 };
+use super::reply::{read_refusals, SentEntry, SentStream};
 use super::{proto, LineFormat, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
 use crate::event::Event;
 use crate::telemetry::Counter;
@@ -365,6 +366,19 @@ impl HttpSinkCodec for LokiCodec {
         judge_status(reply)
     }
 
+    /// A 400 from Loki is a partial acceptance: it stored the valid entries and names the
+    /// refused ones (see `reply.rs`); only those are dead-lettered.
+    fn judge_events(&self, reply: &Reply<'_>, events: &[Event], items: &[usize]) -> Judgement {
+        if reply.status != 400 {
+            return Judgement::Verdict(self.judge(reply));
+        }
+        let (streams, entries) = self.as_sent(events, items);
+        match read_refusals(&String::from_utf8_lossy(reply.body), &streams, &entries) {
+            Some(refusals) => Judgement::Refused(refusals),
+            None => Judgement::Verdict(self.judge(reply)),
+        }
+    }
+
     fn content_encoding(&self, compression: Compression) -> Option<&'static str> {
         // Protobuf bodies are snappy by definition; Promtail sends no Content-Encoding.
         match compression {
@@ -374,8 +388,47 @@ impl HttpSinkCodec for LokiCodec {
     }
 }
 
+impl LokiCodec {
+    /// The streams and entries of a request as they were sent (labels as rendered, the
+    /// overflow stream for streams not admitted, the line's length), for reading a 400.
+    /// A timestamp rewritten by `out_of_order: rewrite_timestamp` is not known here: such
+    /// an entry is matched by its own time.
+    fn as_sent(&self, events: &[Event], items: &[usize]) -> (Vec<SentStream>, Vec<SentEntry>) {
+        let mut streams: Vec<SentStream> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut entries = Vec::with_capacity(items.len());
+        for &i in items {
+            let Some(log) = events.get(i).and_then(Event::as_log) else {
+                entries.push(SentEntry {
+                    stream: usize::MAX,
+                    timestamp: 0,
+                    line_bytes: 0,
+                });
+                continue;
+            };
+            let mut pairs = self.settings.label_pairs(log);
+            let table_key = format!("{}\u{0}{}", self.settings.tenant(log), label_key(&pairs));
+            if !self.streams.contains_key(&table_key) {
+                pairs = self.settings.overflow.clone();
+            }
+            let key = label_key(&pairs);
+            let next = streams.len();
+            let stream = *index.entry(key).or_insert(next);
+            if stream == next {
+                streams.push(SentStream { pairs });
+            }
+            entries.push(SentEntry {
+                stream,
+                timestamp: log.timestamp.0,
+                line_bytes: self.settings.line(log).len(),
+            });
+        }
+        (streams, entries)
+    }
+}
+
 /// Loki's reason for a 400, from its body (`pkg/validation` messages).
-fn reason_400(body: &[u8]) -> &'static str {
+pub(super) fn reason_400(body: &[u8]) -> &'static str {
     let text = String::from_utf8_lossy(body).to_ascii_lowercase();
     let has = |needle: &str| text.contains(needle);
     if has("out of order") || has("out_of_order") {
@@ -386,9 +439,13 @@ fn reason_400(body: &[u8]) -> &'static str {
         || has("older than")
     {
         "too_old"
-    } else if has("too far in the future") || has("too_far_in_future") {
+    } else if has("too far in the future") || has("too_far_in_future") || has("too new") {
         "too_new"
-    } else if has("line too long") || has("line_too_long") || has("max line size") {
+    } else if has("line too long")
+        || has("line_too_long")
+        || has("max line size")
+        || has("max entry size")
+    {
         "line_too_long"
     } else if has("label")
         && (has("invalid") || has("error parsing") || has("too many") || has("too long"))

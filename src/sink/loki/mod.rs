@@ -10,8 +10,9 @@
 //! template splits a batch into one request per tenant (`X-Scope-OrgID`).
 //!
 //! Replies: 2xx delivered; 429 (rate limits, per-stream limits) and 5xx retried by the
-//! driver; 400s are read for Loki's reason (out of order, too old, line too long, ...),
-//! counted by it and dead-lettered, never retried.
+//! driver. A 400 is a partial acceptance: Loki stored the valid entries and names the
+//! refused ones (too old, too new, line too long, ...); only those are dead-lettered, each
+//! with Loki's words and counted by reason (`reply.rs`). Never retried.
 //!
 //! Owns: the Loki wire formats and reply reasons. Never: batches, retries or acknowledges
 //! (that is [`super::driver`]).
@@ -34,6 +35,7 @@ use codec::{label_key, LokiCodec};
 
 pub mod codec;
 pub mod proto;
+mod reply;
 
 /// The push path appended to `endpoint`.
 pub const PUSH_PATH: &str = "/loki/api/v1/push";

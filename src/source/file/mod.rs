@@ -44,6 +44,7 @@ pub mod kubernetes;
 pub mod multiline;
 pub mod recovery;
 mod rotation;
+pub mod stamps;
 pub mod tailer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -193,6 +194,7 @@ impl FileConfig {
                 offset_field: self.offset_field.clone(),
                 batch_lines: self.batch_lines,
                 batch_bytes: self.batch_bytes,
+                stamps: stamps::StampJournal::default(),
             }),
             read_from: self.read_from,
             ignore_older: self.ignore_older_secs.map(Duration::from_secs),
@@ -302,6 +304,18 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 impl Reader {
     fn new(source: FileSource, ctx: SourceContext) -> Self {
+        if let Some(data_dir) = ctx.checkpoints.data_dir() {
+            let checkpoints = ctx.checkpoints.clone();
+            let prefix = ctx.checkpoint_key("");
+            source.settings.stamps.open(
+                data_dir,
+                &format!("{}.{}", ctx.pipeline, ctx.id),
+                move |stream| {
+                    let position = checkpoints.position(&format!("{prefix}{stream}"))?;
+                    Some(position.offset)
+                },
+            );
+        }
         let heartbeat = Heartbeat::new(format!("{}/source/{}", ctx.pipeline, ctx.id), STUCK_AFTER);
         let metrics = &ctx.metrics;
         let file_metrics = FileMetrics {

@@ -11,11 +11,13 @@
 //!
 //! Owns: per-file reading state. Never: discovers files or decides identity.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::stamps::{StampJournal, StampRecord};
 use crate::ack::StreamTracker;
 use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 use crate::telemetry::{ComponentMetrics, Counter};
@@ -66,6 +68,8 @@ pub struct ReadSettings {
     pub batch_lines: usize,
     /// Most bytes read per batch and per turn.
     pub batch_bytes: usize,
+    /// Where each batch's read times are kept, so a replay gets the same ones.
+    pub stamps: StampJournal,
 }
 
 /// Counters of one source.
@@ -263,6 +267,11 @@ pub struct Tailer {
     /// The read time given to the last line without a time of its own (nanoseconds): each
     /// next one gets a later one, so back-ends that sort by time keep the file's order.
     last_stamp: i64,
+    /// Read times of batches sent before a crash (from the journal): lines read again get
+    /// the times they had.
+    replay: VecDeque<StampRecord>,
+    /// The read times of the batch being made, journaled before it is handed on.
+    fresh: Option<StampRecord>,
     /// Bytes read so far (everything before has been split).
     pub offset: u64,
     /// Fingerprint of its first bytes.
@@ -297,6 +306,7 @@ impl Tailer {
         settings: &ReadSettings,
     ) -> Self {
         let path_text = path.to_string_lossy().into_owned();
+        let replay = settings.stamps.take_loaded(&key).into();
         Tailer {
             stream_hash: crate::hash_str(&key),
             key: key.into(),
@@ -309,6 +319,8 @@ impl Tailer {
             tail: None,
             size_seen: offset,
             last_stamp: i64::MIN,
+            replay,
+            fresh: None,
             offset,
             fingerprint,
             tracker,
@@ -361,6 +373,7 @@ impl Tailer {
     pub fn restart(&mut self, offset: u64, tracker: StreamTracker) {
         self.offset = offset;
         self.tracker = tracker;
+        self.replay.clear();
         self.splitter.reset();
         self.partials = [None, None];
         if let Some(multiline) = &mut self.multiline {
@@ -446,7 +459,7 @@ impl Tailer {
             multiline.flush_expired(now, &mut pieces);
             self.assemble_events(&mut pieces, settings, stamp, &mut events);
         }
-        Ok((self.batch(events), n_read))
+        Ok((self.batch(events, settings), n_read))
     }
 
     /// Emits everything still being assembled (the file is let go, or a timeout passed).
@@ -475,7 +488,7 @@ impl Tailer {
         }
         let mut events = Vec::new();
         self.pieces_to_events(pieces, settings, Timestamp::now(), &mut events);
-        self.batch(events)
+        self.batch(events, settings)
     }
 
     /// Emits a multiline record that waited longer than its timeout.
@@ -488,10 +501,14 @@ impl Tailer {
         }
         let mut events = Vec::new();
         self.pieces_to_events(pieces, settings, Timestamp::now(), &mut events);
-        self.batch(events)
+        self.batch(events, settings)
     }
 
-    fn batch(&mut self, events: Vec<Event>) -> Option<Batch> {
+    /// The batch of `events`, its read times journaled first.
+    fn batch(&mut self, events: Vec<Event>, settings: &ReadSettings) -> Option<Batch> {
+        if let Some(record) = self.fresh.take() {
+            settings.stamps.append(&self.key, record);
+        }
         if events.is_empty() {
             return None;
         }
@@ -625,6 +642,33 @@ impl Tailer {
         self.pieces_to_events(records, settings, stamp, events);
     }
 
+    /// The time of a line without one, starting at `offset`, read at `now`: the time it got
+    /// before a crash if the journal has it; else its batch's base (`now`, or later than the
+    /// previous line) plus its distance in bytes from the batch's first line. Strictly
+    /// increasing in file order, and the same when the line is read again (see [`stamps`]).
+    ///
+    /// [`stamps`]: super::stamps
+    fn stamp_of(&mut self, offset: u64, now: i64) -> i64 {
+        while self.replay.front().is_some_and(|r| r.last < offset) {
+            self.replay.pop_front();
+        }
+        if let Some(stamp) = self.replay.front().and_then(|r| r.stamp(offset)) {
+            self.last_stamp = stamp;
+            return stamp;
+        }
+        let next = self.last_stamp.saturating_add(1);
+        let record = self.fresh.get_or_insert(StampRecord {
+            first: offset,
+            last: offset,
+            base: now.max(next),
+        });
+        record.last = record.last.max(offset);
+        // A line before the batch's first (not expected) gets a time that is not journaled.
+        let stamp = record.stamp(offset).unwrap_or(next).max(next);
+        self.last_stamp = stamp;
+        stamp
+    }
+
     fn pieces_to_events(
         &mut self,
         pieces: Vec<Piece>,
@@ -652,11 +696,7 @@ impl Tailer {
             }
             let timestamp = match piece.timestamp {
                 Some(timestamp) => timestamp,
-                None => {
-                    // Strictly increasing within the stream: +1 ns per line read together.
-                    self.last_stamp = stamp.0.max(self.last_stamp.saturating_add(1));
-                    Timestamp(self.last_stamp)
-                }
+                None => Timestamp(self.stamp_of(piece.start, stamp.0)),
             };
             events.push(Event::Log(LogEvent {
                 timestamp,
