@@ -9,7 +9,9 @@
 
 pub mod demo;
 pub mod file;
+pub mod host_metrics;
 pub mod internal_metrics;
+pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
 
@@ -31,8 +33,12 @@ pub enum SourceConfig {
     Demo(demo::DemoConfig),
     /// Lines tailed from files (`type: file`).
     File(file::FileConfig),
+    /// The host's metrics with node_exporter's names (`type: host_metrics`).
+    HostMetrics(host_metrics::HostMetricsConfig),
     /// The agent's own metrics (`type: internal_metrics`).
     InternalMetrics(internal_metrics::InternalMetricsConfig),
+    /// Prometheus exporters scraped (`type: prometheus_scrape`).
+    PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
     /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
@@ -41,7 +47,15 @@ pub enum SourceConfig {
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "file", "internal_metrics", "stdin", "syslog"];
+    const TYPES: &'static [&'static str] = &[
+        "demo",
+        "file",
+        "host_metrics",
+        "internal_metrics",
+        "prometheus_scrape",
+        "stdin",
+        "syslog",
+    ];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -50,7 +64,9 @@ impl TaggedEnum for SourceConfig {
         Ok(match type_name {
             "demo" => Self::Demo(body.next_value()?),
             "file" => Self::File(body.next_value()?),
+            "host_metrics" => Self::HostMetrics(body.next_value()?),
             "internal_metrics" => Self::InternalMetrics(body.next_value()?),
+            "prometheus_scrape" => Self::PrometheusScrape(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
             "syslog" => Self::Syslog(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
@@ -64,7 +80,9 @@ impl SourceConfig {
         match self {
             Self::Demo(_) => "demo",
             Self::File(_) => "file",
+            Self::HostMetrics(_) => "host_metrics",
             Self::InternalMetrics(_) => "internal_metrics",
+            Self::PrometheusScrape(_) => "prometheus_scrape",
             Self::Stdin(_) => "stdin",
             Self::Syslog(_) => "syslog",
         }
@@ -75,7 +93,9 @@ impl SourceConfig {
         Ok(match self {
             Self::Demo(config) => Source::Demo(config.build()?),
             Self::File(config) => Source::File(config.build()?),
+            Self::HostMetrics(config) => Source::HostMetrics(config.build()?),
             Self::InternalMetrics(config) => Source::InternalMetrics(config.build()?),
+            Self::PrometheusScrape(config) => Source::PrometheusScrape(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
             Self::Syslog(config) => Source::Syslog(config.build()?),
         })
@@ -89,8 +109,12 @@ pub enum Source {
     Demo(demo::Demo),
     /// See [`mod@file`].
     File(file::FileSource),
+    /// See [`host_metrics`].
+    HostMetrics(host_metrics::HostMetrics),
     /// See [`internal_metrics`].
     InternalMetrics(internal_metrics::InternalMetrics),
+    /// See [`prometheus_scrape`].
+    PrometheusScrape(prometheus_scrape::PrometheusScrape),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
     /// See [`syslog`].
@@ -132,7 +156,11 @@ impl Source {
     pub fn replayable(&self) -> bool {
         match self {
             Source::Demo(_) | Source::File(_) => true,
-            Source::InternalMetrics(_) | Source::Stdin(_) | Source::Syslog(_) => false,
+            Source::HostMetrics(_)
+            | Source::InternalMetrics(_)
+            | Source::PrometheusScrape(_)
+            | Source::Stdin(_)
+            | Source::Syslog(_) => false,
         }
     }
 
@@ -141,7 +169,9 @@ impl Source {
         match self {
             Source::Demo(source) => source.start(ctx),
             Source::File(source) => source.start(ctx),
+            Source::HostMetrics(source) => source.start(ctx),
             Source::InternalMetrics(source) => source.start(ctx),
+            Source::PrometheusScrape(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
             Source::Syslog(source) => source.start(ctx),
         }
