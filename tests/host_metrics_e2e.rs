@@ -260,20 +260,22 @@ fn host_metrics_and_scrapes_agree_with_node_exporter_in_prometheus() {
         &agent_config(&data_dir, prometheus_addr, node_addr),
     );
 
-    // Enough samples on both sides for rate() over a 1-minute window.
+    // rate() divides by the whole window, so a series younger than the window reads low:
+    // wait until both sides' CPU series are older than the 10 s window used below (the
+    // issue's 1m window would make this test last over a minute; same queries otherwise).
     wait_for(
         "both sides' series in prometheus",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || {
             let count = |job| {
                 query(
                     prometheus_addr,
-                    &format!("count_over_time(node_memory_MemTotal_bytes{{job=\"{job}\"}}[1m])"),
+                    &format!("count_over_time(node_cpu_seconds_total{{job=\"{job}\",cpu=\"0\",mode=\"user\"}}[14s])"),
                 )
             };
             ["node", "sluice_host", "sluice_scrape"]
                 .iter()
-                .all(|job| count(job).first().is_some_and(|(_, n)| *n >= 4.0))
+                .all(|job| count(job).first().is_some_and(|(_, n)| *n >= 12.0))
         },
     );
 
@@ -328,7 +330,7 @@ fn host_metrics_and_scrapes_agree_with_node_exporter_in_prometheus() {
     let cpus = one("count(node_cpu_seconds_total{job=\"node\",mode=\"idle\"})");
     for job in ["node", "sluice_host"] {
         let rate = one(&format!(
-            "sum(rate(node_cpu_seconds_total{{job=\"{job}\"}}[1m]))"
+            "sum(rate(node_cpu_seconds_total{{job=\"{job}\"}}[10s]))"
         ));
         assert!(
             (rate - cpus).abs() < 0.1 * cpus,
@@ -338,7 +340,7 @@ fn host_metrics_and_scrapes_agree_with_node_exporter_in_prometheus() {
     let by_mode = |job: &str| -> BTreeMap<String, f64> {
         query(
             prometheus_addr,
-            &format!("sum by (mode) (rate(node_cpu_seconds_total{{job=\"{job}\"}}[1m]))"),
+            &format!("sum by (mode) (rate(node_cpu_seconds_total{{job=\"{job}\"}}[10s]))"),
         )
         .into_iter()
         .map(|(labels, v)| (labels["mode"].clone(), v))

@@ -171,6 +171,7 @@ impl HostMetricsConfig {
                 netdev_exclude,
             },
             labels,
+            state: State::default(),
         })
     }
 }
@@ -298,12 +299,24 @@ pub struct HostMetrics {
     roots: Roots,
     /// Sorted by name.
     labels: Vec<(String, String)>,
+    state: State,
+}
+
+/// What collectors keep from one collection to the next.
+#[derive(Debug, Default)]
+struct State {
+    cpu: cpu::Monotonic,
 }
 
 /// The one `match` over collectors. An `Err` means the collector failed (success 0).
-fn run_collector(name: &str, roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+fn run_collector(
+    name: &str,
+    roots: &Roots,
+    state: &mut State,
+    out: &mut Emitter,
+) -> anyhow::Result<()> {
     match name {
-        "cpu" => cpu::collect(roots, out),
+        "cpu" => cpu::collect(roots, &mut state.cpu, out),
         "diskstats" => diskstats::collect(roots, out),
         "filesystem" => filesystem::collect(roots, out),
         "hwmon" => hwmon::collect(roots, out),
@@ -326,7 +339,7 @@ impl HostMetrics {
         Running::thread(name, move || self.run(ctx))
     }
 
-    fn run(self, ctx: SourceContext) {
+    fn run(mut self, ctx: SourceContext) {
         let stream_key = crate::hash_str(&ctx.checkpoint_key("host_metrics"));
         let mut previous: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
         loop {
@@ -356,11 +369,11 @@ impl HostMetrics {
 
     /// One collection: every enabled collector, plus node_exporter's per-collector
     /// `node_scrape_collector_{success,duration_seconds}`.
-    pub fn collect(&self, timestamp: Timestamp) -> Vec<Metric> {
+    pub fn collect(&mut self, timestamp: Timestamp) -> Vec<Metric> {
         let mut out = Emitter::new(timestamp);
         for name in &self.collectors {
             let started = Instant::now();
-            let result = run_collector(name, &self.roots, &mut out);
+            let result = run_collector(name, &self.roots, &mut self.state, &mut out);
             if let Err(error) = &result {
                 tracing::debug!(collector = name, %error, "host_metrics collector failed");
             }
