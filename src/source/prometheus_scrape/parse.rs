@@ -165,7 +165,7 @@ fn sample_line<'a>(
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
 ) -> Result<Parsed<'a>, &'static str> {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
+        .find(['{', ' ', '\t'])
         .ok_or("a sample without a value")?;
     let name = &line[..name_end];
     if !valid_name(name) {
