@@ -621,3 +621,172 @@ pipelines:
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
     assert_eq!(agent.get("/health").map(|(status, _)| status), Some(200));
 }
+
+// ---------------------------------------------------------------------------------------
+// The same fixture tree read by both (hwmon and thermal zones, which this VM lacks)
+// ---------------------------------------------------------------------------------------
+
+/// `name{labels}` → value, from node_exporter's text output (no escapes in the fixture).
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            let mut rest = labels;
+            while let Some((key, after)) = rest.split_once("=\"") {
+                let end = after.find('"')?;
+                pairs.push((
+                    key.trim_start_matches(',').to_owned(),
+                    after[..end].to_owned(),
+                ));
+                rest = &after[end + 1..];
+            }
+            Some((key_of(name, pairs), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `name{a="1",b="2"}` with labels sorted and empty ones left out (as Prometheus stores).
+fn key_of(name: &str, mut labels: Vec<(String, String)>) -> String {
+    labels.retain(|(_, v)| !v.is_empty());
+    labels.sort();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+#[test]
+fn fixture_tree_gives_what_node_exporter_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/host_metrics/basic");
+    let (proc_path, sys_path) = (fixture.join("proc"), fixture.join("sys"));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = Command::new(find("prometheus-node-exporter"));
+    command
+        .arg(format!("--web.listen-address={addr}"))
+        .arg(format!("--path.procfs={}", proc_path.display()))
+        .arg(format!("--path.sysfs={}", sys_path.display()))
+        .arg(format!(
+            "--path.udev.data={}",
+            dir.path().join("udev").display()
+        ))
+        .arg("--no-collector.netdev.netlink")
+        .arg("--collector.disable-defaults")
+        .arg(format!(
+            "--collector.filesystem.mount-points-exclude={MOUNT_POINTS_EXCLUDE}"
+        ));
+    for collector in COLLECTORS {
+        command.arg(format!("--collector.{collector}"));
+    }
+    let _node = Process(Some(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{INSTALL_HINT} ({e})")),
+    ));
+    let mut exposition = String::new();
+    wait_for(
+        "node_exporter on the fixture",
+        Duration::from_secs(30),
+        || match http(addr, "GET", "/metrics") {
+            Some((200, body)) => {
+                exposition = body;
+                true
+            }
+            _ => false,
+        },
+    );
+    // node_exporter's own process metrics (go_*, process_*, promhttp_*) are not the host's.
+    let expected: BTreeMap<String, f64> = parse_exposition(&exposition)
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("node_"))
+        .collect();
+
+    let out = dir.path().join("out.jsonl");
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  host:
+    sources:
+      - type: host_metrics
+        interval_secs: 60
+        proc_path: {proc}
+        sys_path: {sys}
+        udev_data_path: {udev}
+        filesystem_mount_points_exclude: '{MOUNT_POINTS_EXCLUDE}'
+        netdev_device_exclude: '^lo$'
+    sinks:
+      - type: file
+        path: {out}
+"#,
+        data = dir.path().join("data").display(),
+        proc = proc_path.display(),
+        sys = sys_path.display(),
+        udev = dir.path().join("udev").display(),
+        out = out.display(),
+    );
+    let _agent = Agent::start(dir.path(), &config);
+    let mut got: BTreeMap<String, f64> = BTreeMap::new();
+    wait_for("one collection", Duration::from_secs(20), || {
+        got = read_events(&out)
+            .iter()
+            .map(|e| {
+                let labels = e["labels"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect();
+                (
+                    key_of(e["name"].as_str().unwrap(), labels),
+                    e["value"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        got.keys()
+            .any(|k| k.starts_with("node_scrape_collector_success{collector=\"uname\""))
+    });
+
+    let volatile = |key: &str| {
+        key.starts_with("node_exporter_build_info")
+            || key.starts_with("node_scrape_collector_duration_seconds")
+            || key.starts_with("node_time_seconds")
+            || key.starts_with("node_filesystem_free_bytes")
+            || key.starts_with("node_filesystem_avail_bytes")
+            || key.starts_with("node_filesystem_files_free")
+    };
+    let expected_keys: BTreeSet<&String> = expected
+        .keys()
+        .filter(|k| !k.starts_with("node_exporter_build_info"))
+        .collect();
+    // node_exporter reads /proc/net/dev here (`--no-collector.netdev.netlink`: netlink
+    // would report the agent's own interfaces), which has no `nohandler` column; by
+    // default it reads netlink, which does, and so does sluice (from sysfs).
+    let got_keys: BTreeSet<&String> = got
+        .keys()
+        .filter(|k| !k.starts_with("node_network_receive_nohandler_total"))
+        .collect();
+    let missing: Vec<&&String> = expected_keys.difference(&got_keys).collect();
+    let extra: Vec<&&String> = got_keys.difference(&expected_keys).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "only node_exporter: {missing:#?}\nonly sluice: {extra:#?}"
+    );
+    for (key, value) in &expected {
+        if volatile(key) {
+            continue;
+        }
+        // Equal up to serde_json's float parsing (not bit-exact by default).
+        let (got, value) = (got[key], *value);
+        assert!(
+            got == value || (got - value).abs() <= 1e-12 * value.abs(),
+            "{key}: sluice {got}, node_exporter {value}"
+        );
+    }
+}

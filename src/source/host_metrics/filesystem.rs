@@ -117,10 +117,7 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
                 );
                 out.gauge("node_filesystem_device_error", &labels, 0.0);
             }
-            Err(_) => {
-                out.gauge("node_filesystem_readonly", &labels, 0.0);
-                out.gauge("node_filesystem_device_error", &labels, 1.0);
-            }
+            Err(_) => out.gauge("node_filesystem_device_error", &labels, 1.0),
         }
     }
     Ok(())
@@ -163,6 +160,6 @@ mod tests {
         );
         assert!(lines.contains(&r#"node_filesystem_device_error{device="tmpfs",fstype="tmpfs",mountpoint="/nonexistent-sluice-test"} gauge 1"#.to_owned()), "{lines:#?}");
         assert!(!lines.iter().any(|l| l.contains("/proc")), "{lines:#?}");
-        assert_eq!(lines.len(), 7 + 2);
+        assert_eq!(lines.len(), 7 + 1);
     }
 }
