@@ -216,6 +216,20 @@ impl Failure {
 }
 
 impl PrometheusScrape {
+    /// `body` → the metric events a scrape of the first target would send (benches,
+    /// tests).
+    pub fn events_of(&self, body: &str, timestamp: Timestamp) -> Result<Vec<Metric>, Failure> {
+        let duplicates = crate::telemetry::Counter::default();
+        to_metrics(
+            body,
+            &self.targets[0].labels,
+            &self.settings,
+            timestamp,
+            &duplicates,
+        )
+        .map(|(metrics, _)| metrics)
+    }
+
     /// Starts one task per target on the async runtime.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
         let runtime = ctx.runtime.clone();
@@ -539,6 +553,34 @@ mod tests {
                 "b{instance=127.0.0.1:9100,job=node} Gauge(inf)",
             ]),
         );
+    }
+
+    #[test]
+    fn parses_a_real_node_exporter_body() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/host_metrics/node_exporter.prom"
+        ))
+        .unwrap();
+        let events = settings(TARGET).events_of(&body, Timestamp(1)).unwrap();
+        assert_eq!(events.len(), 507);
+        let find = |name: &str| events.iter().find(|m| m.name == name).map(|m| &m.value);
+        assert!(matches!(
+            find("node_cpu_seconds_total"),
+            Some(MetricValue::Counter(_))
+        ));
+        assert!(matches!(
+            find("node_memory_MemTotal_bytes"),
+            Some(MetricValue::Gauge(_))
+        ));
+        assert!(matches!(
+            find("go_gc_duration_seconds_count"),
+            Some(MetricValue::Counter(_))
+        ));
+        assert!(matches!(
+            find("go_gc_duration_seconds"),
+            Some(MetricValue::Gauge(_))
+        ));
     }
 
     #[test]
