@@ -9,7 +9,9 @@
 
 pub mod demo;
 pub mod file;
+pub mod host_metrics;
 pub mod internal_metrics;
+pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
 
@@ -106,6 +108,10 @@ sources! {
     "demo" => Demo(demo::DemoConfig, demo::Demo),
     /// Lines tailed from files (`type: file`).
     "file" => File(file::FileConfig, file::FileSource),
+    /// The host's metrics with node_exporter's names (`type: host_metrics`).
+    "host_metrics" => HostMetrics(host_metrics::HostMetricsConfig, host_metrics::HostMetrics),
+    /// Prometheus exporters scraped (`type: prometheus_scrape`).
+    "prometheus_scrape" => PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig, prometheus_scrape::PrometheusScrape),
     /// The agent's own metrics (`type: internal_metrics`).
     "internal_metrics" => InternalMetrics(internal_metrics::InternalMetricsConfig, internal_metrics::InternalMetrics),
     /// Lines from standard input (`type: stdin`).

@@ -1,0 +1,534 @@
+//! `type: host_metrics`: the host's metrics read straight from `/proc` and `/sys`, with
+//! node_exporter 1.x's metric names, label names and units, so dashboards built for
+//! node_exporter work unchanged (like Fluent Bit's `node_exporter_metrics` and Alloy's
+//! `prometheus.exporter.unix`). One file per collector, each following node_exporter's
+//! `collector/<name>_linux.go`.
+//!
+//! Every `interval_secs` (first at start) the enabled collectors run one after the other
+//! on this source's own thread (a stuck `statfs` on a dead NFS mount must not stall the
+//! async runtime); all samples of one collection share one timestamp. Like node_exporter,
+//! each collector also reports `node_scrape_collector_success{collector}` and
+//! `node_scrape_collector_duration_seconds{collector}`. A series that was produced by the
+//! previous collection and not by this one (an unmounted filesystem, a removed interface)
+//! gets one Prometheus staleness marker, as a scrape would.
+//!
+//! Roots are configurable (`proc_path`, `sys_path`, `rootfs_path`, as node_exporter's
+//! `--path.*`) so the agent can read the host's from inside a container.
+//!
+//! Owns: reading the kernel's files into metric events. Never: panics or stops on a
+//! missing or malformed file (that collector reports `success 0` and the others go on).
+
+pub mod cpu;
+pub mod diskstats;
+pub mod filesystem;
+pub mod hwmon;
+pub mod loadavg;
+pub mod meminfo;
+pub mod netdev;
+pub mod pressure;
+pub mod stat;
+pub mod thermal_zone;
+pub mod time;
+pub mod uname;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::{Running, SourceContext};
+use crate::event::{Batch, Event, Metric, MetricValue, Timestamp};
+use crate::transform::to_metric::valid_label_name;
+
+/// Every collector, in the order they run.
+pub const COLLECTORS: &[&str] = &[
+    "cpu",
+    "diskstats",
+    "filesystem",
+    "hwmon",
+    "loadavg",
+    "meminfo",
+    "netdev",
+    "pressure",
+    "stat",
+    "thermal_zone",
+    "time",
+    "uname",
+];
+
+/// `type: host_metrics` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostMetricsConfig {
+    /// Seconds between two collections (default 15).
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// Collectors to run (default: all of [`COLLECTORS`]).
+    #[serde(default)]
+    pub collectors: Option<Vec<String>>,
+    /// procfs mount point (node_exporter's `--path.procfs`), default `/proc`.
+    #[serde(default = "default_proc_path")]
+    pub proc_path: PathBuf,
+    /// sysfs mount point (`--path.sysfs`), default `/sys`.
+    #[serde(default = "default_sys_path")]
+    pub sys_path: PathBuf,
+    /// Where the host's root filesystem is mounted (`--path.rootfs`), default `/`.
+    #[serde(default = "default_rootfs_path")]
+    pub rootfs_path: PathBuf,
+    /// udev's database, for `node_disk_info` (`--path.udev.data`), default `/run/udev/data`.
+    #[serde(default = "default_udev_data_path")]
+    pub udev_data_path: PathBuf,
+    /// Mount points not reported (node_exporter's default).
+    #[serde(default = "filesystem::default_mount_points_exclude")]
+    pub filesystem_mount_points_exclude: String,
+    /// Filesystem types not reported (node_exporter's default).
+    #[serde(default = "filesystem::default_fs_types_exclude")]
+    pub filesystem_fs_types_exclude: String,
+    /// Block devices not reported by `diskstats` (node_exporter's default: partitions,
+    /// ram, loop, fd).
+    #[serde(default = "diskstats::default_device_exclude")]
+    pub diskstats_device_exclude: String,
+    /// Network devices not reported by `netdev` (default none, as upstream; Debian's
+    /// package excludes `^lo$`).
+    #[serde(default)]
+    pub netdev_device_exclude: Option<String>,
+    /// Labels added to every metric (a metric's own label of the same name wins).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_interval_secs() -> u64 {
+    15
+}
+fn default_proc_path() -> PathBuf {
+    "/proc".into()
+}
+fn default_sys_path() -> PathBuf {
+    "/sys".into()
+}
+fn default_rootfs_path() -> PathBuf {
+    "/".into()
+}
+fn default_udev_data_path() -> PathBuf {
+    "/run/udev/data".into()
+}
+
+fn regex(key: &str, pattern: &str) -> anyhow::Result<Regex> {
+    Regex::new(pattern).map_err(|error| anyhow::anyhow!("{key}: {error}"))
+}
+
+impl HostMetricsConfig {
+    /// Validates the collectors, the regexes and the labels.
+    pub fn build(&self) -> anyhow::Result<HostMetrics> {
+        anyhow::ensure!(self.interval_secs > 0, "interval_secs must be at least 1");
+        let collectors = match &self.collectors {
+            None => COLLECTORS.to_vec(),
+            Some(names) => {
+                let mut chosen = Vec::new();
+                for name in names {
+                    let Some(known) = COLLECTORS.iter().find(|known| *known == name) else {
+                        anyhow::bail!(
+                            "collectors: unknown collector {name:?} (known: {})",
+                            COLLECTORS.join(", ")
+                        );
+                    };
+                    chosen.push(*known);
+                }
+                chosen
+            }
+        };
+        let mut labels = Vec::new();
+        for (name, value) in &self.labels {
+            anyhow::ensure!(
+                valid_label_name(name) && name != "le",
+                "labels: {name:?} is not a valid Prometheus label name"
+            );
+            labels.push((name.clone(), value.clone()));
+        }
+        let netdev_exclude = match &self.netdev_device_exclude {
+            Some(pattern) => Some(regex("netdev_device_exclude", pattern)?),
+            None => None,
+        };
+        Ok(HostMetrics {
+            interval: Duration::from_secs(self.interval_secs),
+            collectors,
+            roots: Roots {
+                proc: self.proc_path.clone(),
+                sys: self.sys_path.clone(),
+                rootfs: self.rootfs_path.clone(),
+                udev_data: self.udev_data_path.clone(),
+                mount_points_exclude: regex(
+                    "filesystem_mount_points_exclude",
+                    &self.filesystem_mount_points_exclude,
+                )?,
+                fs_types_exclude: regex(
+                    "filesystem_fs_types_exclude",
+                    &self.filesystem_fs_types_exclude,
+                )?,
+                disk_exclude: regex("diskstats_device_exclude", &self.diskstats_device_exclude)?,
+                netdev_exclude,
+            },
+            labels,
+            state: State::default(),
+        })
+    }
+}
+
+/// Where the collectors read, and what they leave out.
+#[derive(Debug)]
+pub struct Roots {
+    /// procfs root.
+    pub proc: PathBuf,
+    /// sysfs root.
+    pub sys: PathBuf,
+    /// The host's root filesystem.
+    pub rootfs: PathBuf,
+    /// udev's database.
+    pub udev_data: PathBuf,
+    /// Mount points left out.
+    pub mount_points_exclude: Regex,
+    /// Filesystem types left out.
+    pub fs_types_exclude: Regex,
+    /// Block devices left out.
+    pub disk_exclude: Regex,
+    /// Network devices left out.
+    pub netdev_exclude: Option<Regex>,
+}
+
+impl Roots {
+    /// Roots at `proc` and `sys` with node_exporter's default exclusions (tests).
+    pub fn at(proc: &Path, sys: &Path) -> Roots {
+        HostMetricsConfig {
+            proc_path: proc.to_owned(),
+            sys_path: sys.to_owned(),
+            ..HostMetricsConfig::default()
+        }
+        .build()
+        .expect("the default config builds")
+        .roots
+    }
+
+    /// `<proc_path>/<rel>`.
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.proc.join(rel)
+    }
+
+    /// `<sys_path>/<rel>`.
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sys.join(rel)
+    }
+}
+
+impl Default for HostMetricsConfig {
+    fn default() -> Self {
+        HostMetricsConfig {
+            interval_secs: default_interval_secs(),
+            collectors: None,
+            proc_path: default_proc_path(),
+            sys_path: default_sys_path(),
+            rootfs_path: default_rootfs_path(),
+            udev_data_path: default_udev_data_path(),
+            filesystem_mount_points_exclude: filesystem::default_mount_points_exclude(),
+            filesystem_fs_types_exclude: filesystem::default_fs_types_exclude(),
+            diskstats_device_exclude: diskstats::default_device_exclude(),
+            netdev_device_exclude: None,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where collectors put their samples.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    /// The samples so far.
+    pub metrics: Vec<Metric>,
+    timestamp: Timestamp,
+}
+
+impl Emitter {
+    /// An emitter stamping every sample with `timestamp`.
+    pub fn new(timestamp: Timestamp) -> Self {
+        Emitter {
+            metrics: Vec::new(),
+            timestamp,
+        }
+    }
+
+    fn push(&mut self, name: &str, labels: &[(&str, &str)], value: MetricValue) {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.sort();
+        self.metrics.push(Metric {
+            name: name.to_owned(),
+            labels,
+            value,
+            timestamp: self.timestamp,
+        });
+    }
+
+    /// A gauge sample.
+    pub fn gauge(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push(name, labels, MetricValue::Gauge(value));
+    }
+
+    /// A counter sample.
+    pub fn counter(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push(name, labels, MetricValue::Counter(value));
+    }
+}
+
+/// Reads a small kernel file as text (invalid UTF-8 replaced); `None` when it is missing
+/// or unreadable.
+pub fn read(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// A built host_metrics source.
+#[derive(Debug)]
+pub struct HostMetrics {
+    interval: Duration,
+    collectors: Vec<&'static str>,
+    roots: Roots,
+    /// Sorted by name.
+    labels: Vec<(String, String)>,
+    state: State,
+}
+
+/// What collectors keep from one collection to the next.
+#[derive(Debug, Default)]
+struct State {
+    cpu: cpu::Monotonic,
+}
+
+/// The one `match` over collectors. An `Err` means the collector failed (success 0).
+fn run_collector(
+    name: &str,
+    roots: &Roots,
+    state: &mut State,
+    out: &mut Emitter,
+) -> anyhow::Result<()> {
+    match name {
+        "cpu" => cpu::collect(roots, &mut state.cpu, out),
+        "diskstats" => diskstats::collect(roots, out),
+        "filesystem" => filesystem::collect(roots, out),
+        "hwmon" => hwmon::collect(roots, out),
+        "loadavg" => loadavg::collect(roots, out),
+        "meminfo" => meminfo::collect(roots, out),
+        "netdev" => netdev::collect(roots, out),
+        "pressure" => pressure::collect(roots, out),
+        "stat" => stat::collect(roots, out),
+        "thermal_zone" => thermal_zone::collect(roots, out),
+        "time" => time::collect(roots, out),
+        "uname" => uname::collect(roots, out),
+        other => anyhow::bail!("unknown collector {other}"),
+    }
+}
+
+impl HostMetrics {
+    /// Samples are taken anew.
+    pub const REPLAYABLE: bool = false;
+
+    /// Starts the collection loop on its own thread.
+    pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
+        let name = format!("host_metrics-{}", ctx.id);
+        Running::thread(name, move || self.run(ctx))
+    }
+
+    fn run(mut self, ctx: SourceContext) {
+        let stream_key = crate::hash_str(&ctx.checkpoint_key("host_metrics"));
+        let mut previous: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+        loop {
+            let started = Instant::now();
+            let timestamp = Timestamp::now();
+            let mut metrics = self.collect(timestamp);
+            let current: HashSet<_> = metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.labels.clone()))
+                .collect();
+            for (name, labels) in previous.difference(&current) {
+                metrics.push(stale_marker(name, labels, timestamp));
+            }
+            previous = current;
+            let events: Vec<Event> = metrics.into_iter().map(Event::Metric).collect();
+            ctx.metrics.events_in.add(events.len() as u64);
+            if ctx.out.send(stream_key, Batch::new(events)).is_err() {
+                return;
+            }
+            let wait = self.interval.saturating_sub(started.elapsed());
+            if ctx.shutdown.wait_timeout(wait) {
+                return;
+            }
+            ctx.out.free_returned();
+        }
+    }
+
+    /// One collection: every enabled collector, plus node_exporter's per-collector
+    /// `node_scrape_collector_{success,duration_seconds}`.
+    pub fn collect(&mut self, timestamp: Timestamp) -> Vec<Metric> {
+        let mut out = Emitter::new(timestamp);
+        for name in &self.collectors {
+            let started = Instant::now();
+            let result = run_collector(name, &self.roots, &mut self.state, &mut out);
+            if let Err(error) = &result {
+                tracing::debug!(collector = name, %error, "host_metrics collector failed");
+            }
+            let labels = [("collector", *name)];
+            out.gauge(
+                "node_scrape_collector_duration_seconds",
+                &labels,
+                started.elapsed().as_secs_f64(),
+            );
+            out.gauge(
+                "node_scrape_collector_success",
+                &labels,
+                if result.is_ok() { 1.0 } else { 0.0 },
+            );
+        }
+        if !self.labels.is_empty() {
+            for metric in &mut out.metrics {
+                add_labels(&mut metric.labels, &self.labels);
+            }
+        }
+        out.metrics
+    }
+}
+
+/// Adds `extra` labels a metric does not have already; keeps them sorted.
+pub fn add_labels(labels: &mut Vec<(String, String)>, extra: &[(String, String)]) {
+    let mut added = false;
+    for (name, value) in extra {
+        if !labels.iter().any(|(k, _)| k == name) {
+            labels.push((name.clone(), value.clone()));
+            added = true;
+        }
+    }
+    if added {
+        labels.sort();
+    }
+}
+
+/// A Prometheus staleness marker for a series that disappeared.
+pub fn stale_marker(name: &str, labels: &[(String, String)], timestamp: Timestamp) -> Metric {
+    Metric {
+        name: name.to_owned(),
+        labels: labels.to_vec(),
+        value: MetricValue::Gauge(crate::sink::prometheus_remote_write::proto::stale_nan()),
+        timestamp,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// The fixture trees under `tests/data/host_metrics/<name>`.
+    pub fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/host_metrics")
+            .join(name)
+    }
+
+    /// Roots at `tests/data/host_metrics/<name>/{proc,sys}`.
+    pub fn roots(name: &str) -> Roots {
+        let dir = fixture(name);
+        Roots::at(&dir.join("proc"), &dir.join("sys"))
+    }
+
+    /// Runs `collect` on fixture `name`: `name{labels} value` lines, sorted, or the error.
+    pub fn run(
+        name: &str,
+        collect: fn(&Roots, &mut Emitter) -> anyhow::Result<()>,
+    ) -> Result<Vec<String>, String> {
+        let mut out = Emitter::new(Timestamp(0));
+        collect(&roots(name), &mut out).map_err(|e| e.to_string())?;
+        Ok(render(&out.metrics))
+    }
+
+    /// `name{a="b"} value` (with `counter`/`gauge`), sorted.
+    pub fn render(metrics: &[Metric]) -> Vec<String> {
+        let mut lines: Vec<String> = metrics
+            .iter()
+            .map(|m| {
+                let labels: Vec<String> =
+                    m.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let (kind, value) = match m.value {
+                    MetricValue::Counter(v) => ("counter", v),
+                    MetricValue::Gauge(v) => ("gauge", v),
+                    MetricValue::Histogram { .. } => ("histogram", f64::NAN),
+                };
+                format!("{}{{{}}} {kind} {value}", m.name, labels.join(","))
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_config() {
+        for (yaml, expected) in [
+            ("interval_secs: 0", "interval_secs"),
+            ("collectors: [cpu, bogus]", "unknown collector"),
+            ("diskstats_device_exclude: '('", "diskstats_device_exclude"),
+            ("labels: { 'a-b': x }", "not a valid"),
+        ] {
+            let config: HostMetricsConfig = crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+            let error = format!("{:#}", config.build().unwrap_err());
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_tree_fails_collectors_without_panicking() {
+        let config = HostMetricsConfig {
+            proc_path: "/nonexistent/proc".into(),
+            sys_path: "/nonexistent/sys".into(),
+            rootfs_path: "/nonexistent".into(),
+            labels: [("host".to_owned(), "h1".to_owned())].into(),
+            ..HostMetricsConfig::default()
+        };
+        let metrics = config.build().unwrap().collect(Timestamp(1));
+        let success = |name: &str| {
+            metrics
+                .iter()
+                .find(|m| {
+                    m.name == "node_scrape_collector_success"
+                        && m.labels.iter().any(|(k, v)| k == "collector" && v == name)
+                })
+                .map(|m| m.value.clone())
+        };
+        assert_eq!(success("meminfo"), Some(MetricValue::Gauge(0.0)));
+        assert_eq!(success("time"), Some(MetricValue::Gauge(1.0)));
+        assert!(metrics
+            .iter()
+            .all(|m| m.labels.iter().any(|(k, v)| k == "host" && v == "h1")));
+    }
+
+    #[test]
+    fn collects_this_host() {
+        let metrics = HostMetricsConfig::default()
+            .build()
+            .unwrap()
+            .collect(Timestamp(1));
+        for name in [
+            "node_cpu_seconds_total",
+            "node_memory_MemTotal_bytes",
+            "node_boot_time_seconds",
+            "node_uname_info",
+        ] {
+            assert!(metrics.iter().any(|m| m.name == name), "{name}");
+        }
+    }
+}
