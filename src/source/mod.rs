@@ -10,6 +10,7 @@
 pub mod demo;
 pub mod file;
 pub mod internal_metrics;
+pub mod journald;
 pub mod stdin;
 pub mod syslog;
 
@@ -33,6 +34,8 @@ pub enum SourceConfig {
     File(file::FileConfig),
     /// The agent's own metrics (`type: internal_metrics`).
     InternalMetrics(internal_metrics::InternalMetricsConfig),
+    /// The systemd journal, read in-process (`type: journald`).
+    Journald(journald::JournaldConfig),
     /// Lines from standard input (`type: stdin`).
     Stdin(stdin::StdinConfig),
     /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
@@ -41,7 +44,14 @@ pub enum SourceConfig {
 
 impl TaggedEnum for SourceConfig {
     const KIND: &'static str = "source";
-    const TYPES: &'static [&'static str] = &["demo", "file", "internal_metrics", "stdin", "syslog"];
+    const TYPES: &'static [&'static str] = &[
+        "demo",
+        "file",
+        "internal_metrics",
+        "journald",
+        "stdin",
+        "syslog",
+    ];
 
     fn deserialize_variant<'de, A: serde::de::MapAccess<'de>>(
         type_name: &str,
@@ -51,6 +61,7 @@ impl TaggedEnum for SourceConfig {
             "demo" => Self::Demo(body.next_value()?),
             "file" => Self::File(body.next_value()?),
             "internal_metrics" => Self::InternalMetrics(body.next_value()?),
+            "journald" => Self::Journald(body.next_value()?),
             "stdin" => Self::Stdin(body.next_value()?),
             "syslog" => Self::Syslog(body.next_value()?),
             other => return Err(serde::de::Error::unknown_variant(other, Self::TYPES)),
@@ -65,6 +76,7 @@ impl SourceConfig {
             Self::Demo(_) => "demo",
             Self::File(_) => "file",
             Self::InternalMetrics(_) => "internal_metrics",
+            Self::Journald(_) => "journald",
             Self::Stdin(_) => "stdin",
             Self::Syslog(_) => "syslog",
         }
@@ -76,6 +88,7 @@ impl SourceConfig {
             Self::Demo(config) => Source::Demo(config.build()?),
             Self::File(config) => Source::File(config.build()?),
             Self::InternalMetrics(config) => Source::InternalMetrics(config.build()?),
+            Self::Journald(config) => Source::Journald(config.build()?),
             Self::Stdin(config) => Source::Stdin(config.build()?),
             Self::Syslog(config) => Source::Syslog(config.build()?),
         })
@@ -91,6 +104,8 @@ pub enum Source {
     File(file::FileSource),
     /// See [`internal_metrics`].
     InternalMetrics(internal_metrics::InternalMetrics),
+    /// See [`journald`].
+    Journald(journald::Journald),
     /// See [`stdin`].
     Stdin(stdin::Stdin),
     /// See [`syslog`].
@@ -131,7 +146,7 @@ impl Source {
     /// sinks drained.
     pub fn replayable(&self) -> bool {
         match self {
-            Source::Demo(_) | Source::File(_) => true,
+            Source::Demo(_) | Source::File(_) | Source::Journald(_) => true,
             Source::InternalMetrics(_) | Source::Stdin(_) | Source::Syslog(_) => false,
         }
     }
@@ -142,6 +157,7 @@ impl Source {
             Source::Demo(source) => source.start(ctx),
             Source::File(source) => source.start(ctx),
             Source::InternalMetrics(source) => source.start(ctx),
+            Source::Journald(source) => source.start(ctx),
             Source::Stdin(source) => source.start(ctx),
             Source::Syslog(source) => source.start(ctx),
         }
