@@ -539,7 +539,7 @@ impl JournalFile {
 
     /// Reads and checks the object header at `offset`: `(flags, size)`.
     fn object_header(&mut self, offset: u64, kind: u8) -> Result<(u8, u64), Error> {
-        if offset % 8 != 0 || offset < MIN_HEADER_SIZE {
+        if !offset.is_multiple_of(8) || offset < MIN_HEADER_SIZE {
             return Err(Error::Corrupt(format!("object offset {offset}")));
         }
         let bytes = self.read(offset, OBJECT_HEADER as usize)?;

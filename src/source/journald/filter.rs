@@ -37,13 +37,16 @@ pub const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
+/// A field name and the values it may have.
+type FieldMatch = (Vec<u8>, Vec<Vec<u8>>);
+
 /// A built, validated filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     include_units: Vec<Vec<u8>>,
     exclude_units: Vec<Vec<u8>>,
-    include_matches: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
-    exclude_matches: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    include_matches: Vec<FieldMatch>,
+    exclude_matches: Vec<FieldMatch>,
     max_priority: Option<u8>,
 }
 
@@ -72,7 +75,7 @@ impl Filter {
                 [digit @ b'0'..=b'7'] => Some(digit - b'0'),
                 _ => None,
             });
-            if !level.is_some_and(|level| level <= max) {
+            if level.is_none_or(|level| level > max) {
                 return false;
             }
         }
@@ -139,7 +142,7 @@ fn units(key: &str, names: &[String]) -> anyhow::Result<Vec<Vec<u8>>> {
 fn matches(
     key: &str,
     matches: &BTreeMap<String, Vec<String>>,
-) -> anyhow::Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>> {
+) -> anyhow::Result<Vec<FieldMatch>> {
     matches
         .iter()
         .map(|(name, values)| {
