@@ -139,10 +139,7 @@ fn units(key: &str, names: &[String]) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn matches(
-    key: &str,
-    matches: &BTreeMap<String, Vec<String>>,
-) -> anyhow::Result<Vec<FieldMatch>> {
+fn matches(key: &str, matches: &BTreeMap<String, Vec<String>>) -> anyhow::Result<Vec<FieldMatch>> {
     matches
         .iter()
         .map(|(name, values)| {
