@@ -4,8 +4,8 @@
 //!
 //! - `file.rs` reads one journal file (regular and compact mode); `decompress.rs` its
 //!   xz/lz4/zstd data objects.
-//! - `reader.rs` finds the files (inotify + a poll), keeps them open across rotation and
-//!   vacuum, and interleaves their entries in journalctl's order.
+//! - `discovery.rs` lists and watches the journal directories; `reader.rs` keeps the files
+//!   open across rotation and vacuum and interleaves their entries in journalctl's order.
 //! - `filter.rs` keeps or drops an entry (units, matches, priority); `entry.rs` turns one
 //!   into an event.
 //!
@@ -18,6 +18,7 @@
 //! Owns: the reader thread of one source. Never: writes to the journal, or spawns a process.
 
 mod decompress;
+mod discovery;
 mod entry;
 mod file;
 mod filter;
@@ -142,11 +143,11 @@ impl JournaldConfig {
             self.priority.as_deref(),
         )?;
         let location = if !self.files.is_empty() {
-            reader::Location::Files(self.files.clone())
+            discovery::Location::Files(self.files.clone())
         } else if let Some(directory) = &self.directory {
-            reader::Location::Directory(directory.clone())
+            discovery::Location::Directory(directory.clone())
         } else {
-            reader::Location::System {
+            discovery::Location::System {
                 all_machines: self.all_machines,
             }
         };

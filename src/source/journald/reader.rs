@@ -2,7 +2,7 @@
 //! interleaves their entries in journalctl's order, and sends batches whose acks carry each
 //! file's position.
 //!
-//! - Files are found by a scan of the journal directories, run at start, on an inotify event
+//! - Files are found (`discovery.rs`) by a scan of the journal directories, run at start, on an inotify event
 //!   that is not a plain write (create, rename, delete), and every `poll_interval_ms`. A file
 //!   is known by device + inode, so journald's rotation (a rename of `system.journal` to
 //!   `system@….journal`) keeps reading the same open file to its end.
@@ -28,10 +28,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 
+use super::discovery::{self, Change, Location, Watcher};
 use super::entry::to_event;
 use super::file::{id128_hex, EntryMeta, Error, Fields, FileState, JournalFile};
 use super::filter::Filter;
-use super::{ReadFrom, SYSTEM_JOURNAL_DIRS};
+use super::ReadFrom;
 use crate::ack::StreamTracker;
 use crate::event::{Batch, Event, Map, StreamName, Value};
 use crate::health::Heartbeat;
@@ -44,78 +45,6 @@ const ONLINE_GRACE: Duration = Duration::from_secs(5);
 const STUCK_AFTER: Duration = Duration::from_secs(30);
 /// Batches sent per turn before the loop looks at the files again.
 const BATCHES_PER_TURN: usize = 16;
-
-/// What inotify saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    /// A file was written: read on.
-    Written,
-    /// Files were created, renamed or deleted: scan again.
-    Rescan,
-}
-
-/// Directory watches that wake the loop; without inotify the poll alone finds changes.
-struct Watcher {
-    inner: Option<notify::RecommendedWatcher>,
-    watched: Vec<PathBuf>,
-}
-
-impl Watcher {
-    fn new() -> (Self, Receiver<Change>) {
-        use notify::event::{EventKind, ModifyKind};
-        let (tx, rx) = crossbeam_channel::bounded(1024);
-        let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let change = match event.map(|event| event.kind) {
-                Ok(EventKind::Access(_)) | Ok(EventKind::Modify(ModifyKind::Metadata(_))) => return,
-                Ok(EventKind::Modify(ModifyKind::Data(_))) => Change::Written,
-                _ => Change::Rescan,
-            };
-            // A full channel already holds a wake-up.
-            let _ = tx.try_send(change);
-        });
-        let inner = inner
-            .map_err(|error| {
-                tracing::warn!(%error, "journal change notifications unavailable; polling");
-            })
-            .ok();
-        let watcher = Watcher {
-            inner,
-            watched: Vec::new(),
-        };
-        (watcher, rx)
-    }
-
-    /// Watches `dir` (and below) if it exists and is not watched yet.
-    fn watch_dir(&mut self, dir: &Path) {
-        use notify::Watcher as _;
-        let Some(inner) = self.inner.as_mut() else {
-            return;
-        };
-        if self.watched.iter().any(|w| w == dir) || !dir.is_dir() {
-            return;
-        }
-        match inner.watch(dir, notify::RecursiveMode::Recursive) {
-            Ok(()) => self.watched.push(dir.to_owned()),
-            Err(error) => {
-                tracing::debug!(dir = %dir.display(), %error, "cannot watch journal directory; polling it");
-            }
-        }
-    }
-}
-
-/// Which files the source reads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Location {
-    /// The system journal under [`SYSTEM_JOURNAL_DIRS`].
-    System {
-        /// Every machine id's directory, not only this machine's.
-        all_machines: bool,
-    },
-    /// One directory (and its subdirectories, one level).
-    Directory(PathBuf),
-    /// These files.
-    Files(Vec<PathBuf>),
-}
 
 /// A source's validated settings.
 #[derive(Debug, Clone)]
@@ -163,6 +92,8 @@ struct Open {
     deleted_counted: bool,
     /// Unreadable since (online files get [`ONLINE_GRACE`]).
     failing_since: Option<Instant>,
+    /// Failed this turn: tried again at the next one.
+    paused: bool,
 }
 
 struct Reader {
@@ -209,7 +140,7 @@ impl Reader {
             open: Vec::new(),
             broken: HashMap::new(),
             finished: HashMap::new(),
-            boot_id: read_id("/proc/sys/kernel/random/boot_id"),
+            boot_id: discovery::read_id("/proc/sys/kernel/random/boot_id"),
             machine_id: std::fs::read_to_string("/etc/machine-id")
                 .ok()
                 .map(|id| id.trim().to_owned())
@@ -261,7 +192,7 @@ impl Reader {
         for key in gone {
             self.ctx.checkpoints.forget(&key);
         }
-        let dirs = self.roots();
+        let dirs = discovery::roots(&self.settings.location, self.machine_id.as_deref());
         if self.open.is_empty() && self.finished.is_empty() {
             tracing::info!(
                 dirs = ?dirs,
@@ -326,6 +257,7 @@ impl Reader {
     fn refresh(&mut self) {
         let mut failed = Vec::new();
         for (index, open) in self.open.iter_mut().enumerate() {
+            open.paused = false;
             if open.journal.header().state == FileState::Archived && open.failing_since.is_none() {
                 continue;
             }
@@ -373,7 +305,6 @@ impl Reader {
                 }
             }
             open.journal.advance();
-            open.failing_since = None;
             self.last = Some((seqnum_id, meta.seqnum, meta.boot_id));
             n_seen += 1;
         }
@@ -408,9 +339,14 @@ impl Reader {
         let mut index = 0;
         while index < self.open.len() {
             let open = &mut self.open[index];
-            if open.head.is_none() && open.failing_since.is_none() {
+            if open.head.is_none() && !open.paused {
                 match open.journal.peek() {
-                    Ok(head) => open.head = head,
+                    Ok(head) => {
+                        if head.is_some() {
+                            open.failing_since = None;
+                        }
+                        open.head = head;
+                    }
                     Err(error) => {
                         self.failed(index, error);
                         continue;
@@ -445,7 +381,7 @@ impl Reader {
             let since = *open.failing_since.get_or_insert_with(Instant::now);
             if since.elapsed() < ONLINE_GRACE {
                 // Try again at the next turn, with fresh reads.
-                let _ = open.journal.refresh();
+                open.paused = true;
                 return;
             }
         }
@@ -506,11 +442,11 @@ impl Reader {
     /// Finds journal files: opens new ones, follows renamed ones, lets go of deleted ones.
     fn scan(&mut self) {
         self.next_scan = Instant::now() + self.settings.poll_interval;
-        for root in self.roots() {
+        for root in discovery::roots(&self.settings.location, self.machine_id.as_deref()) {
             self.watcher.watch_dir(&root);
         }
         let mut seen = HashSet::new();
-        for path in self.candidates() {
+        for path in discovery::candidates(&self.settings.location, self.machine_id.as_deref()) {
             let Ok(metadata) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -620,70 +556,9 @@ impl Reader {
             present: true,
             deleted_counted: false,
             failing_since: None,
+            paused: false,
         });
     }
-
-    /// The directories the source reads (watched with inotify).
-    fn roots(&self) -> Vec<PathBuf> {
-        match &self.settings.location {
-            Location::Files(files) => {
-                let mut dirs: Vec<PathBuf> = files
-                    .iter()
-                    .filter_map(|file| file.parent().map(Path::to_path_buf))
-                    .collect();
-                dirs.dedup();
-                dirs
-            }
-            Location::Directory(directory) => vec![directory.clone()],
-            Location::System { all_machines } => SYSTEM_JOURNAL_DIRS
-                .iter()
-                .map(PathBuf::from)
-                .flat_map(|root| match (&self.machine_id, all_machines) {
-                    (Some(machine), false) => vec![root.join(machine)],
-                    _ => vec![root],
-                })
-                .collect(),
-        }
-    }
-
-    /// Paths of the journal files to read.
-    fn candidates(&self) -> Vec<PathBuf> {
-        match &self.settings.location {
-            Location::Files(files) => files.clone(),
-            Location::Directory(_) | Location::System { .. } => {
-                let mut out = Vec::new();
-                for root in self.roots() {
-                    journal_files(&root, 1, &mut out);
-                }
-                out
-            }
-        }
-    }
-}
-
-/// `*.journal` and `*.journal~` files in `dir`, and in its subdirectories down to `depth`.
-fn journal_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            if depth > 0 {
-                journal_files(&path, depth - 1, out);
-            }
-        } else if path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.ends_with(".journal") || name.ends_with(".journal~"))
-        {
-            out.push(path);
-        }
-    }
-    out.sort();
 }
 
 /// journalctl's order of two entries (`compare_with_location` in sd-journal): by sequence
@@ -713,20 +588,6 @@ fn file_meta(path: &Path) -> Map {
     let mut meta = Map::new();
     meta.insert("path", Value::String(path.display().to_string()));
     meta
-}
-
-/// A UUID-formatted id128 (`/proc/sys/kernel/random/boot_id`).
-fn read_id(path: &str) -> Option<[u8; 16]> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
 
 #[cfg(test)]
@@ -762,15 +623,5 @@ mod tests {
             order((&one, &meta(1, 50, 5, 0)), (&two, &meta(9, 10, 10, 1))),
             Ordering::Greater
         );
-    }
-
-    #[test]
-    fn boot_id_parses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("boot_id");
-        std::fs::write(&path, "0123456789ab-cdef-0123-456789abcde\n").unwrap();
-        assert_eq!(read_id(path.to_str().unwrap()), None);
-        std::fs::write(&path, "01234567-89ab-cdef-0123-456789abcdef\n").unwrap();
-        assert_eq!(read_id(path.to_str().unwrap()).unwrap()[15], 0xef);
     }
 }
