@@ -620,3 +620,40 @@ fn object_area(path: &Path) -> (u64, u64) {
     let tail = le64(136) as usize;
     (tables_end, tail as u64 + le64(tail + 8))
 }
+
+#[test]
+fn read_from_end_skips_old_entries_on_the_first_start_only() {
+    let Some(_journald) = Journald::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let loki = FakeLoki::start();
+    systemd_cat("sluice-end", (0..100).map(seq_line));
+    wait_for(
+        "old entries in the journal",
+        Duration::from_secs(10),
+        || journalctl_json(&["-D", RUNTIME_JOURNAL, "-t", "sluice-end"]).len() == 100,
+    );
+    let source =
+        "        read_from: end\n        include_matches: { SYSLOG_IDENTIFIER: [sluice-end] }";
+    let yaml = config(dir.path(), source, &loki_sink(&loki));
+    let agent = Agent::start(dir.path(), &yaml);
+    systemd_cat("sluice-end", (100..200).map(seq_line));
+    wait_for("new entries", Duration::from_secs(30), || {
+        loki_seqs(&loki).len() >= 100
+    });
+    assert!(agent.terminate().success());
+    // Written while the agent is down: read at the next start (positions were saved).
+    systemd_cat("sluice-end", (200..300).map(seq_line));
+    let agent = Agent::start(dir.path(), &yaml);
+    wait_for(
+        "entries written while down",
+        Duration::from_secs(30),
+        || loki_seqs(&loki).len() >= 200,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let seqs: BTreeSet<u64> = loki_seqs(&loki).into_iter().collect();
+    assert_eq!(seqs, (100..300).collect::<BTreeSet<u64>>());
+    assert_eq!(loki_seqs(&loki).len(), 200, "no replay after a clean stop");
+    assert!(agent.terminate().success());
+}
