@@ -261,8 +261,11 @@ pub struct JournalFile {
     cursor: ArrayCursor,
     /// Entries read so far (bounded by `n_entries`).
     n_read: u64,
-    window: Vec<u8>,
-    window_start: u64,
+    /// A few read windows, so the entry arrays, the entries and the data objects (each in
+    /// its own region of the file) do not evict one another.
+    windows: Vec<Window>,
+    /// Reads so far: the age of a window's last use.
+    clock: u64,
     cache: HashMap<u64, Box<[u8]>>,
     scratch: Vec<u8>,
 }
@@ -296,8 +299,8 @@ impl JournalFile {
                 index: 0,
             },
             n_read: 0,
-            window: Vec::new(),
-            window_start: 0,
+            windows: Vec::new(),
+            clock: 0,
             cache: HashMap::new(),
             scratch: Vec::new(),
         };
@@ -323,7 +326,7 @@ impl JournalFile {
     /// Reads the header again (the writer appends entries and updates it) and forgets
     /// bytes read before, which may have been written since.
     pub fn refresh(&mut self) -> Result<(), Error> {
-        self.window.clear();
+        self.windows.clear();
         let mut bytes = [0u8; 272];
         let n = read_full(&self.file, 0, &mut bytes)?;
         let header = Header::parse(&bytes[..n])?;
@@ -375,7 +378,7 @@ impl JournalFile {
 
     /// Frees the read window and the data cache (an idle file keeps no buffers).
     pub fn release_buffers(&mut self) {
-        self.window = Vec::new();
+        self.windows = Vec::new();
         self.cache = HashMap::new();
         self.scratch = Vec::new();
     }
@@ -555,23 +558,53 @@ impl JournalFile {
         Ok((flags, size))
     }
 
-    /// `len` bytes at `offset`, through the read window.
+    /// `len` bytes at `offset`, through the read windows.
     fn read(&mut self, offset: u64, len: usize) -> Result<&[u8], Error> {
-        let in_window = offset >= self.window_start
-            && offset + len as u64 <= self.window_start + self.window.len() as u64;
-        if !in_window {
-            self.window.resize(len.max(WINDOW_BYTES), 0);
-            let n = read_full(&self.file, offset, &mut self.window)?;
-            self.window.truncate(n);
-            self.window_start = offset;
-            if n < len {
-                return Err(Error::Truncated);
+        self.clock += 1;
+        let end = offset + len as u64;
+        let hit = self
+            .windows
+            .iter()
+            .position(|w| offset >= w.start && end <= w.start + w.bytes.len() as u64);
+        let index = match hit {
+            Some(index) => index,
+            None => {
+                let index = if self.windows.len() < WINDOWS {
+                    self.windows.push(Window::default());
+                    self.windows.len() - 1
+                } else {
+                    (0..self.windows.len())
+                        .min_by_key(|&i| self.windows[i].used)
+                        .unwrap_or(0)
+                };
+                let window = &mut self.windows[index];
+                window.bytes.resize(len.max(WINDOW_BYTES), 0);
+                let n = read_full(&self.file, offset, &mut window.bytes)?;
+                window.bytes.truncate(n);
+                window.start = offset;
+                if n < len {
+                    return Err(Error::Truncated);
+                }
+                index
             }
-        }
-        let start = (offset - self.window_start) as usize;
-        Ok(&self.window[start..start + len])
+        };
+        let window = &mut self.windows[index];
+        window.used = self.clock;
+        let start = (offset - window.start) as usize;
+        Ok(&window.bytes[start..start + len])
     }
 }
+
+/// Bytes of the file read at once, from `start`.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+    used: u64,
+}
+
+/// Read windows per file.
+const WINDOWS: usize = 4;
 
 fn placeholder_header() -> Header {
     Header {
