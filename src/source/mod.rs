@@ -11,6 +11,7 @@ pub mod demo;
 pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
+pub mod journald;
 pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
@@ -114,6 +115,8 @@ sources! {
     "prometheus_scrape" => PrometheusScrape(prometheus_scrape::PrometheusScrapeConfig, prometheus_scrape::PrometheusScrape),
     /// The agent's own metrics (`type: internal_metrics`).
     "internal_metrics" => InternalMetrics(internal_metrics::InternalMetricsConfig, internal_metrics::InternalMetrics),
+    /// The systemd journal, read in-process (`type: journald`).
+    "journald" => Journald(journald::JournaldConfig, journald::Journald),
     /// Lines from standard input (`type: stdin`).
     "stdin" => Stdin(stdin::StdinConfig, stdin::Stdin),
     /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).
