@@ -15,6 +15,7 @@
 //! so that a config either builds completely or is refused with an error that names the
 //! file, line and key. Never: starts anything.
 
+pub mod bounds;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -245,7 +246,38 @@ impl Config {
             !self.pipelines.is_empty(),
             "{file}: pipelines: at least one pipeline is needed"
         );
+        self.check_bounds()
+            .map_err(|error| anyhow::anyhow!("{file}: {error:#}"))?;
         self.build_selected(file, |_| true)
+    }
+
+    /// Refuses top-level values `run` cannot honour (each names its key and range).
+    fn check_bounds(&self) -> anyhow::Result<()> {
+        use bounds::check;
+        if let Some(threads) = self.threads {
+            check("threads", threads.get(), 1..=bounds::MAX_THREADS)?;
+        }
+        check(
+            "shutdown_timeout_secs",
+            self.shutdown_timeout_secs,
+            0..=bounds::MAX_SHUTDOWN_SECS,
+        )?;
+        check(
+            "dead_letter_max_bytes",
+            self.dead_letter_max_bytes,
+            1024..=bounds::MAX_DEAD_LETTER_BYTES,
+        )?;
+        check(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check(
+            "api.stall_after_secs",
+            self.api.stall_after_secs,
+            1..=bounds::MAX_SECS,
+        )?;
+        Ok(())
     }
 
     /// Builds the pipelines whose name `wanted` accepts (a reload that restarts some).
@@ -269,6 +301,12 @@ impl Config {
                 !pipeline.sinks.is_empty(),
                 "{file}: {at}.sinks: at least one sink is needed"
             );
+            bounds::check(
+                "queue_batches",
+                pipeline.queue_batches.get(),
+                1..=bounds::MAX_QUEUE_BATCHES,
+            )
+            .map_err(|error| anyhow::anyhow!("{file}: {at}.{error:#}"))?;
             out.push(self.build_pipeline(file, name, pipeline)?);
         }
         Ok(out)

@@ -164,15 +164,47 @@ fn default_batch_bytes() -> usize {
 impl FileConfig {
     /// Validates the settings and compiles globs and patterns.
     pub fn build(&self) -> anyhow::Result<FileSource> {
+        use crate::config::bounds::{self, check};
+        check(
+            "include (number of globs)",
+            self.include.len(),
+            1..=bounds::MAX_GLOBS,
+        )?;
+        check(
+            "exclude (number of globs)",
+            self.exclude.len(),
+            0..=bounds::MAX_GLOBS,
+        )?;
+        bounds::check_opt(
+            "ignore_older_secs",
+            self.ignore_older_secs,
+            1..=100 * bounds::MAX_SECS,
+        )?;
+        check(
+            "fingerprint_bytes",
+            self.fingerprint_bytes,
+            16..=bounds::MAX_FINGERPRINT_BYTES,
+        )?;
+        check(
+            "glob_interval_ms",
+            self.glob_interval_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check("max_line_bytes", self.max_line_bytes, 1..=bounds::MAX_BYTES)?;
+        check(
+            "close_idle_secs",
+            self.close_idle_secs,
+            0..=bounds::MAX_SECS,
+        )?;
+        check(
+            "max_open_files",
+            self.max_open_files,
+            1..=bounds::MAX_HANDLES,
+        )?;
+        check("rotate_wait_ms", self.rotate_wait_ms, 0..=bounds::MAX_MS)?;
+        check("batch_lines", self.batch_lines, 1..=bounds::MAX_EVENTS)?;
+        check("batch_bytes", self.batch_bytes, 1..=bounds::MAX_BYTES)?;
         let matcher = Matcher::new(&self.include, &self.exclude)?;
-        anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
-        anyhow::ensure!(self.max_open_files > 0, "max_open_files must be at least 1");
-        anyhow::ensure!(
-            self.glob_interval_ms > 0,
-            "glob_interval_ms must be at least 1"
-        );
-        anyhow::ensure!(self.batch_lines > 0, "batch_lines must be at least 1");
-        anyhow::ensure!(self.batch_bytes > 0, "batch_bytes must be at least 1");
         if let Some(name) = &self.offset_field {
             anyhow::ensure!(
                 !name.is_empty() && name != "message" && name != "file",

@@ -126,19 +126,15 @@ pub enum Listen {
 impl SyslogConfig {
     /// Validates the settings (address resolved, TLS files loaded) into a [`Syslog`].
     pub fn build(&self) -> anyhow::Result<Syslog> {
-        anyhow::ensure!(
-            self.max_message_bytes > 0,
-            "max_message_bytes must be at least 1"
-        );
-        anyhow::ensure!(
-            self.max_connections > 0,
-            "max_connections must be at least 1"
-        );
-        anyhow::ensure!(self.batch_events > 0, "batch_events must be at least 1");
-        anyhow::ensure!(
-            self.idle_timeout_secs != Some(0),
-            "idle_timeout_secs must be at least 1 (or unset)"
-        );
+        use crate::config::bounds::{self, check};
+        check("max_message_bytes", self.max_message_bytes, 1..=16 << 20)?;
+        check("max_connections", self.max_connections, 1..=65_536)?;
+        check("batch_events", self.batch_events, 1..=bounds::MAX_EVENTS)?;
+        bounds::check_opt(
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            1..=bounds::MAX_SECS,
+        )?;
         let listen = self.listen()?;
         let streams = matches!(listen, Listen::Tcp(_) | Listen::UnixStream(..));
         anyhow::ensure!(
