@@ -112,7 +112,7 @@ async fn run_async(
     // undoes the start.
     let started = start_all(pipelines, &shared, deadline).await?;
     if config.api.enabled {
-        if let Err(error) = api::serve(config.api.address, reload_tx).await {
+        if let Err(error) = api::serve(&config.api, reload_tx).await {
             stop_all(started.into_values(), deadline, StopReason::Shutdown).await;
             return Err(error);
         }
