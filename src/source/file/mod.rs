@@ -60,7 +60,7 @@ use crate::ack::StreamTracker;
 use crate::event::{Batch, Map, Value};
 use crate::health::Heartbeat;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
-use discovery::{Change, Matcher, Watcher};
+use discovery::{Matcher, Watcher};
 use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
 use multiline::MultilineConfig;
 use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
@@ -386,7 +386,7 @@ impl Reader {
     }
 
     fn run(&mut self) {
-        let (mut watcher, changes) = Watcher::new();
+        let (mut watcher, changes) = Watcher::new(&self.source.matcher);
         watcher.watch_roots(&self.source.matcher);
         if self.scan(true).is_err() {
             return;
@@ -398,12 +398,9 @@ impl Reader {
             self.heartbeat.beat();
             // Free what the sinks returned before reading more (and after a wait).
             self.ctx.out.free_returned();
-            let mut rescan = false;
-            for change in changes.try_iter().take(100_000) {
-                match change {
-                    Change::Rescan => rescan = true,
-                    Change::Touched(path) => self.touched(&path),
-                }
+            let (rescan, touched) = changes.take();
+            for path in touched {
+                self.touched(&path);
             }
             let now = Instant::now();
             if rescan || now >= self.next_scan {
@@ -431,12 +428,8 @@ impl Reader {
                     .next_scan
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(100));
-                if let Ok(change) = changes.recv_timeout(wait) {
-                    match change {
-                        Change::Rescan => self.next_scan = Instant::now(),
-                        Change::Touched(path) => self.touched(&path),
-                    }
-                }
+                // Whatever changed is taken at the top of the next turn.
+                changes.wait(wait);
             }
         }
     }
