@@ -64,6 +64,8 @@ impl ConfigSource {
 /// Runs the agent until it is told to stop. Blocks the calling thread.
 pub fn run(source: ConfigSource) -> anyhow::Result<()> {
     let (config, pipelines) = source.load()?;
+    let open_files = crate::limits::raise_open_files();
+    tracing::debug!(?open_files, "open-file limit");
     let threads = config
         .threads
         .map(|n| n.get())

@@ -419,7 +419,7 @@ impl HttpDriver {
             path_segment,
         } = request;
         let uncompressed = body.len();
-        let body = Bytes::from(self.compression.compress(body, self.level));
+        let body = Bytes::from(self.compress(body).await);
         state.bytes_uncompressed.add(uncompressed as u64);
         state.batch_events.observe(items.len() as f64);
         state.batch_bytes.observe(body.len() as f64);
@@ -618,6 +618,22 @@ impl HttpDriver {
                 request
             })
             .collect()
+    }
+
+    /// Compresses a body on the blocking pool, not on the runtime's threads: gzip of a 1 MiB
+    /// batch takes milliseconds, and with `threads: 1` the one runtime thread also reads
+    /// the UDP sockets, whose datagrams would be dropped meanwhile.
+    async fn compress(&self, body: Vec<u8>) -> Vec<u8> {
+        let (compression, level) = (self.compression, self.level);
+        if compression == Compression::None {
+            return body;
+        }
+        match tokio::task::spawn_blocking(move || compression.compress(body, level)).await {
+            Ok(compressed) => compressed,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down and drops this task with it (nothing settled).
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// True once `retry.max_duration_secs` has passed since the request's first try.
