@@ -360,9 +360,10 @@ impl HttpDriver {
     }
 
     /// Delivers one batch: encode, send each request until it is settled, then settle.
+    /// The lane's codec lives in `slot`; it is lent to the blocking pool while it encodes.
     async fn deliver<C: HttpSinkCodec>(
         &self,
-        codec: &mut C,
+        slot: &mut Option<C>,
         batch: Pending,
         ctx: &SinkContext,
         state: &State,
@@ -370,8 +371,23 @@ impl HttpDriver {
         let Pending {
             events, acks, home, ..
         } = batch;
+        // A codec lost to a cancelled encode: the acks are dropped unsettled (abandoned),
+        // so the events are read again after a restart.
+        let Some(mut codec) = slot.take() else { return };
+        // Encoding thousands of events takes milliseconds: not on a runtime thread (with
+        // `threads: 1` it also reads UDP syslog).
+        let encoding = tokio::task::spawn_blocking(move || {
+            let encoded = codec.encode(&events);
+            (codec, events, encoded)
+        });
+        let (codec, events, encoded) = match encoding.await {
+            Ok(done) => done,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down and drops this task with it (nothing settled).
+            Err(_) => std::future::pending().await,
+        };
+        let codec = slot.insert(codec);
         let mut outcomes = vec![Outcome::Waiting; events.len()];
-        let encoded = codec.encode(&events);
         for (index, reason) in encoded.dropped {
             if let Some(outcome) = outcomes.get_mut(index) {
                 *outcome = Outcome::Dropped(reason);
@@ -897,11 +913,12 @@ async fn send_to_lane(sender: &LaneSender, mut batch: Pending, state: &State) {
 
 async fn lane<C: HttpSinkCodec>(
     driver: Arc<HttpDriver>,
-    mut codec: C,
+    codec: C,
     mut rx: mpsc::Receiver<(Pending, tokio::sync::OwnedSemaphorePermit)>,
     ctx: SinkContext,
     state: Arc<State>,
 ) {
+    let mut codec = Some(codec);
     while let Some((batch, _idle)) = rx.recv().await {
         driver.deliver(&mut codec, batch, &ctx, &state).await;
         state.pending_batches.fetch_sub(1, Ordering::Relaxed);
