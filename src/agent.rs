@@ -90,6 +90,8 @@ fn announce(source: &ConfigSource, config: &Config) {
 /// Runs the agent until it is told to stop. Blocks the calling thread.
 pub fn run(source: ConfigSource) -> anyhow::Result<()> {
     let (config, pipelines) = source.load()?;
+    let open_files = crate::limits::raise_open_files();
+    tracing::debug!(?open_files, "open-file limit");
     let threads = config
         .threads
         .map(|n| n.get())
@@ -139,7 +141,7 @@ async fn run_async(
     // undoes the start.
     let started = start_all(pipelines, &shared, deadline).await?;
     if config.api.enabled {
-        if let Err(error) = api::serve(config.api.address, reload_tx).await {
+        if let Err(error) = api::serve(&config.api, reload_tx).await {
             stop_all(started.into_values(), deadline, StopReason::Shutdown).await;
             return Err(error);
         }

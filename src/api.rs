@@ -4,21 +4,31 @@
 //!   components and why (a sink that keeps failing or stalls, a crashed component,
 //!   checkpoint writes failing for 5 s under `agent/checkpoints`).
 //! - `GET /metrics`: the agent's own metrics, Prometheus text format 0.0.4.
+//! - `GET /live`: `200` while the process runs its loops (no reader thread stuck); for a
+//!   liveness probe. Unlike `/health` it ignores sinks: a restart cannot fix a back-end.
 //! - `POST /reload`: re-read the config file; a config that does not build is refused (`400`
-//!   with the error) and the running pipelines keep going.
+//!   with the error) and the running pipelines keep going. Mutating endpoints answer only to
+//!   loopback peers, or to any peer with `Authorization: Bearer <api.reload_token>` when
+//!   that is set (`403` otherwise).
+//!
+//! Connections are capped (`api.max_connections`; more are closed at once) and must send
+//! their headers within `api.header_timeout_secs`.
 //!
 //! Owns: the HTTP surface. Never: changes pipelines itself (reloads go to the agent loop).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::config::ApiConfig;
 use crate::health;
 use crate::telemetry::registry;
 
@@ -27,31 +37,52 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// Binds the API and serves it in the background. Returns the bound address.
 pub async fn serve(
-    address: SocketAddr,
+    config: &ApiConfig,
     reloads: mpsc::Sender<ReloadRequest>,
 ) -> anyhow::Result<SocketAddr> {
+    let address = config.address;
     let listener = TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on api.address {address}: {e}"))?;
     let bound = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let header_timeout = Duration::from_secs(config.header_timeout_secs);
+    let token: Option<Arc<str>> = config.reload_token.as_deref().map(Arc::from);
+    let refused = registry().counter(
+        "sluice_api_connections_refused_total",
+        "API connections closed at once because api.max_connections were open.",
+        &[],
+    );
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "api accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refused.inc();
+                drop(stream);
+                continue;
+            };
             let reloads = reloads.clone();
+            let token = token.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |request| {
                     let reloads = reloads.clone();
-                    async move { Ok::<_, Infallible>(route(request, reloads).await) }
+                    let token = token.clone();
+                    async move {
+                        Ok::<_, Infallible>(route(request, peer, token.as_deref(), reloads).await)
+                    }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
                     .serve_connection(io, service)
                     .await;
             });
@@ -59,6 +90,37 @@ pub async fn serve(
     });
     tracing::info!(address = %bound, "api listening");
     Ok(bound)
+}
+
+/// Whether a mutating request from `peer` is allowed: loopback peers always; others only
+/// with `Authorization: Bearer <token>` when a token is configured.
+fn may_mutate(
+    peer: IpAddr,
+    token: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<(), &'static str> {
+    if peer.to_canonical().is_loopback() {
+        return Ok(());
+    }
+    let Some(token) = token else {
+        return Err(
+            "mutating endpoints answer only to loopback (set api.reload_token to allow others)\n",
+        );
+    };
+    let offered = authorization
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare without an early exit, so the time taken does not tell how much matched.
+    let same = offered.len() == token.len()
+        && offered
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    match same {
+        true => Ok(()),
+        false => Err("missing or wrong bearer token\n"),
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -72,9 +134,28 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 
 async fn route(
     request: Request<Incoming>,
+    peer: SocketAddr,
+    token: Option<&str>,
     reloads: mpsc::Sender<ReloadRequest>,
 ) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/live") => {
+            let stuck = health::stuck_loops();
+            if stuck.is_empty() {
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    r#"{"status":"ok"}"#.into(),
+                )
+            } else {
+                let body = serde_json::json!({"status": "stuck", "stuck": stuck});
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    body.to_string(),
+                )
+            }
+        }
         (&Method::GET, "/health") => {
             let failures = health::failures();
             if failures.is_empty() {
@@ -98,6 +179,14 @@ async fn route(
             registry().render(),
         ),
         (&Method::POST, "/reload") => {
+            let authorization = request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok());
+            if let Err(why) = may_mutate(peer.ip(), token, authorization) {
+                tracing::warn!(%peer, "api: reload refused");
+                return reply(StatusCode::FORBIDDEN, "text/plain", why.into());
+            }
             let (tx, rx) = oneshot::channel();
             if reloads.send(tx).await.is_err() {
                 return reply(
@@ -130,7 +219,37 @@ async fn route(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /health, /metrics, POST /reload\n".into(),
+            "not found: try /health, /live, /metrics, POST /reload\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(peer: &str, token: Option<&str>, authorization: Option<&str>, allowed: bool) {
+        let peer: IpAddr = peer.parse().expect("an address");
+        assert_eq!(
+            may_mutate(peer, token, authorization).is_ok(),
+            allowed,
+            "{peer} token={token:?} authorization={authorization:?}"
+        );
+    }
+
+    #[test]
+    fn mutating_requests_need_loopback_or_the_token() {
+        let token = Some("0123456789abcdef");
+        check("127.0.0.1", None, None, true);
+        check("::1", None, None, true);
+        check("::ffff:127.0.0.1", None, None, true);
+        check("10.0.0.5", None, None, false);
+        check("10.0.0.5", None, Some("Bearer anything"), false);
+        check("10.0.0.5", token, None, false);
+        check("10.0.0.5", token, Some("Bearer 0123456789abcdeX"), false);
+        check("10.0.0.5", token, Some("Bearer 0123456789abcde"), false);
+        check("10.0.0.5", token, Some("0123456789abcdef"), false);
+        check("10.0.0.5", token, Some("Bearer 0123456789abcdef"), true);
+        check("fe80::1", token, Some("Bearer 0123456789abcdef"), true);
     }
 }

@@ -54,11 +54,19 @@ impl HealthCheck {
 /// Failing components and why; empty when healthy. Liveness stamps are judged now.
 pub fn failures() -> BTreeMap<String, String> {
     let mut failures = table().lock().unwrap_or_else(|p| p.into_inner()).clone();
+    failures.extend(stuck_loops());
+    failures
+}
+
+/// Loops (reader threads) that have not come round within their limit: what `/live`
+/// judges. Sink failures are not here: a restart cannot fix an unreachable back-end.
+pub fn stuck_loops() -> BTreeMap<String, String> {
+    let mut stuck = BTreeMap::new();
     let now = epoch().elapsed().as_millis() as u64;
     for (key, (last_ms, limit)) in liveness().lock().unwrap_or_else(|p| p.into_inner()).iter() {
         let idle = Duration::from_millis(now.saturating_sub(last_ms.load(Ordering::Relaxed)));
         if idle >= *limit {
-            failures.insert(
+            stuck.insert(
                 key.clone(),
                 format!(
                     "stuck: its thread has not come round for {}s",
@@ -67,7 +75,7 @@ pub fn failures() -> BTreeMap<String, String> {
             );
         }
     }
-    failures
+    stuck
 }
 
 type LivenessTable = BTreeMap<String, (Arc<AtomicU64>, Duration)>;

@@ -32,6 +32,7 @@ pub mod data_dir;
 pub mod dead_letter;
 pub mod event;
 pub mod health;
+pub mod limits;
 pub mod pipeline;
 pub mod shutdown;
 pub mod sink;

@@ -554,9 +554,11 @@ fn kubernetes_daemonset_mounts_probes_and_config_agree() {
             other => panic!("bad probe port {other:?}"),
         }
     };
-    for probe in ["livenessProbe", "readinessProbe"] {
+    // Readiness follows sink health; liveness only the process' loops (issue 16: a Loki
+    // outage must not restart every pod).
+    for (probe, path) in [("livenessProbe", "/live"), ("readinessProbe", "/health")] {
         let get = &container[probe]["httpGet"];
-        assert_eq!(get["path"].as_str(), Some("/health"), "{probe} path");
+        assert_eq!(get["path"].as_str(), Some(path), "{probe} path");
         assert_eq!(
             port_number(&get["port"]),
             i64::from(api.port()),

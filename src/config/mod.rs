@@ -15,6 +15,7 @@
 //! so that a config either builds completely or is refused with an error that names the
 //! file, line and key. Never: starts anything.
 
+pub mod bounds;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,18 @@ pub struct ApiConfig {
     /// A sink with queued data and no progress for this long makes `/health` fail.
     #[serde(default = "default_stall_after_secs")]
     pub stall_after_secs: u64,
+    /// Lets `POST /reload` (and any other mutating endpoint) be called from addresses other
+    /// than loopback, with `Authorization: Bearer <token>`. Unset (default): mutating
+    /// endpoints answer only to `127.0.0.1` / `::1` peers, whatever `address` is.
+    #[serde(default)]
+    pub reload_token: Option<String>,
+    /// Most API connections open at once; more are closed at once. Default 64.
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: usize,
+    /// A connection that has not sent a request's headers within this many seconds is
+    /// closed (slow-header clients). Default 10.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -101,6 +114,9 @@ impl Default for ApiConfig {
             address: default_api_address(),
             enabled: true,
             stall_after_secs: default_stall_after_secs(),
+            reload_token: None,
+            max_connections: default_api_max_connections(),
+            header_timeout_secs: default_header_timeout_secs(),
         }
     }
 }
@@ -115,6 +131,14 @@ fn default_true() -> bool {
 
 fn default_stall_after_secs() -> u64 {
     30
+}
+
+fn default_api_max_connections() -> usize {
+    64
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
 }
 
 /// One pipeline.
@@ -245,7 +269,47 @@ impl Config {
             !self.pipelines.is_empty(),
             "{file}: pipelines: at least one pipeline is needed"
         );
+        self.check_bounds()
+            .map_err(|error| anyhow::anyhow!("{file}: {error:#}"))?;
         self.build_selected(file, |_| true)
+    }
+
+    /// Refuses top-level values `run` cannot honour (each names its key and range).
+    fn check_bounds(&self) -> anyhow::Result<()> {
+        use bounds::check;
+        if let Some(threads) = self.threads {
+            check("threads", threads.get(), 1..=bounds::MAX_THREADS)?;
+        }
+        check(
+            "shutdown_timeout_secs",
+            self.shutdown_timeout_secs,
+            0..=bounds::MAX_SHUTDOWN_SECS,
+        )?;
+        check(
+            "dead_letter_max_bytes",
+            self.dead_letter_max_bytes,
+            1024..=bounds::MAX_DEAD_LETTER_BYTES,
+        )?;
+        check(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check(
+            "api.stall_after_secs",
+            self.api.stall_after_secs,
+            1..=bounds::MAX_SECS,
+        )?;
+        check("api.max_connections", self.api.max_connections, 1..=4096)?;
+        check(
+            "api.header_timeout_secs",
+            self.api.header_timeout_secs,
+            1..=3600,
+        )?;
+        if let Some(token) = &self.api.reload_token {
+            check("api.reload_token (length)", token.len(), 16..=4096)?;
+        }
+        Ok(())
     }
 
     /// Builds the pipelines whose name `wanted` accepts (a reload that restarts some).
@@ -269,6 +333,12 @@ impl Config {
                 !pipeline.sinks.is_empty(),
                 "{file}: {at}.sinks: at least one sink is needed"
             );
+            bounds::check(
+                "queue_batches",
+                pipeline.queue_batches.get(),
+                1..=bounds::MAX_QUEUE_BATCHES,
+            )
+            .map_err(|error| anyhow::anyhow!("{file}: {at}.{error:#}"))?;
             out.push(self.build_pipeline(file, name, pipeline)?);
         }
         Ok(out)

@@ -62,7 +62,11 @@ impl DemoConfig {
             self.rate.is_finite() && self.rate >= 0.0,
             "rate must be a number >= 0"
         );
-        anyhow::ensure!(self.batch_events > 0, "batch_events must be at least 1");
+        crate::config::bounds::check(
+            "batch_events",
+            self.batch_events,
+            1..=crate::config::bounds::MAX_EVENTS,
+        )?;
         Ok(Demo {
             config: self.clone(),
         })

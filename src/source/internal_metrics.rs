@@ -52,7 +52,11 @@ fn default_interval_secs() -> u64 {
 impl InternalMetricsConfig {
     /// Validates the interval, the namespace and the label names.
     pub fn build(&self) -> anyhow::Result<InternalMetrics> {
-        anyhow::ensure!(self.interval_secs > 0, "interval_secs must be at least 1");
+        crate::config::bounds::check(
+            "interval_secs",
+            self.interval_secs,
+            1..=crate::config::bounds::MAX_SECS,
+        )?;
         if let Some(namespace) = &self.namespace {
             anyhow::ensure!(
                 valid_metric_name(namespace),

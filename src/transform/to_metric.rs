@@ -127,6 +127,11 @@ pub fn valid_label_name(name: &str) -> bool {
 impl MetricConfig {
     fn build(&self, ctx: &TransformContext) -> anyhow::Result<MetricDef> {
         let name = &self.name;
+        crate::config::bounds::check(
+            "max_series",
+            self.max_series.get(),
+            1..=crate::config::bounds::MAX_TRACKED,
+        )?;
         anyhow::ensure!(
             valid_metric_name(name),
             "name {name:?} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
@@ -195,10 +200,11 @@ impl LogToMetricConfig {
             !self.metrics.is_empty(),
             "metrics must list at least one metric"
         );
-        anyhow::ensure!(
-            self.flush_interval_ms > 0,
-            "flush_interval_ms must be at least 1"
-        );
+        crate::config::bounds::check(
+            "flush_interval_ms",
+            self.flush_interval_ms,
+            1..=crate::config::bounds::MAX_MS,
+        )?;
         let mut metrics = Vec::new();
         for (i, metric) in self.metrics.iter().enumerate() {
             let def = metric.build(ctx).with_context(|| format!("metrics[{i}]"))?;

@@ -78,6 +78,10 @@ struct State {
     errors: Vec<String>,
     authorization: Vec<String>,
     paths: Vec<String>,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
+    /// A `Retry-After` value sent with every reply.
+    retry_after: Option<String>,
 }
 
 /// A running fake Elasticsearch; stops when dropped.
@@ -130,6 +134,16 @@ impl FakeElasticsearch {
         let es = Self::start_with(false);
         es.state.lock().unwrap().bulk_only = Some(prefix.to_owned());
         es
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
+
+    /// Sends `Retry-After: <value>` with every reply from now on.
+    pub fn set_retry_after(&self, value: &str) {
+        self.state.lock().unwrap().retry_after = Some(value.to_owned());
     }
 
     /// How many requests were refused for their path (bulk-only mode).
@@ -199,9 +213,10 @@ impl Drop for FakeElasticsearch {
     }
 }
 
-fn respond(writer: &mut TcpStream, status: u16, body: &[u8]) {
+fn respond(writer: &mut TcpStream, status: u16, body: &[u8], retry_after: Option<String>) {
+    let extra = retry_after.map_or(String::new(), |v| format!("Retry-After: {v}\r\n"));
     let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Elastic-Product: Elasticsearch\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nX-Elastic-Product: Elasticsearch\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     let _ = writer.write_all(head.as_bytes());
@@ -213,8 +228,13 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     while let Some(request) = next_request(&mut reader, &stop) {
+        let retry_after = {
+            let mut state = state.lock().unwrap();
+            state.arrivals.push(std::time::Instant::now());
+            state.retry_after.clone()
+        };
         let (status, body) = handle(&request, &state);
-        respond(&mut writer, status, &body);
+        respond(&mut writer, status, &body, retry_after);
     }
 }
 

@@ -119,6 +119,9 @@ pub enum Verdict {
     Partial {
         /// Positions to encode and send again.
         retry: Vec<usize>,
+        /// Why they failed (the first one's status, error type and reason), for the log
+        /// and for the dead letters if their retries run out.
+        retry_reason: String,
         /// Positions rejected for good, with their reason.
         reject: Vec<(usize, String)>,
     },

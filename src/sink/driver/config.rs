@@ -381,27 +381,37 @@ impl HttpSettings {
                 "endpoint must be an http:// or https:// URL, not {url}"
             );
         }
+        use crate::config::bounds::{self, check};
         let batch = &self.batch;
-        anyhow::ensure!(batch.max_events > 0, "batch.max_events must be at least 1");
-        anyhow::ensure!(batch.max_bytes > 0, "batch.max_bytes must be at least 1");
-        anyhow::ensure!(batch.timeout_ms > 0, "batch.timeout_ms must be at least 1");
-        anyhow::ensure!(
-            (1..=256).contains(&self.request.concurrency),
-            "request.concurrency must be between 1 and 256"
-        );
-        anyhow::ensure!(
-            self.request.timeout_ms > 0,
-            "request.timeout_ms must be at least 1"
-        );
-        anyhow::ensure!(
-            self.retry.initial_backoff_ms > 0
-                && self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
-            "retry needs 0 < initial_backoff_ms <= max_backoff_ms"
-        );
-        anyhow::ensure!(
-            self.unhealthy_after_secs > 0,
-            "unhealthy_after_secs must be at least 1"
-        );
+        check("batch.max_events", batch.max_events, 1..=bounds::MAX_EVENTS)?;
+        check("batch.max_bytes", batch.max_bytes, 1..=bounds::MAX_BYTES)?;
+        check("batch.timeout_ms", batch.timeout_ms, 1..=bounds::MAX_MS)?;
+        check("request.concurrency", self.request.concurrency, 1..=256)?;
+        check(
+            "request.timeout_ms",
+            self.request.timeout_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check(
+            "retry.initial_backoff_ms",
+            self.retry.initial_backoff_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check(
+            "retry.max_backoff_ms",
+            self.retry.max_backoff_ms,
+            self.retry.initial_backoff_ms..=bounds::MAX_MS,
+        )?;
+        bounds::check_opt(
+            "retry.max_duration_secs",
+            self.retry.max_duration_secs,
+            1..=bounds::MAX_SECS,
+        )?;
+        check(
+            "unhealthy_after_secs",
+            self.unhealthy_after_secs,
+            1..=bounds::MAX_SECS,
+        )?;
         let (compression, level) = match self.compression.map(CompressionConfig::parts) {
             None => (allowed.first().copied().unwrap_or(Compression::None), None),
             Some((algorithm, level)) => {

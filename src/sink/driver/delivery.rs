@@ -90,6 +90,11 @@ struct State {
     busy_since_ms: AtomicU64,
     /// Batches handed to lanes and not yet settled.
     pending_batches: AtomicUsize,
+    /// Milliseconds since `started` (plus one; 0: not rejecting) when every request began
+    /// to be rejected or dead-lettered with no event delivered since.
+    rejecting_since_ms: AtomicU64,
+    /// The last rejection's reason (with the server's words), for `/health`.
+    last_rejection: std::sync::Mutex<String>,
     started: Instant,
 }
 
@@ -126,6 +131,8 @@ impl State {
             last_success_ms: AtomicU64::new(0),
             busy_since_ms: AtomicU64::new(0),
             pending_batches: AtomicUsize::new(0),
+            rejecting_since_ms: AtomicU64::new(0),
+            last_rejection: std::sync::Mutex::new(String::new()),
             started: Instant::now(),
         });
         let probe = Arc::downgrade(&state);
@@ -155,6 +162,33 @@ impl State {
         Duration::from_millis(self.now_ms().saturating_sub(since))
     }
 
+    /// Notes a request (or the retried rest of one) whose events were all rejected.
+    fn rejected(&self, reason: &str) {
+        if let Ok(mut last) = self.last_rejection.lock() {
+            reason.clone_into(&mut last);
+        }
+        let now = self.now_ms().saturating_add(1);
+        let _ =
+            self.rejecting_since_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// How long every request has been rejected, with the last reason; `None` once an
+    /// event was delivered since.
+    fn rejecting_for(&self) -> Option<(Duration, String)> {
+        let since = self.rejecting_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let reason = self
+            .last_rejection
+            .lock()
+            .map(|last| last.clone())
+            .unwrap_or_default();
+        let elapsed = self.now_ms().saturating_add(1).saturating_sub(since);
+        Some((Duration::from_millis(elapsed), reason))
+    }
+
     fn request_counter(&self, ctx: &SinkContext, status: &str) -> Counter {
         ctx.metrics.counter(
             "sluice_sink_requests_total",
@@ -162,6 +196,31 @@ impl State {
             &[("status", status)],
         )
     }
+}
+
+/// The tries of one request and of the follow-ups that carry its retried items.
+#[derive(Clone, Copy, Debug)]
+struct Tries {
+    started: Instant,
+    attempt: u32,
+}
+
+impl Tries {
+    fn new() -> Self {
+        Tries {
+            started: Instant::now(),
+            attempt: 0,
+        }
+    }
+}
+
+/// A [`Verdict::Partial`] with the request's items and the server's `Retry-After`.
+struct PartialVerdict<'a> {
+    items: &'a [usize],
+    retry: Vec<usize>,
+    retry_reason: String,
+    reject: Vec<(usize, String)>,
+    retry_after: Option<Duration>,
 }
 
 /// A reply read off the wire, or why there was none.
@@ -311,9 +370,10 @@ impl HttpDriver {
     }
 
     /// Delivers one batch: encode, send each request until it is settled, then settle.
+    /// The lane's codec lives in `slot`; it is lent to the blocking pool while it encodes.
     async fn deliver<C: HttpSinkCodec>(
         &self,
-        codec: &mut C,
+        slot: &mut Option<C>,
         batch: Pending,
         ctx: &SinkContext,
         state: &State,
@@ -321,20 +381,41 @@ impl HttpDriver {
         let Pending {
             events, acks, home, ..
         } = batch;
+        // A codec lost to a cancelled encode: the acks are dropped unsettled (abandoned),
+        // so the events are read again after a restart.
+        let Some(mut codec) = slot.take() else { return };
+        // Encoding thousands of events takes milliseconds: not on a runtime thread (with
+        // `threads: 1` it also reads UDP syslog).
+        let encoding = tokio::task::spawn_blocking(move || {
+            let encoded = codec.encode(&events);
+            (codec, events, encoded)
+        });
+        let (codec, events, encoded) = match encoding.await {
+            Ok(done) => done,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down and drops this task with it (nothing settled).
+            Err(_) => std::future::pending().await,
+        };
+        let codec = slot.insert(codec);
         let mut outcomes = vec![Outcome::Waiting; events.len()];
-        let encoded = codec.encode(&events);
         for (index, reason) in encoded.dropped {
             if let Some(outcome) = outcomes.get_mut(index) {
                 *outcome = Outcome::Dropped(reason);
             }
         }
-        let mut queue: VecDeque<EncodedRequest> = encoded.requests.into();
-        while let Some(request) = queue.pop_front() {
-            let follow_ups = self
-                .send(codec, &events, request, &mut outcomes, ctx, state)
+        let mut queue: VecDeque<(EncodedRequest, Tries)> = encoded
+            .requests
+            .into_iter()
+            .map(|request| (request, Tries::new()))
+            .collect();
+        while let Some((request, tries)) = queue.pop_front() {
+            let (follow_ups, tries) = self
+                .send(codec, &events, request, tries, &mut outcomes, ctx, state)
                 .await;
+            // Follow-ups carry the retried items of a partial failure: they keep their
+            // parent's attempt count and start, so backoff grows and the cap applies.
             for request in follow_ups.into_iter().rev() {
-                queue.push_front(request);
+                queue.push_front((request, tries));
             }
         }
         settle(&events, outcomes, acks, ctx).await;
@@ -344,16 +425,18 @@ impl HttpDriver {
     }
 
     /// Sends one request until it is delivered, rejected or partly so; returns the requests
-    /// that carry a partial failure's retries.
+    /// that carry a partial failure's retries, and the tries they inherit.
+    #[allow(clippy::too_many_arguments)]
     async fn send<C: HttpSinkCodec>(
         &self,
         codec: &mut C,
         events: &[Event],
         request: EncodedRequest,
+        mut tries: Tries,
         outcomes: &mut [Outcome],
         ctx: &SinkContext,
         state: &State,
-    ) -> Vec<EncodedRequest> {
+    ) -> (Vec<EncodedRequest>, Tries) {
         let EncodedRequest {
             body,
             content_type,
@@ -362,7 +445,7 @@ impl HttpDriver {
             path_segment,
         } = request;
         let uncompressed = body.len();
-        let body = Bytes::from(self.compression.compress(body, self.level));
+        let body = Bytes::from(self.compress(body).await);
         state.bytes_uncompressed.add(uncompressed as u64);
         state.batch_events.observe(items.len() as f64);
         state.batch_bytes.observe(body.len() as f64);
@@ -380,8 +463,6 @@ impl HttpDriver {
         for (name, value) in extra {
             headers.insert(name, value);
         }
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
         loop {
             state.bytes_compressed.add(body.len() as u64);
             let limit = codec.max_reply_bytes();
@@ -396,10 +477,12 @@ impl HttpDriver {
                 .await;
             let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
             let mut server_said = String::new();
+            let mut asked_delay = None;
             let verdict = match result {
                 Ok(reply) => {
                     state.request_counter(ctx, &reply.status.to_string()).inc();
                     server_said = server_words(reply.status, &reply.body);
+                    asked_delay = retry_after(&reply.headers, chrono::Utc::now());
                     let reply = Reply {
                         status: reply.status,
                         headers: &reply.headers,
@@ -411,7 +494,7 @@ impl HttpDriver {
                         Judgement::Verdict(verdict) => verdict,
                         Judgement::Refused(refusals) => {
                             self.refused(&items, refusals, &server_said, outcomes, ctx, state);
-                            return Vec::new();
+                            return (Vec::new(), tries);
                         }
                     }
                 }
@@ -427,7 +510,7 @@ impl HttpDriver {
                 Verdict::Delivered => {
                     mark(outcomes, &items, Outcome::Delivered);
                     self.succeeded(state, ctx);
-                    return Vec::new();
+                    return (Vec::new(), tries);
                 }
                 Verdict::Reject { reason } => {
                     tracing::warn!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "request rejected; events dead-lettered");
@@ -437,58 +520,83 @@ impl HttpDriver {
                         true => reason,
                         false => format!("{reason}: {server_said}"),
                     };
+                    state.rejected(&reason);
                     mark(outcomes, &items, Outcome::Rejected(reason.into()));
-                    return Vec::new();
+                    return (Vec::new(), tries);
                 }
-                Verdict::Partial { retry, reject } => {
-                    return self
-                        .partial(codec, events, &items, retry, reject, outcomes, ctx, state)
+                Verdict::Partial {
+                    retry,
+                    retry_reason,
+                    reject,
+                } => {
+                    let verdict = PartialVerdict {
+                        items: &items,
+                        retry,
+                        retry_reason,
+                        reject,
+                        retry_after: asked_delay,
+                    };
+                    let follow_ups = self
+                        .partial(codec, events, verdict, &mut tries, outcomes, ctx, state)
                         .await;
+                    return (follow_ups, tries);
                 }
                 Verdict::Retry {
                     reason,
                     retry_after,
                 } => (reason, retry_after),
             };
-            if self
-                .max_retry_duration
-                .is_some_and(|cap| started.elapsed() >= cap)
-            {
-                tracing::error!(sink = %ctx.id, %reason, n_events = items.len(), "retries exhausted; events dead-lettered");
-                mark(
-                    outcomes,
-                    &items,
-                    Outcome::Rejected("retry_exhausted".into()),
-                );
-                return Vec::new();
+            if self.retries_exhausted(&tries) {
+                tracing::error!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "retries exhausted; events dead-lettered");
+                let reason = match server_said.is_empty() {
+                    true => format!("retry_exhausted: {reason}"),
+                    false => format!("retry_exhausted: {reason}: {server_said}"),
+                };
+                state.rejected(&reason);
+                mark(outcomes, &items, Outcome::Rejected(reason.into()));
+                return (Vec::new(), tries);
             }
             // Another endpoint is up: fail over to it at once (the failed one is resting).
             let delay = if endpoint_failed && self.endpoints.failover_available() {
                 Duration::ZERO
             } else {
-                self.backoff(attempt, retry_after, ctx.shutdown.is_triggered())
+                self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered())
             };
-            tracing::warn!(sink = %ctx.id, %reason, attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
+            tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
             state.retries.inc();
-            attempt = attempt.saturating_add(1);
+            tries.attempt = tries.attempt.saturating_add(1);
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// Records a partial success and encodes the items to retry.
+    /// Records a partial success and encodes the items to retry, after a backoff that grows
+    /// with `tries` (or the server's `Retry-After`); once `retry.max_duration_secs` has run
+    /// out since the first try, the items still failing are dead-lettered instead.
     #[allow(clippy::too_many_arguments)]
     async fn partial<C: HttpSinkCodec>(
         &self,
         codec: &mut C,
         events: &[Event],
-        items: &[usize],
-        retry: Vec<usize>,
-        reject: Vec<(usize, String)>,
+        verdict: PartialVerdict<'_>,
+        tries: &mut Tries,
         outcomes: &mut [Outcome],
         ctx: &SinkContext,
         state: &State,
     ) -> Vec<EncodedRequest> {
+        let PartialVerdict {
+            items,
+            retry,
+            retry_reason,
+            reject,
+            retry_after,
+        } = verdict;
         mark(outcomes, items, Outcome::Delivered);
+        let n_accepted = items.len().saturating_sub(retry.len() + reject.len());
+        if let Some((_, reason)) = reject.first() {
+            if n_accepted == 0 {
+                state.rejected(reason);
+            }
+        }
         for (position, reason) in reject {
             if let Some(&index) = items.get(position) {
                 outcomes[index] = Outcome::Rejected(reason.into());
@@ -501,12 +609,29 @@ impl HttpDriver {
         for &index in &retry_indices {
             outcomes[index] = Outcome::Waiting;
         }
-        self.succeeded(state, ctx);
+        // Only a request that delivered something is a success: items answered 429 for
+        // ever must not keep `/health` green.
+        if n_accepted > 0 {
+            self.succeeded(state, ctx);
+        }
         if retry_indices.is_empty() {
             return Vec::new();
         }
+        if self.retries_exhausted(tries) {
+            let reason = format!("retry_exhausted: {retry_reason}");
+            tracing::error!(sink = %ctx.id, %reason, n_events = retry_indices.len(), "item retries exhausted; events dead-lettered");
+            state.rejected(&reason);
+            let reason: Arc<str> = reason.into();
+            for &index in &retry_indices {
+                outcomes[index] = Outcome::Rejected(reason.clone());
+            }
+            return Vec::new();
+        }
         state.retries.inc();
-        tokio::time::sleep(self.backoff(0, None, ctx.shutdown.is_triggered())).await;
+        let delay = self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered());
+        tracing::warn!(sink = %ctx.id, reason = %retry_reason, n_events = retry_indices.len(), attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "items failed; retrying them");
+        tries.attempt = tries.attempt.saturating_add(1);
+        tokio::time::sleep(delay).await;
         let subset: Vec<Event> = retry_indices.iter().map(|&i| events[i].clone()).collect();
         let encoded = codec.encode(&subset);
         for (position, reason) in encoded.dropped {
@@ -562,10 +687,33 @@ impl HttpDriver {
         self.succeeded(state, ctx);
     }
 
+    /// Compresses a body on the blocking pool, not on the runtime's threads: gzip of a 1 MiB
+    /// batch takes milliseconds, and with `threads: 1` the one runtime thread also reads
+    /// the UDP sockets, whose datagrams would be dropped meanwhile.
+    async fn compress(&self, body: Vec<u8>) -> Vec<u8> {
+        let (compression, level) = (self.compression, self.level);
+        if compression == Compression::None {
+            return body;
+        }
+        match tokio::task::spawn_blocking(move || compression.compress(body, level)).await {
+            Ok(compressed) => compressed,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down and drops this task with it (nothing settled).
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// True once `retry.max_duration_secs` has passed since the request's first try.
+    fn retries_exhausted(&self, tries: &Tries) -> bool {
+        self.max_retry_duration
+            .is_some_and(|cap| tries.started.elapsed() >= cap)
+    }
+
     fn succeeded(&self, state: &State, ctx: &SinkContext) {
         state
             .last_success_ms
             .store(state.now_ms(), Ordering::Relaxed);
+        state.rejecting_since_ms.store(0, Ordering::Relaxed);
         ctx.progress.mark();
     }
 
@@ -845,11 +993,12 @@ async fn send_to_lane(sender: &LaneSender, mut batch: Pending, state: &State) {
 
 async fn lane<C: HttpSinkCodec>(
     driver: Arc<HttpDriver>,
-    mut codec: C,
+    codec: C,
     mut rx: mpsc::Receiver<(Pending, tokio::sync::OwnedSemaphorePermit)>,
     ctx: SinkContext,
     state: Arc<State>,
 ) {
+    let mut codec = Some(codec);
     while let Some((batch, _idle)) = rx.recv().await {
         driver.deliver(&mut codec, batch, &ctx, &state).await;
         state.pending_batches.fetch_sub(1, Ordering::Relaxed);
@@ -865,7 +1014,19 @@ async fn watch_health(unhealthy_after: Duration, state: Arc<State>, health: Heal
         interval.tick().await;
         let idle = state.idle();
         let busy = state.pending_batches.load(Ordering::Relaxed) > 0;
-        if busy && idle >= unhealthy_after {
+        if let Some((rejecting, reason)) = state
+            .rejecting_for()
+            .filter(|(rejecting, _)| *rejecting >= unhealthy_after)
+        {
+            if !failing {
+                tracing::warn!(rejecting_secs = rejecting.as_secs(), %reason, "sink has had every request rejected for too long");
+            }
+            failing = true;
+            health.fail(format!(
+                "every request rejected for {}s; last: {reason}",
+                rejecting.as_secs()
+            ));
+        } else if busy && idle >= unhealthy_after {
             if !failing {
                 tracing::warn!(
                     idle_secs = idle.as_secs(),

@@ -564,6 +564,7 @@ impl HttpSinkCodec for ElasticsearchCodec {
             }
             return Verdict::Partial {
                 retry: (0..reply.items).collect(),
+                retry_reason: format!("{} path refused", reply.status),
                 reject: Vec::new(),
             };
         }

@@ -91,6 +91,7 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
         _ => return (unusable(&mut stats, "invalid_bulk_response"), stats),
     };
     let mut retry = Vec::new();
+    let mut retry_reason = String::new();
     let mut reject = Vec::new();
     for (position, item) in items.into_iter().enumerate() {
         let (is_create, result) = match item {
@@ -112,6 +113,9 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
             .or_default() += 1;
         if result.status == 429 || result.status >= 500 {
             stats.retried += 1;
+            if retry.is_empty() {
+                retry_reason = format!("{} {kind}: {text}", result.status);
+            }
             retry.push(position);
         } else {
             reject.push((position, format!("{} {kind}: {text}", result.status)));
@@ -120,7 +124,14 @@ pub fn judge_bulk(reply: &Reply<'_>) -> (Verdict, ItemStats) {
     if retry.is_empty() && reject.is_empty() {
         return (Verdict::Delivered, stats);
     }
-    (Verdict::Partial { retry, reject }, stats)
+    (
+        Verdict::Partial {
+            retry,
+            retry_reason,
+            reject,
+        },
+        stats,
+    )
 }
 
 /// A 2xx reply that cannot be read item by item: the whole request is sent again.
@@ -183,7 +194,7 @@ mod tests {
             Verdict::Delivered => "delivered".to_owned(),
             Verdict::Retry { reason, .. } => format!("retry {reason}"),
             Verdict::Reject { reason } => format!("reject {reason}"),
-            Verdict::Partial { retry, reject } => {
+            Verdict::Partial { retry, reject, .. } => {
                 format!("partial retry={retry:?} reject={reject:?}")
             }
         };
@@ -297,7 +308,7 @@ mod tests {
             let (verdict, stats) = judge_bulk(&reply);
             let (retry, reject) = match verdict {
                 Verdict::Delivered => (Vec::new(), Vec::new()),
-                Verdict::Partial { retry, reject } => (retry, reject.into_iter().map(|(p, _)| p).collect()),
+                Verdict::Partial { retry, reject, .. } => (retry, reject.into_iter().map(|(p, _)| p).collect()),
                 other => panic!("unexpected {other:?}"),
             };
             for (position, status) in statuses.iter().enumerate() {

@@ -198,7 +198,11 @@ impl LokiConfig {
     }
 
     fn settings(&self) -> anyhow::Result<LokiSettings> {
-        anyhow::ensure!(self.max_streams > 0, "max_streams must be at least 1");
+        crate::config::bounds::check(
+            "max_streams",
+            self.max_streams,
+            1..=crate::config::bounds::MAX_TRACKED,
+        )?;
         let mut labels = Vec::new();
         for (name, value) in &self.labels {
             anyhow::ensure!(

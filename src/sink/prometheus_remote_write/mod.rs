@@ -132,10 +132,17 @@ impl PrometheusRemoteWriteConfig {
     }
 
     fn settings(&self) -> anyhow::Result<Settings> {
-        anyhow::ensure!(
-            self.max_samples_per_request > 0,
-            "max_samples_per_request must be at least 1"
-        );
+        use crate::config::bounds::{self, check};
+        check(
+            "max_samples_per_request",
+            self.max_samples_per_request,
+            1..=bounds::MAX_EVENTS,
+        )?;
+        check(
+            "expire_after_secs",
+            self.expire_after_secs,
+            0..=bounds::MAX_SECS,
+        )?;
         let mut external = Vec::new();
         for (name, value) in &self.external_labels {
             anyhow::ensure!(

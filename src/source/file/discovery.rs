@@ -2,10 +2,14 @@
 //! periodic scan (the safety net), and a `notify` (inotify) watcher on the directories the
 //! globs start from, so new and changed files are seen at once.
 //!
-//! Owns: matching and walking. Never: opens files for reading, keeps per-file state.
+//! Owns: matching and walking, and the change set between watcher and reader. Never: opens
+//! files for reading, keeps per-file state, holds more than [`MAX_PENDING_PATHS`] paths.
 
+use std::collections::HashSet;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
@@ -15,7 +19,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 const COMPRESSED: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"];
 
 /// Which paths are read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Matcher {
     include: GlobSet,
     exclude: GlobSet,
@@ -140,29 +144,94 @@ impl Matcher {
     }
 }
 
-/// What the watcher saw.
-#[derive(Debug)]
-pub enum Change {
-    /// A file may have appeared or grown.
-    Touched(PathBuf),
-    /// Something was renamed, removed, or a directory created: rescan.
-    Rescan,
+/// Most distinct changed paths held between two drains. Beyond it the watcher stops
+/// remembering paths and asks for a rescan instead, so a write storm under a watched root
+/// while the reader is blocked (a sink outage) costs a bounded set, not a queue entry per
+/// write.
+pub const MAX_PENDING_PATHS: usize = 4096;
+
+/// What the watcher saw since the last [`Changes::take`]: a set, so a path written a
+/// thousand times is one entry.
+#[derive(Debug, Default)]
+struct Pending {
+    paths: HashSet<PathBuf>,
+    rescan: bool,
 }
 
-/// A `notify` watcher feeding [`Change`]s into a channel.
+/// The reader's end of the watcher: coalesced changes and a wake-up.
+pub struct Changes {
+    pending: Arc<Mutex<Pending>>,
+    wake: Receiver<()>,
+}
+
+impl Changes {
+    /// Takes what changed: whether a rescan is needed, and the touched paths (matched by
+    /// the globs).
+    pub fn take(&self) -> (bool, Vec<PathBuf>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let rescan = std::mem::take(&mut pending.rescan);
+        let paths = std::mem::take(&mut pending.paths);
+        (rescan, paths.into_iter().collect())
+    }
+
+    /// Waits until something changed or `timeout` passed.
+    pub fn wait(&self, timeout: Duration) {
+        let _ = self.wake.recv_timeout(timeout);
+    }
+}
+
+/// The watcher's end: filters by the globs, coalesces, wakes the reader.
+struct Feed {
+    pending: Arc<Mutex<Pending>>,
+    wake: Sender<()>,
+    matcher: Matcher,
+}
+
+impl Feed {
+    fn touched(&self, path: PathBuf) {
+        if !self.matcher.matches(&path) {
+            return;
+        }
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.paths.len() < MAX_PENDING_PATHS {
+                pending.paths.insert(path);
+            } else {
+                pending.rescan = true;
+            }
+        }
+        let _ = self.wake.try_send(());
+    }
+
+    fn rescan(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rescan = true;
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// A `notify` watcher feeding coalesced changes to [`Changes`].
 pub struct Watcher {
     inner: Option<notify::RecommendedWatcher>,
     watched: Vec<PathBuf>,
-    tx: Sender<Change>,
 }
 
 impl Watcher {
-    /// Starts a watcher; if the platform refuses, the periodic scan alone finds files.
-    pub fn new() -> (Self, Receiver<Change>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let sender = tx.clone();
+    /// Starts a watcher for paths `matcher` reads; if the platform refuses, the periodic
+    /// scan alone finds files.
+    pub fn new(matcher: &Matcher) -> (Self, Changes) {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        // One slot: a wake-up pending is all the reader needs to know.
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let feed = Feed {
+            pending: pending.clone(),
+            wake: wake_tx,
+            matcher: matcher.clone(),
+        };
         let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            forward(event, &sender);
+            forward(event, &feed);
         });
         let inner = match inner {
             Ok(watcher) => Some(watcher),
@@ -174,9 +243,12 @@ impl Watcher {
         let watcher = Watcher {
             inner,
             watched: Vec::new(),
-            tx,
         };
-        (watcher, rx)
+        let changes = Changes {
+            pending,
+            wake: wake_rx,
+        };
+        (watcher, changes)
     }
 
     /// Watches the matcher's root directories that exist and are not watched yet.
@@ -201,27 +273,24 @@ impl Watcher {
                 }
             }
         }
-        let _ = &self.tx;
     }
 }
 
-fn forward(event: notify::Result<notify::Event>, tx: &Sender<Change>) {
+fn forward(event: notify::Result<notify::Event>, feed: &Feed) {
     use notify::event::{EventKind, ModifyKind};
     let Ok(event) = event else {
-        let _ = tx.send(Change::Rescan);
+        feed.rescan();
         return;
     };
     match event.kind {
         EventKind::Access(_) => {}
         EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
             for path in event.paths {
-                let _ = tx.send(Change::Touched(path));
+                feed.touched(path);
             }
         }
         EventKind::Modify(ModifyKind::Metadata(_)) => {}
-        _ => {
-            let _ = tx.send(Change::Rescan);
-        }
+        _ => feed.rescan(),
     }
 }
 
@@ -284,5 +353,35 @@ mod tests {
             .map(|(p, _)| p.strip_prefix(root).unwrap().display().to_string())
             .collect();
         assert_eq!(found, ["a/b/one.log", "link.log", "two.log"]);
+    }
+
+    /// Issue 16: writes are coalesced per path, unmatched paths are not kept, and past
+    /// [`MAX_PENDING_PATHS`] the set stops growing and asks for a rescan.
+    #[test]
+    fn changes_coalesce_filter_and_overflow_into_a_rescan() {
+        let matcher = Matcher::new(&["/logs/*.log".into()], &[]).unwrap();
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (wake, wake_rx) = crossbeam_channel::bounded(1);
+        let feed = Feed {
+            pending: pending.clone(),
+            wake,
+            matcher,
+        };
+        let changes = Changes {
+            pending,
+            wake: wake_rx,
+        };
+        for _ in 0..1000 {
+            feed.touched("/logs/a.log".into());
+            feed.touched("/logs/a.txt".into());
+        }
+        assert_eq!(changes.take(), (false, vec![PathBuf::from("/logs/a.log")]));
+        for i in 0..MAX_PENDING_PATHS + 10 {
+            feed.touched(format!("/logs/{i}.log").into());
+        }
+        let (rescan, paths) = changes.take();
+        assert!(rescan);
+        assert_eq!(paths.len(), MAX_PENDING_PATHS);
+        assert_eq!(changes.take(), (false, Vec::new()));
     }
 }

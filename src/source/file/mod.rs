@@ -61,7 +61,7 @@ use crate::ack::StreamTracker;
 use crate::event::{Batch, Map, Value};
 use crate::health::Heartbeat;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
-use discovery::{Change, Matcher, Watcher};
+use discovery::{Matcher, Watcher};
 use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
 use multiline::MultilineConfig;
 use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
@@ -165,15 +165,47 @@ fn default_batch_bytes() -> usize {
 impl FileConfig {
     /// Validates the settings and compiles globs and patterns.
     pub fn build(&self) -> anyhow::Result<FileSource> {
+        use crate::config::bounds::{self, check};
+        check(
+            "include (number of globs)",
+            self.include.len(),
+            1..=bounds::MAX_GLOBS,
+        )?;
+        check(
+            "exclude (number of globs)",
+            self.exclude.len(),
+            0..=bounds::MAX_GLOBS,
+        )?;
+        bounds::check_opt(
+            "ignore_older_secs",
+            self.ignore_older_secs,
+            1..=100 * bounds::MAX_SECS,
+        )?;
+        check(
+            "fingerprint_bytes",
+            self.fingerprint_bytes,
+            16..=bounds::MAX_FINGERPRINT_BYTES,
+        )?;
+        check(
+            "glob_interval_ms",
+            self.glob_interval_ms,
+            1..=bounds::MAX_MS,
+        )?;
+        check("max_line_bytes", self.max_line_bytes, 1..=bounds::MAX_BYTES)?;
+        check(
+            "close_idle_secs",
+            self.close_idle_secs,
+            0..=bounds::MAX_SECS,
+        )?;
+        check(
+            "max_open_files",
+            self.max_open_files,
+            1..=bounds::MAX_HANDLES,
+        )?;
+        check("rotate_wait_ms", self.rotate_wait_ms, 0..=bounds::MAX_MS)?;
+        check("batch_lines", self.batch_lines, 1..=bounds::MAX_EVENTS)?;
+        check("batch_bytes", self.batch_bytes, 1..=bounds::MAX_BYTES)?;
         let matcher = Matcher::new(&self.include, &self.exclude)?;
-        anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
-        anyhow::ensure!(self.max_open_files > 0, "max_open_files must be at least 1");
-        anyhow::ensure!(
-            self.glob_interval_ms > 0,
-            "glob_interval_ms must be at least 1"
-        );
-        anyhow::ensure!(self.batch_lines > 0, "batch_lines must be at least 1");
-        anyhow::ensure!(self.batch_bytes > 0, "batch_bytes must be at least 1");
         if let Some(name) = &self.offset_field {
             anyhow::ensure!(
                 !name.is_empty() && name != "message" && name != "file",
@@ -371,7 +403,7 @@ impl Reader {
     }
 
     fn run(&mut self) {
-        let (mut watcher, changes) = Watcher::new();
+        let (mut watcher, changes) = Watcher::new(&self.source.matcher);
         watcher.watch_roots(&self.source.matcher);
         if self.scan(true).is_err() {
             return;
@@ -383,12 +415,9 @@ impl Reader {
             self.heartbeat.beat();
             // Free what the sinks returned before reading more (and after a wait).
             self.ctx.out.free_returned();
-            let mut rescan = false;
-            for change in changes.try_iter().take(100_000) {
-                match change {
-                    Change::Rescan => rescan = true,
-                    Change::Touched(path) => self.touched(&path),
-                }
+            let (rescan, touched) = changes.take();
+            for path in touched {
+                self.touched(&path);
             }
             let now = Instant::now();
             if rescan || now >= self.next_scan {
@@ -416,12 +445,8 @@ impl Reader {
                     .next_scan
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(100));
-                if let Ok(change) = changes.recv_timeout(wait) {
-                    match change {
-                        Change::Rescan => self.next_scan = Instant::now(),
-                        Change::Touched(path) => self.touched(&path),
-                    }
-                }
+                // Whatever changed is taken at the top of the next turn.
+                changes.wait(wait);
             }
         }
     }

@@ -72,10 +72,11 @@ impl MultilineConfig {
             Some(pattern) => Some(Regex::new(pattern).context("multiline.condition_pattern")?),
             None => None,
         };
-        anyhow::ensure!(
-            self.timeout_ms > 0,
-            "multiline.timeout_ms must be at least 1"
-        );
+        crate::config::bounds::check(
+            "multiline.timeout_ms",
+            self.timeout_ms,
+            1..=crate::config::bounds::MAX_MS,
+        )?;
         Ok(MultilineRule {
             start,
             condition,

@@ -39,11 +39,21 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
     let _runtime = ctx.runtime.enter();
     let runtime = ctx.runtime.clone();
     let id = ctx.id.clone();
+    let mut settings = source.settings;
+    // A connection is a descriptor: more than the open-file limit leaves would make
+    // accepts, checkpoint writes and `/health` fail with EMFILE under a flood.
+    if let Some(allowed) = crate::limits::connections_allowed() {
+        if settings.max_connections > allowed {
+            tracing::warn!(source = %id, configured = settings.max_connections, allowed, "max_connections lowered to what the open-file limit leaves");
+            settings.max_connections = allowed;
+        }
+    }
     let shared = Arc::new(Shared {
-        settings: source.settings,
+        settings,
         counters: Counters::new(&ctx.metrics),
         ctx,
         open_connections: AtomicUsize::new(0),
+        buffered_bytes: AtomicUsize::new(0),
         next_connection: AtomicU64::new(0),
     });
     let task = match source.listen {
@@ -302,10 +312,17 @@ async fn read_stream<R: AsyncRead + Unpin>(
     let mut decoder = Decoder::new(settings.framing, settings.max_message_bytes);
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut held = Held { shared, bytes: 0 };
     loop {
+        if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
+            // A burst (or a long frame) grew the buffer: give the memory back.
+            buf = BytesMut::new();
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        held.set(buf.len());
         let read = tokio::select! {
             _ = shared.ctx.shutdown.wait() => return false,
             read = read_some(reader, &mut buf, settings.idle_timeout) => read,
@@ -326,18 +343,58 @@ async fn read_stream<R: AsyncRead + Unpin>(
                 decoder.decode(&mut buf)
             };
             let Some(frame) = frame else { break };
+            batch_bytes += frame.bytes.len();
             events.push(shared.event(&frame.bytes, frame.truncated, peer, received));
-            if events.len() >= settings.batch_events && !shared.flush(stream_key, &mut events).await
-            {
-                return false;
+            if events.len() >= settings.batch_events || batch_bytes >= settings.batch_bytes {
+                batch_bytes = 0;
+                if !shared.flush(stream_key, &mut events).await {
+                    return false;
+                }
             }
         }
+        batch_bytes = 0;
         if !shared.flush(stream_key, &mut events).await {
+            return false;
+        }
+        if !buf.is_empty() && held.over_budget(buf.len()) {
+            shared.counters.buffer_closes.inc();
+            tracing::debug!(source = %shared.ctx.id, peer = peer.unwrap_or("unix"), "syslog connection closed: max_buffered_bytes held by partial frames");
             return false;
         }
         if end {
             return clean;
         }
+    }
+}
+
+/// A connection's share of [`Shared::buffered_bytes`]: the bytes of the partial frame it
+/// holds (read, not yet a whole message), given back when dropped.
+struct Held<'a> {
+    shared: &'a Shared,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    fn set(&mut self, bytes: usize) {
+        let total = &self.shared.buffered_bytes;
+        if bytes > self.bytes {
+            total.fetch_add(bytes - self.bytes, Ordering::AcqRel);
+        } else {
+            total.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+        }
+        self.bytes = bytes;
+    }
+
+    /// Records `bytes` held; true when all connections together hold too much.
+    fn over_budget(&mut self, bytes: usize) -> bool {
+        self.set(bytes);
+        self.shared.buffered_bytes.load(Ordering::Acquire) > self.shared.settings.max_buffered_bytes
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.set(0);
     }
 }
 
@@ -387,6 +444,7 @@ async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<Pa
     let mut buf = vec![0u8; settings.max_message_bytes.saturating_add(1).min(1 << 20)];
     let mut events = Vec::new();
     loop {
+        let mut batch_bytes = 0usize;
         let first = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
             first = socket.recv(&mut buf) => first,
@@ -397,6 +455,7 @@ async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<Pa
             match next {
                 Ok((len, peer)) => {
                     let kept = len.min(settings.max_message_bytes);
+                    batch_bytes += kept;
                     let peer = peer.map(|peer| peer.ip().to_string());
                     events.push(shared.event(&buf[..kept], len > kept, peer.as_deref(), received));
                 }
@@ -406,7 +465,7 @@ async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<Pa
                     break;
                 }
             }
-            if events.len() >= settings.batch_events {
+            if events.len() >= settings.batch_events || batch_bytes >= settings.batch_bytes {
                 break;
             }
             next = socket.try_recv(&mut buf);

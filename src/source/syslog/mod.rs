@@ -84,11 +84,13 @@ pub struct SyslogConfig {
     /// counted. Default 65536.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// Most concurrent stream connections; more are closed at once and counted. Default 4096.
+    /// Most concurrent stream connections; more are closed at once and counted. Default
+    /// 4096, lowered at start to what the open-file limit leaves (with a warning).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Close a stream connection that sent nothing for this many seconds. Default: never.
-    #[serde(default)]
+    /// Close a stream connection that sent nothing for this many seconds. Default 300, so
+    /// idle connections cannot hold every slot for ever.
+    #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: Option<u64>,
     /// Zone of RFC 3164 timestamps, which carry none: `local` (default), `utc` or `+hh:mm`.
     #[serde(default)]
@@ -96,6 +98,27 @@ pub struct SyslogConfig {
     /// Most events per batch handed to the pipeline. Default 1000.
     #[serde(default = "default_batch_events")]
     pub batch_events: usize,
+    /// Most message bytes per batch handed to the pipeline (with `batch_events`, whichever
+    /// comes first), so queued batches are bounded in bytes. Default 1 MiB.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// Most bytes all stream connections of this source may hold in their read buffers
+    /// (partial frames) together. A connection that holds part of a frame while the total
+    /// is over is closed and counted (`sluice_syslog_buffer_closes_total`). Default 32 MiB.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+}
+
+fn default_max_buffered_bytes() -> usize {
+    32 << 20
+}
+
+fn default_idle_timeout_secs() -> Option<u64> {
+    Some(300)
+}
+
+fn default_batch_bytes() -> usize {
+    1 << 20
 }
 
 fn default_max_message_bytes() -> usize {
@@ -126,19 +149,21 @@ pub enum Listen {
 impl SyslogConfig {
     /// Validates the settings (address resolved, TLS files loaded) into a [`Syslog`].
     pub fn build(&self) -> anyhow::Result<Syslog> {
-        anyhow::ensure!(
-            self.max_message_bytes > 0,
-            "max_message_bytes must be at least 1"
-        );
-        anyhow::ensure!(
-            self.max_connections > 0,
-            "max_connections must be at least 1"
-        );
-        anyhow::ensure!(self.batch_events > 0, "batch_events must be at least 1");
-        anyhow::ensure!(
-            self.idle_timeout_secs != Some(0),
-            "idle_timeout_secs must be at least 1 (or unset)"
-        );
+        use crate::config::bounds::{self, check};
+        check("max_message_bytes", self.max_message_bytes, 1..=16 << 20)?;
+        check("max_connections", self.max_connections, 1..=65_536)?;
+        check("batch_events", self.batch_events, 1..=bounds::MAX_EVENTS)?;
+        check("batch_bytes", self.batch_bytes, 1..=bounds::MAX_BYTES)?;
+        check(
+            "max_buffered_bytes",
+            self.max_buffered_bytes,
+            (1 << 20)..=(1 << 32),
+        )?;
+        bounds::check_opt(
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            1..=bounds::MAX_SECS,
+        )?;
         let listen = self.listen()?;
         let streams = matches!(listen, Listen::Tcp(_) | Listen::UnixStream(..));
         anyhow::ensure!(
@@ -171,6 +196,8 @@ impl SyslogConfig {
                 idle_timeout: self.idle_timeout_secs.map(Duration::from_secs),
                 zone,
                 batch_events: self.batch_events,
+                batch_bytes: self.batch_bytes,
+                max_buffered_bytes: self.max_buffered_bytes,
             },
         })
     }
@@ -240,6 +267,8 @@ struct Settings {
     idle_timeout: Option<Duration>,
     zone: Zone,
     batch_events: usize,
+    batch_bytes: usize,
+    max_buffered_bytes: usize,
 }
 
 /// A built syslog source.
@@ -341,6 +370,9 @@ struct Shared {
     open_connections: std::sync::atomic::AtomicUsize,
     /// Source of connection ids (the stream keys that keep one connection in order).
     next_connection: std::sync::atomic::AtomicU64,
+    /// Bytes held by every stream connection's read buffer (bounded by
+    /// `max_buffered_bytes`).
+    buffered_bytes: std::sync::atomic::AtomicUsize,
     counters: Counters,
 }
 
@@ -354,6 +386,7 @@ struct Counters {
     connections_refused: crate::telemetry::Counter,
     tls_errors: crate::telemetry::Counter,
     udp_overflow: crate::telemetry::Counter,
+    buffer_closes: crate::telemetry::Counter,
 }
 
 impl Counters {
@@ -395,6 +428,11 @@ impl Counters {
                 &[],
             ),
             udp_overflow: metrics.dropped("udp_overflow"),
+            buffer_closes: metrics.counter(
+                "sluice_syslog_buffer_closes_total",
+                "Stream connections closed holding a partial frame because max_buffered_bytes were held.",
+                &[],
+            ),
         }
     }
 }

@@ -1,0 +1,86 @@
+//! The ranges config values must fall in: what `run` can honour without a panic, an
+//! overflow or memory out of proportion to the setting.
+//!
+//! Owns: the limits and the one message shape, `<key> must be between <min> and <max> (got
+//! <value>)`, so that `sluice validate` names the key and the allowed range. Never: decides
+//! defaults (each config struct does).
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+
+/// Longest duration setting, in seconds: a year. Longer ones would overflow `Instant`
+/// arithmetic on some platforms and mean "never" anyway.
+pub const MAX_SECS: u64 = 365 * 24 * 3600;
+/// [`MAX_SECS`] in milliseconds.
+pub const MAX_MS: u64 = MAX_SECS * 1000;
+/// Longest shutdown deadline, in seconds (an hour): a drain that takes longer is stuck.
+pub const MAX_SHUTDOWN_SECS: u64 = 3600;
+/// Most worker / runtime threads (each costs a stack and a queue).
+pub const MAX_THREADS: usize = 256;
+/// Largest queue capacity, in batches (queues allocate their slots up front).
+pub const MAX_QUEUE_BATCHES: usize = 4096;
+/// Largest byte size of one line, message, batch or request: 256 MiB.
+pub const MAX_BYTES: usize = 256 << 20;
+/// Most events or lines in one batch.
+pub const MAX_EVENTS: usize = 1_000_000;
+/// Most globs in one `include` or `exclude` list.
+pub const MAX_GLOBS: usize = 1024;
+/// Largest fingerprint, in bytes (read from each file at every identity check).
+pub const MAX_FINGERPRINT_BYTES: u64 = 1 << 20;
+/// Most files open at once, or connections, per source.
+pub const MAX_HANDLES: usize = 1 << 20;
+/// Largest cap on the dead-letter file: 1 TiB.
+pub const MAX_DEAD_LETTER_BYTES: u64 = 1 << 40;
+/// Most series, keys or streams a component tracks.
+pub const MAX_TRACKED: usize = 10_000_000;
+
+/// Refuses `value` outside `range`, naming `key` and the range.
+pub fn check<T: PartialOrd + Display>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        range.contains(&value),
+        "{key} must be between {} and {} (got {value})",
+        range.start(),
+        range.end()
+    );
+    Ok(())
+}
+
+/// Like [`check`] for an optional value (unset is always fine).
+pub fn check_opt<T: PartialOrd + Display>(
+    key: &str,
+    value: Option<T>,
+    range: RangeInclusive<T>,
+) -> anyhow::Result<()> {
+    match value {
+        Some(value) => check(key, value, range),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_message(value: u64, expected: Option<&str>) {
+        let result = check("shutdown_timeout_secs", value, 0..=MAX_SHUTDOWN_SECS);
+        match (result, expected) {
+            (Ok(()), None) => {}
+            (Err(e), Some(text)) => assert_eq!(e.to_string(), text),
+            (r, e) => panic!("{value}: got {r:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn names_key_and_range() {
+        check_message(0, None);
+        check_message(3600, None);
+        check_message(
+            u64::MAX,
+            Some("shutdown_timeout_secs must be between 0 and 3600 (got 18446744073709551615)"),
+        );
+    }
+}

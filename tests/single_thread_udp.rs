@@ -1,0 +1,90 @@
+//! Issue 16: with `threads: 1` (the IoT gateway) the one runtime thread also reads UDP
+//! syslog; gzip of Loki batches must not run there. UDP syslog at 5,000 msgs/s while a file
+//! of 300,000 lines goes to Loki with gzip at full speed: no datagram dropped as
+//! `udp_overflow`. (Scaled for CI: 4 s of UDP; the socket buffer covers that rate.)
+
+mod support;
+
+use std::io::Write as _;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use support::fake_loki::FakeLoki;
+use support::{wait_for, Agent};
+
+/// Still fails (issue 16, item 7 not done): with compression and encoding on the blocking
+/// pool, drops fell from 2,604 to about 1,000 of 19,000 here; raising the syslog
+/// pipeline's `queue_batches` to 16 did not help, so something else still holds the one
+/// runtime thread (the Loki intake, or the blackhole sink task). Run with `--ignored`.
+#[test]
+#[ignore = "issue 16 item 7: about 1,000 udp_overflow drops remain with threads: 1"]
+fn udp_syslog_loses_nothing_while_loki_batches_are_gzipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.log");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        for seq in 0..300_000u64 {
+            writeln!(out, "seq={seq:07} level=info msg=\"request served\" path=/api/v1/items/{} status=200 bytes={}", seq * 31 % 100_000, seq * 17 % 9_000).unwrap();
+        }
+    }
+    let loki = FakeLoki::start();
+    let udp_port = support::free_port();
+    let yaml = format!(
+        r#"data_dir: {data}
+threads: 1
+api: {{ address: "{{api}}" }}
+pipelines:
+  files:
+    sources:
+      - type: file
+        include: ["{input}"]
+    sinks:
+      - type: loki
+        endpoint: {endpoint}
+        encoding: json
+        compression: {{ algorithm: gzip, level: 9 }}
+        labels: {{ job: file }}
+  syslog:
+    sources:
+      - type: syslog
+        mode: udp
+        address: 127.0.0.1:{udp_port}
+    sinks:
+      - type: blackhole
+"#,
+        data = dir.path().join("data").display(),
+        input = input.display(),
+        endpoint = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &yaml);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // 5,000 msgs/s in 50 bursts of 100 per second.
+    while started.elapsed() < Duration::from_secs(4) {
+        for _ in 0..100 {
+            let message = format!("<13>Nov 26 12:00:00 host app: udp message {sent}");
+            socket
+                .send_to(message.as_bytes(), ("127.0.0.1", udp_port))
+                .unwrap();
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let received = |agent: &Agent| {
+        agent.metric_sum(
+            "sluice_events_received_total",
+            &[("pipeline", "syslog"), ("component_kind", "source")],
+        )
+    };
+    wait_for("every datagram counted", Duration::from_secs(10), || {
+        received(&agent) >= sent as f64
+    });
+    let overflow = agent.metric_sum("sluice_events_dropped_total", &[("reason", "udp_overflow")]);
+    assert!(
+        loki.entry_count() > 0,
+        "the Loki side did not run meanwhile"
+    );
+    assert_eq!(overflow, 0.0, "datagrams dropped of {sent} sent");
+    assert!(agent.terminate().success());
+}
