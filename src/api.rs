@@ -132,6 +132,28 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     response
 }
 
+/// `{"status":"ok"}` (200) when `problems` is empty, else 503 with them under `what`.
+fn status_reply(
+    what: &str,
+    problems: std::collections::BTreeMap<String, String>,
+) -> Response<Full<Bytes>> {
+    if problems.is_empty() {
+        return reply(
+            StatusCode::OK,
+            "application/json",
+            r#"{"status":"ok"}"#.into(),
+        );
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), what.into());
+    body.insert(what.into(), serde_json::json!(problems));
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "application/json",
+        serde_json::Value::Object(body).to_string(),
+    )
+}
+
 async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -139,40 +161,8 @@ async fn route(
     reloads: mpsc::Sender<ReloadRequest>,
 ) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/live") => {
-            let stuck = health::stuck_loops();
-            if stuck.is_empty() {
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ok"}"#.into(),
-                )
-            } else {
-                let body = serde_json::json!({"status": "stuck", "stuck": stuck});
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        }
-        (&Method::GET, "/health") => {
-            let failures = health::failures();
-            if failures.is_empty() {
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ok"}"#.into(),
-                )
-            } else {
-                let body = serde_json::json!({"status": "failing", "failing": failures});
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        }
+        (&Method::GET, "/live") => status_reply("stuck", health::stuck_loops()),
+        (&Method::GET, "/health") => status_reply("failing", health::failures()),
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -17,35 +17,7 @@
 use crate::event::{LogEvent, Map, Origin, StreamName, Timestamp, Value};
 
 use super::file::{EntryMeta, Fields};
-use super::filter::SEVERITIES;
-
-/// Syslog facility names by code (RFC 5424 table 1, as the syslog source prints them).
-const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
+use crate::source::syslog::parse::{FACILITIES, SEVERITIES};
 
 /// Journal fields copied under another name.
 const MAPPED: [(&str, &str); 8] = [

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::file::Fields;
+use crate::source::syslog::parse::SEVERITIES;
 
 /// Unit suffixes systemd knows (`systemd.unit(5)`): a name ending in one is taken as is.
 const UNIT_SUFFIXES: &[&str] = &[
@@ -30,11 +31,6 @@ const UNIT_SUFFIXES: &[&str] = &[
     ".timer",
     ".slice",
     ".scope",
-];
-
-/// The syslog severity names, by level (`journalctl -p` accepts names and numbers).
-pub const SEVERITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
 /// A field name and the values it may have.
