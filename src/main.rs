@@ -38,8 +38,8 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-    /// Build every component of a config and start nothing; exit 1 with the error if it
-    /// does not build.
+    /// Build every component of a config and start nothing; exit 1 listing every error
+    /// found if it does not build.
     Validate {
         /// Config file (YAML).
         #[arg(short, long)]

@@ -269,9 +269,12 @@ impl Config {
             !self.pipelines.is_empty(),
             "{file}: pipelines: at least one pipeline is needed"
         );
-        self.check_bounds()
-            .map_err(|error| anyhow::anyhow!("{file}: {error:#}"))?;
-        self.build_selected(file, |_| true)
+        let mut errors = Vec::new();
+        if let Err(error) = self.check_bounds() {
+            errors.push(format!("{file}: {error:#}"));
+        }
+        let built = self.build_each(file, |_| true, &mut errors);
+        all_or_errors(built, errors)
     }
 
     /// Refuses top-level values `run` cannot honour (each names its key and range).
@@ -313,35 +316,55 @@ impl Config {
     }
 
     /// Builds the pipelines whose name `wanted` accepts (a reload that restarts some).
+    /// Every error found is reported, not only the first.
     pub fn build_selected(
         &self,
         file: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> anyhow::Result<Vec<BuiltPipeline>> {
+        let mut errors = Vec::new();
+        let built = self.build_each(file, wanted, &mut errors);
+        all_or_errors(built, errors)
+    }
+
+    /// Builds what it can, pushing each error (located) onto `errors`.
+    fn build_each(
+        &self,
+        file: &str,
+        wanted: impl Fn(&str) -> bool,
+        errors: &mut Vec<String>,
+    ) -> Vec<BuiltPipeline> {
         let mut out = Vec::new();
         for (name, pipeline) in self.pipelines.iter().filter(|(name, _)| wanted(name)) {
             let at = format!("pipelines.{name}");
-            anyhow::ensure!(
-                valid_name(name),
-                "{file}: {at}: pipeline names may only use letters, digits, '_' and '-'"
-            );
-            anyhow::ensure!(
-                !pipeline.sources.is_empty(),
-                "{file}: {at}.sources: at least one source is needed"
-            );
-            anyhow::ensure!(
-                !pipeline.sinks.is_empty(),
-                "{file}: {at}.sinks: at least one sink is needed"
-            );
-            bounds::check(
+            let n_errors = errors.len();
+            if !valid_name(name) {
+                errors.push(format!(
+                    "{file}: {at}: pipeline names may only use letters, digits, '_' and '-'"
+                ));
+            }
+            if pipeline.sources.is_empty() {
+                errors.push(format!(
+                    "{file}: {at}.sources: at least one source is needed"
+                ));
+            }
+            if pipeline.sinks.is_empty() {
+                errors.push(format!("{file}: {at}.sinks: at least one sink is needed"));
+            }
+            if let Err(error) = bounds::check(
                 "queue_batches",
                 pipeline.queue_batches.get(),
                 1..=bounds::MAX_QUEUE_BATCHES,
-            )
-            .map_err(|error| anyhow::anyhow!("{file}: {at}.{error:#}"))?;
-            out.push(self.build_pipeline(file, name, pipeline)?);
+            ) {
+                errors.push(format!("{file}: {at}.{error:#}"));
+            }
+            if let Some(built) = self.build_pipeline(file, name, pipeline, errors) {
+                if errors.len() == n_errors {
+                    out.push(built);
+                }
+            }
         }
-        Ok(out)
+        out
     }
 
     fn build_pipeline(
@@ -349,25 +372,32 @@ impl Config {
         file: &str,
         name: &str,
         pipeline: &PipelineConfig,
-    ) -> anyhow::Result<BuiltPipeline> {
+        errors: &mut Vec<String>,
+    ) -> Option<BuiltPipeline> {
         let at = format!("pipelines.{name}");
-        let located_ids =
-            |r: anyhow::Result<Vec<String>>| r.map_err(|e| anyhow::anyhow!("{file}: {at}.{e:#}"));
-        let source_ids = located_ids(component_ids(
+        let mut ids = |r: anyhow::Result<Vec<String>>| match r {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                errors.push(format!("{file}: {at}.{e:#}"));
+                None
+            }
+        };
+        let source_ids = ids(component_ids(
             &pipeline.sources,
             SourceConfig::type_name,
             "sources",
-        ))?;
-        let transform_ids = located_ids(component_ids(
+        ));
+        let transform_ids = ids(component_ids(
             &pipeline.transforms,
             TransformConfig::type_name,
             "transforms",
-        ))?;
-        let sink_ids = located_ids(component_ids(
+        ));
+        let sink_ids = ids(component_ids(
             &pipeline.sinks,
             SinkConfig::type_name,
             "sinks",
-        ))?;
+        ));
+        let (source_ids, transform_ids, sink_ids) = (source_ids?, transform_ids?, sink_ids?);
         let mut built = BuiltPipeline {
             name: name.to_owned(),
             sources: Vec::new(),
@@ -375,14 +405,16 @@ impl Config {
             sinks: Vec::new(),
             queue_batches: pipeline.queue_batches.get(),
         };
+        let mut keep = |path: String, line: usize, result: anyhow::Result<()>| {
+            if let Err(error) = located(file, line, &path, result) {
+                errors.push(format!("{error:#}"));
+            }
+        };
         for (i, (item, id)) in pipeline.sources.iter().zip(source_ids).enumerate() {
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.sources[{i}]"),
-                item.config.build(),
-            )?;
-            built.sources.push(Built { id, component });
+            let result = item.config.build().map(|component| {
+                built.sources.push(Built { id, component });
+            });
+            keep(format!("{at}.sources[{i}]"), item.line, result);
         }
         for (i, (item, id)) in pipeline.transforms.iter().zip(transform_ids).enumerate() {
             let ctx = TransformContext {
@@ -390,24 +422,30 @@ impl Config {
                 id: id.clone(),
                 metrics: ComponentMetrics::new(name, "transform", &id),
             };
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.transforms[{i}]"),
-                item.config.build(&ctx),
-            )?;
-            built.transforms.push(Built { id, component });
+            let result = item.config.build(&ctx).map(|component| {
+                built.transforms.push(Built { id, component });
+            });
+            keep(format!("{at}.transforms[{i}]"), item.line, result);
         }
         for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
-            let component = located(
-                file,
-                item.line,
-                &format!("{at}.sinks[{i}]"),
-                item.config.build(),
-            )?;
-            built.sinks.push(Built { id, component });
+            let result = item.config.build().map(|component| {
+                built.sinks.push(Built { id, component });
+            });
+            keep(format!("{at}.sinks[{i}]"), item.line, result);
         }
-        Ok(built)
+        Some(built)
+    }
+}
+
+/// The built pipelines when nothing failed; else one error that lists every failure.
+fn all_or_errors(
+    built: Vec<BuiltPipeline>,
+    errors: Vec<String>,
+) -> anyhow::Result<Vec<BuiltPipeline>> {
+    match errors.len() {
+        0 => Ok(built),
+        1 => Err(anyhow::anyhow!("{}", errors[0])),
+        n => Err(anyhow::anyhow!("{n} errors:\n  {}", errors.join("\n  "))),
     }
 }
 
@@ -428,6 +466,37 @@ mod tests {
             }
             (Ok(()), Some(expected)) => panic!("expected an error containing {expected:?}"),
             (Err(error), None) => panic!("unexpected error: {error:#}"),
+        }
+    }
+
+    /// Issue 24: `validate` reports every error it finds, each located, not only the first.
+    #[test]
+    fn every_build_error_is_reported() {
+        let yaml = "data_dir: /tmp/x
+pipelines:
+  a:
+    queue_batches: 5000
+    sources: [ { type: demo, rate: 1 } ]
+    transforms: [ { type: parse_regex, pattern: '(' } ]
+    sinks: [ { type: loki, endpoint: 'http://127.0.0.1:1', batch: { max_events: 0 } } ]
+  b:
+    sources: [ { type: demo, rate: 1 } ]
+    sinks: [ { type: sample_nothing_here, x: 1 } ]
+";
+        // An unknown type is a parse error: it stops before building (one error).
+        check(yaml, Some("unknown sink type"));
+        let yaml = yaml.replace("type: sample_nothing_here, x: 1", "type: blackhole");
+        let error = parse(&yaml, "test.yaml")
+            .and_then(|c| c.build("test.yaml").map(|_| ()))
+            .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.starts_with("3 errors:"), "{text}");
+        for part in [
+            "pipelines.a.queue_batches",
+            "test.yaml:6: pipelines.a.transforms[0]",
+            "test.yaml:7: pipelines.a.sinks[0]",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text}");
         }
     }
 

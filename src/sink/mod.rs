@@ -1,5 +1,5 @@
 //! Sinks: where events go. One file (or folder) per sink type; this file lists them, one
-//! line each in [`sinks!`], and gives them their shared plumbing: the input queue
+//! line each in `sinks!`, and gives them their shared plumbing: the input queue
 //! ([`SinkInput`]) and [`SinkContext`].
 //!
 //! A sink takes batches from its bounded queue, delivers them, and settles each batch's

@@ -1,5 +1,5 @@
 //! Sources: where events come from. One file (or folder) per source type; this file lists
-//! them, one line each in [`sources!`], and gives them their shared plumbing:
+//! them, one line each in `sources!`, and gives them their shared plumbing:
 //! [`SourceContext`] and [`BatchSender`].
 //!
 //! A source owns its loop: it reads, groups events into batches (never one channel message
@@ -86,7 +86,7 @@ macro_rules! sources {
                 }
             }
 
-            /// True when the source's position is checkpointed (see [`sources!`]).
+            /// True when the source's position is checkpointed (see `sources!`).
             pub fn replayable(&self) -> bool {
                 match self {
                     $( Self::$variant(_) => <$built>::REPLAYABLE, )*

@@ -1,5 +1,5 @@
 //! Transforms: what happens to events between sources and sinks. One file per transform
-//! type (or close family); this file lists them, one line each in [`transforms!`].
+//! type (or close family); this file lists them, one line each in `transforms!`.
 //!
 //! A transform turns one event into zero or more and never fails: a line it cannot handle
 //! is passed on unchanged and counted. Transforms run on the pipeline's worker threads, each
