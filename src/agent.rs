@@ -79,8 +79,9 @@ fn announce(source: &ConfigSource, config: &Config) {
             std::env::var("SLUICE_SYSLOG_ADDRESS").unwrap_or_else(|_| "127.0.0.1:5514".to_owned());
         let (host, port) = syslog.rsplit_once(':').unwrap_or((&syslog, "5514"));
         tracing::info!(
-            "embedded default pipeline: new lines of /var/log/**/*.log and syslog on {syslog} \
-             (UDP and TCP) are printed to standard output. Try: \
+            "embedded default pipeline: new lines of /var/log/**/*.log, new journal entries \
+             (when the journal is readable) and syslog on {syslog} (UDP and TCP) are printed \
+             to standard output. Try: \
              logger -n {host} -P {port} --rfc5424 \"hello, sluice\" \
              (`sluice run -c FILE` runs your own config)"
         );
