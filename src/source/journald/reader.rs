@@ -472,26 +472,19 @@ impl Reader {
             self.open_file(path, identity, &metadata);
         }
         // Gone from the directory: read to the end through the descriptor, then let go.
+        let mut deleted = 0;
         for open in &mut self.open {
             if !seen.contains(&open.identity) && !open.deleted_counted {
                 open.present = false;
                 if !open.journal.at_end() || open.head.is_some() {
                     open.deleted_counted = true;
                     tracing::warn!(file = %open.journal.path().display(), "journal file deleted before it was read to its end; reading the rest through the open descriptor");
-                    let reason = "deleted";
-                    let metrics = &self.ctx.metrics;
-                    self.errors
-                        .entry(reason)
-                        .or_insert_with(|| {
-                            metrics.counter(
-                                "sluice_journal_errors_total",
-                                "Journal files (or parts of them) that could not be read, by reason.",
-                                &[("reason", reason)],
-                            )
-                        })
-                        .add(1);
+                    deleted += 1;
                 }
             }
+        }
+        for _ in 0..deleted {
+            self.count_error("deleted");
         }
         let checkpoints = self.ctx.checkpoints.clone();
         self.open.retain(|open| {
