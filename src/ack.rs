@@ -117,6 +117,7 @@ impl StreamTracker {
                 stream: self.stream.clone(),
                 seq,
                 abandoned: AtomicBool::new(false),
+                watch: None,
             }),
             settled: false,
         }
@@ -144,6 +145,8 @@ struct AckInner {
     stream: SharedStream,
     seq: u64,
     abandoned: AtomicBool,
+    /// Told the batch's fate when its last copy goes (see [`AckRef::watched`]).
+    watch: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 impl Drop for AckInner {
@@ -155,8 +158,15 @@ impl Drop for AckInner {
             Status::Done
         };
         lock(&self.stream).complete(self.seq, status);
+        if let Some(watch) = self.watch.take() {
+            let _ = watch.send(status == Status::Done);
+        }
     }
 }
+
+/// Resolves when the batch of an [`AckRef::watched`] handle is done (`true`: every copy was
+/// settled with `done()`) or abandoned (`false`).
+pub type AckWatch = tokio::sync::oneshot::Receiver<bool>;
 
 /// One holder's share of a source batch's acknowledgement. Clone it for every place the
 /// batch's events go; settle each clone with [`AckRef::done`]. Dropping a clone without
@@ -167,6 +177,25 @@ pub struct AckRef {
 }
 
 impl AckRef {
+    /// A handle for a batch that no stream checkpoints, with a [`AckWatch`] that tells
+    /// when every copy is settled. A push source (`opentelemetry`) answers its client only
+    /// then: the client keeps the data, and retries, until the pipeline delivered it.
+    pub fn watched() -> (AckRef, AckWatch) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut stream = StreamState::new(0, Map::new());
+        let seq = stream.push(1);
+        let ack = AckRef {
+            inner: Arc::new(AckInner {
+                stream: Arc::new(Mutex::new(stream)),
+                seq,
+                abandoned: AtomicBool::new(false),
+                watch: Some(tx),
+            }),
+            settled: false,
+        };
+        (ack, rx)
+    }
+
     /// This holder's events are delivered or permanently rejected.
     pub fn done(mut self) {
         self.settled = true;
@@ -253,6 +282,26 @@ mod tests {
         assert_eq!(tracker.committed(), 5);
         for_second_sink.done();
         assert_eq!(tracker.committed(), 10);
+    }
+
+    #[test]
+    fn a_watched_batch_tells_its_fate() {
+        let (ack, mut watch) = AckRef::watched();
+        let copy = ack.clone();
+        ack.done();
+        assert!(watch.try_recv().is_err(), "one copy is still out");
+        copy.done();
+        assert_eq!(watch.try_recv(), Ok(true));
+
+        let (ack, mut watch) = AckRef::watched();
+        let copy = ack.clone();
+        ack.done();
+        drop(copy);
+        assert_eq!(
+            watch.try_recv(),
+            Ok(false),
+            "a dropped copy abandons the batch"
+        );
     }
 
     /// What a sink does with its copy of one batch.

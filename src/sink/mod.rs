@@ -14,6 +14,7 @@ pub mod driver;
 pub mod elasticsearch;
 pub mod file;
 pub mod loki;
+pub mod opentelemetry;
 pub mod prometheus_remote_write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +109,8 @@ sinks! {
     "loki" => Loki(loki::LokiConfig, loki::Loki),
     /// Prometheus remote-write 1.0 (`type: prometheus_remote_write`).
     "prometheus_remote_write" => PrometheusRemoteWrite(prometheus_remote_write::PrometheusRemoteWriteConfig, prometheus_remote_write::PrometheusRemoteWrite),
+    /// OTLP/HTTP logs and metrics (`type: opentelemetry`).
+    "opentelemetry" => OpenTelemetry(opentelemetry::OpenTelemetrySinkConfig, opentelemetry::OpenTelemetrySink),
     /// Elasticsearch `_bulk` API (`type: elasticsearch`).
     "elasticsearch" => Elasticsearch(elasticsearch::ElasticsearchConfig, elasticsearch::Elasticsearch),
 }

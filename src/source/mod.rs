@@ -12,6 +12,7 @@ pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
 pub mod journald;
+pub mod opentelemetry;
 pub mod prometheus_scrape;
 pub mod stdin;
 pub mod syslog;
@@ -117,6 +118,8 @@ sources! {
     "internal_metrics" => InternalMetrics(internal_metrics::InternalMetricsConfig, internal_metrics::InternalMetrics),
     /// The systemd journal, read in-process (`type: journald`).
     "journald" => Journald(journald::JournaldConfig, journald::Journald),
+    /// OTLP/HTTP logs and metrics pushed by applications and collectors (`type: opentelemetry`).
+    "opentelemetry" => OpenTelemetry(opentelemetry::OpenTelemetryConfig, opentelemetry::OpenTelemetry),
     /// Lines from standard input (`type: stdin`).
     "stdin" => Stdin(stdin::StdinConfig, stdin::Stdin),
     /// Syslog over UDP, TCP, TLS or Unix sockets (`type: syslog`).

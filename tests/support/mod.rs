@@ -4,6 +4,7 @@
 
 pub mod fake_elasticsearch;
 pub mod fake_loki;
+pub mod fake_remote_write;
 pub mod http_request;
 
 use std::io::{Read, Write};

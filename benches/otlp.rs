@@ -1,0 +1,282 @@
+//! End-to-end throughput of OTLP logs in → Loki out, through the agent binary (bench
+//! profile): an `opentelemetry` source (delivery acknowledged: each request is answered once
+//! Loki took its records) into the `loki` sink (protobuf + snappy, `service_name` label from
+//! the resource) against the fake Loki of `tests/support/fake_loki.rs`.
+//!
+//! The load: requests of 512 log records shaped like the OpenTelemetry SDKs' (6 resource
+//! attributes, a scope, body ~90 bytes, severity, 4 attributes, trace and span ids),
+//! protobuf, encoded before the clock starts and sent by `SLUICE_BENCH_CONNECTIONS` (default
+//! 64) keep-alive connections, each waiting for its answer before the next request, as an
+//! exporter does. A 503/429 is retried after its `Retry-After`. Reports, for the agent process
+//! only, records per CPU-second, wall time and peak RSS (VmHWM).
+//!
+//! `cargo bench --bench otlp` (`SLUICE_BENCH_EVENTS` for another count, default 1,000,000).
+
+#[path = "support/agent.rs"]
+mod agent;
+#[path = "../tests/support/fake_loki.rs"]
+mod fake_loki;
+#[path = "../tests/support/http_request.rs"]
+mod http_request;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use sluice::source::opentelemetry::proto::{
+    any_value, AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, LogRecord,
+    Resource, ResourceLogs, ScopeLogs,
+};
+
+const RECORDS_PER_REQUEST: usize = 512;
+
+fn proc_stats(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks as f64 / 100.0, hwm_kib)
+}
+
+fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+    }
+}
+
+/// One request: records `first..first + 512`.
+fn request(first: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let records = (first..first + RECORDS_PER_REQUEST as u64)
+        .map(|seq| LogRecord {
+            time_unix_nano: now + seq,
+            observed_time_unix_nano: now + seq,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "GET /api/v1/items/{seq} 200 12ms seq={seq} user=u{} bytes=5120 agent=bench/1.0",
+                    seq % 97
+                ))),
+            }),
+            attributes: vec![
+                int("seq", seq as i64),
+                text("http.request.method", "GET"),
+                text("http.route", "/api/v1/items/{id}"),
+                text("user.id", &format!("u{}", seq % 97)),
+            ],
+            flags: 1,
+            trace_id: (seq as u128 + 1).to_be_bytes().to_vec(),
+            span_id: (seq + 1).to_be_bytes().to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", "bench-app"),
+                    text(
+                        "service.instance.id",
+                        "7f6d2c1e-3a4b-4c5d-8e9f-0a1b2c3d4e5f",
+                    ),
+                    text("host.name", "bench-host"),
+                    text("telemetry.sdk.language", "rust"),
+                    text("telemetry.sdk.name", "opentelemetry"),
+                    text("telemetry.sdk.version", "0.30.0"),
+                ],
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "bench.logger".into(),
+                    version: "1.0".into(),
+                    attributes: vec![],
+                }),
+                log_records: records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Sends `bodies` one after another on one keep-alive connection; returns retries.
+fn client(addr: SocketAddr, bodies: Vec<Arc<Vec<u8>>>) -> u64 {
+    let mut retries = 0;
+    let connect = || {
+        let stream = TcpStream::connect(addr).expect("connect to the agent");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        BufReader::new(stream)
+    };
+    let mut reader = connect();
+    for body in bodies {
+        loop {
+            let head = format!(
+                "POST /v1/logs HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let sent = reader
+                .get_mut()
+                .write_all(head.as_bytes())
+                .and_then(|()| reader.get_mut().write_all(&body));
+            let reply = sent.ok().and_then(|()| read_reply(&mut reader));
+            match reply {
+                Some((200, _)) => break,
+                Some((503 | 429, retry_after)) => {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_secs(retry_after.max(1)));
+                }
+                Some((status, _)) => panic!("the agent answered {status}"),
+                None => {
+                    retries += 1;
+                    reader = connect();
+                }
+            }
+        }
+    }
+    retries
+}
+
+/// (status, Retry-After seconds) of one reply; its body is read and dropped.
+fn read_reply(reader: &mut BufReader<TcpStream>) -> Option<(u16, u64)> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let (mut length, mut retry_after) = (0usize, 0u64);
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().ok()?,
+            "retry-after" => retry_after = value.trim().parse().unwrap_or(1),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((status, retry_after))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let count: usize = std::env::var("SLUICE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let connections: usize = std::env::var("SLUICE_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let n_requests = count.div_ceil(RECORDS_PER_REQUEST);
+    let count = n_requests * RECORDS_PER_REQUEST;
+    let bodies: Vec<Arc<Vec<u8>>> = (0..n_requests)
+        .map(|i| Arc::new(request((i * RECORDS_PER_REQUEST) as u64)))
+        .collect();
+    let wire: usize = bodies.iter().map(|b| b.len()).sum();
+
+    let loki = fake_loki::FakeLoki::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+    };
+    let (api, otlp) = (free(), free());
+    // SLUICE_BENCH_SOURCE / SLUICE_BENCH_LOKI: extra keys for the source / sink, one a line.
+    let extra = |name: &str, indent: &str| {
+        std::env::var(name)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| format!("{indent}{line}\n"))
+            .collect::<String>()
+    };
+    let config = format!(
+        "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: opentelemetry\n        address: {otlp}\n{source}    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench, service_name: \"{{{{ service.name }}}}\" }}\n{loki}",
+        data = dir.path().join("data").display(),
+        endpoint = loki.endpoint(),
+        source = extra("SLUICE_BENCH_SOURCE", "        "),
+        loki = extra("SLUICE_BENCH_LOKI", "        "),
+    );
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(agent::binary())
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(otlp).is_err() {
+        assert!(Instant::now() < deadline, "the agent did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (cpu_before, _) = proc_stats(child.id());
+    let started = Instant::now();
+    let mut shares: Vec<Vec<Arc<Vec<u8>>>> = vec![Vec::new(); connections];
+    for (i, body) in bodies.into_iter().enumerate() {
+        shares[i % connections].push(body);
+    }
+    let clients: Vec<_> = shares
+        .into_iter()
+        .map(|share| std::thread::spawn(move || client(otlp, share)))
+        .collect();
+    let retries: u64 = clients.into_iter().map(|c| c.join().expect("client")).sum();
+    // Every request was answered 200 after delivery (with `wait_for_delivery: false`, once
+    // queued: then wait for Loki to have it all).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while loki.entry_count() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu_after, hwm_kib) = proc_stats(child.id());
+    let cpu = cpu_after - cpu_before;
+    let received = loki.entry_count();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(received >= count, "Loki got {received} of {count}");
+    println!(
+        "otlp: {count} log records ({:.1} MiB of OTLP protobuf, {RECORDS_PER_REQUEST} a request, {connections} connections, {retries} retries) → Loki in {wall:.2}s wall, agent CPU {cpu:.2}s: {:.0} records/CPU-s, {:.0} records/s, peak RSS {:.1} MiB",
+        wire as f64 / (1024.0 * 1024.0),
+        count as f64 / cpu.max(0.01),
+        count as f64 / wall,
+        hwm_kib as f64 / 1024.0,
+    );
+}

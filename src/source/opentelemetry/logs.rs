@@ -1,0 +1,1205 @@
+//! OTLP log records → log events.
+//!
+//! | OTLP                                   | event                                         |
+//! |----------------------------------------|-----------------------------------------------|
+//! | `body`                                 | `message` (a string; a map, list or number keeps its type; bytes as base64) |
+//! | `time_unix_nano`                       | the event time; else `observed_time_unix_nano`; else the time received |
+//! | `severity_text`                        | `severity` (as sent; when empty, the short name of `severity_number`: `INFO`, `WARN2`, …) |
+//! | `severity_number` (1–24)               | `severity_number`                             |
+//! | `trace_id`, `span_id`                  | `trace_id`, `span_id` (lowercase hex; all-zero or empty ones left out) |
+//! | `flags` (W3C trace flags)              | `trace_flags` (when not 0)                    |
+//! | `event_name`                           | `event_name` (when set)                       |
+//! | scope name, version                    | `otel.scope.name`, `otel.scope.version` (when set) |
+//! | resource attributes                    | fields named by their keys (`service.name`, `host.name`, …) |
+//! | record attributes                      | fields named by their keys; a record attribute wins over a resource attribute of the same key |
+//!
+//! Attribute values keep their types (string, bool, int, double, arrays, maps); bytes become
+//! base64 text. An attribute named like one of the fields above (or `timestamp`) is kept
+//! as `attributes.<key>`, so nothing the sender set is lost. Scope attributes and dropped
+//! counts are not kept.
+//!
+//! Owns: the mapping. Never: does I/O.
+
+use super::proto::{self, any_value, AnyValue};
+use super::Decoded;
+use crate::event::{Event, Key, LogEvent, Map, Timestamp, Value};
+
+/// Field names this mapping writes itself: an attribute with one of these keys is renamed.
+const OWN_FIELDS: &[&str] = &[
+    "event_name",
+    "message",
+    "otel.scope.name",
+    "otel.scope.version",
+    "severity",
+    "severity_number",
+    "span_id",
+    "timestamp",
+    "trace_flags",
+    "trace_id",
+];
+
+/// The short names of severity numbers 1..=24 (the log data model's `SeverityText` names).
+const SEVERITY_NAMES: [&str; 24] = [
+    "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2",
+    "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3", "ERROR4",
+    "FATAL", "FATAL2", "FATAL3", "FATAL4",
+];
+
+/// The short name of an OTLP severity number, `None` outside 1..=24.
+pub fn severity_name(number: i32) -> Option<&'static str> {
+    usize::try_from(number)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| SEVERITY_NAMES.get(i).copied())
+}
+
+/// Maps every record of `request` to a log event, appended to `out` (the JSON path and
+/// tests: the request is encoded and read by [`decode`], so both formats map alike).
+pub fn to_events(
+    request: proto::ExportLogsServiceRequest,
+    received: Timestamp,
+    out: &mut Vec<Event>,
+) -> Result<Decoded, String> {
+    decode(&prost::Message::encode_to_vec(&request), received, out)
+}
+
+/// Reads an `ExportLogsServiceRequest` and appends an event per record to `out`, straight
+/// from the wire (no message structs: every key and value is read once, into the event).
+/// `received` is the time the request arrived (the fallback event time). Errors are the
+/// reason for a 400: a malformed message, a string that is not UTF-8, nesting deeper than
+/// 100 messages (prost's limit).
+pub fn decode(raw: &[u8], received: Timestamp, out: &mut Vec<Event>) -> Result<Decoded, String> {
+    let mut decoded = Decoded::default();
+    let mut scratch = Scratch::default();
+    let mut reader = Reader::new(raw);
+    while let Some((field, wire)) = reader.next()? {
+        if field == 1 {
+            let resource_logs = wire.bytes("ExportLogsServiceRequest.resource_logs")?;
+            read_resource_logs(resource_logs, received, out, &mut decoded, &mut scratch)?;
+        }
+    }
+    Ok(decoded)
+}
+
+/// Buffers reused from record to record.
+#[derive(Default)]
+struct Scratch {
+    /// The record's attributes as read: key text and `AnyValue` bytes.
+    raw: Vec<(usize, usize, usize, usize)>,
+    /// Their values, decoded (`None` once moved into the event).
+    values: Vec<Option<Value>>,
+}
+
+fn read_resource_logs(
+    bytes: &[u8],
+    received: Timestamp,
+    out: &mut Vec<Event>,
+    decoded: &mut Decoded,
+    scratch: &mut Scratch,
+) -> Result<(), String> {
+    // Fields may come in any order: the resource first, then the scopes.
+    let mut resource = Vec::new();
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        if field == 1 {
+            let mut inner = Reader::new(wire.bytes("ResourceLogs.resource")?);
+            while let Some((field, wire)) = inner.next()? {
+                if field == 1 {
+                    let (key, value) = read_key_value(wire.bytes("Resource.attributes")?, 3)?;
+                    resource.push((clear_of_own(key), value));
+                }
+            }
+        }
+    }
+    let resource = sorted(resource);
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        if field == 2 {
+            let scope_logs = wire.bytes("ResourceLogs.scope_logs")?;
+            read_scope_logs(scope_logs, &resource, received, out, decoded, scratch)?;
+        }
+    }
+    Ok(())
+}
+
+/// The event's own fields, by slot (see [`OWN_SLOTS`]).
+const EVENT_NAME: usize = 0;
+const SEVERITY: usize = 1;
+const SEVERITY_NUMBER: usize = 2;
+const SPAN_ID: usize = 3;
+const TRACE_FLAGS: usize = 4;
+const TRACE_ID: usize = 5;
+/// Names of the own-field slots a record may fill.
+const OWN_SLOTS: [&str; 6] = [
+    "event_name",
+    "severity",
+    "severity_number",
+    "span_id",
+    "trace_flags",
+    "trace_id",
+];
+
+/// One entry of a scope's field skeleton, in name order.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Resource attribute `i` (cloned into each event).
+    Resource(usize),
+    /// `otel.scope.name` / `otel.scope.version` (cloned into each event).
+    ScopeName,
+    ScopeVersion,
+    /// One of [`OWN_SLOTS`], when the record has it.
+    Own(usize),
+}
+
+/// How a record's fields are put together: which attribute keys it had (as read), their
+/// field names, the attributes kept (sorted, last of equal names), and the merged order of
+/// the skeleton and those attributes. Records of one scope nearly always have the same
+/// attribute keys, so the plan of the last record is reused when they match: no sorting,
+/// no merging, no key lookups.
+#[derive(Default)]
+struct Plan {
+    /// The attribute keys as read (copies: compared with the next record's).
+    raw_keys: Vec<Box<str>>,
+    /// The field name of each attribute as read.
+    names: Vec<Key>,
+    /// Steps: `Ok(j)` takes skeleton entry `j`, `Err(i)` attribute `i` (as read).
+    steps: Vec<Result<usize, usize>>,
+}
+
+fn read_scope_logs(
+    bytes: &[u8],
+    resource: &[(Key, Value)],
+    received: Timestamp,
+    out: &mut Vec<Event>,
+    decoded: &mut Decoded,
+    scratch: &mut Scratch,
+) -> Result<(), String> {
+    let (mut name, mut version) = ("", "");
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        if field == 1 {
+            let mut scope = Reader::new(wire.bytes("ScopeLogs.scope")?);
+            while let Some((field, wire)) = scope.next()? {
+                match field {
+                    1 => name = wire.text("InstrumentationScope.name")?,
+                    2 => version = wire.text("InstrumentationScope.version")?,
+                    _ => {}
+                }
+            }
+        }
+    }
+    // The skeleton: every field a record of this scope may have besides its attributes.
+    let mut skeleton: Vec<(&str, Slot)> = resource
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| (key.as_ref(), Slot::Resource(i)))
+        .collect();
+    if !name.is_empty() {
+        skeleton.push(("otel.scope.name", Slot::ScopeName));
+    }
+    if !version.is_empty() {
+        skeleton.push(("otel.scope.version", Slot::ScopeVersion));
+    }
+    skeleton.extend(
+        OWN_SLOTS
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (*key, Slot::Own(i))),
+    );
+    // Resource keys never equal the others (attributes named like them were renamed).
+    skeleton.sort_by(|a, b| a.0.cmp(b.0));
+    let scope = Scope {
+        resource,
+        skeleton: &skeleton,
+        name: Value::from(name),
+        version: Value::from(version),
+    };
+    let mut plan = Plan::default();
+    plan.make(bytes, &[], &skeleton);
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        if field == 2 {
+            let record = wire.bytes("ScopeLogs.log_records")?;
+            let event = read_record(record, &scope, &mut plan, received, decoded, scratch)?;
+            out.push(Event::Log(event));
+            decoded.accepted += 1;
+        }
+    }
+    Ok(())
+}
+
+/// What the records of one scope share.
+struct Scope<'a> {
+    resource: &'a [(Key, Value)],
+    skeleton: &'a [(&'a str, Slot)],
+    name: Value,
+    version: Value,
+}
+
+impl Plan {
+    /// True when `raw` (attribute keys as read) are the ones this plan was made for.
+    fn fits(&self, bytes: &[u8], raw: &[(usize, usize, usize, usize)]) -> bool {
+        self.raw_keys.len() == raw.len()
+            && self
+                .raw_keys
+                .iter()
+                .zip(raw)
+                .all(|(known, &(start, end, _, _))| known.as_bytes() == &bytes[start..end])
+    }
+
+    /// A new plan for attribute keys `raw` (valid UTF-8, checked when read) and `skeleton`.
+    fn make(
+        &mut self,
+        bytes: &[u8],
+        raw: &[(usize, usize, usize, usize)],
+        skeleton: &[(&str, Slot)],
+    ) {
+        let text = |start: usize, end: usize| std::str::from_utf8(&bytes[start..end]).unwrap_or("");
+        self.raw_keys = raw
+            .iter()
+            .map(|&(s, e, _, _)| Box::from(text(s, e)))
+            .collect();
+        self.names = raw
+            .iter()
+            .map(|&(s, e, _, _)| clear_of_own(key(text(s, e))))
+            .collect();
+        // Attributes in name order; of equal names the last as read.
+        let mut order: Vec<usize> = (0..raw.len()).collect();
+        order.sort_by(|a, b| self.names[*a].cmp(&self.names[*b]).then(b.cmp(a)));
+        order.dedup_by(|later, earlier| self.names[*later] == self.names[*earlier]);
+        // Merge with the skeleton; an attribute shadows a resource attribute of its name.
+        self.steps.clear();
+        let mut attributes = order.into_iter().peekable();
+        for (j, (key, _)) in skeleton.iter().enumerate() {
+            while let Some(&i) = attributes.peek() {
+                match self.names[i].as_ref().cmp(key) {
+                    std::cmp::Ordering::Less => {
+                        self.steps.push(Err(i));
+                        attributes.next();
+                    }
+                    std::cmp::Ordering::Equal => break,
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            if attributes
+                .peek()
+                .is_some_and(|&i| self.names[i].as_ref() == *key)
+            {
+                continue; // shadowed: the attribute comes next
+            }
+            self.steps.push(Ok(j));
+        }
+        self.steps.extend(attributes.map(Err));
+    }
+}
+
+fn read_record(
+    bytes: &[u8],
+    scope: &Scope<'_>,
+    plan: &mut Plan,
+    received: Timestamp,
+    decoded: &mut Decoded,
+    scratch: &mut Scratch,
+) -> Result<LogEvent, String> {
+    let (mut time, mut observed, mut severity_number, mut flags) = (0u64, 0u64, 0i32, 0u32);
+    let (mut severity_text, mut event_name) = ("", "");
+    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+    let mut body: Option<&[u8]> = None;
+    scratch.raw.clear();
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        match field {
+            1 => time = wire.fixed64("LogRecord.time_unix_nano")?,
+            11 => observed = wire.fixed64("LogRecord.observed_time_unix_nano")?,
+            2 => severity_number = wire.varint("LogRecord.severity_number")? as i32,
+            3 => severity_text = wire.text("LogRecord.severity_text")?,
+            5 => body = Some(wire.bytes("LogRecord.body")?),
+            6 => {
+                let kv = wire.bytes("LogRecord.attributes")?;
+                scratch.raw.push(key_value_span(bytes, kv)?);
+            }
+            8 => flags = wire.fixed32("LogRecord.flags")?,
+            9 => trace_id = wire.bytes("LogRecord.trace_id")?,
+            10 => span_id = wire.bytes("LogRecord.span_id")?,
+            12 => event_name = wire.text("LogRecord.event_name")?,
+            _ => {}
+        }
+    }
+    let timestamp = match (time, observed) {
+        (0, 0) => received,
+        (0, observed) => nanos(observed),
+        (time, _) => nanos(time),
+    };
+    let message = match body {
+        Some(body) => read_any(body, 4)?,
+        None => Value::Null,
+    };
+    scratch.values.clear();
+    for &(_, _, start, end) in &scratch.raw {
+        let value = match start {
+            usize::MAX => Value::Null,
+            _ => read_any(&bytes[start..end], 5)?,
+        };
+        scratch.values.push(Some(value));
+    }
+    let mut own: [Option<Value>; 6] = Default::default();
+    if !event_name.is_empty() {
+        own[EVENT_NAME] = Some(Value::from(event_name));
+    }
+    own[SEVERITY] = match severity_text {
+        "" => severity_name(severity_number).map(Value::from),
+        text => Some(Value::from(text)),
+    };
+    if severity_number != 0 {
+        own[SEVERITY_NUMBER] = Some(Value::Int(i64::from(severity_number)));
+    }
+    own[SPAN_ID] = trace_id_hex(span_id, 8, "span_id", decoded).map(Value::String);
+    if flags & 0xff != 0 {
+        own[TRACE_FLAGS] = Some(Value::Int(i64::from(flags & 0xff)));
+    }
+    own[TRACE_ID] = trace_id_hex(trace_id, 16, "trace_id", decoded).map(Value::String);
+    if !plan.fits(bytes, &scratch.raw) {
+        plan.make(bytes, &scratch.raw, scope.skeleton);
+    }
+    // Own fields, attributes and resource attributes, already in name order: the map is
+    // built without sorting.
+    let mut fields: Vec<(Key, Value)> = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        match *step {
+            Err(i) => {
+                let value = scratch.values[i].take().unwrap_or_default();
+                fields.push((plan.names[i].clone(), value));
+            }
+            Ok(j) => match scope.skeleton[j].1 {
+                Slot::Resource(r) => fields.push(scope.resource[r].clone()),
+                Slot::ScopeName => {
+                    fields.push((Key::Borrowed("otel.scope.name"), scope.name.clone()))
+                }
+                Slot::ScopeVersion => {
+                    fields.push((Key::Borrowed("otel.scope.version"), scope.version.clone()))
+                }
+                Slot::Own(k) => {
+                    if let Some(value) = own[k].take() {
+                        fields.push((Key::Borrowed(OWN_SLOTS[k]), value));
+                    }
+                }
+            },
+        }
+    }
+    Ok(LogEvent {
+        timestamp,
+        message,
+        fields: fields.into_iter().collect::<Map>(),
+        origin: None,
+    })
+}
+
+/// The positions in `record` of a `KeyValue`'s key text and value bytes (`usize::MAX` when
+/// it has no value); the key is checked to be UTF-8.
+fn key_value_span(record: &[u8], kv: &[u8]) -> Result<(usize, usize, usize, usize), String> {
+    let base = kv.as_ptr() as usize - record.as_ptr() as usize;
+    let offset = |part: &[u8]| part.as_ptr() as usize - kv.as_ptr() as usize + base;
+    let (mut name, mut value): (&[u8], Option<&[u8]>) = (&[], None);
+    let mut reader = Reader::new(kv);
+    while let Some((field, wire)) = reader.next()? {
+        match field {
+            1 => name = wire.text("KeyValue.key")?.as_bytes(),
+            2 => value = Some(wire.bytes("KeyValue.value")?),
+            _ => {}
+        }
+    }
+    let (key_start, key_end) = if name.is_empty() {
+        (0, 0)
+    } else {
+        (offset(name), offset(name) + name.len())
+    };
+    Ok(match value {
+        Some(value) if !value.is_empty() => (
+            key_start,
+            key_end,
+            offset(value),
+            offset(value) + value.len(),
+        ),
+        Some(_) => (key_start, key_end, 0, 0),
+        None => (key_start, key_end, usize::MAX, usize::MAX),
+    })
+}
+
+/// An attribute's field name, renamed `attributes.<key>` when it is one of the event's own.
+fn clear_of_own(key: Key) -> Key {
+    if OWN_FIELDS.binary_search(&key.as_ref()).is_ok() {
+        Key::Owned(format!("attributes.{key}"))
+    } else {
+        key
+    }
+}
+
+/// Sorted by key; of equal keys the last is kept.
+fn sorted(mut fields: Vec<(Key, Value)>) -> Vec<(Key, Value)> {
+    sort_dedup(&mut fields);
+    fields
+}
+
+fn sort_dedup(fields: &mut Vec<(Key, Value)>) {
+    if fields.is_sorted_by(|a, b| a.0 < b.0) {
+        return;
+    }
+    // Stable: of equal keys the later stays later; keep it.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut write = 0;
+    for read in 0..fields.len() {
+        if write > 0 && fields[write - 1].0 == fields[read].0 {
+            fields.swap(write - 1, read);
+        } else {
+            fields.swap(write, read);
+            write += 1;
+        }
+    }
+    fields.truncate(write);
+}
+
+/// Most nested messages below the request (prost's default recursion limit).
+const MAX_DEPTH: u32 = 100;
+
+/// A field's value as read off the wire.
+#[derive(Debug, Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Fixed32(u32),
+}
+
+impl<'a> Wire<'a> {
+    fn mismatch(what: &str) -> String {
+        format!("invalid wire type for {what}")
+    }
+
+    fn bytes(self, what: &str) -> Result<&'a [u8], String> {
+        match self {
+            Wire::Bytes(bytes) => Ok(bytes),
+            _ => Err(Self::mismatch(what)),
+        }
+    }
+
+    fn text(self, what: &str) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes(what)?)
+            .map_err(|_| format!("invalid string value in {what}: data is not UTF-8 encoded"))
+    }
+
+    fn varint(self, what: &str) -> Result<u64, String> {
+        match self {
+            Wire::Varint(value) => Ok(value),
+            _ => Err(Self::mismatch(what)),
+        }
+    }
+
+    fn fixed64(self, what: &str) -> Result<u64, String> {
+        match self {
+            Wire::Fixed64(value) => Ok(value),
+            _ => Err(Self::mismatch(what)),
+        }
+    }
+
+    fn fixed32(self, what: &str) -> Result<u32, String> {
+        match self {
+            Wire::Fixed32(value) => Ok(value),
+            _ => Err(Self::mismatch(what)),
+        }
+    }
+}
+
+/// Reads the fields of one message.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// The fields of `buf` (nesting depth is checked by the callers that descend: see
+    /// [`nested`]).
+    fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, at: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.buf.get(self.at) else {
+                return Err("truncated message (varint)".into());
+            };
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err("invalid varint".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or("truncated message (buffer underflow)")?;
+        let bytes = &self.buf[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    /// The next field: its number and value; `None` at the end.
+    fn next(&mut self) -> Result<Option<(u32, Wire<'a>)>, String> {
+        if self.at >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let field = u32::try_from(key >> 3).map_err(|_| "invalid field number")?;
+        if field == 0 {
+            return Err("invalid field number 0".into());
+        }
+        let wire = match key & 7 {
+            0 => Wire::Varint(self.varint()?),
+            1 => Wire::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().map_err(|_| "truncated fixed64")?,
+            )),
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| "invalid length")?;
+                Wire::Bytes(self.take(len)?)
+            }
+            5 => Wire::Fixed32(u32::from_le_bytes(
+                self.take(4)?.try_into().map_err(|_| "truncated fixed32")?,
+            )),
+            other => return Err(format!("invalid or unsupported wire type {other}")),
+        };
+        Ok(Some((field, wire)))
+    }
+}
+
+/// A `KeyValue` at nesting `depth`: the field name and its value.
+fn read_key_value(bytes: &[u8], depth: u32) -> Result<(Key, Value), String> {
+    nested(depth)?;
+    let (mut name, mut value) = ("", None);
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        match field {
+            1 => name = wire.text("KeyValue.key")?,
+            2 => value = Some(wire.bytes("KeyValue.value")?),
+            _ => {}
+        }
+    }
+    let value = match value {
+        Some(bytes) => read_any(bytes, depth + 1)?,
+        None => Value::Null,
+    };
+    Ok((key(name), value))
+}
+
+fn nested(depth: u32) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("recursion limit reached".into());
+    }
+    Ok(())
+}
+
+/// An `AnyValue` at nesting `depth` as a typed [`Value`] (the last of several values wins,
+/// as protobuf's `oneof` does).
+fn read_any(bytes: &[u8], depth: u32) -> Result<Value, String> {
+    nested(depth)?;
+    let mut value = Value::Null;
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.next()? {
+        value = match field {
+            1 => Value::from(wire.text("AnyValue.string_value")?),
+            2 => Value::Bool(wire.varint("AnyValue.bool_value")? != 0),
+            3 => Value::Int(wire.varint("AnyValue.int_value")? as i64),
+            4 => Value::Float(f64::from_bits(wire.fixed64("AnyValue.double_value")?)),
+            5 => {
+                nested(depth + 1)?;
+                let mut items = Vec::new();
+                let mut array = Reader::new(wire.bytes("AnyValue.array_value")?);
+                while let Some((field, wire)) = array.next()? {
+                    if field == 1 {
+                        items.push(read_any(wire.bytes("ArrayValue.values")?, depth + 2)?);
+                    }
+                }
+                Value::Array(items)
+            }
+            6 => {
+                nested(depth + 1)?;
+                let mut entries = Vec::new();
+                let mut list = Reader::new(wire.bytes("AnyValue.kvlist_value")?);
+                while let Some((field, wire)) = list.next()? {
+                    if field == 1 {
+                        entries.push(read_key_value(
+                            wire.bytes("KeyValueList.values")?,
+                            depth + 2,
+                        )?);
+                    }
+                }
+                Value::Map(entries.into_iter().collect())
+            }
+            7 => Value::String(base64(wire.bytes("AnyValue.bytes_value")?)),
+            _ => continue,
+        };
+    }
+    Ok(value)
+}
+
+/// Nanoseconds since the epoch as a [`Timestamp`] (saturating past 2262).
+pub fn nanos(value: u64) -> Timestamp {
+    Timestamp(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Lowercase hex of a trace (16 bytes) or span (8 bytes) id; `None` when empty or all zero
+/// (the spec's "invalid" id). An id of another length is left out and reported.
+fn trace_id_hex(bytes: &[u8], len: usize, what: &str, decoded: &mut Decoded) -> Option<String> {
+    if bytes.is_empty() || bytes.iter().all(|b| *b == 0) {
+        return None;
+    }
+    if bytes.len() != len {
+        decoded.warn(format!(
+            "{what} of {} bytes left out (expected {len})",
+            bytes.len()
+        ));
+        return None;
+    }
+    Some(hex(bytes))
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 15)] as char);
+    }
+    out
+}
+
+/// Attribute keys that SDKs send on (nearly) every record or resource, sorted. Their fields
+/// get a `&'static str` name: no allocation when a resource attribute is copied into each
+/// event, and none freed on the sink's thread.
+const COMMON_KEYS: &[&str] = &[
+    "client.address",
+    "cloud.account.id",
+    "cloud.availability_zone",
+    "cloud.platform",
+    "cloud.provider",
+    "cloud.region",
+    "code.file.path",
+    "code.filepath",
+    "code.function",
+    "code.function.name",
+    "code.line.number",
+    "code.lineno",
+    "code.namespace",
+    "container.id",
+    "container.image.name",
+    "container.image.tag",
+    "container.name",
+    "deployment.environment",
+    "deployment.environment.name",
+    "error.type",
+    "event.name",
+    "exception.message",
+    "exception.stacktrace",
+    "exception.type",
+    "host.arch",
+    "host.id",
+    "host.name",
+    "host.type",
+    "http.method",
+    "http.request.method",
+    "http.response.status_code",
+    "http.route",
+    "http.status_code",
+    "http.target",
+    "k8s.cluster.name",
+    "k8s.container.name",
+    "k8s.deployment.name",
+    "k8s.namespace.name",
+    "k8s.node.name",
+    "k8s.pod.name",
+    "k8s.pod.uid",
+    "log.file.path",
+    "log.iostream",
+    "os.description",
+    "os.name",
+    "os.type",
+    "os.version",
+    "process.command",
+    "process.command_args",
+    "process.command_line",
+    "process.executable.name",
+    "process.executable.path",
+    "process.owner",
+    "process.pid",
+    "process.runtime.description",
+    "process.runtime.name",
+    "process.runtime.version",
+    "server.address",
+    "server.port",
+    "service.instance.id",
+    "service.name",
+    "service.namespace",
+    "service.version",
+    "telemetry.distro.name",
+    "telemetry.distro.version",
+    "telemetry.sdk.language",
+    "telemetry.sdk.name",
+    "telemetry.sdk.version",
+    "thread.id",
+    "thread.name",
+    "url.full",
+    "url.path",
+    "user.id",
+];
+
+/// The field name for an attribute key: static for [`COMMON_KEYS`].
+fn key(name: &str) -> Key {
+    match COMMON_KEYS.binary_search(&name) {
+        Ok(i) => Key::Borrowed(COMMON_KEYS[i]),
+        Err(_) => Key::Owned(name.to_owned()),
+    }
+}
+
+/// An `AnyValue` as a typed [`Value`].
+pub fn any_to_value(value: AnyValue) -> Value {
+    match value.value {
+        None => Value::Null,
+        Some(any_value::Value::StringValue(text)) => Value::String(text),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(b),
+        Some(any_value::Value::IntValue(n)) => Value::Int(n),
+        Some(any_value::Value::DoubleValue(x)) => Value::Float(x),
+        Some(any_value::Value::BytesValue(bytes)) => Value::String(base64(&bytes)),
+        Some(any_value::Value::ArrayValue(array)) => {
+            Value::Array(array.values.into_iter().map(any_to_value).collect())
+        }
+        Some(any_value::Value::KvlistValue(list)) => Value::Map(
+            list.values
+                .into_iter()
+                .map(|kv| (kv.key, kv.value.map(any_to_value).unwrap_or_default()))
+                .collect(),
+        ),
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::*;
+
+    fn string(text: &str) -> Option<AnyValue> {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text.into())),
+        })
+    }
+
+    fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn tables_are_sorted_for_the_binary_search() {
+        assert!(OWN_FIELDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(COMMON_KEYS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn maps_a_record() {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", string("shop")), kv("k", string("r"))],
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "app.module".into(),
+                        version: "1.2".into(),
+                        attributes: vec![],
+                    }),
+                    log_records: vec![
+                        LogRecord {
+                            time_unix_nano: 0,
+                            observed_time_unix_nano: 5,
+                            severity_number: 17,
+                            body: string("boom"),
+                            attributes: vec![
+                                kv("k", string("record")),
+                                kv("message", string("shadowed")),
+                                kv(
+                                    "n",
+                                    Some(AnyValue {
+                                        value: Some(any_value::Value::IntValue(7)),
+                                    }),
+                                ),
+                            ],
+                            trace_id: (1..=16).collect(),
+                            span_id: vec![0; 8],
+                            flags: 1,
+                            ..Default::default()
+                        },
+                        LogRecord {
+                            time_unix_nano: 9,
+                            severity_text: "Information".into(),
+                            trace_id: vec![1, 2, 3],
+                            ..Default::default()
+                        },
+                    ],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let mut events = Vec::new();
+        let decoded = to_events(request, Timestamp(1), &mut events).unwrap();
+        assert_eq!(decoded.accepted, 2);
+        assert_eq!(decoded.rejected, 0);
+        assert!(decoded.warning.contains("trace_id of 3 bytes"));
+        let first = events[0].as_log().unwrap();
+        assert_eq!(first.timestamp, Timestamp(5), "observed time as fallback");
+        assert_eq!(first.message, Value::from("boom"));
+        let get = |event: &LogEvent, name: &str| event.get(name).cloned();
+        assert_eq!(get(first, "severity"), Some(Value::from("ERROR")));
+        assert_eq!(get(first, "severity_number"), Some(Value::Int(17)));
+        assert_eq!(get(first, "k"), Some(Value::from("record")));
+        assert_eq!(get(first, "service.name"), Some(Value::from("shop")));
+        assert_eq!(
+            get(first, "attributes.message"),
+            Some(Value::from("shadowed"))
+        );
+        assert_eq!(get(first, "n"), Some(Value::Int(7)));
+        assert_eq!(
+            get(first, "trace_id"),
+            Some(Value::from("0102030405060708090a0b0c0d0e0f10"))
+        );
+        assert_eq!(get(first, "span_id"), None, "an all-zero id is no id");
+        assert_eq!(get(first, "trace_flags"), Some(Value::Int(1)));
+        assert_eq!(
+            get(first, "otel.scope.name"),
+            Some(Value::from("app.module"))
+        );
+        let second = events[1].as_log().unwrap();
+        assert_eq!(second.timestamp, Timestamp(9));
+        assert_eq!(second.message, Value::Null);
+        assert_eq!(get(second, "severity"), Some(Value::from("Information")));
+        assert_eq!(get(second, "severity_number"), None);
+        assert_eq!(get(second, "trace_id"), None);
+    }
+
+    #[test]
+    fn severity_names() {
+        assert_eq!(severity_name(0), None);
+        assert_eq!(severity_name(1), Some("TRACE"));
+        assert_eq!(severity_name(9), Some("INFO"));
+        assert_eq!(severity_name(14), Some("WARN2"));
+        assert_eq!(severity_name(24), Some("FATAL4"));
+        assert_eq!(severity_name(25), None);
+        assert_eq!(severity_name(-3), None);
+    }
+
+    #[test]
+    fn nested_values_keep_their_types() {
+        let value = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![
+                    kv(
+                        "list",
+                        Some(AnyValue {
+                            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                                values: vec![
+                                    AnyValue {
+                                        value: Some(any_value::Value::BoolValue(true)),
+                                    },
+                                    AnyValue {
+                                        value: Some(any_value::Value::DoubleValue(1.5)),
+                                    },
+                                ],
+                            })),
+                        }),
+                    ),
+                    kv(
+                        "raw",
+                        Some(AnyValue {
+                            value: Some(any_value::Value::BytesValue(b"hi!".to_vec())),
+                        }),
+                    ),
+                ],
+            })),
+        };
+        let json = serde_json::to_string(&any_to_value(value)).unwrap();
+        assert_eq!(json, r#"{"list":[true,1.5],"raw":"aGkh"}"#);
+    }
+
+    use proptest::prelude::*;
+
+    /// The mapping written the plain way (a `BTreeMap`, later inserts win), to check the
+    /// wire decoder's sorted merges against.
+    fn reference(
+        request: &ExportLogsServiceRequest,
+    ) -> Vec<std::collections::BTreeMap<String, Value>> {
+        let mut out = Vec::new();
+        for rl in &request.resource_logs {
+            for sl in &rl.scope_logs {
+                for record in &sl.log_records {
+                    let mut fields = std::collections::BTreeMap::new();
+                    let put = |list: &[KeyValue], fields: &mut std::collections::BTreeMap<String, Value>| {
+                        for kv in list {
+                            let key = if OWN_FIELDS.contains(&kv.key.as_str()) {
+                                format!("attributes.{}", kv.key)
+                            } else {
+                                kv.key.clone()
+                            };
+                            fields.insert(key, kv.value.clone().map(any_to_value).unwrap_or_default());
+                        }
+                    };
+                    if let Some(resource) = &rl.resource {
+                        put(&resource.attributes, &mut fields);
+                    }
+                    put(&record.attributes, &mut fields);
+                    if let Some(scope) = &sl.scope {
+                        if !scope.name.is_empty() {
+                            fields
+                                .insert("otel.scope.name".into(), Value::from(scope.name.as_str()));
+                        }
+                    }
+                    let severity = if record.severity_text.is_empty() {
+                        severity_name(record.severity_number).map(str::to_owned)
+                    } else {
+                        Some(record.severity_text.clone())
+                    };
+                    if let Some(severity) = severity {
+                        fields.insert("severity".into(), Value::String(severity));
+                    }
+                    if record.severity_number != 0 {
+                        fields.insert(
+                            "severity_number".into(),
+                            Value::Int(record.severity_number.into()),
+                        );
+                    }
+                    if record.trace_id.len() == 16 && record.trace_id.iter().any(|b| *b != 0) {
+                        fields.insert("trace_id".into(), Value::String(hex(&record.trace_id)));
+                    }
+                    out.push(fields);
+                }
+            }
+        }
+        out
+    }
+
+    fn any_value_strategy() -> impl Strategy<Value = Option<AnyValue>> {
+        let leaf = prop_oneof![
+            "[a-z ]{0,6}".prop_map(any_value::Value::StringValue),
+            any::<i64>().prop_map(any_value::Value::IntValue),
+            any::<bool>().prop_map(any_value::Value::BoolValue),
+            (-1e6f64..1e6).prop_map(any_value::Value::DoubleValue),
+        ];
+        let value = leaf.prop_recursive(2, 6, 3, |inner| {
+            prop::collection::vec(inner, 0..3).prop_map(|items| {
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: items
+                        .into_iter()
+                        .map(|v| AnyValue { value: Some(v) })
+                        .collect(),
+                })
+            })
+        });
+        proptest::option::weighted(0.9, value.prop_map(|v| AnyValue { value: Some(v) }))
+    }
+
+    fn attributes_strategy() -> impl Strategy<Value = Vec<KeyValue>> {
+        // Few names, so that resource and record attributes collide, and own field names.
+        let key = prop_oneof![
+            Just("service.name".to_owned()),
+            Just("a".to_owned()),
+            Just("severity".to_owned()),
+            Just("message".to_owned()),
+            Just("z.custom".to_owned()),
+            Just("host.name".to_owned()),
+            "[a-c]{1,2}",
+        ];
+        prop::collection::vec(
+            (key, any_value_strategy()).prop_map(|(key, value)| KeyValue { key, value }),
+            0..6,
+        )
+    }
+
+    fn request_strategy() -> impl Strategy<Value = ExportLogsServiceRequest> {
+        let record = (
+            attributes_strategy(),
+            0i32..26,
+            prop_oneof![Just(String::new()), Just("WARNING".to_owned())],
+            prop_oneof![
+                Just(Vec::new()),
+                Just((1..=16).collect::<Vec<u8>>()),
+                Just(vec![0; 16])
+            ],
+            "[a-z]{0,8}",
+        )
+            .prop_map(
+                |(attributes, severity_number, severity_text, trace_id, body)| LogRecord {
+                    attributes,
+                    severity_number,
+                    severity_text,
+                    trace_id,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body)),
+                    }),
+                    time_unix_nano: 1,
+                    ..Default::default()
+                },
+            );
+        let scope = (
+            prop_oneof![Just(String::new()), Just("lib".to_owned())],
+            prop::collection::vec(record, 0..4),
+        )
+            .prop_map(|(name, log_records)| ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name,
+                    ..Default::default()
+                }),
+                log_records,
+                schema_url: String::new(),
+            });
+        prop::collection::vec(
+            (attributes_strategy(), prop::collection::vec(scope, 0..3)).prop_map(
+                |(attributes, scope_logs)| ResourceLogs {
+                    resource: Some(Resource { attributes }),
+                    scope_logs,
+                    schema_url: String::new(),
+                },
+            ),
+            0..3,
+        )
+        .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+    }
+
+    proptest! {
+        #[test]
+        fn the_wire_decoder_maps_as_the_plain_reference(request in request_strategy()) {
+            let mut events = Vec::new();
+            let decoded = to_events(request.clone(), Timestamp(0), &mut events).unwrap();
+            let expected = reference(&request);
+            prop_assert_eq!(decoded.accepted, expected.len());
+            for (event, expected) in events.iter().zip(expected) {
+                let log = event.as_log().unwrap();
+                let got: std::collections::BTreeMap<String, Value> =
+                    log.fields.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut events = Vec::new();
+            let _ = decode(&bytes, Timestamp(0), &mut events);
+        }
+
+        #[test]
+        fn truncated_requests_are_errors_not_panics(request in request_strategy(), cut in any::<prop::sample::Index>()) {
+            let bytes = prost::Message::encode_to_vec(&request);
+            if !bytes.is_empty() {
+                let cut = cut.index(bytes.len());
+                let mut events = Vec::new();
+                let _ = decode(&bytes[..cut], Timestamp(0), &mut events);
+            }
+        }
+    }
+
+    #[test]
+    fn fields_in_any_order_and_deep_nesting() {
+        // A record whose fields come in reverse order decodes the same.
+        let mut record = Vec::new();
+        // event_name (12), body (5) = "hi", time (1)
+        record.extend_from_slice(&[(12 << 3) | 2, 2, b'e', b'v']);
+        record.extend_from_slice(&[(5 << 3) | 2, 4, (1 << 3) | 2, 2, b'h', b'i']);
+        record.push((1 << 3) | 1);
+        record.extend_from_slice(&7u64.to_le_bytes());
+        let mut scope = vec![(2 << 3) | 2, record.len() as u8];
+        scope.extend_from_slice(&record);
+        let mut resource_logs = vec![(2 << 3) | 2, scope.len() as u8];
+        resource_logs.extend_from_slice(&scope);
+        let mut request = vec![(1 << 3) | 2, resource_logs.len() as u8];
+        request.extend_from_slice(&resource_logs);
+        let mut events = Vec::new();
+        decode(&request, Timestamp(0), &mut events).unwrap();
+        let log = events[0].as_log().unwrap();
+        assert_eq!(log.timestamp, Timestamp(7));
+        assert_eq!(log.message, Value::from("hi"));
+        assert_eq!(log.get("event_name"), Some(&Value::from("ev")));
+        // Wrong wire type for a known field.
+        let bad = [(1 << 3) | 2, 2, (2 << 3) | 0, 1];
+        assert!(decode(&bad, Timestamp(0), &mut Vec::new())
+            .unwrap_err()
+            .contains("wire type"));
+    }
+
+    #[test]
+    fn records_with_the_same_keys_reuse_the_plan_with_their_own_values() {
+        let record = |pairs: &[(&str, &str)]| LogRecord {
+            attributes: pairs.iter().map(|(k, v)| kv(k, string(v))).collect(),
+            time_unix_nano: 1,
+            ..Default::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("a", string("resource")), kv("service.name", string("s"))],
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record(&[("b", "1"), ("a", "1"), ("b", "last")]),
+                        record(&[("b", "2"), ("a", "2"), ("b", "last2")]),
+                        record(&[("a", "3")]),
+                        record(&[]),
+                        record(&[("b", "5"), ("a", "5"), ("b", "last5")]),
+                    ],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let mut events = Vec::new();
+        to_events(request, Timestamp(0), &mut events).unwrap();
+        let fields: Vec<String> = events
+            .iter()
+            .map(|e| {
+                serde_json::to_string(&Value::Map(e.as_log().unwrap().fields.clone())).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                r#"{"a":"1","b":"last","service.name":"s"}"#,
+                r#"{"a":"2","b":"last2","service.name":"s"}"#,
+                r#"{"a":"3","service.name":"s"}"#,
+                r#"{"a":"resource","service.name":"s"}"#,
+                r#"{"a":"5","b":"last5","service.name":"s"}"#,
+            ]
+        );
+    }
+}
