@@ -17,7 +17,7 @@
 use crate::event::{LogEvent, Map, Origin, StreamName, Timestamp, Value};
 
 use super::file::{EntryMeta, Fields};
-use crate::source::syslog::parse::{FACILITIES, SEVERITIES};
+use crate::source::syslog::message::{FACILITIES, SEVERITIES};
 
 /// Journal fields copied under another name.
 const MAPPED: [(&str, &str); 8] = [
