@@ -44,8 +44,14 @@ pub mod transform;
 /// A stable 64-bit hash of a string (FNV-1a), for partitioning streams across workers. Not
 /// randomised, so a stream goes to the same worker in every run.
 pub fn hash_str(text: &str) -> u64 {
+    fnv1a(text.as_bytes())
+}
+
+/// 64-bit FNV-1a over bytes: stable across runs and versions (saved in checkpoints as file
+/// fingerprints, and it decides `sample`'s `key_field` keeps), so it must never change.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
