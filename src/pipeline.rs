@@ -2,7 +2,7 @@
 //! and the stop sequence.
 //!
 //! ```text
-//! sources ──BatchSender (partitioned by stream key)──▶ crossbeam queue per worker
+//! sources ──BatchSender (partitioned by stream key)──▶ flume queue per worker
 //!   ──▶ worker thread: transforms in order ──▶ tokio queue per sink ──▶ sink task
 //! ```
 //!
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use flume::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{mpsc, Notify};
 
 use crate::checkpoint::Checkpoints;
@@ -247,7 +247,7 @@ impl RunningPipeline {
         let name = &self.name;
         let mut partitions = Vec::new();
         for index in 0..shared.workers.max(1) {
-            let (tx, rx) = crossbeam_channel::bounded(capacity);
+            let (tx, rx) = flume::bounded(capacity);
             let depth = registry().gauge(
                 "sluice_queue_batches",
                 "Batches waiting in a queue.",
