@@ -1,7 +1,7 @@
 //! sluice: a small, fast log-and-metrics agent that never loses a line it has read.
 //!
 //! ```text
-//!  sources                 bounded crossbeam queues      transform workers        sinks (tokio)
+//!  sources                 bounded flume queues          transform workers        sinks (tokio)
 //!  file, syslog, demo, ─▶  Batch(Vec<Event>) per   ─▶   N threads; one stream ─▶  console, file,
 //!  stdin, internal_metrics stream key partition          stays on one worker      loki, elasticsearch,
 //!                                                                                 remote-write
