@@ -102,6 +102,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Each sink's health entry and progress stamp, for the stall watchdog.
+type SinkProgress = Vec<(HealthCheck, Progress)>;
+
 /// `id (type), …` for the start-up log line.
 fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> String {
     let parts: Vec<String> = list
@@ -190,7 +193,7 @@ impl RunningPipeline {
         built_sinks: Vec<Built<Sink>>,
         capacity: usize,
         shared: &Shared,
-    ) -> anyhow::Result<(Vec<SinkSender>, Vec<(HealthCheck, Progress)>)> {
+    ) -> anyhow::Result<(Vec<SinkSender>, SinkProgress)> {
         let name = self.name.clone();
         let mut sink_senders = Vec::new();
         let mut progresses = Vec::new();
