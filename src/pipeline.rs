@@ -400,7 +400,7 @@ fn log_undrained(
 ) {
     let when = match why {
         StopReason::Shutdown => "on the next start",
-        StopReason::Reload => "by the reloaded pipeline",
+        StopReason::Reload => "on the reloaded pipeline",
         StopReason::Removed => "when a config with this pipeline runs again",
     };
     let names = |list: &[(String, bool)], disk: bool| -> Vec<String> {
