@@ -9,6 +9,8 @@
 //!   message is in the buffer, started again, Loki comes back: every message is delivered.
 //! - Torn writes: `kill -9` while the buffer is being appended to, 25 times: the agent always
 //!   starts again, never delivers a damaged event, and loses no line.
+//! - `when_full: drop_newest`: a full buffer drops for its sink only; the other sink gets
+//!   every line, and what the full sink stored plus its counted drops is every line.
 //! - `sluice buffer inspect` on a deliberately corrupted segment names the offset and the
 //!   records lost.
 
@@ -441,4 +443,80 @@ fn inspect(dir: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn drop_newest_drops_for_the_full_sink_only_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let loki = FakeLoki::start();
+    let es = FakeElasticsearch::start_lean();
+    es.set_down(true);
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 50
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 100 }}
+      - name: es
+        type: elasticsearch
+        endpoint: {es}
+        batch: {{ timeout_ms: 100 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 300 }}
+        buffer: {{ type: disk, max_bytes: 1048576, when_full: drop_newest }}
+"#,
+        data = dir.path().join("data").display(),
+        logs = logs.display(),
+        loki = loki.endpoint(),
+        es = es.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    // About 3 MB of events: three times what es's buffer may hold.
+    let written = 30_000u64;
+    for chunk in 0..30 {
+        append(
+            &logs.join("app.log"),
+            &(chunk * 1000..chunk * 1000 + 1000)
+                .map(line)
+                .collect::<String>(),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(
+        "loki to receive every line though es's buffer is full",
+        WAIT,
+        || loki.entry_count() as u64 >= written && seqs_in_loki(&loki).len() as u64 == written,
+    );
+    let dropped = |agent: &Agent| {
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[("component", "es"), ("reason", "buffer_full")],
+        )
+    };
+    assert!(dropped(&agent) > 0.0, "es's full buffer dropped the newest");
+    es.set_down(false);
+    wait_for("es to receive what its buffer held", WAIT, || {
+        agent.metric_sum("sluice_buffer_events", &[("component", "es")]) == 0.0
+            && es.doc_count() > 0
+    });
+    let stored: BTreeSet<u64> = es
+        .docs()
+        .iter()
+        .filter_map(|d| seq_of(&d.message))
+        .collect();
+    assert_eq!(
+        stored.len() as u64 + dropped(&agent) as u64,
+        written,
+        "every line is either in es or counted as dropped for es"
+    );
+    assert!(agent.terminate().success());
 }
