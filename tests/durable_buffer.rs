@@ -520,3 +520,50 @@ pipelines:
     );
     assert!(agent.terminate().success());
 }
+
+/// CPU-seconds of the agent process so far (utime + stime from `/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Not a test: a measurement. File → fake Loki, 300k lines, with a memory buffer and with a
+/// disk buffer: prints events per CPU-second of the agent for each.
+/// `cargo test --test durable_buffer measure -- --ignored --nocapture` (build profile of the
+/// tests; a release build is faster for both).
+#[test]
+#[ignore]
+fn measure_disk_buffer_cost() {
+    for buffer in ["{ type: memory }", "{ type: disk }"] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let n = 300_000u64;
+        append(&logs.join("a.log"), &(0..n).map(line).collect::<String>());
+        let loki = FakeLoki::start();
+        let config = format!(
+            "data_dir: {data}\napi: {{ address: \"{{api}}\" }}\npipelines:\n  p:\n    sources:\n      - type: file\n        include: [\"{logs}/*.log\"]\n        read_from: beginning\n    sinks:\n      - type: loki\n        endpoint: {loki}\n        buffer: {buffer}\n",
+            data = dir.path().join("data").display(),
+            logs = logs.display(),
+            loki = loki.endpoint(),
+        );
+        let agent = Agent::start(dir.path(), &config);
+        let started = Instant::now();
+        wait_for("every line", Duration::from_secs(600), || {
+            loki.entry_count() as u64 >= n
+        });
+        let cpu = cpu_seconds(agent.child.id());
+        println!(
+            "buffer {buffer}: {n} events in {:.1}s wall, {cpu:.2} CPU-s: {:.0} events/CPU-s",
+            started.elapsed().as_secs_f64(),
+            n as f64 / cpu.max(0.01)
+        );
+    }
+}
