@@ -49,6 +49,8 @@ pub(super) struct Gauges {
     pub events: Gauge,
     pub oldest_seconds: Gauge,
     pub dropped_full: Counter,
+    /// Events of sources that cannot be read again that could not be buffered.
+    pub not_buffered: Counter,
 }
 
 pub(super) struct State {
@@ -146,6 +148,7 @@ pub(super) fn open(
             &[],
         ),
         dropped_full: metrics.dropped("buffer_full"),
+        not_buffered: metrics.dropped("buffer_not_written"),
     };
     let shared = |state| {
         Arc::new(Shared {
@@ -281,8 +284,16 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
                 }
                 return Appended::DroppedFull;
             }
-            // At shutdown the reader has stopped: room will not come.
-            WhenFull::Block if shared.shutdown.is_triggered() => return Appended::Failed,
+            // At shutdown the reader has stopped: room will not come. The acks are abandoned
+            // (files read it again); events of other sources are lost, counted.
+            WhenFull::Block if shared.shutdown.is_triggered() => {
+                drop(state);
+                if acks.is_empty() {
+                    shared.gauges.not_buffered.add(u64::from(n_events));
+                }
+                tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
+                return Appended::Failed;
+            }
             WhenFull::Block => {
                 state = shared
                     .room
@@ -295,6 +306,10 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
     match write_record(shared, &mut state, n_events, encoded) {
         Ok(()) => {}
         Err(error) => {
+            drop(state);
+            if acks.is_empty() {
+                shared.gauges.not_buffered.add(u64::from(n_events));
+            }
             tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer write failed; the batch is not buffered");
             return Appended::Failed;
         }
