@@ -26,6 +26,7 @@
 pub mod ack;
 pub mod agent;
 pub mod api;
+pub mod buffer;
 pub mod checkpoint;
 pub mod config;
 pub mod data_dir;

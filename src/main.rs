@@ -1,4 +1,4 @@
-//! The `sluice` command: `run`, `validate`, `--version`.
+//! The `sluice` command: `run`, `validate`, `buffer inspect`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,30 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Look into a sink's disk buffer (without starting the agent).
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BufferCommand {
+    /// Report a disk buffer's segments, records, events and damage (read only).
+    Inspect {
+        /// The buffer's directory: `<data_dir>/buffers/<pipeline>/<sink>`.
+        dir: PathBuf,
+    },
+}
+
+/// `sluice buffer ...`.
+fn buffer_command(command: BufferCommand) -> anyhow::Result<()> {
+    match command {
+        BufferCommand::Inspect { dir } => {
+            print!("{}", sluice::buffer::inspect::report(&dir)?);
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +78,7 @@ fn main() -> ExitCode {
         Command::Run { config } => {
             agent::run(config.map_or(ConfigSource::Embedded, ConfigSource::File))
         }
+        Command::Buffer { command } => buffer_command(command),
         Command::Validate { config } => {
             ConfigSource::File(config.clone())
                 .load()

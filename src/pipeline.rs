@@ -30,6 +30,7 @@ use anyhow::Context as _;
 use flume::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{mpsc, Notify};
 
+use crate::buffer::{self, SinkSender, SinkSide};
 use crate::checkpoint::Checkpoints;
 use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
@@ -77,6 +78,8 @@ pub struct RunningPipeline {
     replayable: Vec<String>,
     /// Ids of sources whose in-flight events are lost if the sinks do not drain.
     not_replayable: Vec<String>,
+    /// Per sink: its id and whether it has a disk buffer.
+    sink_ids: Vec<(String, bool)>,
 }
 
 /// Why a pipeline stops: changes only what its log says about undelivered data.
@@ -99,10 +102,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-struct SinkSender {
-    tx: mpsc::Sender<Batch>,
-    queued: Gauge,
-}
+/// Each sink's health entry and progress stamp, for the stall watchdog.
+type SinkProgress = Vec<(HealthCheck, Progress)>;
 
 /// `id (type), …` for the start-up log line.
 fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> String {
@@ -131,6 +132,7 @@ pub async fn start(
         watchdog: None,
         replayable: Vec::new(),
         not_replayable: Vec::new(),
+        sink_ids: Vec::new(),
     };
     let (sources, transforms, sinks) = (
         describe(&pipeline.sources, Source::type_name),
@@ -161,7 +163,7 @@ impl RunningPipeline {
 
     fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
         let capacity = pipeline.queue_batches;
-        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared);
+        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared)?;
         let partitions = self.start_workers(
             &pipeline.transforms,
             Arc::new(sink_senders),
@@ -191,7 +193,7 @@ impl RunningPipeline {
         built_sinks: Vec<Built<Sink>>,
         capacity: usize,
         shared: &Shared,
-    ) -> (Vec<SinkSender>, Vec<(HealthCheck, Progress)>) {
+    ) -> anyhow::Result<(Vec<SinkSender>, SinkProgress)> {
         let name = self.name.clone();
         let mut sink_senders = Vec::new();
         let mut progresses = Vec::new();
@@ -218,6 +220,22 @@ impl RunningPipeline {
                 progress: progress.clone(),
                 shutdown: self.shutdown.clone(),
             };
+            // The sink's buffer: its queue, or a disk buffer that feeds the queue.
+            let buffer_dir = (shared.checkpoints.data_dir())
+                .map(|data_dir| buffer::directory(data_dir, &name, &built.id));
+            let (sender, guard) = buffer::attach(
+                &built.component.buffer(),
+                buffer_dir,
+                SinkSide {
+                    tx,
+                    queued,
+                    metrics: ctx.metrics.clone(),
+                    health_key: format!("{name}/sink/{}", built.id),
+                    shutdown: self.shutdown.clone(),
+                },
+            )
+            .with_context(|| format!("pipeline {name}: sink {}", built.id))?;
+            self.sink_ids.push((built.id.clone(), guard.is_disk()));
             progresses.push((health, progress.clone()));
             let input = SinkInput::new(rx, progress);
             let (sink, sink_id) = (built.component, built.id);
@@ -231,10 +249,12 @@ impl RunningPipeline {
                         supervisor.panicked(&pipeline, "sink", &sink_id);
                     }
                 }
+                // The sink's last acknowledgements are in: the buffer saves its position.
+                guard.finish().await;
             }));
-            sink_senders.push(SinkSender { tx, queued });
+            sink_senders.push(sender);
         }
-        (sink_senders, progresses)
+        Ok((sink_senders, progresses))
     }
 
     fn start_workers(
@@ -344,38 +364,38 @@ impl RunningPipeline {
             }
         });
         let _ = tokio::time::timeout_at(until.into(), joined).await;
-        let mut aborted = 0;
-        for sink in self.sinks {
+        let mut aborted = Vec::new();
+        for (sink, id) in self.sinks.into_iter().zip(&self.sink_ids) {
             let abort = sink.abort_handle();
             if tokio::time::timeout_at(until.into(), sink).await.is_err() {
                 abort.abort();
-                aborted += 1;
+                aborted.push(id.clone());
             }
         }
         if let Some(watchdog) = self.watchdog {
             watchdog.abort();
         }
         health::clear_prefix(&format!("{}/", self.name));
-        if aborted > 0 {
-            log_undrained(
-                &self.name,
-                aborted,
-                &self.replayable,
-                &self.not_replayable,
-                why,
-            );
-        }
+        log_undrained(
+            &self.name,
+            &self.sink_ids,
+            &aborted,
+            (&self.replayable, &self.not_replayable),
+            why,
+        );
         tracing::info!(pipeline = %self.name, "pipeline stopped");
     }
 }
 
-/// Says truthfully what becomes of the data the aborted sinks held: replayable sources read
-/// it again from their checkpoints, the others' in-flight events are lost (ERROR).
+/// Says truthfully what becomes of the data the sinks did not deliver: a disk buffer keeps
+/// it (sent when the pipeline runs again); for a memory-buffered sink aborted at the
+/// deadline, replayable sources read it again from their checkpoints and the others'
+/// in-flight events are lost (ERROR).
 fn log_undrained(
     pipeline: &str,
-    aborted: usize,
-    replayable: &[String],
-    not_replayable: &[String],
+    sinks: &[(String, bool)],
+    aborted: &[(String, bool)],
+    (replayable, not_replayable): (&Vec<String>, &Vec<String>),
     why: StopReason,
 ) {
     let when = match why {
@@ -383,7 +403,28 @@ fn log_undrained(
         StopReason::Reload => "on the reloaded pipeline",
         StopReason::Removed => "when a config with this pipeline runs again",
     };
-    let mut message = String::from("sinks did not drain before the shutdown deadline");
+    let names = |list: &[(String, bool)], disk: bool| -> Vec<String> {
+        list.iter()
+            .filter(|(_, d)| *d == disk)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let on_disk = names(sinks, true);
+    if !on_disk.is_empty() {
+        tracing::info!(
+            pipeline = %pipeline,
+            "sinks {} keep every event they have not delivered in their disk buffers (from every source, syslog included): it is sent {when}",
+            on_disk.join(", ")
+        );
+    }
+    let in_memory = names(aborted, false);
+    if in_memory.is_empty() {
+        return;
+    }
+    let mut message = format!(
+        "sinks {} did not drain before the shutdown deadline",
+        in_memory.join(", ")
+    );
     if !replayable.is_empty() {
         message.push_str(&format!(
             "; sources {} re-read their undelivered data from their checkpoints {when}",
@@ -391,14 +432,14 @@ fn log_undrained(
         ));
     }
     if not_replayable.is_empty() {
-        tracing::warn!(pipeline = %pipeline, sinks = aborted, "{message}");
+        tracing::warn!(pipeline = %pipeline, "{message}");
         return;
     }
     message.push_str(&format!(
-        "; sources {} cannot be read again: their in-flight events are lost",
+        "; sources {} cannot be read again: their events these sinks had not delivered are lost (give the sinks `buffer: {{ type: disk }}` to keep them)",
         not_replayable.join(", ")
     ));
-    tracing::error!(pipeline = %pipeline, sinks = aborted, "{message}");
+    tracing::error!(pipeline = %pipeline, "{message}");
 }
 
 struct Worker {
@@ -487,12 +528,8 @@ impl Worker {
                 batch.as_ref().map(Batch::fan_out_clone)
             };
             let Some(copy) = copy else { return };
-            sink.queued.add(1);
-            // An error means the sink is gone (crashed or aborted at the deadline): the
-            // batch's acknowledgement is abandoned, so it is read again after a restart.
-            if sink.tx.blocking_send(copy).is_err() {
-                sink.queued.add(-1);
-            }
+            // To the sink's queue or its disk buffer; waits while it is full (`block`).
+            sink.send(copy);
         }
     }
 }
