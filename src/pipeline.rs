@@ -22,6 +22,7 @@
 //!
 //! Owns: wiring and lifecycle. Never: looks inside events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,10 +36,12 @@ use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
 use crate::event::{Batch, Event};
 use crate::health::{self, HealthCheck, Progress};
+use crate::route::{self, Route};
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkContext, SinkInput};
 use crate::source::{BatchSender, Source, SourceContext};
 use crate::supervision::{PanicGuard, Supervisor};
+use crate::tap::{self, Point, TapPoints};
 use crate::telemetry::{registry, ComponentMetrics, Gauge};
 use crate::transform::Transform;
 
@@ -77,6 +80,8 @@ pub struct RunningPipeline {
     replayable: Vec<String>,
     /// Ids of sources whose in-flight events are lost if the sinks do not drain.
     not_replayable: Vec<String>,
+    /// Where `GET /tap` sees events (registered while the pipeline runs).
+    tap: TapPoints,
 }
 
 /// Why a pipeline stops: changes only what its log says about undelivered data.
@@ -102,6 +107,8 @@ impl Drop for AbortOnDrop {
 struct SinkSender {
     tx: mpsc::Sender<Batch>,
     queued: Gauge,
+    /// The sink's `condition:`: only the events it takes are sent to it.
+    route: Option<Route>,
 }
 
 /// `id (type), …` for the start-up log line.
@@ -111,6 +118,18 @@ fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> Str
         .map(|built| format!("{} ({})", built.id, type_name(&built.component)))
         .collect();
     parts.join(", ")
+}
+
+/// The component ids of `pipeline`, for taps.
+fn components(pipeline: &BuiltPipeline) -> tap::Components {
+    fn ids<T>(list: &[Built<T>]) -> Vec<String> {
+        list.iter().map(|built| built.id.clone()).collect()
+    }
+    tap::Components {
+        sources: ids(&pipeline.sources),
+        transforms: ids(&pipeline.transforms),
+        sinks: ids(&pipeline.sinks),
+    }
 }
 
 /// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
@@ -131,6 +150,7 @@ pub async fn start(
         watchdog: None,
         replayable: Vec::new(),
         not_replayable: Vec::new(),
+        tap: TapPoints::register(&pipeline.name, components(&pipeline)),
     };
     let (sources, transforms, sinks) = (
         describe(&pipeline.sources, Source::type_name),
@@ -161,7 +181,8 @@ impl RunningPipeline {
 
     fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
         let capacity = pipeline.queue_batches;
-        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared);
+        let (sink_senders, progresses) =
+            self.start_sinks(pipeline.sinks, pipeline.routes, capacity, shared);
         let partitions = self.start_workers(
             &pipeline.transforms,
             Arc::new(sink_senders),
@@ -189,6 +210,7 @@ impl RunningPipeline {
     fn start_sinks(
         &mut self,
         built_sinks: Vec<Built<Sink>>,
+        mut routes: BTreeMap<String, Route>,
         capacity: usize,
         shared: &Shared,
     ) -> (Vec<SinkSender>, Vec<(HealthCheck, Progress)>) {
@@ -196,6 +218,7 @@ impl RunningPipeline {
         let mut sink_senders = Vec::new();
         let mut progresses = Vec::new();
         for built in built_sinks {
+            let route = routes.remove(&built.id);
             let (tx, rx) = mpsc::channel(capacity);
             let queued = registry().gauge(
                 "sluice_queue_batches",
@@ -232,7 +255,7 @@ impl RunningPipeline {
                     }
                 }
             }));
-            sink_senders.push(SinkSender { tx, queued });
+            sink_senders.push(SinkSender { tx, queued, route });
         }
         (sink_senders, progresses)
     }
@@ -272,6 +295,7 @@ impl RunningPipeline {
                     .collect(),
                 sinks: sinks.clone(),
                 input_closed: self.input_closed.clone(),
+                tap: self.tap.clone(),
             };
             self.workers.push(
                 std::thread::Builder::new()
@@ -409,6 +433,7 @@ struct Worker {
     transforms: Vec<(Transform, ComponentMetrics)>,
     sinks: Arc<Vec<SinkSender>>,
     input_closed: Shutdown,
+    tap: TapPoints,
 }
 
 impl Worker {
@@ -419,6 +444,7 @@ impl Worker {
                 Ok(batch) => {
                     self.depth.add(-1);
                     let Batch { events, acks, home } = batch;
+                    self.tap.observe(Point::Input, &events);
                     let events = self.apply(0, events);
                     self.forward(Batch { events, acks, home });
                 }
@@ -439,11 +465,12 @@ impl Worker {
 
     /// Runs `events` through transforms `from..`.
     fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
-        for (transform, metrics) in &mut self.transforms[from..] {
+        for (index, (transform, metrics)) in self.transforms.iter_mut().enumerate().skip(from) {
             metrics.events_in.add(events.len() as u64);
             let mut out = Vec::with_capacity(events.len());
             transform.process(events, &mut out);
             metrics.events_out.add(out.len() as u64);
+            self.tap.observe(Point::Transform(index), &out);
             events = out;
         }
         events
@@ -471,8 +498,9 @@ impl Worker {
         }
     }
 
-    /// Sends `batch` to every sink; a batch whose events were all filtered out is settled
-    /// here (dropped and sampled events count as done).
+    /// Sends `batch` to every sink (a routed sink gets the events its condition takes); a
+    /// batch or copy with no events is settled here (dropped and sampled events, and events
+    /// a sink's condition refuses, count as done for it).
     fn forward(&self, batch: Batch) {
         if batch.events.is_empty() {
             batch.settle();
@@ -481,12 +509,14 @@ impl Worker {
         let last = self.sinks.len().saturating_sub(1);
         let mut batch = Some(batch);
         for (index, sink) in self.sinks.iter().enumerate() {
-            let copy = if index == last {
-                batch.take()
-            } else {
-                batch.as_ref().map(Batch::fan_out_clone)
+            let Some(copy) = route::copy_for(sink.route.as_ref(), &mut batch, index == last) else {
+                return;
             };
-            let Some(copy) = copy else { return };
+            if copy.events.is_empty() {
+                copy.settle();
+                continue;
+            }
+            self.tap.observe(Point::Sink(index), &copy.events);
             sink.queued.add(1);
             // An error means the sink is gone (crashed or aborted at the deadline): the
             // batch's acknowledgement is abandoned, so it is read again after a restart.
