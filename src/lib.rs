@@ -17,11 +17,14 @@
 //! - [`config`]: the YAML config and building it into runtime values.
 //! - [`source`], [`transform`], [`sink`]: one folder per component kind, one file per
 //!   component; each `mod.rs` holds the closed enum that lists them.
-//! - [`pipeline`]: queues, workers and the stop sequence. [`agent`]: process lifetime,
-//!   signals, reload. [`api`]: `/health`, `/metrics`, `/reload`.
+//! - [`pipeline`]: queues, workers and the stop sequence; [`route`]: a sink's
+//!   `condition:`. [`agent`]: process lifetime,
+//!   signals, reload. [`api`]: `/health`, `/metrics`, `/reload`, `/tap`; [`tap`]: live
+//!   copies of the events passing a component.
 //! - [`telemetry`]: the agent's own metrics. [`health`]: what `/health` reports.
 //!   [`dead_letter`]: the dead-letter file. [`shutdown`]: the stop signal.
 //!   [`supervision`]: the policy on component panics (stop, exit non-zero).
+//! - [`unit_test`]: `sluice test`, unit tests of a config's transforms.
 
 pub mod ack;
 pub mod agent;
@@ -35,12 +38,15 @@ pub mod event;
 pub mod health;
 pub mod limits;
 pub mod pipeline;
+pub mod route;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod supervision;
+pub mod tap;
 pub mod telemetry;
 pub mod transform;
+pub mod unit_test;
 
 /// A stable 64-bit hash of a string (FNV-1a), for partitioning streams across workers. Not
 /// randomised, so a stream goes to the same worker in every run.

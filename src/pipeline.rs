@@ -22,6 +22,7 @@
 //!
 //! Owns: wiring and lifecycle. Never: looks inside events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,10 +37,12 @@ use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
 use crate::event::{Batch, Event};
 use crate::health::{self, HealthCheck, Progress};
+use crate::route::{self, Route};
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkContext, SinkInput};
 use crate::source::{BatchSender, Source, SourceContext};
 use crate::supervision::{PanicGuard, Supervisor};
+use crate::tap::{self, Point, TapPoints};
 use crate::telemetry::{registry, ComponentMetrics, Gauge};
 use crate::transform::Transform;
 
@@ -80,6 +83,8 @@ pub struct RunningPipeline {
     not_replayable: Vec<String>,
     /// Per sink: its id and whether it has a disk buffer.
     sink_ids: Vec<(String, bool)>,
+    /// Where `GET /tap` sees events (registered while the pipeline runs).
+    tap: TapPoints,
 }
 
 /// Why a pipeline stops: changes only what its log says about undelivered data.
@@ -105,6 +110,13 @@ impl Drop for AbortOnDrop {
 /// Each sink's health entry and progress stamp, for the stall watchdog.
 type SinkProgress = Vec<(HealthCheck, Progress)>;
 
+/// A sink as the workers see it: its queue or disk buffer, and its `condition:`.
+struct SinkOutput {
+    sender: SinkSender,
+    /// Only the events the route takes are sent to the sink.
+    route: Option<Route>,
+}
+
 /// `id (type), …` for the start-up log line.
 fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> String {
     let parts: Vec<String> = list
@@ -112,6 +124,18 @@ fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> Str
         .map(|built| format!("{} ({})", built.id, type_name(&built.component)))
         .collect();
     parts.join(", ")
+}
+
+/// The component ids of `pipeline`, for taps.
+fn components(pipeline: &BuiltPipeline) -> tap::Components {
+    fn ids<T>(list: &[Built<T>]) -> Vec<String> {
+        list.iter().map(|built| built.id.clone()).collect()
+    }
+    tap::Components {
+        sources: ids(&pipeline.sources),
+        transforms: ids(&pipeline.transforms),
+        sinks: ids(&pipeline.sinks),
+    }
 }
 
 /// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
@@ -133,6 +157,7 @@ pub async fn start(
         replayable: Vec::new(),
         not_replayable: Vec::new(),
         sink_ids: Vec::new(),
+        tap: TapPoints::register(&pipeline.name, components(&pipeline)),
     };
     let (sources, transforms, sinks) = (
         describe(&pipeline.sources, Source::type_name),
@@ -163,7 +188,8 @@ impl RunningPipeline {
 
     fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
         let capacity = pipeline.queue_batches;
-        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared)?;
+        let (sink_senders, progresses) =
+            self.start_sinks(pipeline.sinks, pipeline.routes, capacity, shared)?;
         let partitions = self.start_workers(
             &pipeline.transforms,
             Arc::new(sink_senders),
@@ -191,13 +217,15 @@ impl RunningPipeline {
     fn start_sinks(
         &mut self,
         built_sinks: Vec<Built<Sink>>,
+        mut routes: BTreeMap<String, Route>,
         capacity: usize,
         shared: &Shared,
-    ) -> anyhow::Result<(Vec<SinkSender>, SinkProgress)> {
+    ) -> anyhow::Result<(Vec<SinkOutput>, SinkProgress)> {
         let name = self.name.clone();
         let mut sink_senders = Vec::new();
         let mut progresses = Vec::new();
         for built in built_sinks {
+            let route = routes.remove(&built.id);
             let (tx, rx) = mpsc::channel(capacity);
             let queued = registry().gauge(
                 "sluice_queue_batches",
@@ -252,7 +280,7 @@ impl RunningPipeline {
                 // The sink's last acknowledgements are in: the buffer saves its position.
                 guard.finish().await;
             }));
-            sink_senders.push(sender);
+            sink_senders.push(SinkOutput { sender, route });
         }
         Ok((sink_senders, progresses))
     }
@@ -260,7 +288,7 @@ impl RunningPipeline {
     fn start_workers(
         &mut self,
         transforms: &[Built<Transform>],
-        sinks: Arc<Vec<SinkSender>>,
+        sinks: Arc<Vec<SinkOutput>>,
         capacity: usize,
         shared: &Shared,
     ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
@@ -292,6 +320,7 @@ impl RunningPipeline {
                     .collect(),
                 sinks: sinks.clone(),
                 input_closed: self.input_closed.clone(),
+                tap: self.tap.clone(),
             };
             self.workers.push(
                 std::thread::Builder::new()
@@ -448,8 +477,9 @@ struct Worker {
     input: Receiver<Batch>,
     depth: Gauge,
     transforms: Vec<(Transform, ComponentMetrics)>,
-    sinks: Arc<Vec<SinkSender>>,
+    sinks: Arc<Vec<SinkOutput>>,
     input_closed: Shutdown,
+    tap: TapPoints,
 }
 
 impl Worker {
@@ -460,6 +490,7 @@ impl Worker {
                 Ok(batch) => {
                     self.depth.add(-1);
                     let Batch { events, acks, home } = batch;
+                    self.tap.observe(Point::Input, &events);
                     let events = self.apply(0, events);
                     self.forward(Batch { events, acks, home });
                 }
@@ -480,11 +511,12 @@ impl Worker {
 
     /// Runs `events` through transforms `from..`.
     fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
-        for (transform, metrics) in &mut self.transforms[from..] {
+        for (index, (transform, metrics)) in self.transforms.iter_mut().enumerate().skip(from) {
             metrics.events_in.add(events.len() as u64);
             let mut out = Vec::with_capacity(events.len());
             transform.process(events, &mut out);
             metrics.events_out.add(out.len() as u64);
+            self.tap.observe(Point::Transform(index), &out);
             events = out;
         }
         events
@@ -512,8 +544,9 @@ impl Worker {
         }
     }
 
-    /// Sends `batch` to every sink; a batch whose events were all filtered out is settled
-    /// here (dropped and sampled events count as done).
+    /// Sends `batch` to every sink (a routed sink gets the events its condition takes); a
+    /// batch or copy with no events is settled here (dropped and sampled events, and events
+    /// a sink's condition refuses, count as done for it).
     fn forward(&self, batch: Batch) {
         if batch.events.is_empty() {
             batch.settle();
@@ -522,14 +555,16 @@ impl Worker {
         let last = self.sinks.len().saturating_sub(1);
         let mut batch = Some(batch);
         for (index, sink) in self.sinks.iter().enumerate() {
-            let copy = if index == last {
-                batch.take()
-            } else {
-                batch.as_ref().map(Batch::fan_out_clone)
+            let Some(copy) = route::copy_for(sink.route.as_ref(), &mut batch, index == last) else {
+                return;
             };
-            let Some(copy) = copy else { return };
+            if copy.events.is_empty() {
+                copy.settle();
+                continue;
+            }
+            self.tap.observe(Point::Sink(index), &copy.events);
             // To the sink's queue or its disk buffer; waits while it is full (`block`).
-            sink.send(copy);
+            sink.sender.send(copy);
         }
     }
 }
