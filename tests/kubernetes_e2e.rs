@@ -504,3 +504,147 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
     });
     every_pod_request_is_node_scoped(&kube);
 }
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 110 pods on this node, 5,000 on others: the agent asks only for its node's pods, and
+/// enrichment costs at most 3 MiB of RSS over the same run without it.
+#[test]
+fn memory_is_bounded_by_the_pods_on_this_node() {
+    const LOCAL: usize = 110;
+    const OTHER: usize = 5_000;
+    const LINES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"), "token-0");
+    let kube = FakeKube::start(&pki, "token-0");
+    for t in 0..10 {
+        kube.add(
+            Resource::Namespaces,
+            namespace(
+                &format!("team-{t}"),
+                json!({"team": format!("t{t}")}),
+                json!({}),
+            ),
+        );
+    }
+    for d in 0..20 {
+        kube.add(
+            Resource::ReplicaSets,
+            owned(
+                "ReplicaSet",
+                &format!("team-{}", d % 10),
+                &format!("svc-{d}-5f6d7c"),
+                Some(("Deployment", &format!("svc-{d}"))),
+            ),
+        );
+    }
+    let logs = dir.path().join("logs");
+    for i in 0..LOCAL + OTHER {
+        let (ns, d) = (format!("team-{}", i % 10), i % 20);
+        let name = format!("svc-{d}-5f6d7c-{i:05}");
+        let node = if i < LOCAL {
+            NODE.to_owned()
+        } else {
+            format!("node-{}", 1 + i % 50)
+        };
+        let labels = json!({"app": format!("svc-{d}"), "pod-template-hash": "5f6d7c",
+            "app.kubernetes.io/part-of": "shop", "version": "1.2.3"});
+        let annotations = json!({"owner": "team", "prometheus.io/scrape": "true"});
+        kube.add(
+            Resource::Pods,
+            pod(
+                &ns,
+                &name,
+                &format!("uid-{i:05}"),
+                &node,
+                labels,
+                annotations,
+                Some(("ReplicaSet", &format!("svc-{d}-5f6d7c"))),
+            ),
+        );
+        if i < LOCAL {
+            let path = log_path(&logs, &ns, &name, &format!("uid-{i:05}"));
+            let text: Vec<String> = (0..LINES)
+                .map(|n| format!("pod {i} line {n} GET /api/v1/items?page={n} 200 0.012s"))
+                .collect();
+            write_lines(&path, &text);
+        }
+    }
+
+    let run = |enrich: bool| -> (u64, f64) {
+        let data = dir.path().join(if enrich { "with" } else { "without" });
+        let loki = FakeLoki::start();
+        let transform = if enrich {
+            format!(
+                "    transforms:\n      - type: kubernetes_metadata\n        api_url: {}\n        token_file: {}\n        ca_file: {}\n        node_name: {NODE}\n",
+                kube.url(),
+                pki.token_file.display(),
+                pki.ca_file.display()
+            )
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  pods:
+    sources:
+      - {{ name: pods, type: file, include: ["{logs}/pods/*/*/*.log"], format: cri, read_from: beginning }}
+{transform}    sinks:
+      - type: loki
+        endpoint: {loki}
+        labels: {{ namespace: "{{{{ namespace }}}}", app: "{{{{ pod_labels.app }}}}", workload: "{{{{ workload_name }}}}" }}
+        structured_metadata: {{ pod: "{{{{ pod }}}}" }}
+        batch: {{ timeout_ms: 100 }}
+"#,
+            data = data.display(),
+            logs = logs.display(),
+            loki = loki.endpoint(),
+        );
+        std::fs::create_dir_all(&data).unwrap();
+        let agent = Agent::start(&data, &yaml);
+        wait_for("every line at Loki", Duration::from_secs(120), || {
+            loki.entry_count() >= LOCAL * LINES
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let rss = rss_kib(agent.child.id());
+        let pods = metric(
+            &agent,
+            "sluice_kubernetes_cache_objects",
+            &[("resource", "pods")],
+        );
+        if enrich {
+            let entries = loki.entries();
+            assert!(
+                entries.iter().all(|e| e.labels.contains("workload=\"svc-")),
+                "every line enriched"
+            );
+        }
+        drop(agent);
+        (rss, pods)
+    };
+    let (without, _) = run(false);
+    let (with, pods) = run(true);
+    eprintln!("RSS without enrichment {without} KiB, with {with} KiB");
+    assert_eq!(pods, LOCAL as f64, "only this node's pods are cached");
+    assert!(
+        with <= without + 3 * 1024,
+        "enrichment grew RSS by {} KiB (> 3 MiB)",
+        with.saturating_sub(without)
+    );
+    every_pod_request_is_node_scoped(&kube);
+    assert_eq!(
+        kube.count(Resource::ReplicaSets, Verb::Get, 200),
+        20,
+        "one GET per owner"
+    );
+}

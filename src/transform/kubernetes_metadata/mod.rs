@@ -86,14 +86,14 @@ pub struct KubernetesMetadataConfig {
     pub fields: Vec<String>,
     /// Which pod labels `pod_labels` holds.
     #[serde(default)]
-    pub pod_labels: KeysConfig,
+    pub pod_labels: Box<KeysConfig>,
     /// Which pod annotations `pod_annotations` holds (default: all but
     /// `kubectl.kubernetes.io/last-applied-configuration`, a copy of the whole object).
     #[serde(default = "default_annotations")]
-    pub pod_annotations: KeysConfig,
+    pub pod_annotations: Box<KeysConfig>,
     /// Which namespace labels `namespace_labels` holds.
     #[serde(default)]
-    pub namespace_labels: KeysConfig,
+    pub namespace_labels: Box<KeysConfig>,
     /// An annotation on a pod or namespace that, when `"true"`, drops its logs.
     #[serde(default = "default_exclude_annotation")]
     pub exclude_annotation: String,
@@ -115,11 +115,11 @@ pub struct KubernetesMetadataConfig {
 fn all_fields() -> Vec<String> {
     FIELD_NAMES.iter().map(|s| (*s).to_owned()).collect()
 }
-fn default_annotations() -> KeysConfig {
-    KeysConfig {
+fn default_annotations() -> Box<KeysConfig> {
+    Box::new(KeysConfig {
         include: Vec::new(),
         exclude: vec!["kubectl.kubernetes.io/last-applied-configuration".into()],
-    }
+    })
 }
 fn default_exclude_annotation() -> String {
     "sluice.dev/exclude".into()
