@@ -546,7 +546,7 @@ fn memory_is_bounded_by_the_pods_on_this_node() {
             ),
         );
     }
-    let logs = dir.path().join("logs");
+    let mut local = Vec::new();
     for i in 0..LOCAL + OTHER {
         let (ns, d) = (format!("team-{}", i % 10), i % 20);
         let name = format!("svc-{d}-5f6d7c-{i:05}");
@@ -571,23 +571,29 @@ fn memory_is_bounded_by_the_pods_on_this_node() {
             ),
         );
         if i < LOCAL {
-            let path = log_path(&logs, &ns, &name, &format!("uid-{i:05}"));
+            local.push((ns, name, format!("uid-{i:05}")));
+        }
+    }
+    // The pods' logs, written once the agent runs (their pods exist before their logs).
+    let write_logs = |logs: &Path| {
+        for (i, (ns, name, uid)) in local.iter().enumerate() {
             let text: Vec<String> = (0..LINES)
                 .map(|n| format!("pod {i} line {n} GET /api/v1/items?page={n} 200 0.012s"))
                 .collect();
-            write_lines(&path, &text);
+            write_lines(&log_path(logs, ns, name, uid), &text);
         }
-    }
+    };
 
     let run = |enrich: bool| -> (u64, f64) {
         let data = dir.path().join(if enrich { "with" } else { "without" });
+        let logs = data.join("logs");
         let loki = FakeLoki::start();
         let transform = if enrich {
             format!(
                 "    transforms:\n      - type: kubernetes_metadata\n        api_url: {}\n        token_file: {}\n        ca_file: {}\n        node_name: {NODE}\n",
                 kube.url(),
                 pki.token_file.display(),
-                pki.ca_file.display()
+                pki.ca_file.display(),
             )
         } else {
             String::new()
@@ -598,7 +604,7 @@ api: {{ address: "{{api}}" }}
 pipelines:
   pods:
     sources:
-      - {{ name: pods, type: file, include: ["{logs}/pods/*/*/*.log"], format: cri, read_from: beginning }}
+      - {{ name: pods, type: file, include: ["{logs}/pods/*/*/*.log"], format: cri, read_from: beginning, glob_interval_ms: 200 }}
 {transform}    sinks:
       - type: loki
         endpoint: {loki}
@@ -612,6 +618,17 @@ pipelines:
         );
         std::fs::create_dir_all(&data).unwrap();
         let agent = Agent::start(&data, &yaml);
+        std::thread::sleep(Duration::from_secs(2));
+        if enrich {
+            wait_for("the pod list", WAIT, || {
+                metric(
+                    &agent,
+                    "sluice_kubernetes_cache_objects",
+                    &[("resource", "pods")],
+                ) == LOCAL as f64
+            });
+        }
+        write_logs(&logs);
         wait_for("every line at Loki", Duration::from_secs(120), || {
             loki.entry_count() >= LOCAL * LINES
         });

@@ -98,8 +98,15 @@ impl Client {
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            // Two long watch streams and a rare get: HTTP/1.1 keeps no HTTP/2 connection
+            // state (windows, buffers) for them.
+            .http1_only()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &endpoint.ca_file {
+            // The cluster's CA only: public roots do not vouch for an API server (and are
+            // not loaded, which saves memory).
+            builder = builder.tls_built_in_root_certs(false);
             let pem =
                 std::fs::read(ca_file).with_context(|| format!("ca_file {}", ca_file.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
