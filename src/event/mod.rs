@@ -195,20 +195,15 @@ impl LogEvent {
     }
 
     /// A field by path: the field named `path` if there is one, else `a.b.c` walks nested
-    /// maps (`{"a": {"b": {"c": 1}}}`). `message` is the message.
+    /// maps (`{"a": {"b": {"c": 1}}}`). At each map the rest of the path is first tried as
+    /// one key, so keys with dots are reachable: `pod_labels.app.kubernetes.io/name` is key
+    /// `app.kubernetes.io/name` of the map `pod_labels`. `message` is the message.
     pub fn lookup(&self, path: &str) -> Option<&Value> {
         if let Some(value) = self.get(path) {
             return Some(value);
         }
-        let mut segments = path.split('.');
-        let mut value = self.get(segments.next()?)?;
-        for segment in segments {
-            value = match value {
-                Value::Map(map) => map.get(segment)?,
-                _ => return None,
-            };
-        }
-        Some(value)
+        let (first, rest) = path.split_once('.')?;
+        lookup_in(self.get(first)?, rest)
     }
 
     /// Mutable access to a field by name; `message` is the message.
@@ -270,6 +265,18 @@ impl LogEvent {
         );
         out
     }
+}
+
+/// `path` inside `value` (see [`LogEvent::lookup`]).
+fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    let Value::Map(map) = value else {
+        return None;
+    };
+    if let Some(value) = map.get(path) {
+        return Some(value);
+    }
+    let (first, rest) = path.split_once('.')?;
+    lookup_in(map.get(first)?, rest)
 }
 
 /// A log event serialised as one JSON object (see [`LogEvent::json`]): fields, `message`
