@@ -527,6 +527,7 @@ impl Worker {
             let mut emitted = Vec::new();
             self.transforms[index].0.tick(now, &mut emitted);
             if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
                 self.forward(Batch::new(events));
             }
@@ -538,6 +539,7 @@ impl Worker {
             let mut emitted = Vec::new();
             self.transforms[index].0.flush(&mut emitted);
             if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
                 self.forward(Batch::new(events));
             }

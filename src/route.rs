@@ -21,6 +21,7 @@
 //! per-sink copy of a batch ([`copy_for`]). Never: evaluates anything for a sink without a
 //! condition (its copy is the plain fan-out clone).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -28,7 +29,9 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 
 use crate::config::yaml::TaggedEnum;
+use crate::config::Config;
 use crate::event::{Batch, Event};
+use crate::source::SourceConfig;
 use crate::transform::condition::{Condition, ConditionConfig};
 
 /// The key a sink's map may carry besides its own settings.
@@ -125,6 +128,40 @@ pub fn copy_for(route: Option<&Route>, batch: &mut Option<Batch>, last: bool) ->
         (Some(route), true) => batch.take().map(|b| route.retain(b)),
         (Some(route), false) => batch.as_ref().map(|b| route.select(b)),
     }
+}
+
+/// Sources that would listen on one socket (the second could not bind it): one error each,
+/// located, with the answer: one pipeline whose sinks have conditions. (Literal addresses
+/// only: `0.0.0.0:514` and `127.0.0.1:514` still meet at start-up as `address in use`.)
+pub fn shared_listeners(config: &Config, file: &str) -> Vec<String> {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, pipeline) in &config.pipelines {
+        for (i, source) in pipeline.sources.iter().enumerate() {
+            let SourceConfig::Syslog(syslog) = &source.config else {
+                continue;
+            };
+            let socket = match (&syslog.address, &syslog.path) {
+                (Some(address), _) => address.clone(),
+                (None, Some(path)) => path.display().to_string(),
+                (None, None) => continue,
+            };
+            let key = format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase());
+            let here = format!("pipelines.{name}.sources[{i}]");
+            match first.get(&key) {
+                None => {
+                    first.insert(key, format!("{here} (line {})", source.line));
+                }
+                Some(other) => errors.push(format!(
+                    "{file}:{}: {here}: {key} is read by {other} already: a socket is read by one \
+                     source; to send its events to different sinks, use one pipeline with a \
+                     `condition:` on each sink (README: Routing)",
+                    source.line
+                )),
+            }
+        }
+    }
+    errors
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,6 +436,33 @@ mod tests {
         let text = format!("{error:#}");
         assert!(
             text.contains("t.yaml:6: pipelines.p.sinks[0]: condition: field \"a\": `eqals`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_sources_on_one_socket_are_refused_with_the_routing_answer() {
+        let text = "data_dir: /tmp/x
+pipelines:
+  a:
+    sources: [ { type: syslog, mode: udp, address: 127.0.0.1:5514 } ]
+    sinks: [ { type: blackhole } ]
+  b:
+    sources:
+      - { type: syslog, mode: tcp, address: 127.0.0.1:5514 }
+      - { type: syslog, mode: udp, address: 127.0.0.1:5514 }
+    sinks: [ { type: console } ]
+";
+        let error = config::parse(text, "t.yaml")
+            .unwrap()
+            .build("t.yaml")
+            .err()
+            .expect("refused");
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with(
+                "t.yaml:9: pipelines.b.sources[1]: udp 127.0.0.1:5514 is read by pipelines.a.sources[0] (line 4) already"
+            ) && text.contains("`condition:` on each sink"),
             "{text}"
         );
     }

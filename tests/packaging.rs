@@ -7,8 +7,9 @@
 //! `deb_builds_installs_and_purges` when `SLUICE_TEST_DEB=1` (it needs root and
 //! `cargo-deb`, and changes the machine: CI sets it). It packages the binary these tests
 //! built (`cargo deb --no-build`, seconds). `SLUICE_TEST_RELEASE=1` makes it, and the
-//! Dockerfile's build command, run the documented release builds themselves
-//! (`cargo deb --target <host triple>`: several minutes each, so not in every CI run).
+//! Dockerfile's build stage, run the documented release builds themselves
+//! (`cargo deb --target <host triple>`, the stage's `cargo build` in a copy of its context:
+//! several minutes each, so not in every CI run).
 
 mod support;
 
@@ -616,24 +617,79 @@ fn dockerfile_build_script(text: &str) -> String {
         .join(" ")
 }
 
-/// The Dockerfile's build command, run as it is written (in the repository, which holds
-/// what the stage copies), builds and installs the binary. With the `dev` profile (the
-/// binary these tests use: nothing to build); with `SLUICE_TEST_RELEASE=1`, the image's
-/// default `release` profile (several minutes).
+/// The Dockerfile's build command is the one that works. Every run: its commands are
+/// `cargo build --locked ... --target "${TARGET}"` with `TARGET` the host triple, the
+/// lock file is current (what `--locked` needs), and the binary is installed from where
+/// cargo puts it for each profile. With `SLUICE_TEST_RELEASE=1`, the build stage itself:
+/// the paths it copies, in a directory of their own, built by its command as written
+/// (the default `release` profile, from scratch: several minutes).
 #[test]
 fn dockerfile_build_command_builds() {
     let text = std::fs::read_to_string("packaging/docker/Dockerfile").unwrap();
     let script = dockerfile_build_script(&text);
-    assert!(script.contains("cargo build --locked"), "{script}");
-    let out = tempfile::tempdir().unwrap();
-    let binary = out.path().join("sluice");
-    let script = script.replace("/out/sluice", &binary.display().to_string());
-    let release = std::env::var("SLUICE_TEST_RELEASE").is_ok_and(|v| v == "1");
-    let profile = if release { "release" } else { "dev" };
+    for part in [
+        "TARGET=\"$(rustc -vV | sed -n 's/^host: //p')\"",
+        "cargo build --locked --profile \"${PROFILE}\" --bin sluice --target \"${TARGET}\"",
+        "install -D -m 0755 \"target/${TARGET}/${DIR}/sluice\" /out/sluice",
+    ] {
+        assert!(
+            script.contains(part),
+            "{part:?} not in the build command: {script}"
+        );
+    }
+    // TARGET is the host triple; DIR is where cargo puts each profile's binary.
+    let target = run(Command::new("sh").args(["-c", "rustc -vV | sed -n 's/^host: //p'"]));
+    assert_eq!(target.trim(), host_triple());
+    let dir_expr = script
+        .split("&&")
+        .map(str::trim)
+        .find(|c| c.starts_with("DIR="))
+        .expect("DIR=");
+    for (profile, dir) in [("release", "release"), ("small", "small"), ("dev", "debug")] {
+        let got = run(Command::new("sh")
+            .args(["-c", &format!("{dir_expr} && echo \"$DIR\"")])
+            .env("PROFILE", profile));
+        assert_eq!(got.trim(), dir, "PROFILE={profile}");
+    }
+    // The tests' binary is where the script looks for the dev profile's.
+    let built = Path::new(support::binary());
+    assert!(
+        built.ends_with(format!("{}/debug/sluice", host_triple())),
+        "{built:?}"
+    );
+    run(outer_cargo(&mut Command::new(env!("CARGO"))).args([
+        "metadata",
+        "--locked",
+        "--offline",
+        "--format-version",
+        "1",
+    ]));
+
+    if !std::env::var("SLUICE_TEST_RELEASE").is_ok_and(|v| v == "1") {
+        return;
+    }
+    // The build stage: WORKDIR with what the stage copies, then its command.
+    let context = tempfile::tempdir().unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.last() == Some(&"/etc/sluice/sluice.yaml") {
+            continue; // the runtime stage's config
+        }
+        for source in &words[1..words.len() - 1] {
+            run(Command::new("cp").args(["-r", source]).arg(context.path()));
+        }
+    }
+    let out = context.path().join("out/sluice");
+    let script = script.replace("/out/sluice", &out.display().to_string());
     run(outer_cargo(&mut Command::new("sh"))
         .args(["-c", &script])
-        .env("PROFILE", profile));
-    let version = run(Command::new(&binary).arg("--version"));
+        .current_dir(context.path())
+        .env("PROFILE", "release")
+        .env_remove("CARGO_TARGET_DIR"));
+    let version = run(Command::new(&out).arg("--version"));
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
 }
 

@@ -29,12 +29,15 @@ pub struct Options {
 pub fn run(mut options: Options) -> anyhow::Result<()> {
     if let Some(path) = &options.config {
         let (config, _) = sluice::config::load(path)?;
-        let mut address = config.api.address;
+        options.api = config.api.address.to_string();
+        options.token = options.token.or(config.api.reload_token);
+    }
+    // An agent listening on every address (0.0.0.0:8686 in the image) is reached on loopback.
+    if let Ok(mut address) = options.api.parse::<std::net::SocketAddr>() {
         if address.ip().is_unspecified() {
             address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            options.api = address.to_string();
         }
-        options.api = address.to_string();
-        options.token = options.token.or(config.api.reload_token);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -280,6 +280,7 @@ impl Config {
         if let Err(error) = self.check_bounds() {
             errors.push(format!("{file}: {error:#}"));
         }
+        errors.extend(crate::route::shared_listeners(self, file));
         let built = self.build_each(file, |_| true, &mut errors);
         all_or_errors(built, errors)
     }
