@@ -426,11 +426,16 @@ impl KubernetesMetadata {
             return Some(found);
         };
         let deadline = *started + self.inner.wait;
-        while !shared
-            .namespaces_synced
-            .load(std::sync::atomic::Ordering::Acquire)
-            && shared.wait_change(deadline)
-        {}
+        // Not a spin: `wait_change` blocks until the store changes or the deadline.
+        loop {
+            if shared
+                .namespaces_synced
+                .load(std::sync::atomic::Ordering::Acquire)
+                || !shared.wait_change(deadline)
+            {
+                break;
+            }
+        }
         self.lookup(key).or(Some(found))
     }
 
