@@ -578,13 +578,16 @@ fn memory_is_bounded_by_the_pods_on_this_node() {
             local.push((ns, name, format!("uid-{i:05}")));
         }
     }
-    // The pods' logs, written once the agent runs (their pods exist before their logs).
+    // The pods' logs, written once the agent runs (their pods exist before their logs), a
+    // line per pod every 40 ms as pods log: what stays is the cache and the watcher, not a
+    // burst of lines in flight (enriched events are larger while queued).
     let write_logs = |logs: &Path| {
-        for (i, (ns, name, uid)) in local.iter().enumerate() {
-            let text: Vec<String> = (0..LINES)
-                .map(|n| format!("pod {i} line {n} GET /api/v1/items?page={n} 200 0.012s"))
-                .collect();
-            write_lines(&log_path(logs, ns, name, uid), &text);
+        for n in 0..LINES {
+            for (i, (ns, name, uid)) in local.iter().enumerate() {
+                let line = format!("pod {i} line {n} GET /api/v1/items?page={n} 200 0.012s");
+                write_lines(&log_path(logs, ns, name, uid), &[line]);
+            }
+            std::thread::sleep(Duration::from_millis(40));
         }
     };
 

@@ -317,6 +317,9 @@ pub struct Shared {
     signal: (Mutex<u64>, Condvar),
     /// The pod list has completed at least once.
     pub pods_synced: AtomicBool,
+    /// The namespace list has completed at least once (until then a namespace's exclusion
+    /// is unknown).
+    pub namespaces_synced: AtomicBool,
     /// The last request to the API server succeeded (a list, or a watch that opened).
     pub api_ok: AtomicBool,
     /// When the watcher started (the start-up wait is measured from it).

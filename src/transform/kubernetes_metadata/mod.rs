@@ -225,6 +225,7 @@ impl KubernetesMetadataConfig {
                         HealthCheck::new(format!("{}/transform/{}", ctx.pipeline, ctx.id)),
                     ),
                 )))),
+                started: std::sync::atomic::AtomicBool::new(false),
             }),
             last: None,
         })
@@ -248,6 +249,8 @@ struct Inner {
     misses: Counter,
     excluded: Counter,
     start: Mutex<Start>,
+    /// Set once `start` left `Pending` (a lock-free check for every batch).
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -261,7 +264,11 @@ impl std::fmt::Debug for Inner {
 
 impl Inner {
     fn ensure_started(&self) {
+        if self.started.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut start = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        // Set once `shared.started` is, below (the lock orders the two).
         if !matches!(*start, Start::Pending(_)) {
             return;
         }
@@ -270,6 +277,8 @@ impl Inner {
         };
         let (settings, metrics) = *pending;
         let _ = self.shared.started.set(Instant::now());
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
         let (stop, stopped) = tokio::sync::watch::channel(());
         match watch::spawn(settings, self.shared.clone(), metrics, stopped) {
             Ok(_) => *start = Start::Running(stop),
@@ -360,6 +369,7 @@ impl KubernetesMetadata {
                     continue;
                 }
                 Some(key) => match self.lookup(&key) {
+                    Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
                     Some(found) => Some(found),
                     None => self.wait_for(&key),
                 },
@@ -400,6 +410,33 @@ impl KubernetesMetadata {
         };
         self.last = Some((key.owned(), generation, found.clone()));
         found
+    }
+
+    /// A pod found before the namespaces were listed: its namespace's exclusion is not
+    /// known yet, so wait for the namespace list within the start-up bound.
+    fn wait_for_namespaces(&mut self, key: &EventKey<'_>, found: Found) -> Option<Found> {
+        let shared = self.inner.shared.clone();
+        if shared
+            .namespaces_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Some(found);
+        }
+        let Some(started) = shared.started.get() else {
+            return Some(found);
+        };
+        let deadline = *started + self.inner.wait;
+        // Not a spin: `wait_change` blocks until the store changes or the deadline.
+        loop {
+            if shared
+                .namespaces_synced
+                .load(std::sync::atomic::Ordering::Acquire)
+                || !shared.wait_change(deadline)
+            {
+                break;
+            }
+        }
+        self.lookup(key).or(Some(found))
     }
 
     /// Waits for a missing pod within its bound; `None` when it did not come.
@@ -500,16 +537,21 @@ mod tests {
             s.namespaces
                 .insert(ns.metadata.name.clone(), Arc::new(ns_entry));
         });
-        t.inner
-            .shared
-            .pods_synced
-            .store(true, std::sync::atomic::Ordering::Release);
+        for synced in [
+            &t.inner.shared.pods_synced,
+            &t.inner.shared.namespaces_synced,
+        ] {
+            synced.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// A transform whose watcher never starts (it is marked failed), seeded by hand.
     fn offline(yaml: &str) -> KubernetesMetadata {
         let t = transform(yaml);
         *t.inner.start.lock().unwrap() = Start::Failed;
+        t.inner
+            .started
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = t.inner.shared.started.set(Instant::now());
         t
     }

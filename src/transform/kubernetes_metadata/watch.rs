@@ -466,6 +466,7 @@ impl Watcher {
                         store.namespaces.insert(name, Arc::new(entry));
                     }
                 });
+                self.shared.namespaces_synced.store(true, Ordering::Release);
             }
         }
         Ok(version)
