@@ -19,9 +19,10 @@ use sluice::agent::{self, ConfigSource};
 #[command(version, about, long_about = None)]
 struct Cli {
     /// The agent's own log lines: `text` (colours only on a terminal, never with
-    /// `NO_COLOR`) or `json` (one object per line). Also `SLUICE_LOG_FORMAT`.
-    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
+    /// `NO_COLOR`) or `json` (one object per line). Also `SLUICE_LOG_FORMAT`; without
+    /// either, the config's `log_format:` (default `text`).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,7 +115,18 @@ fn main() -> ExitCode {
         Command::Run { .. } | Command::Validate { .. } => "info",
         Command::Test { .. } | Command::Tap { .. } | Command::Buffer { .. } => "warn",
     };
-    init_logging(cli.log_format, level);
+    let format = cli.log_format.unwrap_or_else(|| {
+        let path = match &cli.command {
+            Command::Run { config } => config.as_deref(),
+            Command::Validate { config } | Command::Test { config, .. } => Some(config.as_path()),
+            Command::Tap { .. } | Command::Buffer { .. } => None,
+        };
+        match path.and_then(sluice::config::log_format_of) {
+            Some(sluice::config::LogFormat::Json) => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    });
+    init_logging(format, level);
     let result = match cli.command {
         Command::Run { config } => {
             agent::run(config.map_or(ConfigSource::Embedded, ConfigSource::File))

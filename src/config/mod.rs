@@ -45,6 +45,11 @@ pub struct Config {
     /// Directory for checkpoints, the dead-letter file and the lock that keeps one agent per
     /// directory (created if missing).
     pub data_dir: PathBuf,
+    /// The agent's own log lines: `text` (colours only on a terminal) or `json` (one object
+    /// per line). Read at start (a reload keeps the format the agent started with);
+    /// `--log-format` and `SLUICE_LOG_FORMAT` override it.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
     /// The agent's HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
@@ -83,6 +88,24 @@ fn default_checkpoint_interval_ms() -> u64 {
 
 fn default_dead_letter_max_bytes() -> u64 {
     crate::dead_letter::DEFAULT_MAX_BYTES
+}
+
+/// The format of the agent's own log lines (`log_format:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `log_format:` of a config file, if the file reads as a config and sets one (the
+/// agent's logging starts before the config is loaded; an unreadable file is reported by
+/// the load that follows).
+pub fn log_format_of(path: &std::path::Path) -> Option<LogFormat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse(&text, &path.display().to_string()).ok()?.log_format
 }
 
 /// `api:` settings.
