@@ -21,7 +21,8 @@ use criterion::{black_box, criterion_group, Criterion, Throughput};
 use sluice::event::Timestamp;
 use sluice::source::syslog::framing::{Decoder, Framing};
 use sluice::source::syslog::message_to_event;
-use sluice::source::syslog::parse::{parse, Zone};
+use sluice::source::syslog::parse::parse;
+use sluice::source::syslog::time::Zone;
 
 const RFC5424: &str = r#"<165>1 2026-03-15T11:00:00.003Z web-frontend-01.example.com nginx 8710 ACCESS [origin ip="10.1.2.3"] GET /api/v1/users 200 1532 "curl/8.5.0""#;
 const RFC3164: &str = "<34>Mar 15 11:00:00 web-frontend-01 sshd[24200]: Accepted publickey for deploy from 10.1.2.3 port 52144 ssh2: ED25519 SHA256:abc";

@@ -355,6 +355,7 @@ fn reload_health() -> HealthCheck {
 fn warn_about_top_level_changes(before: &Config, after: &Config) {
     let top_level = |config: &Config| Config {
         pipelines: Default::default(),
+        tests: Vec::new(),
         ..config.clone()
     };
     if top_level(before) != top_level(after) {

@@ -7,9 +7,14 @@
 //! - `GET /live`: `200` while the process runs its loops (no reader thread stuck); for a
 //!   liveness probe. Unlike `/health` it ignores sinks: a restart cannot fix a back-end.
 //! - `POST /reload`: re-read the config file; a config that does not build is refused (`400`
-//!   with the error) and the running pipelines keep going. Mutating endpoints answer only to
-//!   loopback peers, or to any peer with `Authorization: Bearer <api.reload_token>` when
-//!   that is set (`403` otherwise).
+//!   with the error) and the running pipelines keep going.
+//! - `GET /tap?pipeline=P&component=C&limit=N`: the events passing a component, streamed
+//!   as JSON lines (see [`crate::tap`]; a slow reader loses events, counted, and never
+//!   slows a pipeline).
+//!
+//! Privileged endpoints (`/reload` changes the agent, `/tap` shows event contents) answer
+//! only to loopback peers, or to any peer with `Authorization: Bearer <api.reload_token>`
+//! when that is set (`403` otherwise).
 //!
 //! Connections are capped (`api.max_connections`; more are closed at once) and must send
 //! their headers within `api.header_timeout_secs`.
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -30,7 +35,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::config::ApiConfig;
 use crate::health;
+use crate::tap::{self, TapReader};
 use crate::telemetry::registry;
+
+/// A reply's body: whole, or the stream of a tap.
+type Body = Either<Full<Bytes>, TapBody>;
 
 /// A reload request and where to send its outcome.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -92,8 +101,9 @@ pub async fn serve(
     Ok(bound)
 }
 
-/// Whether a mutating request from `peer` is allowed: loopback peers always; others only
-/// with `Authorization: Bearer <token>` when a token is configured.
+/// Whether a privileged request (`POST /reload`, `GET /tap`) from `peer` is allowed:
+/// loopback peers always; others only with `Authorization: Bearer <token>` when a token is
+/// configured.
 fn may_mutate(
     peer: IpAddr,
     token: Option<&str>,
@@ -104,7 +114,7 @@ fn may_mutate(
     }
     let Some(token) = token else {
         return Err(
-            "mutating endpoints answer only to loopback (set api.reload_token to allow others)\n",
+            "privileged endpoints (POST /reload, GET /tap) answer only to loopback (set api.reload_token to allow others)\n",
         );
     };
     let offered = authorization
@@ -123,8 +133,8 @@ fn may_mutate(
     }
 }
 
-fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
         response.headers_mut().insert("content-type", value);
@@ -136,13 +146,15 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 fn status_reply(
     what: &str,
     problems: std::collections::BTreeMap<String, String>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     if problems.is_empty() {
-        return reply(
-            StatusCode::OK,
-            "application/json",
-            r#"{"status":"ok"}"#.into(),
-        );
+        let warnings = health::warnings();
+        let body = if what == "failing" && !warnings.is_empty() {
+            serde_json::json!({"status": "ok", "warnings": warnings}).to_string()
+        } else {
+            r#"{"status":"ok"}"#.into()
+        };
+        return reply(StatusCode::OK, "application/json", body);
     }
     let mut body = serde_json::Map::new();
     body.insert("status".into(), what.into());
@@ -159,7 +171,11 @@ async fn route(
     peer: SocketAddr,
     token: Option<&str>,
     reloads: mpsc::Sender<ReloadRequest>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
+    let authorization = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/live") => status_reply("stuck", health::stuck_loops()),
         (&Method::GET, "/health") => status_reply("failing", health::failures()),
@@ -168,11 +184,14 @@ async fn route(
             "text/plain; version=0.0.4; charset=utf-8",
             registry().render(),
         ),
+        (&Method::GET, "/tap") => {
+            if let Err(why) = may_mutate(peer.ip(), token, authorization) {
+                tracing::warn!(%peer, "api: tap refused");
+                return reply(StatusCode::FORBIDDEN, "text/plain", why.into());
+            }
+            open_tap(request.uri().query().unwrap_or(""))
+        }
         (&Method::POST, "/reload") => {
-            let authorization = request
-                .headers()
-                .get(hyper::header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok());
             if let Err(why) = may_mutate(peer.ip(), token, authorization) {
                 tracing::warn!(%peer, "api: reload refused");
                 return reply(StatusCode::FORBIDDEN, "text/plain", why.into());
@@ -209,8 +228,68 @@ async fn route(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /health, /live, /metrics, POST /reload\n".into(),
+            "not found: try /health, /live, /metrics, /tap, POST /reload\n".into(),
         ),
+    }
+}
+
+/// `GET /tap?pipeline=P&component=C&limit=N` (every parameter optional).
+fn open_tap(query: &str) -> Response<Body> {
+    let (mut pipeline, mut component, mut limit) = (None, None, None);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let value = Some(value.into_owned()).filter(|v| !v.is_empty());
+        match &*key {
+            "pipeline" => pipeline = value,
+            "component" => component = value,
+            "limit" => match value.as_deref().map(str::parse::<u64>) {
+                None => {}
+                Some(Ok(n)) if n > 0 => limit = Some(n),
+                Some(_) => {
+                    let why = "limit must be a whole number of events, at least 1\n";
+                    return reply(StatusCode::BAD_REQUEST, "text/plain", why.into());
+                }
+            },
+            other => {
+                let why = format!("unknown parameter {other:?}: pipeline, component, limit\n");
+                return reply(StatusCode::BAD_REQUEST, "text/plain", why);
+            }
+        }
+    }
+    match tap::open(pipeline.as_deref(), component.as_deref(), limit) {
+        Ok(reader) => {
+            let mut response = Response::new(Either::Right(TapBody(reader)));
+            response.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/x-ndjson"),
+            );
+            response
+        }
+        Err(tap::OpenError::TooMany) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{} taps are open already\n", tap::MAX_TAPS),
+        ),
+        Err(tap::OpenError::Unknown(why)) => {
+            reply(StatusCode::NOT_FOUND, "text/plain", format!("{why}\n"))
+        }
+    }
+}
+
+/// The streamed body of `GET /tap`; dropping it (the client went away) closes the tap.
+pub struct TapBody(TapReader);
+
+impl hyper::body::Body for TapBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
     }
 }
 

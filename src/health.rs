@@ -36,6 +36,10 @@ impl HealthCheck {
 
     /// The component works.
     pub fn ok(&self) {
+        warning_table()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&*self.key);
         table()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -44,11 +48,41 @@ impl HealthCheck {
 
     /// The component is failing, for `reason`.
     pub fn fail(&self, reason: impl Into<String>) {
+        warning_table()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&*self.key);
         table()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.key.to_string(), reason.into());
     }
+
+    /// The component works but needs attention (a buffer filling up): `/health` still
+    /// answers 200 and lists it under `warnings`.
+    pub fn warn(&self, reason: impl Into<String>) {
+        table()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&*self.key);
+        warning_table()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.key.to_string(), reason.into());
+    }
+}
+
+fn warning_table() -> &'static Mutex<BTreeMap<String, String>> {
+    static TABLE: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+/// Components that work but need attention, and why.
+pub fn warnings() -> BTreeMap<String, String> {
+    warning_table()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// Failing components and why; empty when healthy. Liveness stamps are judged now.
@@ -125,6 +159,10 @@ impl Drop for Heartbeat {
 
 /// Forgets every check whose key starts with `prefix` (a pipeline that was stopped).
 pub fn clear_prefix(prefix: &str) {
+    warning_table()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|key, _| !key.starts_with(prefix));
     table()
         .lock()
         .unwrap_or_else(|p| p.into_inner())

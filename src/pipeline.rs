@@ -2,7 +2,7 @@
 //! and the stop sequence.
 //!
 //! ```text
-//! sources ──BatchSender (partitioned by stream key)──▶ crossbeam queue per worker
+//! sources ──BatchSender (partitioned by stream key)──▶ flume queue per worker
 //!   ──▶ worker thread: transforms in order ──▶ tokio queue per sink ──▶ sink task
 //! ```
 //!
@@ -22,23 +22,27 @@
 //!
 //! Owns: wiring and lifecycle. Never: looks inside events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use flume::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{mpsc, Notify};
 
+use crate::buffer::{self, SinkSender, SinkSide};
 use crate::checkpoint::Checkpoints;
 use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
 use crate::event::{Batch, Event};
 use crate::health::{self, HealthCheck, Progress};
+use crate::route::{self, Route};
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkContext, SinkInput};
 use crate::source::{BatchSender, Source, SourceContext};
 use crate::supervision::{PanicGuard, Supervisor};
+use crate::tap::{self, Point, TapPoints};
 use crate::telemetry::{registry, ComponentMetrics, Gauge};
 use crate::transform::Transform;
 
@@ -77,6 +81,10 @@ pub struct RunningPipeline {
     replayable: Vec<String>,
     /// Ids of sources whose in-flight events are lost if the sinks do not drain.
     not_replayable: Vec<String>,
+    /// Per sink: its id and whether it has a disk buffer.
+    sink_ids: Vec<(String, bool)>,
+    /// Where `GET /tap` sees events (registered while the pipeline runs).
+    tap: TapPoints,
 }
 
 /// Why a pipeline stops: changes only what its log says about undelivered data.
@@ -99,9 +107,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-struct SinkSender {
-    tx: mpsc::Sender<Batch>,
-    queued: Gauge,
+/// Each sink's health entry and progress stamp, for the stall watchdog.
+type SinkProgress = Vec<(HealthCheck, Progress)>;
+
+/// A sink as the workers see it: its queue or disk buffer, and its `condition:`.
+struct SinkOutput {
+    sender: SinkSender,
+    /// Only the events the route takes are sent to the sink.
+    route: Option<Route>,
 }
 
 /// `id (type), …` for the start-up log line.
@@ -111,6 +124,18 @@ fn describe<T>(list: &[Built<T>], type_name: impl Fn(&T) -> &'static str) -> Str
         .map(|built| format!("{} ({})", built.id, type_name(&built.component)))
         .collect();
     parts.join(", ")
+}
+
+/// The component ids of `pipeline`, for taps.
+fn components(pipeline: &BuiltPipeline) -> tap::Components {
+    fn ids<T>(list: &[Built<T>]) -> Vec<String> {
+        list.iter().map(|built| built.id.clone()).collect()
+    }
+    tap::Components {
+        sources: ids(&pipeline.sources),
+        transforms: ids(&pipeline.transforms),
+        sinks: ids(&pipeline.sinks),
+    }
 }
 
 /// Starts `pipeline`: sinks first, then workers, then sources. Must run inside the tokio
@@ -131,6 +156,8 @@ pub async fn start(
         watchdog: None,
         replayable: Vec::new(),
         not_replayable: Vec::new(),
+        sink_ids: Vec::new(),
+        tap: TapPoints::register(&pipeline.name, components(&pipeline)),
     };
     let (sources, transforms, sinks) = (
         describe(&pipeline.sources, Source::type_name),
@@ -161,7 +188,8 @@ impl RunningPipeline {
 
     fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
         let capacity = pipeline.queue_batches;
-        let (sink_senders, progresses) = self.start_sinks(pipeline.sinks, capacity, shared);
+        let (sink_senders, progresses) =
+            self.start_sinks(pipeline.sinks, pipeline.routes, capacity, shared)?;
         let partitions = self.start_workers(
             &pipeline.transforms,
             Arc::new(sink_senders),
@@ -189,13 +217,15 @@ impl RunningPipeline {
     fn start_sinks(
         &mut self,
         built_sinks: Vec<Built<Sink>>,
+        mut routes: BTreeMap<String, Route>,
         capacity: usize,
         shared: &Shared,
-    ) -> (Vec<SinkSender>, Vec<(HealthCheck, Progress)>) {
+    ) -> anyhow::Result<(Vec<SinkOutput>, SinkProgress)> {
         let name = self.name.clone();
         let mut sink_senders = Vec::new();
         let mut progresses = Vec::new();
         for built in built_sinks {
+            let route = routes.remove(&built.id);
             let (tx, rx) = mpsc::channel(capacity);
             let queued = registry().gauge(
                 "sluice_queue_batches",
@@ -218,6 +248,22 @@ impl RunningPipeline {
                 progress: progress.clone(),
                 shutdown: self.shutdown.clone(),
             };
+            // The sink's buffer: its queue, or a disk buffer that feeds the queue.
+            let buffer_dir = (shared.checkpoints.data_dir())
+                .map(|data_dir| buffer::directory(data_dir, &name, &built.id));
+            let (sender, guard) = buffer::attach(
+                &built.component.buffer(),
+                buffer_dir,
+                SinkSide {
+                    tx,
+                    queued,
+                    metrics: ctx.metrics.clone(),
+                    health_key: format!("{name}/sink/{}", built.id),
+                    shutdown: self.shutdown.clone(),
+                },
+            )
+            .with_context(|| format!("pipeline {name}: sink {}", built.id))?;
+            self.sink_ids.push((built.id.clone(), guard.is_disk()));
             progresses.push((health, progress.clone()));
             let input = SinkInput::new(rx, progress);
             let (sink, sink_id) = (built.component, built.id);
@@ -231,23 +277,25 @@ impl RunningPipeline {
                         supervisor.panicked(&pipeline, "sink", &sink_id);
                     }
                 }
+                // The sink's last acknowledgements are in: the buffer saves its position.
+                guard.finish().await;
             }));
-            sink_senders.push(SinkSender { tx, queued });
+            sink_senders.push(SinkOutput { sender, route });
         }
-        (sink_senders, progresses)
+        Ok((sink_senders, progresses))
     }
 
     fn start_workers(
         &mut self,
         transforms: &[Built<Transform>],
-        sinks: Arc<Vec<SinkSender>>,
+        sinks: Arc<Vec<SinkOutput>>,
         capacity: usize,
         shared: &Shared,
     ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
         let name = &self.name;
         let mut partitions = Vec::new();
         for index in 0..shared.workers.max(1) {
-            let (tx, rx) = crossbeam_channel::bounded(capacity);
+            let (tx, rx) = flume::bounded(capacity);
             let depth = registry().gauge(
                 "sluice_queue_batches",
                 "Batches waiting in a queue.",
@@ -272,6 +320,7 @@ impl RunningPipeline {
                     .collect(),
                 sinks: sinks.clone(),
                 input_closed: self.input_closed.clone(),
+                tap: self.tap.clone(),
             };
             self.workers.push(
                 std::thread::Builder::new()
@@ -344,38 +393,38 @@ impl RunningPipeline {
             }
         });
         let _ = tokio::time::timeout_at(until.into(), joined).await;
-        let mut aborted = 0;
-        for sink in self.sinks {
+        let mut aborted = Vec::new();
+        for (sink, id) in self.sinks.into_iter().zip(&self.sink_ids) {
             let abort = sink.abort_handle();
             if tokio::time::timeout_at(until.into(), sink).await.is_err() {
                 abort.abort();
-                aborted += 1;
+                aborted.push(id.clone());
             }
         }
         if let Some(watchdog) = self.watchdog {
             watchdog.abort();
         }
         health::clear_prefix(&format!("{}/", self.name));
-        if aborted > 0 {
-            log_undrained(
-                &self.name,
-                aborted,
-                &self.replayable,
-                &self.not_replayable,
-                why,
-            );
-        }
+        log_undrained(
+            &self.name,
+            &self.sink_ids,
+            &aborted,
+            (&self.replayable, &self.not_replayable),
+            why,
+        );
         tracing::info!(pipeline = %self.name, "pipeline stopped");
     }
 }
 
-/// Says truthfully what becomes of the data the aborted sinks held: replayable sources read
-/// it again from their checkpoints, the others' in-flight events are lost (ERROR).
+/// Says truthfully what becomes of the data the sinks did not deliver: a disk buffer keeps
+/// it (sent when the pipeline runs again); for a memory-buffered sink aborted at the
+/// deadline, replayable sources read it again from their checkpoints and the others'
+/// in-flight events are lost (ERROR).
 fn log_undrained(
     pipeline: &str,
-    aborted: usize,
-    replayable: &[String],
-    not_replayable: &[String],
+    sinks: &[(String, bool)],
+    aborted: &[(String, bool)],
+    (replayable, not_replayable): (&Vec<String>, &Vec<String>),
     why: StopReason,
 ) {
     let when = match why {
@@ -383,7 +432,28 @@ fn log_undrained(
         StopReason::Reload => "on the reloaded pipeline",
         StopReason::Removed => "when a config with this pipeline runs again",
     };
-    let mut message = String::from("sinks did not drain before the shutdown deadline");
+    let names = |list: &[(String, bool)], disk: bool| -> Vec<String> {
+        list.iter()
+            .filter(|(_, d)| *d == disk)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let on_disk = names(sinks, true);
+    if !on_disk.is_empty() {
+        tracing::info!(
+            pipeline = %pipeline,
+            "sinks {} keep every event they have not delivered in their disk buffers (from every source, syslog included): it is sent {when}",
+            on_disk.join(", ")
+        );
+    }
+    let in_memory = names(aborted, false);
+    if in_memory.is_empty() {
+        return;
+    }
+    let mut message = format!(
+        "sinks {} did not drain before the shutdown deadline",
+        in_memory.join(", ")
+    );
     if !replayable.is_empty() {
         message.push_str(&format!(
             "; sources {} re-read their undelivered data from their checkpoints {when}",
@@ -391,14 +461,14 @@ fn log_undrained(
         ));
     }
     if not_replayable.is_empty() {
-        tracing::warn!(pipeline = %pipeline, sinks = aborted, "{message}");
+        tracing::warn!(pipeline = %pipeline, "{message}");
         return;
     }
     message.push_str(&format!(
-        "; sources {} cannot be read again: their in-flight events are lost",
+        "; sources {} cannot be read again: their events these sinks had not delivered are lost (give the sinks `buffer: {{ type: disk }}` to keep them)",
         not_replayable.join(", ")
     ));
-    tracing::error!(pipeline = %pipeline, sinks = aborted, "{message}");
+    tracing::error!(pipeline = %pipeline, "{message}");
 }
 
 struct Worker {
@@ -407,8 +477,9 @@ struct Worker {
     input: Receiver<Batch>,
     depth: Gauge,
     transforms: Vec<(Transform, ComponentMetrics)>,
-    sinks: Arc<Vec<SinkSender>>,
+    sinks: Arc<Vec<SinkOutput>>,
     input_closed: Shutdown,
+    tap: TapPoints,
 }
 
 impl Worker {
@@ -419,6 +490,7 @@ impl Worker {
                 Ok(batch) => {
                     self.depth.add(-1);
                     let Batch { events, acks, home } = batch;
+                    self.tap.observe(Point::Input, &events);
                     let events = self.apply(0, events);
                     self.forward(Batch { events, acks, home });
                 }
@@ -439,11 +511,12 @@ impl Worker {
 
     /// Runs `events` through transforms `from..`.
     fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
-        for (transform, metrics) in &mut self.transforms[from..] {
+        for (index, (transform, metrics)) in self.transforms.iter_mut().enumerate().skip(from) {
             metrics.events_in.add(events.len() as u64);
             let mut out = Vec::with_capacity(events.len());
             transform.process(events, &mut out);
             metrics.events_out.add(out.len() as u64);
+            self.tap.observe(Point::Transform(index), &out);
             events = out;
         }
         events
@@ -454,6 +527,7 @@ impl Worker {
             let mut emitted = Vec::new();
             self.transforms[index].0.tick(now, &mut emitted);
             if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
                 self.forward(Batch::new(events));
             }
@@ -465,14 +539,16 @@ impl Worker {
             let mut emitted = Vec::new();
             self.transforms[index].0.flush(&mut emitted);
             if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
                 self.forward(Batch::new(events));
             }
         }
     }
 
-    /// Sends `batch` to every sink; a batch whose events were all filtered out is settled
-    /// here (dropped and sampled events count as done).
+    /// Sends `batch` to every sink (a routed sink gets the events its condition takes); a
+    /// batch or copy with no events is settled here (dropped and sampled events, and events
+    /// a sink's condition refuses, count as done for it).
     fn forward(&self, batch: Batch) {
         if batch.events.is_empty() {
             batch.settle();
@@ -481,18 +557,16 @@ impl Worker {
         let last = self.sinks.len().saturating_sub(1);
         let mut batch = Some(batch);
         for (index, sink) in self.sinks.iter().enumerate() {
-            let copy = if index == last {
-                batch.take()
-            } else {
-                batch.as_ref().map(Batch::fan_out_clone)
+            let Some(copy) = route::copy_for(sink.route.as_ref(), &mut batch, index == last) else {
+                return;
             };
-            let Some(copy) = copy else { return };
-            sink.queued.add(1);
-            // An error means the sink is gone (crashed or aborted at the deadline): the
-            // batch's acknowledgement is abandoned, so it is read again after a restart.
-            if sink.tx.blocking_send(copy).is_err() {
-                sink.queued.add(-1);
+            if copy.events.is_empty() {
+                copy.settle();
+                continue;
             }
+            self.tap.observe(Point::Sink(index), &copy.events);
+            // To the sink's queue or its disk buffer; waits while it is full (`block`).
+            sink.sender.send(copy);
         }
     }
 }

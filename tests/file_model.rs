@@ -68,7 +68,7 @@ impl Harness {
         let checkpoints = Checkpoints::open(&self.dir.join("data")).unwrap();
         let shutdown = Shutdown::new();
         let metrics = ComponentMetrics::new("model", "source", "file");
-        let (tx, rx) = crossbeam_channel::bounded::<Batch>(4);
+        let (tx, rx) = flume::bounded::<Batch>(4);
         let out = BatchSender::new(
             vec![(tx, Gauge::default())],
             shutdown.clone(),

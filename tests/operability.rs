@@ -8,13 +8,18 @@ use std::process::{Command, Output};
 
 /// Runs the agent on a config whose demo source ends by itself; stderr goes to a pipe.
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_with(dir, "", args, env)
+}
+
+/// [`run`], with `top` (top-level config lines) added to the config.
+fn run_with(dir: &Path, top: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = dir.join("out.jsonl");
     let config = dir.join("sluice.yaml");
     fs::write(
         &config,
         format!(
             r#"data_dir: {data}
-api: {{ enabled: false }}
+{top}api: {{ enabled: false }}
 pipelines:
   p:
     sources:
@@ -65,16 +70,20 @@ fn logs_to_a_pipe_have_no_escape_bytes_and_name_what_runs() {
     assert!(stderr.contains(r#"sources="demo (demo)""#), "{stderr}");
 }
 
+/// An environment variable the agent runs with.
+type Env<'a> = (&'a str, &'a str);
+
 #[test]
 fn json_log_format_writes_one_object_per_line() {
-    for how in [&["--log-format", "json"][..], &[]] {
+    // The flag, the variable, and the config's `log_format: json`.
+    let ways: [(&str, &[&str], &[Env]); 3] = [
+        ("", &["--log-format", "json"], &[]),
+        ("", &[], &[("SLUICE_LOG_FORMAT", "json")]),
+        ("log_format: json\n", &[], &[]),
+    ];
+    for (top, args, env) in ways {
         let dir = tempfile::tempdir().unwrap();
-        let env: &[(&str, &str)] = if how.is_empty() {
-            &[("SLUICE_LOG_FORMAT", "json")]
-        } else {
-            &[]
-        };
-        let output = run(dir.path(), how, env);
+        let output = run_with(dir.path(), top, args, env);
         let stderr = String::from_utf8(output.stderr).unwrap();
         let lines: Vec<&str> = stderr.lines().collect();
         assert!(lines.len() >= 3, "{stderr}");
@@ -88,6 +97,25 @@ fn json_log_format_writes_one_object_per_line() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn the_flag_and_the_variable_override_the_config_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_with(
+        dir.path(),
+        "log_format: json\n",
+        &["--log-format", "text"],
+        &[],
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(" INFO ") && !stderr.starts_with('{'),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_with(dir.path(), "", &[], &[("SLUICE_LOG_FORMAT", "text")]);
+    assert!(!String::from_utf8(output.stderr).unwrap().starts_with('{'));
 }
 
 #[test]

@@ -295,7 +295,7 @@ pipelines:
             "severity_number": number,
             "seq": seq,
             "user.id": format!("u{}", seq % 7),
-            "ok": seq % 2 == 0,
+            "ok": seq.is_multiple_of(2),
             "ratio": seq as f64 / 4.0,
             "trace_id": format!("{:032x}", seq + 1),
             "span_id": format!("{:016x}", seq + 1),
@@ -380,8 +380,9 @@ fn check_metrics(dump: &Path, remote_write: &FakeRemoteWrite) {
         serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap();
     assert!(!exports.is_empty(), "the SDK exported metrics");
     // (name, attributes) → (kind, temporality, last point, sum of deltas).
-    let mut last: BTreeMap<(String, Vec<(String, String)>), (String, i64, serde_json::Value, f64)> =
-        BTreeMap::new();
+    type Series = (String, Vec<(String, String)>);
+    type Seen = (String, i64, serde_json::Value, f64);
+    let mut last: BTreeMap<Series, Seen> = BTreeMap::new();
     for export in &exports {
         for rm in export["resource_metrics"].as_array().unwrap() {
             for sm in rm["scope_metrics"].as_array().unwrap() {

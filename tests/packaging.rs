@@ -1,8 +1,15 @@
 //! Checks of the deployment files in `packaging/`: the systemd unit (its directives, and
 //! `systemd-analyze verify` when systemd is installed), the Debian package metadata and
 //! maintainer scripts, the Kubernetes manifests (mounts, probes, resources, the ConfigMap
-//! that holds `pipelines/kubernetes.yaml`) and the Dockerfile. Building the `.deb` itself
-//! needs a release build, too slow for CI: docs/deployment.md has the commands.
+//! that holds `pipelines/kubernetes.yaml`) and the Dockerfile.
+//!
+//! The `.deb` itself is built, installed (`dpkg -i`), checked and purged by
+//! `deb_builds_installs_and_purges` when `SLUICE_TEST_DEB=1` (it needs root and
+//! `cargo-deb`, and changes the machine: CI sets it). It packages the binary these tests
+//! built (`cargo deb --no-build`, seconds). `SLUICE_TEST_RELEASE=1` makes it, and the
+//! Dockerfile's build stage, run the documented release builds themselves
+//! (`cargo deb --target <host triple>`, the stage's `cargo build` in a copy of its context:
+//! several minutes each, so not in every CI run).
 
 mod support;
 
@@ -407,7 +414,12 @@ fn kubernetes_daemonset_mounts_probes_and_config_agree() {
     let all = manifests();
     let namespace = str_of(&one(&all, "Namespace")["metadata"]["name"], "namespace");
     for (kind, docs) in &all {
-        for doc in docs.iter().filter(|_| kind != "Namespace") {
+        // Cluster-scoped kinds have no namespace.
+        let cluster_scoped = ["Namespace", "ClusterRole", "ClusterRoleBinding"];
+        for doc in docs
+            .iter()
+            .filter(|_| !cluster_scoped.contains(&kind.as_str()))
+        {
             assert_eq!(
                 doc["metadata"]["namespace"].as_str(),
                 Some(namespace),
@@ -591,6 +603,96 @@ fn kubernetes_daemonset_mounts_probes_and_config_agree() {
     );
 }
 
+/// The build stage's `RUN` as a shell script (its `--mount` options left out).
+fn dockerfile_build_script(text: &str) -> String {
+    let joined = text.replace("\\\n", " ");
+    let run = joined
+        .lines()
+        .find(|l| l.starts_with("RUN ") && l.contains("cargo build"))
+        .expect("a RUN with cargo build");
+    run.trim_start_matches("RUN ")
+        .split_whitespace()
+        .skip_while(|word| word.starts_with("--mount="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The Dockerfile's build command is the one that works. Every run: its commands are
+/// `cargo build --locked ... --target "${TARGET}"` with `TARGET` the host triple, the
+/// lock file is current (what `--locked` needs), and the binary is installed from where
+/// cargo puts it for each profile. With `SLUICE_TEST_RELEASE=1`, the build stage itself:
+/// the paths it copies, in a directory of their own, built by its command as written
+/// (the default `release` profile, from scratch: several minutes).
+#[test]
+fn dockerfile_build_command_builds() {
+    let text = std::fs::read_to_string("packaging/docker/Dockerfile").unwrap();
+    let script = dockerfile_build_script(&text);
+    for part in [
+        "TARGET=\"$(rustc -vV | sed -n 's/^host: //p')\"",
+        "cargo build --locked --profile \"${PROFILE}\" --bin sluice --target \"${TARGET}\"",
+        "install -D -m 0755 \"target/${TARGET}/${DIR}/sluice\" /out/sluice",
+    ] {
+        assert!(
+            script.contains(part),
+            "{part:?} not in the build command: {script}"
+        );
+    }
+    // TARGET is the host triple; DIR is where cargo puts each profile's binary.
+    let target = run(Command::new("sh").args(["-c", "rustc -vV | sed -n 's/^host: //p'"]));
+    assert_eq!(target.trim(), host_triple());
+    let dir_expr = script
+        .split("&&")
+        .map(str::trim)
+        .find(|c| c.starts_with("DIR="))
+        .expect("DIR=");
+    for (profile, dir) in [("release", "release"), ("small", "small"), ("dev", "debug")] {
+        let got = run(Command::new("sh")
+            .args(["-c", &format!("{dir_expr} && echo \"$DIR\"")])
+            .env("PROFILE", profile));
+        assert_eq!(got.trim(), dir, "PROFILE={profile}");
+    }
+    // The tests' binary is where the script looks for the dev profile's.
+    let built = Path::new(support::binary());
+    assert!(
+        built.ends_with(format!("{}/debug/sluice", host_triple())),
+        "{built:?}"
+    );
+    run(outer_cargo(&mut Command::new(env!("CARGO"))).args([
+        "metadata",
+        "--locked",
+        "--offline",
+        "--format-version",
+        "1",
+    ]));
+
+    if !std::env::var("SLUICE_TEST_RELEASE").is_ok_and(|v| v == "1") {
+        return;
+    }
+    // The build stage: WORKDIR with what the stage copies, then its command.
+    let context = tempfile::tempdir().unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.last() == Some(&"/etc/sluice/sluice.yaml") {
+            continue; // the runtime stage's config
+        }
+        for source in &words[1..words.len() - 1] {
+            run(Command::new("cp").args(["-r", source]).arg(context.path()));
+        }
+    }
+    let out = context.path().join("out/sluice");
+    let script = script.replace("/out/sluice", &out.display().to_string());
+    run(outer_cargo(&mut Command::new("sh"))
+        .args(["-c", &script])
+        .current_dir(context.path())
+        .env("PROFILE", "release")
+        .env_remove("CARGO_TARGET_DIR"));
+    let version = run(Command::new(&out).arg("--version"));
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+}
+
 #[test]
 fn dockerfile_is_multi_stage_and_runs_the_kubernetes_config() {
     let text = std::fs::read_to_string("packaging/docker/Dockerfile").unwrap();
@@ -630,4 +732,216 @@ fn dockerfile_is_multi_stage_and_runs_the_kubernetes_config() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The package, built and installed
+
+/// The host's target triple (`.cargo/config.toml` builds for it explicitly).
+fn host_triple() -> String {
+    let output = Command::new("rustc")
+        .args(["--print", "host-tuple"])
+        .output()
+        .expect("run rustc");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `cargo` as the developer runs it: without the variables cargo sets for a test process
+/// (build scripts that watch `CARGO_MANIFEST_DIR` would otherwise rebuild everything).
+fn outer_cargo(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo_test = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name);
+        if set_by_cargo_test {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{text}",
+        output.status
+    );
+    text
+}
+
+/// Purges the package even when the test fails half-way.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["-P", "sluice"]).output();
+    }
+}
+
+#[test]
+fn deb_builds_installs_and_purges() {
+    if !std::env::var("SLUICE_TEST_DEB").is_ok_and(|v| v == "1") {
+        eprintln!("SLUICE_TEST_DEB=1 is not set: the .deb is not built and installed (see the file's header)");
+        return;
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "SLUICE_TEST_DEB needs root (dpkg -i)"
+    );
+    let version = Command::new(env!("CARGO"))
+        .args(["deb", "--version"])
+        .output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "cargo-deb is not installed: cargo install cargo-deb --locked"
+    );
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", "sluice"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&installed.stdout).contains("installed"),
+        "a sluice package is installed on this machine already: not touching it"
+    );
+
+    // Build the package.
+    let triple = host_triple();
+    let out = tempfile::tempdir().unwrap();
+    let mut cargo_deb = Command::new(env!("CARGO"));
+    cargo_deb.args(["deb", "--target", &triple]);
+    if std::env::var("SLUICE_TEST_RELEASE").is_ok_and(|v| v == "1") {
+        // Exactly the documented command: a release build.
+    } else {
+        // The binary these tests run: target/<triple>/<profile dir>/sluice.
+        let binary = Path::new(support::binary());
+        let dir = binary
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let profile = if dir == "debug" { "dev" } else { dir };
+        cargo_deb.args(["--no-build", "--profile", profile]);
+    }
+    cargo_deb.arg("--output").arg(out.path());
+    run(outer_cargo(&mut cargo_deb));
+    let deb = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    for path in [
+        "./usr/bin/sluice",
+        "./etc/sluice/sluice.yaml",
+        "./etc/default/sluice",
+        "./usr/lib/systemd/system/sluice.service",
+        "./usr/share/doc/sluice/examples/host-agent.yaml",
+        "./usr/share/doc/sluice/deployment.md",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} not in the package:\n{contents}"
+        );
+    }
+
+    // Install it.
+    let _purge = Installed;
+    run(Command::new("dpkg").arg("-i").arg(&deb));
+    let same = |installed: &str, source: &str| {
+        assert_eq!(
+            std::fs::read(installed).unwrap_or_else(|e| panic!("{installed}: {e}")),
+            std::fs::read(source).unwrap(),
+            "{installed} is not {source}"
+        );
+    };
+    same("/etc/sluice/sluice.yaml", "pipelines/host-agent.yaml");
+    same("/etc/default/sluice", "packaging/debian/default");
+    same("/usr/lib/systemd/system/sluice.service", UNIT);
+    let version = run(Command::new("/usr/bin/sluice").arg("--version"));
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    let user = run(Command::new("id").arg("sluice"));
+    for group in ["adm", "systemd-journal"] {
+        let exists = Command::new("getent").args(["group", group]).output();
+        if exists.is_ok_and(|o| o.status.success()) {
+            assert!(
+                user.contains(&format!("({group})")),
+                "sluice in {group}: {user}"
+            );
+        }
+    }
+    let state = run(Command::new("stat").args(["-c", "%U:%G %a", "/var/lib/sluice"]));
+    assert_eq!(state.trim(), "sluice:sluice 750");
+    let config = run(Command::new("stat").args(["-c", "%U:%G %a", "/etc/sluice/sluice.yaml"]));
+    assert_eq!(
+        config.trim(),
+        "root:sluice 640",
+        "the service user reads its config"
+    );
+    // The unit's ExecStartPre as the unit's user: the config is readable and builds.
+    run(Command::new("runuser").args([
+        "-u",
+        "sluice",
+        "--",
+        "/usr/bin/sluice",
+        "validate",
+        "-c",
+        CONFIG_PATH,
+    ]));
+    if let Some(analyze) = find_program("systemd-analyze") {
+        let output = Command::new(analyze)
+            .args([
+                "verify",
+                "--man=no",
+                "/usr/lib/systemd/system/sluice.service",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stderr.trim().is_empty(),
+            "systemd-analyze verify of the installed unit: {stderr}"
+        );
+    }
+    assert!(
+        Path::new("/etc/systemd/system/multi-user.target.wants/sluice.service").exists(),
+        "the service is enabled"
+    );
+
+    // Purge it: nothing left.
+    run(Command::new("dpkg").args(["-P", "sluice"]));
+    for path in [
+        "/usr/bin/sluice",
+        "/etc/sluice/sluice.yaml",
+        "/var/lib/sluice",
+        "/usr/lib/systemd/system/sluice.service",
+        "/etc/systemd/system/multi-user.target.wants/sluice.service",
+    ] {
+        assert!(!Path::new(path).exists(), "{path} left after purge");
+    }
+    let user = Command::new("getent")
+        .args(["passwd", "sluice"])
+        .output()
+        .unwrap();
+    assert!(
+        !user.status.success(),
+        "the sluice user is removed on purge"
+    );
 }

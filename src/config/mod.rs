@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::route::{Route, Routed};
 use crate::sink::{Sink, SinkConfig};
 use crate::source::{Source, SourceConfig};
 use crate::telemetry::ComponentMetrics;
@@ -44,6 +45,11 @@ pub struct Config {
     /// Directory for checkpoints, the dead-letter file and the lock that keeps one agent per
     /// directory (created if missing).
     pub data_dir: PathBuf,
+    /// The agent's own log lines: `text` (colours only on a terminal) or `json` (one object
+    /// per line). Read at start (a reload keeps the format the agent started with);
+    /// `--log-format` and `SLUICE_LOG_FORMAT` override it.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
     /// The agent's HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
@@ -67,6 +73,9 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// Named pipelines, each `sources → transforms → sinks`.
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Unit tests of the pipelines' transforms, run by `sluice test` (`run` ignores them).
+    #[serde(default)]
+    pub tests: Vec<crate::unit_test::TestConfig>,
 }
 
 fn default_shutdown_timeout_secs() -> u64 {
@@ -79,6 +88,24 @@ fn default_checkpoint_interval_ms() -> u64 {
 
 fn default_dead_letter_max_bytes() -> u64 {
     crate::dead_letter::DEFAULT_MAX_BYTES
+}
+
+/// The format of the agent's own log lines (`log_format:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `log_format:` of a config file, if the file reads as a config and sets one (the
+/// agent's logging starts before the config is loaded; an unreadable file is reported by
+/// the load that follows).
+pub fn log_format_of(path: &std::path::Path) -> Option<LogFormat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse(&text, &path.display().to_string()).ok()?.log_format
 }
 
 /// `api:` settings.
@@ -94,9 +121,9 @@ pub struct ApiConfig {
     /// A sink with queued data and no progress for this long makes `/health` fail.
     #[serde(default = "default_stall_after_secs")]
     pub stall_after_secs: u64,
-    /// Lets `POST /reload` (and any other mutating endpoint) be called from addresses other
-    /// than loopback, with `Authorization: Bearer <token>`. Unset (default): mutating
-    /// endpoints answer only to `127.0.0.1` / `::1` peers, whatever `address` is.
+    /// Lets `POST /reload` and `GET /tap` (the privileged endpoints) be called from
+    /// addresses other than loopback, with `Authorization: Bearer <token>`. Unset (default):
+    /// they answer only to `127.0.0.1` / `::1` peers, whatever `address` is.
     #[serde(default)]
     pub reload_token: Option<String>,
     /// Most API connections open at once; more are closed at once. Default 64.
@@ -150,8 +177,9 @@ pub struct PipelineConfig {
     /// Applied in order to every event.
     #[serde(default)]
     pub transforms: Vec<Named<TransformConfig>>,
-    /// Every event goes to every sink that takes its kind (at least one).
-    pub sinks: Vec<Named<SinkConfig>>,
+    /// Every event goes to every sink that takes its kind (at least one), unless the
+    /// sink's `condition:` picks some ([`crate::route`]).
+    pub sinks: Vec<Named<Routed<SinkConfig>>>,
     /// Capacity, in batches, of each worker's and each sink's input queue.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: NonZeroUsize,
@@ -213,6 +241,8 @@ pub struct BuiltPipeline {
     pub transforms: Vec<Built<Transform>>,
     /// Built sinks.
     pub sinks: Vec<Built<Sink>>,
+    /// The sinks with a `condition:`, by id.
+    pub routes: BTreeMap<String, Route>,
     /// Queue capacity in batches.
     pub queue_batches: usize,
 }
@@ -273,6 +303,7 @@ impl Config {
         if let Err(error) = self.check_bounds() {
             errors.push(format!("{file}: {error:#}"));
         }
+        errors.extend(crate::route::shared_listeners(self, file));
         let built = self.build_each(file, |_| true, &mut errors);
         all_or_errors(built, errors)
     }
@@ -394,7 +425,7 @@ impl Config {
         ));
         let sink_ids = ids(component_ids(
             &pipeline.sinks,
-            SinkConfig::type_name,
+            |sink: &Routed<SinkConfig>| sink.inner.type_name(),
             "sinks",
         ));
         let (source_ids, transform_ids, sink_ids) = (source_ids?, transform_ids?, sink_ids?);
@@ -403,6 +434,7 @@ impl Config {
             sources: Vec::new(),
             transforms: Vec::new(),
             sinks: Vec::new(),
+            routes: BTreeMap::new(),
             queue_batches: pipeline.queue_batches.get(),
         };
         let mut keep = |path: String, line: usize, result: anyhow::Result<()>| {
@@ -428,8 +460,13 @@ impl Config {
             keep(format!("{at}.transforms[{i}]"), item.line, result);
         }
         for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
-            let result = item.config.build().map(|component| {
+            let route = item.config.build_route();
+            let result = item.config.inner.build().and_then(|component| {
+                if let Some(route) = route? {
+                    built.routes.insert(id.clone(), route);
+                }
                 built.sinks.push(Built { id, component });
+                Ok(())
             });
             keep(format!("{at}.sinks[{i}]"), item.line, result);
         }

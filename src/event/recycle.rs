@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use flume::{Receiver, Sender};
 
 use super::Event;
 
@@ -64,7 +64,7 @@ pub struct Recycler {
 
 impl Default for Recycler {
     fn default() -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(RETURNED_BATCHES);
+        let (tx, rx) = flume::bounded(RETURNED_BATCHES);
         Recycler {
             tx,
             rx,

@@ -115,6 +115,22 @@ sinks! {
     "elasticsearch" => Elasticsearch(elasticsearch::ElasticsearchConfig, elasticsearch::Elasticsearch),
 }
 
+impl Sink {
+    /// What the pipeline puts between itself and the sink: the network sinks' `buffer:`,
+    /// the default memory queue for the others.
+    pub fn buffer(&self) -> crate::buffer::BufferSettings {
+        match self {
+            Sink::Loki(sink) => sink.buffer().clone(),
+            Sink::Elasticsearch(sink) => sink.buffer().clone(),
+            Sink::PrometheusRemoteWrite(sink) => sink.buffer().clone(),
+            Sink::OpenTelemetry(sink) => sink.buffer().clone(),
+            Sink::Console(_) | Sink::File(_) | Sink::Blackhole(_) => {
+                crate::buffer::BufferSettings::default()
+            }
+        }
+    }
+}
+
 /// Test hook, not a setting: when this environment variable holds a number N, the first
 /// sink to have taken N events from its queue panics, once per process. The end-to-end
 /// supervision test (`tests/supervision.rs`) uses it to crash a sink mid-run. Read once,

@@ -20,7 +20,7 @@ pub mod syslog;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Select, Sender, TrySendError};
+use flume::{SendTimeoutError, Sender};
 
 use crate::checkpoint::Checkpoints;
 use crate::config::yaml::TaggedEnum;
@@ -178,6 +178,10 @@ impl SourceContext {
     }
 }
 
+/// How long a blocked [`BatchSender::send`] waits in the queue before it frees returned
+/// events and looks at the stop signal again.
+const SEND_SLICE: Duration = Duration::from_millis(50);
+
 /// The source could not hand over a batch because the agent is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
@@ -256,33 +260,27 @@ impl BatchSender {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
         let mut batch = self.marked(batch);
-        let returned = self.recycler.returned();
         let deadline = wait.map(|wait| std::time::Instant::now() + wait);
+        // Blocks in the queue's own wait (woken when a worker takes a batch); every
+        // `SEND_SLICE` it frees the events sinks returned and looks at the stop signal.
         loop {
-            match queue.try_send(batch) {
+            let slice = match deadline {
+                Some(deadline) => deadline
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(SEND_SLICE),
+                None => SEND_SLICE,
+            };
+            match queue.send_timeout(batch, slice) {
                 Ok(()) => break,
-                Err(TrySendError::Full(back)) => batch = back,
-                Err(TrySendError::Disconnected(_)) => return Err(SendError::Stopped),
+                Err(SendTimeoutError::Timeout(back)) => batch = back,
+                Err(SendTimeoutError::Disconnected(_)) => return Err(SendError::Stopped),
+            }
+            self.recycler.free_returned();
+            if self.shutdown.is_triggered() {
+                return Err(SendError::Stopped);
             }
             if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                 return Err(SendError::Full(batch));
-            }
-            // Wait for room, freeing returned events meanwhile.
-            let mut select = Select::new();
-            let room = select.send(queue);
-            select.recv(returned);
-            match select.select_timeout(Duration::from_millis(50)) {
-                Ok(op) if op.index() == room => match op.send(queue, batch) {
-                    Ok(()) => break,
-                    Err(_) => return Err(SendError::Stopped),
-                },
-                Ok(op) => {
-                    if let Ok(events) = op.recv(returned) {
-                        self.recycler.freed(events);
-                    }
-                }
-                Err(_) if self.shutdown.is_triggered() => return Err(SendError::Stopped),
-                Err(_) => {}
             }
         }
         depth.add(1);
@@ -290,28 +288,22 @@ impl BatchSender {
         Ok(())
     }
 
-    /// Like [`BatchSender::send`], for async sources: waits without blocking the runtime.
+    /// Like [`BatchSender::send`], for async sources: waits for room in the queue's own
+    /// async wait (no polling), without blocking the runtime.
     pub async fn send_async(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
-        let mut batch = self.marked(batch);
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match queue.try_send(batch) {
-                Ok(()) => {
-                    depth.add(1);
-                    self.metrics.events_out.add(n_events);
-                    return Ok(());
-                }
-                Err(TrySendError::Full(back)) if !self.shutdown.is_triggered() => {
-                    batch = back;
-                    tokio::time::sleep(pause).await;
-                    self.recycler.free_returned();
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err(_) => return Err(Stopped),
-            }
+        let batch = self.marked(batch);
+        if self.shutdown.is_triggered() {
+            return Err(Stopped);
         }
+        tokio::select! {
+            sent = queue.send_async(batch) => sent.map_err(|_| Stopped)?,
+            () = self.shutdown.wait() => return Err(Stopped),
+        }
+        depth.add(1);
+        self.metrics.events_out.add(n_events);
+        Ok(())
     }
 
     /// Frees the events sinks have returned, and marks `batch` as this source's.
@@ -341,8 +333,8 @@ mod tests {
     use crate::event::{Event, LogEvent};
     use crate::telemetry::registry;
 
-    fn sender(name: &str) -> (BatchSender, crossbeam_channel::Receiver<Batch>, Shutdown) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+    fn sender(name: &str) -> (BatchSender, flume::Receiver<Batch>, Shutdown) {
+        let (tx, rx) = flume::bounded(1);
         let depth = registry().gauge("test_source_queue", "test", &[("test", name)]);
         let shutdown = Shutdown::new();
         let metrics = ComponentMetrics::new("test", "source", name);

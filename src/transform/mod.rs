@@ -13,6 +13,7 @@
 pub mod condition;
 pub mod fields;
 pub mod filter;
+pub mod kubernetes_metadata;
 pub mod parse_json;
 pub mod parse_logfmt;
 pub mod parse_regex;
@@ -145,6 +146,8 @@ transforms! {
     "throttle" => Throttle(throttle::ThrottleConfig, throttle::Throttle),
     /// Counters, gauges and histograms from logs (`type: log_to_metric`).
     "log_to_metric" => LogToMetric(to_metric::LogToMetricConfig, to_metric::LogToMetric),
+    /// Pod labels, annotations, owners from the Kubernetes API (`type: kubernetes_metadata`).
+    "kubernetes_metadata" => KubernetesMetadata(kubernetes_metadata::KubernetesMetadataConfig, kubernetes_metadata::KubernetesMetadata),
 }
 
 /// What a transform is given when it is built.

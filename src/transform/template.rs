@@ -4,7 +4,7 @@
 //!
 //! Syntax: literal text with `{{ name }}` placeholders (spaces inside the braces are
 //! optional); `{{ a.b }}` reads the field `a.b`, or else key `b` of the map in field `a`
-//! ([`LogEvent::lookup`]). A missing field renders as the empty string; a non-string value renders as
+//! ([`LogEvent::lookup`]; a key may itself contain dots: `{{ pod_labels.app.kubernetes.io/name }}`). A missing field renders as the empty string; a non-string value renders as
 //! its plain text (numbers, booleans) or JSON (arrays, objects). `{{` without a closing
 //! `}}`, or an empty name, is an error at parse time.
 //!
@@ -175,6 +175,12 @@ mod tests {
             Ok("200//flat"),
         );
         check("{{ tags.0 }}", Ok(""));
+        let mut labels = crate::event::Map::new();
+        labels.insert("app.kubernetes.io/name", Value::from("shop"));
+        let mut event = LogEvent::new("x");
+        event.insert("pod_labels", Value::Map(labels));
+        let t = Template::parse("{{ pod_labels.app.kubernetes.io/name }}").unwrap();
+        assert_eq!(t.render(&event), "shop", "a key with dots inside a map");
         check("héllo {{ host }} ü", Ok("héllo web-1 ü"));
         check("a } b }}", Ok("a } b }}"));
         check("{{ host", Err("without a closing"));

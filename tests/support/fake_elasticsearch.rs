@@ -82,6 +82,8 @@ struct State {
     arrivals: Vec<std::time::Instant>,
     /// A `Retry-After` value sent with every reply.
     retry_after: Option<String>,
+    /// Every `_bulk` request is answered 503 (an outage), nothing stored.
+    down: bool,
 }
 
 /// A running fake Elasticsearch; stops when dropped.
@@ -139,6 +141,11 @@ impl FakeElasticsearch {
     /// When each request arrived, in order.
     pub fn arrivals(&self) -> Vec<std::time::Instant> {
         self.state.lock().unwrap().arrivals.clone()
+    }
+
+    /// While `down`, every `_bulk` request is answered 503 and nothing is stored.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     /// Sends `Retry-After: <value>` with every reply from now on.
@@ -321,12 +328,13 @@ fn bulk(request: &HttpRequest, path: &str, query: &str, state: &Mutex<State>) ->
     let filtered = query
         .split('&')
         .any(|pair| pair.starts_with("filter_path="));
-    let behavior = state
-        .lock()
-        .unwrap()
-        .script
-        .pop_front()
-        .unwrap_or(Behavior::Accept);
+    let behavior = {
+        let mut state = state.lock().unwrap();
+        match state.down {
+            true => Behavior::Status(503),
+            false => state.script.pop_front().unwrap_or(Behavior::Accept),
+        }
+    };
     if let Behavior::Status(code) = behavior {
         let mut state = state.lock().unwrap();
         state.requests += 1;

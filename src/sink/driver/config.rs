@@ -357,6 +357,8 @@ pub struct HttpSettings {
     pub proxy: Option<String>,
     /// `unhealthy_after_secs:`.
     pub unhealthy_after_secs: u64,
+    /// `buffer:` between the pipeline and this sink (memory or disk).
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 impl HttpSettings {
@@ -445,6 +447,7 @@ impl HttpSettings {
             max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
             max_retry_duration: self.retry.max_duration_secs.map(Duration::from_secs),
             unhealthy_after: Duration::from_secs(self.unhealthy_after_secs),
+            buffer: self.buffer.build()?,
         })
     }
 

@@ -41,6 +41,7 @@ pub struct HttpDriver {
     pub(super) max_backoff: Duration,
     pub(super) max_retry_duration: Option<Duration>,
     pub(super) unhealthy_after: Duration,
+    pub(super) buffer: crate::buffer::BufferSettings,
 }
 
 /// The most events a new batch reserves room for up front.
@@ -244,6 +245,11 @@ impl HttpDriver {
     /// The compression in use.
     pub fn compression(&self) -> Compression {
         self.compression
+    }
+
+    /// The sink's `buffer:` (the pipeline puts it in front of the sink).
+    pub fn buffer(&self) -> &crate::buffer::BufferSettings {
+        &self.buffer
     }
 
     /// Runs the sink: batches input, sends it through `codec`, settles acknowledgements.

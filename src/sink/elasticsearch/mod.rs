@@ -229,6 +229,10 @@ pub struct ElasticsearchConfig {
     /// `/health` fails when nothing was delivered for this long while data waits.
     #[serde(default = "super::driver::unhealthy_after_secs_default")]
     pub unhealthy_after_secs: u64,
+    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
+    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 impl ElasticsearchConfig {
@@ -270,6 +274,7 @@ impl ElasticsearchConfig {
             headers: self.headers.clone(),
             proxy: self.proxy.clone(),
             unhealthy_after_secs: self.unhealthy_after_secs,
+            buffer: self.buffer.clone(),
         };
         let driver = http.build_endpoints(urls, &[Compression::Gzip, Compression::None])?;
         Ok(Elasticsearch {
@@ -435,6 +440,11 @@ pub struct Elasticsearch {
 }
 
 impl Elasticsearch {
+    /// The sink's `buffer:`.
+    pub fn buffer(&self) -> &crate::buffer::BufferSettings {
+        self.driver.buffer()
+    }
+
     /// The `_bulk` URLs, in the order requests rotate through them.
     pub fn urls(&self) -> &[Url] {
         self.driver.urls()

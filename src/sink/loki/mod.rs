@@ -141,6 +141,10 @@ pub struct LokiConfig {
     /// `/health` fails when nothing was delivered for this long while data waits.
     #[serde(default = "super::driver::unhealthy_after_secs_default")]
     pub unhealthy_after_secs: u64,
+    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
+    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// The push path under an endpoint's path, never doubled: a base (`/`, `/prefix/`) gets
@@ -176,6 +180,7 @@ impl LokiConfig {
             headers: self.headers.clone(),
             proxy: self.proxy.clone(),
             unhealthy_after_secs: self.unhealthy_after_secs,
+            buffer: self.buffer.clone(),
         };
         let allowed: &[Compression] = match self.encoding {
             LokiEncoding::Protobuf => &[Compression::Snappy],
@@ -346,6 +351,11 @@ pub struct Loki {
 }
 
 impl Loki {
+    /// The sink's `buffer:`.
+    pub fn buffer(&self) -> &crate::buffer::BufferSettings {
+        self.driver.buffer()
+    }
+
     /// Runs the sink through the shared driver.
     pub async fn run(self, input: SinkInput, ctx: SinkContext) {
         let overflow = ctx.metrics.counter(

@@ -282,16 +282,15 @@ fn write_record(w: &mut Writer, log: &LogEvent, mapping: &Mapping) {
     w.end(record);
 }
 
+/// A metric's point attributes (OTLP name, value).
+type PointAttributes<'a> = Vec<(std::borrow::Cow<'a, str>, &'a str)>;
+
 /// A metric's resource labels, scope and point attributes.
 fn split_labels<'a>(
     metric: &'a Metric,
     mapping: &Mapping,
     statics: &'a Static,
-) -> (
-    ResourceOf<'a>,
-    (&'a str, &'a str),
-    Vec<(std::borrow::Cow<'a, str>, &'a str)>,
-) {
+) -> (ResourceOf<'a>, (&'a str, &'a str), PointAttributes<'a>) {
     let has = |name: &str| metric.labels.iter().any(|(n, _)| n == name);
     let mut resource = Vec::new();
     let mut attributes = Vec::new();

@@ -83,6 +83,11 @@ pub struct OpenTelemetrySinkConfig {
     /// `/health` fails when nothing was delivered for this long while data waits.
     #[serde(default = "super::driver::unhealthy_after_secs_default")]
     pub unhealthy_after_secs: u64,
+    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
+    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue). One buffer for
+    /// both signals.
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// `base` with `signal` (`logs`, `metrics`) appended: `/v1/<signal>` under its path.
@@ -109,6 +114,7 @@ impl OpenTelemetrySinkConfig {
             headers: self.headers.clone(),
             proxy: self.proxy.clone(),
             unhealthy_after_secs: self.unhealthy_after_secs,
+            buffer: self.buffer.clone(),
         };
         let allowed = &[Compression::Gzip, Compression::None];
         let logs = settings.build(signal_url(&self.endpoint, "logs"), allowed)?;
@@ -179,6 +185,11 @@ pub struct OpenTelemetrySink {
 }
 
 impl OpenTelemetrySink {
+    /// The sink's `buffer:` (one for both signals).
+    pub fn buffer(&self) -> &crate::buffer::BufferSettings {
+        self.logs.buffer()
+    }
+
     /// The `/v1/logs` and `/v1/metrics` URLs.
     pub fn urls(&self) -> (&Url, &Url) {
         (self.logs.url(), self.metrics.url())
@@ -375,6 +386,7 @@ mod tests {
             headers: BTreeMap::new(),
             proxy: None,
             unhealthy_after_secs: 60,
+            buffer: Default::default(),
         }
         .logs_codec()
         .unwrap();

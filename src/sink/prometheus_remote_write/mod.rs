@@ -92,6 +92,10 @@ pub struct PrometheusRemoteWriteConfig {
     /// `/health` fails when nothing was delivered for this long while data waits.
     #[serde(default = "super::driver::unhealthy_after_secs_default")]
     pub unhealthy_after_secs: u64,
+    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
+    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
+    #[serde(default)]
+    pub buffer: crate::buffer::BufferConfig,
 }
 
 fn default_expire_after_secs() -> u64 {
@@ -115,6 +119,7 @@ impl PrometheusRemoteWriteConfig {
             headers: self.headers.clone(),
             proxy: self.proxy.clone(),
             unhealthy_after_secs: self.unhealthy_after_secs,
+            buffer: self.buffer.clone(),
         };
         let driver = settings.build(self.endpoint.clone(), &[Compression::Snappy])?;
         Ok(PrometheusRemoteWrite {
@@ -183,6 +188,11 @@ pub struct PrometheusRemoteWrite {
 }
 
 impl PrometheusRemoteWrite {
+    /// The sink's `buffer:`.
+    pub fn buffer(&self) -> &crate::buffer::BufferSettings {
+        self.driver.buffer()
+    }
+
     /// Runs the sink through the shared driver.
     pub async fn run(self, input: SinkInput, ctx: SinkContext) {
         let counters = Counters {

@@ -62,15 +62,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// FNV-1a over bytes (the same function as [`crate::hash_str`]).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
+use crate::fnv1a;
 
 /// The identity string of a file: `<dev>-<ino>` in hex.
 pub fn key_of(dev: u64, ino: u64) -> String {

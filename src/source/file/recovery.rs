@@ -27,8 +27,9 @@ use flate2::read::MultiGzDecoder;
 
 use super::discovery::Matcher;
 use super::identity::{
-    dev_ino, fnv1a, open_regular, Fingerprint, SavedFile, Tail, MAX_FINGERPRINT_BYTES, TAIL_BYTES,
+    dev_ino, open_regular, Fingerprint, SavedFile, Tail, MAX_FINGERPRINT_BYTES, TAIL_BYTES,
 };
+use crate::fnv1a;
 
 /// Most directory entries looked at per search (a huge log tree must not stall the reader).
 const MAX_CANDIDATES: usize = 20_000;

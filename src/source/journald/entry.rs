@@ -17,7 +17,7 @@
 use crate::event::{LogEvent, Map, Origin, StreamName, Timestamp, Value};
 
 use super::file::{EntryMeta, Fields};
-use crate::source::syslog::parse::{FACILITIES, SEVERITIES};
+use crate::source::syslog::message::{FACILITIES, SEVERITIES};
 
 /// Journal fields copied under another name.
 const MAPPED: [(&str, &str); 8] = [
@@ -101,21 +101,8 @@ fn text(value: &[u8]) -> Value {
 
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

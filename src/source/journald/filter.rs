@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::file::Fields;
-use crate::source::syslog::parse::SEVERITIES;
+use crate::source::syslog::message::SEVERITIES;
 
 /// Unit suffixes systemd knows (`systemd.unit(5)`): a name ending in one is taken as is.
 const UNIT_SUFFIXES: &[&str] = &[

@@ -1152,7 +1152,7 @@ mod tests {
         assert_eq!(log.message, Value::from("hi"));
         assert_eq!(log.get("event_name"), Some(&Value::from("ev")));
         // Wrong wire type for a known field.
-        let bad = [(1 << 3) | 2, 2, (2 << 3) | 0, 1];
+        let bad = [(1 << 3) | 2, 2, 2 << 3, 1];
         assert!(decode(&bad, Timestamp(0), &mut Vec::new())
             .unwrap_err()
             .contains("wire type"));

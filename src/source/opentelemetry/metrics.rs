@@ -281,7 +281,7 @@ impl Mapper<'_> {
     /// A point's labels: the base (resource, scope) overridden by its attributes, sorted.
     fn labels(&self, attributes: &[KeyValue]) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(self.base.len() + attributes.len());
-        out.extend(attributes.iter().map(|kv| label(kv)));
+        out.extend(attributes.iter().map(label));
         out.extend(self.base.iter().cloned());
         // Stable: of equal names the first (the point's own) is kept.
         out.sort_by(|a, b| a.0.cmp(&b.0));

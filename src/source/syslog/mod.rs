@@ -14,9 +14,11 @@
 
 pub mod framing;
 mod listener;
+pub mod message;
 pub mod parse;
 pub mod rfc3164;
 pub mod rfc5424;
+pub mod time;
 pub mod tls;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use super::{Running, SourceContext};
 use crate::event::{Event, LogEvent, Map, Timestamp, Value};
 use framing::Framing;
-use parse::Zone;
+use time::Zone;
 
 /// Transport of a syslog source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -7,9 +7,8 @@
 
 use chrono::Datelike;
 
-use super::parse::{
-    digits, parse_fraction, parse_rfc3339, parse_time_of_day, valid_date, Message, Priority, Zone,
-};
+use super::message::{Message, Priority};
+use super::time::{digits, parse_fraction, parse_rfc3339, parse_time_of_day, valid_date, Zone};
 use crate::event::Timestamp;
 
 /// The longest TAG accepted (RFC 3164 says 32; real daemons exceed it).

@@ -6,7 +6,8 @@
 
 use std::borrow::Cow;
 
-use super::parse::{parse_rfc3339, Message, ParseError, Priority, SdElement};
+use super::message::{Message, ParseError, Priority, SdElement};
+use super::time::parse_rfc3339;
 
 /// Parses what follows `<PRI>1 `:
 /// `TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]`.
@@ -144,7 +145,8 @@ fn is_sd_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::{parse, Zone};
+    use super::super::parse::parse;
+    use super::super::time::Zone;
     use crate::event::Timestamp;
 
     /// Renders the parse result compactly: `pri|ts|host|app|proc|msgid|sd|msg` or `error: ...`.

@@ -1,0 +1,205 @@
+//! What Kubernetes enrichment costs end to end: CRI pod logs (100 pods, one file each) →
+//! the `loki` sink against the fake Loki, once without and once with the
+//! `kubernetes_metadata` transform (its cache filled from the fake API server of
+//! `tests/support/fake_kube_api.rs`: labels, annotations, namespace labels, ReplicaSet →
+//! Deployment). Reports events per CPU-second of the agent process for each run and the
+//! cost of enrichment (target ≤ 10%). Runs alternate (without, with, ×2) so a change in the
+//! machine's load shows up in both.
+//!
+//! `cargo bench --bench kubernetes_metadata` (`SLUICE_BENCH_EVENTS`, default 500000).
+
+#[path = "support/agent.rs"]
+mod agent;
+#[path = "../tests/support/fake_kube_api.rs"]
+mod fake_kube_api;
+#[path = "../tests/support/fake_loki.rs"]
+mod fake_loki;
+#[path = "../tests/support/http_request.rs"]
+mod http_request;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_kube_api::{namespace, owned, pod, FakeKube, Pki, Resource};
+use serde_json::json;
+
+const PODS: usize = 100;
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// `pods/<ns>_<pod>_<uid>/app/0.log` for pod `i`.
+fn pod_name(i: usize) -> (String, String, String) {
+    (
+        format!("team-{}", i % 10),
+        format!("svc-{}-5f6d7c-{i:05}", i % 20),
+        format!("uid-{i:05}"),
+    )
+}
+
+fn write_logs(root: &Path, per_pod: usize) {
+    for i in 0..PODS {
+        let (ns, name, uid) = pod_name(i);
+        let dir = root.join(format!("pods/{ns}_{name}_{uid}/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::fs::File::create(dir.join("0.log")).unwrap();
+        let mut out = std::io::BufWriter::new(file);
+        for n in 0..per_pod {
+            // ~150 bytes: the CRI prefix and an access-log-like message.
+            let mut line = format!(
+                "2024-05-01T10:00:00.123456789Z stdout F GET /api/v1/orders?page={n} 200 12ms pod={i} "
+            );
+            while line.len() < 149 {
+                line.push('x');
+            }
+            writeln!(out, "{line}").unwrap();
+        }
+        out.flush().unwrap();
+        out.get_ref().sync_all().unwrap();
+    }
+}
+
+fn run(dir: &Path, logs: &Path, transform: &str, count: usize) -> f64 {
+    let loki = fake_loki::FakeLoki::start();
+    let data = dir.join(format!("data-{}", fastrand_suffix()));
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{api}" }}
+pipelines:
+  bench:
+    sources:
+      - {{ type: file, include: ["{logs}/pods/*/*/*.log"], format: cri, read_from: beginning }}
+{transform}    sinks:
+      - type: loki
+        endpoint: {endpoint}
+        labels: {{ namespace: "{{{{ namespace }}}}", container: "{{{{ container }}}}" }}
+        structured_metadata: {{ pod: "{{{{ pod }}}}" }}
+  keep_alive:
+    sources:
+      - type: stdin
+    sinks:
+      - type: blackhole
+"#,
+        data = data.display(),
+        logs = logs.display(),
+        endpoint = loki.endpoint(),
+    );
+    let path = dir.join("sluice.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(agent::binary())
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while loki.entry_count() < count && Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the agent exited ({status}) before delivering every line");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cpu = cpu_seconds(child.id());
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(loki.entry_count(), count, "every line delivered");
+    count as f64 / cpu.max(0.01)
+}
+
+fn fastrand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let count: usize = std::env::var("SLUICE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let per_pod = count / PODS;
+    let count = per_pod * PODS;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"), "bench-token");
+    let kube = FakeKube::start(&pki, "bench-token");
+    for t in 0..10 {
+        kube.add(
+            Resource::Namespaces,
+            namespace(
+                &format!("team-{t}"),
+                json!({"team": format!("t{t}"), "env": "prod"}),
+                json!({}),
+            ),
+        );
+    }
+    for d in 0..20 {
+        kube.add(
+            Resource::ReplicaSets,
+            owned(
+                "ReplicaSet",
+                &format!("team-{}", d % 10),
+                &format!("svc-{d}-5f6d7c"),
+                Some(("Deployment", &format!("svc-{d}"))),
+            ),
+        );
+    }
+    for i in 0..PODS {
+        let (ns, name, uid) = pod_name(i);
+        let labels = json!({"app": format!("svc-{}", i % 20), "pod-template-hash": "5f6d7c",
+            "app.kubernetes.io/part-of": "shop", "version": "1.2.3"});
+        let annotations = json!({"owner": "team", "prometheus.io/scrape": "true"});
+        let owner = format!("svc-{}-5f6d7c", i % 20);
+        kube.add(
+            Resource::Pods,
+            pod(
+                &ns,
+                &name,
+                &uid,
+                "bench-node",
+                labels,
+                annotations,
+                Some(("ReplicaSet", &owner)),
+            ),
+        );
+    }
+    let logs = dir.path().join("logs");
+    write_logs(&logs, per_pod);
+    let transform = format!(
+        "    transforms:\n      - type: kubernetes_metadata\n        api_url: {}\n        token_file: {}\n        ca_file: {}\n        node_name: bench-node\n",
+        kube.url(),
+        pki.token_file.display(),
+        pki.ca_file.display()
+    );
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..2 {
+        without.push(run(dir.path(), &logs, "", count));
+        with.push(run(dir.path(), &logs, &transform, count));
+    }
+    let best = |runs: &[f64]| runs.iter().copied().fold(0.0, f64::max);
+    let (base, enriched) = (best(&without), best(&with));
+    println!(
+        "kubernetes_metadata: {count} CRI lines from {PODS} pods → Loki: without enrichment {:?} events/CPU-s, with {:?}; cost of enrichment (best runs) {:.1}% (target ≤ 10%)",
+        without.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        with.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        (1.0 - enriched / base) * 100.0,
+    );
+}

@@ -1,0 +1,176 @@
+//! The reading side of a disk buffer (its own thread): reads records in order from the
+//! acknowledged position, one at a time, and hands each to the sink as a batch whose
+//! acknowledgement is the record's end position. Memory holds one record and the sink's
+//! bounded queue, whatever the buffer's size.
+//!
+//! A sealed segment whose valid part ends early (damage found at run time; start-up
+//! recovery cuts torn tails before) is left at that point: the loss is logged at ERROR and
+//! counted, and reading goes on with the next segment. Passing the end of a segment is
+//! itself a position the sink acknowledges at once, so a segment is deletable exactly when
+//! every record in it was delivered.
+//!
+//! Owns: the read position. Never: hands the sink a record that failed its CRC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::codec;
+use super::segment::{self, Segment, HEADER_BYTES};
+use super::writer::{lock, Shared};
+use crate::event::Batch;
+use crate::telemetry::{ComponentMetrics, Gauge};
+
+/// The reader's hand-over to the sink.
+pub(super) struct Output {
+    pub tx: mpsc::Sender<Batch>,
+    pub queued: Gauge,
+    pub runtime: tokio::runtime::Handle,
+    pub metrics: ComponentMetrics,
+}
+
+/// Reads and sends until the writer is closed and everything was read, the pipeline stops,
+/// or the sink is gone.
+pub(super) fn run(shared: Arc<Shared>, out: Output) {
+    let mut position = shared.tracker.committed();
+    let mut open: Option<Segment> = None;
+    let mut payload = Vec::new();
+    while !shared.shutdown.is_triggered() {
+        let Some((start, end, active)) = locate(&shared, &mut position) else {
+            break;
+        };
+        if open.as_ref().is_none_or(|s| s.start != start) {
+            match Segment::open(&shared.dir.join(segment::file_name(start))) {
+                Ok(Ok(segment)) => open = Some(segment),
+                Ok(Err(_)) | Err(_) => {
+                    position = skip(&shared, &out, (start, end, active), position);
+                    continue;
+                }
+            }
+        }
+        let Some(segment) = open.as_ref() else { break };
+        let offset = position - start;
+        match segment.read(offset, end - start, &mut payload) {
+            Ok(None) => position = next_segment(&shared, position, active),
+            Ok(Some(Ok(info))) => {
+                let record_end = start + info.end;
+                let events = codec::decode(segment::events_bytes(&payload));
+                {
+                    let mut state = lock(&shared);
+                    state
+                        .in_flight
+                        .push_back((record_end, info.n_events, info.written_at));
+                    state.oldest_unread = None;
+                }
+                let Some(events) = events else {
+                    tracing::error!(buffer = %shared.dir.display(), position, "disk buffer: a record passed its CRC but does not decode; its events are lost");
+                    out.metrics
+                        .dropped("buffer_undecodable")
+                        .add(u64::from(info.n_events));
+                    shared.tracker.track(record_end).done();
+                    position = record_end;
+                    continue;
+                };
+                let batch = Batch::with_ack(events, shared.tracker.track(record_end));
+                if !send(&shared, &out, batch) {
+                    break;
+                }
+                position = record_end;
+            }
+            Ok(Some(Err(damage))) => {
+                position = skip(&shared, &out, (start, end, active), start + damage.offset());
+            }
+            Err(error) => {
+                tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer read failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    let mut state = lock(&shared);
+    state.reader_done = true;
+    shared.data.notify_all();
+}
+
+/// The segment holding `position`: (start, readable end, being written), moving `position`
+/// to the first segment if it is before it; waits while there is nothing to read. `None`
+/// when reading is over.
+fn locate(shared: &Shared, position: &mut u64) -> Option<(u64, u64, bool)> {
+    let mut state = lock(shared);
+    loop {
+        if shared.shutdown.is_triggered() {
+            return None;
+        }
+        let active = state.segments.last_key_value().map(|(s, _)| *s);
+        let found = state
+            .segments
+            .range(..=*position)
+            .next_back()
+            .map(|(s, e)| (*s, *e))
+            .or_else(|| state.segments.first_key_value().map(|(s, e)| (*s, *e)));
+        if let Some((start, end)) = found {
+            *position = (*position).max(start + HEADER_BYTES);
+            if *position < end || Some(start) != active {
+                return Some((start, end, Some(start) == active));
+            }
+        }
+        if state.closed {
+            return None;
+        }
+        state = shared
+            .data
+            .wait_timeout(state, Duration::from_millis(100))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// At the end of a segment: on to the next one (its start is acknowledged at once), or wait
+/// for the writer if this one is still being written.
+fn next_segment(shared: &Shared, position: u64, active: bool) -> u64 {
+    if active {
+        return position;
+    }
+    let state = lock(shared);
+    match state.segments.range(position + 1..).next() {
+        Some((next, _)) => {
+            let next = *next;
+            drop(state);
+            shared.tracker.track(next).done();
+            next
+        }
+        None => position,
+    }
+}
+
+/// Leaves a damaged segment at `from`: a sealed one at once (the loss logged and counted);
+/// the one being written once the writer has moved to a new segment (asked for here).
+fn skip(shared: &Shared, out: &Output, (start, end, active): (u64, u64, bool), from: u64) -> u64 {
+    if active {
+        lock(shared).roll_requested = true;
+        std::thread::sleep(Duration::from_millis(100));
+        return from;
+    }
+    tracing::error!(
+        buffer = %shared.dir.display(), segment = start, offset = from - start,
+        lost_bytes = end.saturating_sub(from),
+        "disk buffer: the rest of a segment cannot be read; its events are lost"
+    );
+    out.metrics.dropped("buffer_corrupt").inc();
+    next_segment(shared, end, false)
+}
+
+/// Sends `batch` to the sink; false when the sink is gone or the pipeline stops first.
+fn send(shared: &Shared, out: &Output, batch: Batch) -> bool {
+    out.queued.add(1);
+    let sent = out.runtime.block_on(async {
+        tokio::select! {
+            sent = out.tx.send(batch) => sent.is_ok(),
+            () = shared.shutdown.wait() => false,
+        }
+    });
+    if !sent {
+        out.queued.add(-1);
+    }
+    sent
+}

@@ -1,0 +1,508 @@
+//! The writing side of a disk buffer: appends one record per batch from the workers, applies
+//! `when_full`, and acknowledges a batch's copy for this sink once its record is on disk
+//! (fsynced, by `sync_interval_ms` or `always`). Also the housekeeping thread: periodic
+//! fsyncs, deleting segments the sink has acknowledged, saving the read position, and the
+//! buffer's gauges and `/health`.
+//!
+//! Owns: the segment being written (one writer per buffer, behind one lock) and the space
+//! accounting. Never: acknowledges a batch before its record is fsynced, or lets two
+//! buffers in one process open the same directory.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::segment::{self, HEADER_BYTES};
+use super::{BufferSettings, SyncPolicy, WhenFull};
+use crate::ack::{AckRef, StreamTracker};
+use crate::event::{Batch, Timestamp};
+use crate::health::HealthCheck;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{ComponentMetrics, Counter, Gauge};
+
+/// How often the housekeeper wakes (it fsyncs only every `sync_interval_ms`).
+const TICK: Duration = Duration::from_millis(100);
+/// The file holding the acknowledged position.
+pub(super) const POSITION_FILE: &str = "acknowledged";
+
+/// State shared by the writer, the reader and the housekeeper of one buffer.
+pub(super) struct Shared {
+    pub dir: PathBuf,
+    pub settings: BufferSettings,
+    pub state: Mutex<State>,
+    /// Writers wait here for room (`when_full: block`).
+    pub room: Condvar,
+    /// The reader waits here for records.
+    pub data: Condvar,
+    /// The read side's acknowledgements (positions).
+    pub tracker: StreamTracker,
+    pub shutdown: Shutdown,
+    pub gauges: Gauges,
+    pub health: HealthCheck,
+}
+
+pub(super) struct Gauges {
+    pub bytes: Gauge,
+    pub events: Gauge,
+    pub oldest_seconds: Gauge,
+    pub dropped_full: Counter,
+    /// Events of sources that cannot be read again that could not be buffered.
+    pub not_buffered: Counter,
+}
+
+pub(super) struct State {
+    /// start → end position of every segment (the last one is being written).
+    pub segments: BTreeMap<u64, u64>,
+    active: Option<File>,
+    /// Acknowledgements waiting for the next fsync.
+    unsynced: Vec<AckRef>,
+    /// Events not acknowledged by the sink.
+    pub events: u64,
+    /// Records handed to the sink and not acknowledged: (end position, events, written at).
+    pub in_flight: VecDeque<(u64, u32, i64)>,
+    /// When the oldest record not yet read was written, if known.
+    pub oldest_unread: Option<i64>,
+    /// The writer is gone: no more records will come.
+    pub closed: bool,
+    /// The reader thread ended.
+    pub reader_done: bool,
+    /// The sink ended: the last acknowledgements are in.
+    pub sink_done: bool,
+    /// The reader found damage in the segment being written: start a new one.
+    pub roll_requested: bool,
+    /// Bytes on disk.
+    pub bytes: u64,
+    record: Vec<u8>,
+}
+
+impl State {
+    pub fn write_end(&self) -> u64 {
+        self.segments.last_key_value().map_or(0, |(_, end)| *end)
+    }
+}
+
+fn open_dirs() -> &'static Mutex<HashSet<PathBuf>> {
+    static OPEN: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Claims `dir` for this process; waits up to 10 s for a buffer of a stopping pipeline
+/// (a reload) to let it go.
+fn claim(dir: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut open = open_dirs().lock().unwrap_or_else(|p| p.into_inner());
+        if open.insert(dir.to_owned()) {
+            return Ok(());
+        }
+        drop(open);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "disk buffer {} is still in use by a pipeline that is stopping",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        open_dirs()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.dir);
+    }
+}
+
+/// Opens (recovering) the buffer in `dir` and starts a new segment to write.
+pub(super) fn open(
+    dir: &Path,
+    settings: BufferSettings,
+    metrics: &ComponentMetrics,
+    health: HealthCheck,
+    shutdown: Shutdown,
+) -> anyhow::Result<Arc<Shared>> {
+    std::fs::create_dir_all(dir)?;
+    claim(dir)?;
+    let gauges = Gauges {
+        bytes: metrics.gauge(
+            "sluice_buffer_bytes",
+            "Bytes a sink's disk buffer holds on disk.",
+            &[],
+        ),
+        events: metrics.gauge(
+            "sluice_buffer_events",
+            "Events in a sink's buffer not yet delivered.",
+            &[],
+        ),
+        oldest_seconds: metrics.gauge(
+            "sluice_buffer_oldest_seconds",
+            "Age of the oldest undelivered event in a sink's disk buffer.",
+            &[],
+        ),
+        dropped_full: metrics.dropped("buffer_full"),
+        not_buffered: metrics.dropped("buffer_not_written"),
+    };
+    let shared = |state| {
+        Arc::new(Shared {
+            dir: dir.to_owned(),
+            settings,
+            state: Mutex::new(state),
+            room: Condvar::new(),
+            data: Condvar::new(),
+            tracker: StreamTracker::detached(0),
+            shutdown,
+            gauges,
+            health,
+        })
+    };
+    let acknowledged = read_position(dir);
+    let recovered = match super::recovery::recover(dir, acknowledged) {
+        Ok(recovered) => recovered,
+        Err(error) => {
+            // Release the claim before failing.
+            drop(shared(empty_state()));
+            return Err(anyhow::Error::new(error).context(format!("disk buffer {}", dir.display())));
+        }
+    };
+    let mut state = empty_state();
+    state.events = recovered.events;
+    state.oldest_unread = recovered.oldest;
+    for (start, end) in &recovered.segments {
+        state.segments.insert(*start, *end);
+        state.bytes += end - start;
+    }
+    // Never reuse a position at or before one the sink acknowledged.
+    let start = state.write_end().max(acknowledged);
+    let shared = shared(state);
+    let read_from = recovered
+        .segments
+        .first()
+        .map_or(start, |(first, _)| acknowledged.max(*first));
+    {
+        let mut state = lock(&shared);
+        start_segment(&shared, &mut state, start)?;
+    }
+    let tracker = &shared.tracker;
+    // The tracker's positions are buffer positions: start it where reading starts.
+    *crate::ack::lock(&tracker.stream) =
+        crate::ack::StreamState::new(read_from, Default::default());
+    tracing::info!(
+        buffer = %dir.display(), events = recovered.events, segments = recovered.segments.len(),
+        "disk buffer opened"
+    );
+    Ok(shared)
+}
+
+fn empty_state() -> State {
+    State {
+        segments: BTreeMap::new(),
+        active: None,
+        unsynced: Vec::new(),
+        events: 0,
+        in_flight: VecDeque::new(),
+        oldest_unread: None,
+        closed: false,
+        reader_done: false,
+        sink_done: false,
+        roll_requested: false,
+        bytes: 0,
+        record: Vec::new(),
+    }
+}
+
+/// Where reading starts: the acknowledged position saved by the last run (0 if none).
+pub(super) fn read_position(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(POSITION_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn save_position(dir: &Path, position: u64) -> io::Result<()> {
+    let tmp = dir.join(format!("{POSITION_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{position}\n"))?;
+    std::fs::rename(tmp, dir.join(POSITION_FILE))
+}
+
+/// Closes the segment being written (fsynced) and starts one at `start`.
+fn start_segment(shared: &Shared, state: &mut State, start: u64) -> io::Result<()> {
+    if let Some(old) = state.active.take() {
+        old.sync_data()?;
+    }
+    let path = shared.dir.join(segment::file_name(start));
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)?;
+    file.write_all(&segment::header(start))?;
+    file.sync_data()?;
+    File::open(&shared.dir)?.sync_all()?;
+    state.active = Some(file);
+    state.segments.insert(start, start + HEADER_BYTES);
+    state.bytes += HEADER_BYTES;
+    Ok(())
+}
+
+/// What became of a batch handed to [`append`].
+pub(super) enum Appended {
+    /// In the buffer (acknowledged for this sink once fsynced).
+    Buffered,
+    /// Dropped: the buffer was full with `when_full: drop_newest` (counted).
+    DroppedFull,
+    /// Not buffered: full at shutdown, or a write error (its acks abandoned).
+    Failed,
+}
+
+/// Appends `batch` as one record. Runs on a worker thread; blocks while the buffer is full
+/// with `when_full: block`.
+pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Appended {
+    let Batch { events, acks, home } = batch;
+    encoded.clear();
+    super::codec::encode(&events, encoded);
+    let n_events = events.len() as u32;
+    if let Some(home) = home {
+        home.give(events);
+    }
+    let record_bytes =
+        segment::RECORD_HEADER_BYTES + (segment::PAYLOAD_HEADER_BYTES + encoded.len()) as u64;
+    let mut state = lock(shared);
+    while state.bytes + record_bytes > shared.settings.max_bytes && state.events > 0 {
+        match shared.settings.when_full {
+            WhenFull::DropNewest => {
+                drop(state);
+                shared.gauges.dropped_full.add(u64::from(n_events));
+                for ack in acks {
+                    ack.done();
+                }
+                return Appended::DroppedFull;
+            }
+            // At shutdown the reader has stopped: room will not come. The acks are abandoned
+            // (files read it again); events of other sources are lost, counted.
+            WhenFull::Block if shared.shutdown.is_triggered() => {
+                drop(state);
+                if acks.is_empty() {
+                    shared.gauges.not_buffered.add(u64::from(n_events));
+                }
+                tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
+                return Appended::Failed;
+            }
+            WhenFull::Block => {
+                state = shared
+                    .room
+                    .wait_timeout(state, TICK)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+    match write_record(shared, &mut state, n_events, encoded) {
+        Ok(()) => {}
+        Err(error) => {
+            drop(state);
+            if acks.is_empty() {
+                shared.gauges.not_buffered.add(u64::from(n_events));
+            }
+            tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer write failed; the batch is not buffered");
+            return Appended::Failed;
+        }
+    }
+    state.events += u64::from(n_events);
+    shared.gauges.events.set(state.events as i64);
+    shared.gauges.bytes.set(state.bytes as i64);
+    shared.data.notify_all();
+    if shared.settings.sync == SyncPolicy::Always {
+        let result = state.active.as_ref().map_or(Ok(()), File::sync_data);
+        drop(state);
+        if result.is_ok() {
+            for ack in acks {
+                ack.done();
+            }
+        }
+        return Appended::Buffered;
+    }
+    state.unsynced.extend(acks);
+    Appended::Buffered
+}
+
+fn write_record(
+    shared: &Shared,
+    state: &mut State,
+    n_events: u32,
+    encoded: &[u8],
+) -> io::Result<()> {
+    let end = state.write_end();
+    let (start, _) = state
+        .segments
+        .last_key_value()
+        .map_or((end, end), |(s, e)| (*s, *e));
+    if state.active.is_none()
+        || end - start >= shared.settings.segment_bytes
+        || state.roll_requested
+    {
+        state.roll_requested = false;
+        start_segment(shared, state, end)?;
+    }
+    let mut record = std::mem::take(&mut state.record);
+    segment::record(n_events, Timestamp::now().0, encoded, &mut record);
+    let result = match state.active.as_mut() {
+        Some(file) => file.write_all(&record),
+        None => Err(io::Error::other("no segment open")),
+    };
+    let len = record.len() as u64;
+    state.record = record;
+    if let Err(error) = result {
+        // Whatever part was written is cut at the next start; write after it no more.
+        state.active = None;
+        return Err(error);
+    }
+    if let Some(last) = state.segments.values_mut().next_back() {
+        *last += len;
+    }
+    state.bytes += len;
+    if state.oldest_unread.is_none() {
+        state.oldest_unread = Some(Timestamp::now().0);
+    }
+    Ok(())
+}
+
+/// The writer is gone (its pipeline's workers ended): fsync, settle, tell the reader.
+pub(super) fn close(shared: &Shared) {
+    let mut state = lock(shared);
+    let synced = state.active.as_ref().map_or(Ok(()), File::sync_data);
+    let acks = std::mem::take(&mut state.unsynced);
+    state.closed = true;
+    drop(state);
+    shared.data.notify_all();
+    if synced.is_ok() {
+        for ack in acks {
+            ack.done();
+        }
+    }
+}
+
+/// The housekeeping loop (its own thread), until the sink and the reader are done.
+pub(super) fn housekeep(shared: Arc<Shared>) {
+    let sync_every = match shared.settings.sync {
+        SyncPolicy::Always => None,
+        SyncPolicy::Interval(every) => Some(every),
+    };
+    let mut last_sync = Instant::now();
+    let mut saved = u64::MAX;
+    loop {
+        let done = {
+            let state = lock(&shared);
+            let state = shared
+                .data
+                .wait_timeout(state, TICK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            state.sink_done && state.reader_done
+        };
+        if sync_every.is_some_and(|every| last_sync.elapsed() >= every) || done {
+            last_sync = Instant::now();
+            sync(&shared);
+        }
+        let committed = shared.tracker.committed();
+        collect(&shared, committed);
+        if committed != saved {
+            match save_position(&shared.dir, committed) {
+                Ok(()) => saved = committed,
+                Err(error) => {
+                    tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: read position not saved")
+                }
+            }
+        }
+        if done {
+            shared.health.ok();
+            return;
+        }
+    }
+}
+
+fn sync(shared: &Shared) {
+    let (file, acks) = {
+        let mut state = lock(shared);
+        let file = state.active.as_ref().and_then(|f| f.try_clone().ok());
+        (file, std::mem::take(&mut state.unsynced))
+    };
+    if acks.is_empty() {
+        return;
+    }
+    match file.map_or(Ok(()), |f| f.sync_data()) {
+        Ok(()) => acks.into_iter().for_each(AckRef::done),
+        Err(error) => {
+            tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer fsync failed: its batches are not acknowledged");
+        }
+    }
+}
+
+/// Deletes acknowledged segments, updates the gauges and `/health`.
+fn collect(shared: &Shared, committed: u64) {
+    let mut state = lock(shared);
+    while let Some(&(end, n, _)) = state.in_flight.front() {
+        if end > committed {
+            break;
+        }
+        state.in_flight.pop_front();
+        state.events = state.events.saturating_sub(u64::from(n));
+    }
+    let active = state.segments.last_key_value().map(|(s, _)| *s);
+    let done: Vec<(u64, u64)> = state
+        .segments
+        .iter()
+        .filter(|(start, end)| **end <= committed && Some(**start) != active)
+        .map(|(s, e)| (*s, *e))
+        .collect();
+    for (start, end) in done {
+        match std::fs::remove_file(shared.dir.join(segment::file_name(start))) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: acknowledged segment not deleted");
+                continue;
+            }
+        }
+        state.segments.remove(&start);
+        state.bytes = state.bytes.saturating_sub(end - start);
+    }
+    let oldest = state
+        .in_flight
+        .front()
+        .map(|(_, _, at)| *at)
+        .or(state.oldest_unread);
+    let age = match (state.events, oldest) {
+        (0, _) | (_, None) => 0,
+        (_, Some(at)) => (Timestamp::now().0.saturating_sub(at) / 1_000_000_000).max(0),
+    };
+    shared.gauges.oldest_seconds.set(age);
+    shared.gauges.events.set(state.events as i64);
+    shared.gauges.bytes.set(state.bytes as i64);
+    let (bytes, max) = (state.bytes, shared.settings.max_bytes);
+    drop(state);
+    shared.room.notify_all();
+    health(shared, bytes, max);
+}
+
+fn health(shared: &Shared, bytes: u64, max: u64) {
+    let percent = bytes.saturating_mul(100) / max.max(1);
+    let full = bytes + segment::RECORD_HEADER_BYTES * 1024 >= max;
+    if full && shared.settings.when_full == WhenFull::Block {
+        shared.health.fail(format!(
+            "disk buffer full ({bytes} of {max} bytes): its pipeline waits (when_full: block)"
+        ));
+    } else if percent >= 80 {
+        shared.health.warn(format!(
+            "disk buffer {percent}% full ({bytes} of {max} bytes)"
+        ));
+    } else {
+        shared.health.ok();
+    }
+}

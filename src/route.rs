@@ -1,0 +1,498 @@
+//! Routing: a sink's `condition:` picks the events that sink takes, so one pipeline sends
+//! different events to different sinks (errors to Elasticsearch, everything to Loki).
+//!
+//! ```yaml
+//! sinks:
+//!   - { type: loki, endpoint: http://loki:3100 }                  # every event
+//!   - type: elasticsearch
+//!     endpoint: http://es:9200
+//!     condition: { field: severity, in: [emerg, alert, crit, err] } # only these
+//! ```
+//!
+//! The condition language is the `filter` transform's ([`crate::transform::condition`]).
+//! Metric events always pass (as in `filter`); a sink settles the kinds it does not take.
+//!
+//! Acknowledgements stay exact: the copy of a batch a routed sink gets holds only the
+//! events its condition accepts, with every acknowledgement of the batch; when it accepts
+//! none, that copy is settled at once (the events are done as far as that sink goes), so
+//! checkpoints advance once every sink delivered what it took.
+//!
+//! Owns: the `condition:` key of a sink ([`Routed`]), its built form ([`Route`]) and the
+//! per-sink copy of a batch ([`copy_for`]). Never: evaluates anything for a sink without a
+//! condition (its copy is the plain fan-out clone).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+
+use crate::config::yaml::TaggedEnum;
+use crate::config::Config;
+use crate::event::{Batch, Event};
+use crate::source::SourceConfig;
+use crate::transform::condition::{Condition, ConditionConfig};
+
+/// The key a sink's map may carry besides its own settings.
+const KEY: &str = "condition";
+
+/// A component config plus the `condition:` key read from the same map (the component's
+/// own settings never see it). Used for `pipelines.<name>.sinks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed<T> {
+    /// The component's config, selected by `type:`.
+    pub inner: T,
+    /// `condition:`; unset: every event.
+    pub condition: Option<ConditionConfig>,
+}
+
+impl<T> Routed<T> {
+    /// Validates the condition (`None` when there is none).
+    pub fn build_route(&self) -> anyhow::Result<Option<Route>> {
+        let Some(condition) = &self.condition else {
+            return Ok(None);
+        };
+        let built = condition
+            .build()
+            .map_err(|error| anyhow::anyhow!("{KEY}: {error:#}"))?;
+        Ok(Some(Route {
+            condition: Arc::new(built),
+        }))
+    }
+}
+
+impl<T: TaggedEnum> TaggedEnum for Routed<T> {
+    const KIND: &'static str = T::KIND;
+    const TYPES: &'static [&'static str] = T::TYPES;
+
+    fn deserialize_variant<'de, A: MapAccess<'de>>(
+        type_name: &str,
+        body: &mut A,
+    ) -> Result<Self, A::Error> {
+        let mut condition = None;
+        let inner = T::deserialize_variant(
+            type_name,
+            &mut Body {
+                map: body,
+                condition: &mut condition,
+            },
+        )?;
+        Ok(Routed { inner, condition })
+    }
+}
+
+/// A sink's built condition.
+#[derive(Debug, Clone)]
+pub struct Route {
+    condition: Arc<Condition>,
+}
+
+impl Route {
+    /// Whether the sink takes `event` (metric events always pass).
+    pub fn takes(&self, event: &Event) -> bool {
+        match event {
+            Event::Log(log) => self.condition.matches(log),
+            Event::Metric(_) => true,
+        }
+    }
+
+    /// The events of `batch` the sink takes, cloned, with all of the batch's acks.
+    pub fn select(&self, batch: &Batch) -> Batch {
+        Batch {
+            events: batch
+                .events
+                .iter()
+                .filter(|e| self.takes(e))
+                .cloned()
+                .collect(),
+            acks: batch.acks.clone(),
+            home: None,
+        }
+    }
+
+    /// `batch` less the events the sink does not take.
+    pub fn retain(&self, mut batch: Batch) -> Batch {
+        batch.events.retain(|e| self.takes(e));
+        batch
+    }
+}
+
+/// The copy of `batch` for one sink: the batch itself for the `last` sink (taken out of
+/// `batch`), a clone for the others; with a `route`, only the events it takes. The copy
+/// may be empty: the caller settles it, as that sink is done with those events.
+pub fn copy_for(route: Option<&Route>, batch: &mut Option<Batch>, last: bool) -> Option<Batch> {
+    match (route, last) {
+        (None, true) => batch.take(),
+        (None, false) => batch.as_ref().map(Batch::fan_out_clone),
+        (Some(route), true) => batch.take().map(|b| route.retain(b)),
+        (Some(route), false) => batch.as_ref().map(|b| route.select(b)),
+    }
+}
+
+/// Sources that would listen on one socket (the second could not bind it): one error each,
+/// located, with the answer: one pipeline whose sinks have conditions. (Literal addresses
+/// only: `0.0.0.0:514` and `127.0.0.1:514` still meet at start-up as `address in use`.)
+pub fn shared_listeners(config: &Config, file: &str) -> Vec<String> {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, pipeline) in &config.pipelines {
+        for (i, source) in pipeline.sources.iter().enumerate() {
+            let SourceConfig::Syslog(syslog) = &source.config else {
+                continue;
+            };
+            let socket = match (&syslog.address, &syslog.path) {
+                (Some(address), _) => address.clone(),
+                (None, Some(path)) => path.display().to_string(),
+                (None, None) => continue,
+            };
+            let key = format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase());
+            let here = format!("pipelines.{name}.sources[{i}]");
+            match first.get(&key) {
+                None => {
+                    first.insert(key, format!("{here} (line {})", source.line));
+                }
+                Some(other) => errors.push(format!(
+                    "{file}:{}: {here}: {key} is read by {other} already: a socket is read by one \
+                     source; to send its events to different sinks, use one pipeline with a \
+                     `condition:` on each sink (README: Routing)",
+                    source.line
+                )),
+            }
+        }
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading `condition:` out of a component's map. The component's config is deserialized
+// through these wrappers, which hand it every key but `condition` (errors keep their file,
+// line and key: they still come from the config loader's own map access).
+
+/// The component body as [`TaggedEnum::deserialize_variant`] sees it.
+struct Body<'a, A> {
+    map: &'a mut A,
+    condition: &'a mut Option<ConditionConfig>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Body<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.map.next_key_seed(seed)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(Strip {
+            seed,
+            condition: &mut *self.condition,
+        })
+    }
+}
+
+/// Deserializes `seed` from a deserializer whose top-level map loses its `condition` key.
+struct Strip<'a, S> {
+    seed: S,
+    condition: &'a mut Option<ConditionConfig>,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Strip<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
+        self.seed.deserialize(StripDe {
+            de,
+            condition: self.condition,
+        })
+    }
+}
+
+struct StripDe<'a, D> {
+    de: D,
+    condition: &'a mut Option<ConditionConfig>,
+}
+
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*))*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.de.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for StripDe<'_, D> {
+    type Error = D::Error;
+
+    forward! {
+        deserialize_bool() deserialize_i8() deserialize_i16() deserialize_i32()
+        deserialize_i64() deserialize_i128() deserialize_u8() deserialize_u16()
+        deserialize_u32() deserialize_u64() deserialize_u128() deserialize_f32()
+        deserialize_f64() deserialize_char() deserialize_str() deserialize_string()
+        deserialize_bytes() deserialize_byte_buf() deserialize_option() deserialize_unit()
+        deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str)
+        deserialize_seq() deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+        deserialize_identifier() deserialize_ignored_any()
+    }
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let condition = self.condition;
+        self.de.deserialize_any(StripVisitor { visitor, condition })
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let condition = self.condition;
+        self.de.deserialize_map(StripVisitor { visitor, condition })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let condition = self.condition;
+        self.de
+            .deserialize_struct(name, fields, StripVisitor { visitor, condition })
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.de.is_human_readable()
+    }
+}
+
+struct StripVisitor<'a, V> {
+    visitor: V,
+    condition: &'a mut Option<ConditionConfig>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for StripVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<V::Value, M::Error> {
+        self.visitor.visit_map(StripMap {
+            map,
+            condition: self.condition,
+        })
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.visitor.visit_unit()
+    }
+}
+
+struct StripMap<'a, M> {
+    map: M,
+    condition: &'a mut Option<ConditionConfig>,
+}
+
+impl<'de, M: MapAccess<'de>> MapAccess<'de> for StripMap<'_, M> {
+    type Error = M::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, M::Error> {
+        let mut seed = Some(seed);
+        loop {
+            match self.map.next_key_seed(KeySeed { seed: &mut seed })? {
+                None => return Ok(None),
+                Some(Key::Other(value)) => return Ok(Some(value)),
+                Some(Key::Condition) => *self.condition = Some(self.map.next_value()?),
+            }
+        }
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, M::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+enum Key<T> {
+    Condition,
+    Other(T),
+}
+
+/// Reads a key: `condition`, or whatever the component's own key seed makes of it.
+struct KeySeed<'a, K> {
+    seed: &'a mut Option<K>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+    type Value = Key<K::Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_identifier(KeyVisitor {
+            seed: self.seed,
+            _de: PhantomData,
+        })
+    }
+}
+
+struct KeyVisitor<'a, 'de, K> {
+    seed: &'a mut Option<K>,
+    _de: PhantomData<&'de ()>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> Visitor<'de> for KeyVisitor<'_, 'de, K> {
+    type Value = Key<K::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        if key == KEY {
+            return Ok(Key::Condition);
+        }
+        let Some(seed) = self.seed.take() else {
+            return Err(E::custom("a key was read twice"));
+        };
+        seed.deserialize(key.into_deserializer())
+            .map(Key::Other)
+            .map_err(|error: E| {
+                // The component's list of keys does not know this one: add it.
+                let text = error.to_string();
+                match text.starts_with("unknown key ") && text.contains("expected one of: ") {
+                    true => E::custom(format!("{text}, {KEY}")),
+                    false => error,
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::event::LogEvent;
+
+    fn sinks(yaml: &str) -> anyhow::Result<Vec<Option<Route>>> {
+        let text = format!(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [ {{ type: demo }} ]\n    sinks:\n{yaml}"
+        );
+        let config = config::parse(&text, "t.yaml")?;
+        config.pipelines["p"]
+            .sinks
+            .iter()
+            .map(|s| s.config.build_route())
+            .collect()
+    }
+
+    fn log(severity: &str) -> Event {
+        let mut log = LogEvent::new("x");
+        log.insert("severity", severity);
+        Event::Log(log)
+    }
+
+    #[test]
+    fn condition_is_read_beside_the_sinks_own_keys() {
+        let routes = sinks(
+            "      - { type: console, encoding: text, condition: { field: severity, equals: err } }\n      - { type: blackhole }\n",
+        )
+        .unwrap();
+        let route = routes[0].as_ref().expect("a route");
+        assert!(route.takes(&log("err")));
+        assert!(!route.takes(&log("info")));
+        assert!(routes[1].is_none());
+        // Keys of the sink itself still go to it, located.
+        let error = sinks("      - type: console\n        encoding: xml\n        condition: { field: a, exists: true }\n").unwrap_err();
+        assert!(format!("{error:#}").contains("t.yaml:7"), "{error:#}");
+        let error = sinks("      - { type: console, colour: red }\n").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("unknown key \"colour\"") && text.contains("encoding, condition"),
+            "{text}"
+        );
+        // Nested maps keep their own `condition` keys (none of the sinks has one, so a
+        // nested one is unknown there).
+        let error = sinks(
+            "      - type: loki\n        endpoint: http://x\n        batch: { condition: 1 }\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("batch.condition"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn a_bad_condition_is_refused_at_build_naming_the_key() {
+        let text = "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [ { type: demo } ]\n    sinks:\n      - type: blackhole\n        condition: { field: a, eqals: 1 }\n";
+        let error = config::parse(text, "t.yaml")
+            .unwrap()
+            .build("t.yaml")
+            .err()
+            .expect("refused");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("t.yaml:6: pipelines.p.sinks[0]: condition: field \"a\": `eqals`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_sources_on_one_socket_are_refused_with_the_routing_answer() {
+        let text = "data_dir: /tmp/x
+pipelines:
+  a:
+    sources: [ { type: syslog, mode: udp, address: 127.0.0.1:5514 } ]
+    sinks: [ { type: blackhole } ]
+  b:
+    sources:
+      - { type: syslog, mode: tcp, address: 127.0.0.1:5514 }
+      - { type: syslog, mode: udp, address: 127.0.0.1:5514 }
+    sinks: [ { type: console } ]
+";
+        let error = config::parse(text, "t.yaml")
+            .unwrap()
+            .build("t.yaml")
+            .err()
+            .expect("refused");
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with(
+                "t.yaml:9: pipelines.b.sources[1]: udp 127.0.0.1:5514 is read by pipelines.a.sources[0] (line 4) already"
+            ) && text.contains("`condition:` on each sink"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn copies_share_every_ack_and_hold_only_taken_events() {
+        let tracker = crate::ack::StreamTracker::detached(0);
+        let ack = tracker.track(3);
+        let events = vec![log("err"), log("info"), log("err")];
+        let route =
+            sinks("      - { type: blackhole, condition: { field: severity, equals: err } }\n")
+                .unwrap()
+                .remove(0)
+                .unwrap();
+        let mut batch = Some(Batch::with_ack(events, ack));
+        let first = copy_for(Some(&route), &mut batch, false).unwrap();
+        assert_eq!(first.events.len(), 2);
+        assert_eq!(first.acks.len(), 1);
+        let none = Route {
+            condition: Arc::new(Condition::Any(Vec::new())),
+        };
+        let empty = copy_for(Some(&none), &mut batch, false).unwrap();
+        assert!(empty.events.is_empty() && empty.acks.len() == 1);
+        let last = copy_for(None, &mut batch, true).unwrap();
+        assert_eq!(last.events.len(), 3);
+        assert!(batch.is_none());
+        first.settle();
+        empty.settle();
+        assert_eq!(tracker.committed(), 0, "one copy still out");
+        last.settle();
+        assert_eq!(tracker.committed(), 3);
+    }
+}

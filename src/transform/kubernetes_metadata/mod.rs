@@ -1,0 +1,666 @@
+//! `type: kubernetes_metadata`: adds what the Kubernetes API server knows about the pod an
+//! event came from — labels, annotations, namespace labels, the owning workload, node, IP
+//! and container image — and drops the logs of pods or namespaces annotated for exclusion.
+//!
+//! ```yaml
+//! - type: kubernetes_metadata
+//!   node_name: ${NODE_NAME}          # default: $NODE_NAME; the pod watch is scoped to it
+//!   # api_url, token_file, ca_file: default in-cluster (service account, KUBERNETES_SERVICE_*)
+//!   pod_labels: { exclude: [pod-template-hash, controller-revision-hash] }
+//!   pod_annotations: { include: ["team.example.com/*"] }
+//! ```
+//!
+//! Events are matched by the `pod_uid` field, else `namespace` and `pod` (what the file
+//! source's `format: cri` sets from the log path; a syslog or OTLP event carrying those
+//! fields is enriched the same way). Added fields: `pod_labels`, `pod_annotations`,
+//! `namespace_labels` (maps: `{{ pod_labels.app }}` in a template), `workload_kind`,
+//! `workload_name`, `node_name`, `pod_ip`, `container_image` (of the event's `container`).
+//!
+//! The metadata comes from two watches kept by one background thread (`watch.rs`): pods
+//! with `fieldSelector=spec.nodeName=<node>` and namespaces, list-then-watch with bookmarks
+//! and a re-list on `410 Gone`, into a cache of only the used fields (`cache.rs`). Nothing
+//! is requested per line or per miss. The thread starts with the pipeline (the first tick),
+//! not at `validate`, and stops when the pipeline's transforms are dropped.
+//!
+//! A line whose pod is not in the cache yet (its watch event is late) makes its worker wait
+//! for the cache, at most `wait_for_pod_ms` per pod (and, until the first pod list, at most
+//! that long after start); then it goes on with path metadata only, counted in
+//! `sluice_kubernetes_enrichment_misses_total`. Waiting in `process` keeps delivery
+//! acknowledgements exact: the batch is held, so nothing is checkpointed before it is sent.
+//! A line of an excluded pod or namespace (`sluice.dev/exclude: "true"`) is dropped, which
+//! counts as delivered (its position is checkpointed) and as
+//! `sluice_events_dropped_total{reason="excluded"}`.
+//!
+//! Owns: the config, matching events to pods, adding fields, exclusion. Never: requests the
+//! API from a worker thread.
+
+pub mod cache;
+pub mod client;
+pub mod objects;
+pub mod watch;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use self::cache::{FieldSet, KeyFilter, NamespaceEntry, PodEntry, Shaping, Shared, FIELD_NAMES};
+use super::TransformContext;
+use crate::config::bounds;
+use crate::event::{Event, LogEvent, Value};
+use crate::health::HealthCheck;
+use crate::telemetry::Counter;
+
+/// Include / exclude globs over label or annotation names.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Keep only names matching one of these (all when empty).
+    pub include: Vec<String>,
+    /// Drop names matching one of these.
+    pub exclude: Vec<String>,
+}
+
+/// `type: kubernetes_metadata` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesMetadataConfig {
+    /// API server URL (`https://host:port`); default: in-cluster, from
+    /// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Bearer token file, read again for every request (rotation). In-cluster default: the
+    /// service account's `token`; with `api_url`, none unless set.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// CA bundle for the server's certificate. In-cluster default: the service account's
+    /// `ca.crt`; with `api_url`, the system roots unless set.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The node whose pods are watched; default `$NODE_NAME`.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Fields to add (default: all of them).
+    #[serde(default = "all_fields")]
+    pub fields: Vec<String>,
+    /// Which pod labels `pod_labels` holds.
+    #[serde(default)]
+    pub pod_labels: Box<KeysConfig>,
+    /// Which pod annotations `pod_annotations` holds (default: all but
+    /// `kubectl.kubernetes.io/last-applied-configuration`, a copy of the whole object).
+    #[serde(default = "default_annotations")]
+    pub pod_annotations: Box<KeysConfig>,
+    /// Which namespace labels `namespace_labels` holds.
+    #[serde(default)]
+    pub namespace_labels: Box<KeysConfig>,
+    /// An annotation on a pod or namespace that, when `"true"`, drops its logs.
+    #[serde(default = "default_exclude_annotation")]
+    pub exclude_annotation: String,
+    /// Longest wait for a pod missing from the cache, per pod (default 2000).
+    #[serde(default = "default_wait")]
+    pub wait_for_pod_ms: u64,
+    /// How long a deleted pod or namespace is kept for its late lines (default 60).
+    #[serde(default = "default_grace")]
+    pub deleted_grace_secs: u64,
+    /// `/health` fails once the API server has been unreachable this long (default 60).
+    #[serde(default = "default_unhealthy")]
+    pub unhealthy_after_secs: u64,
+    /// Watch requests ask the server to end them after this long, randomised up to twice
+    /// (default 300, like client-go).
+    #[serde(default = "default_watch_timeout")]
+    pub watch_timeout_secs: u64,
+}
+
+fn all_fields() -> Vec<String> {
+    FIELD_NAMES.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_annotations() -> Box<KeysConfig> {
+    Box::new(KeysConfig {
+        include: Vec::new(),
+        exclude: vec!["kubectl.kubernetes.io/last-applied-configuration".into()],
+    })
+}
+fn default_exclude_annotation() -> String {
+    "sluice.dev/exclude".into()
+}
+fn default_wait() -> u64 {
+    2000
+}
+fn default_grace() -> u64 {
+    60
+}
+fn default_unhealthy() -> u64 {
+    60
+}
+fn default_watch_timeout() -> u64 {
+    300
+}
+
+impl KubernetesMetadataConfig {
+    /// Checks the settings. Nothing is contacted or read here (so `validate` works off a
+    /// cluster): the endpoint is resolved when the pipeline starts.
+    pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<KubernetesMetadata> {
+        for name in &self.fields {
+            anyhow::ensure!(
+                FIELD_NAMES.contains(&name.as_str()),
+                "fields: unknown field {name:?} (known: {})",
+                FIELD_NAMES.join(", ")
+            );
+        }
+        if let Some(url) = &self.api_url {
+            let parsed =
+                url::Url::parse(url).map_err(|e| anyhow::anyhow!("api_url: {e}: {url:?}"))?;
+            anyhow::ensure!(
+                matches!(parsed.scheme(), "http" | "https"),
+                "api_url: not an http(s) URL: {url:?}"
+            );
+        }
+        bounds::check("wait_for_pod_ms", self.wait_for_pod_ms, 0..=60_000)?;
+        bounds::check(
+            "deleted_grace_secs",
+            self.deleted_grace_secs,
+            0..=bounds::MAX_SECS,
+        )?;
+        bounds::check(
+            "unhealthy_after_secs",
+            self.unhealthy_after_secs,
+            1..=bounds::MAX_SECS,
+        )?;
+        bounds::check("watch_timeout_secs", self.watch_timeout_secs, 10..=3600)?;
+        anyhow::ensure!(
+            !self.exclude_annotation.is_empty(),
+            "exclude_annotation: empty"
+        );
+        let fields = FieldSet::from_names(self.fields.iter().map(String::as_str));
+        let shaping = Shaping {
+            pod_labels: KeyFilter::new(
+                "pod_labels",
+                &self.pod_labels.include,
+                &self.pod_labels.exclude,
+            )?,
+            pod_annotations: KeyFilter::new(
+                "pod_annotations",
+                &self.pod_annotations.include,
+                &self.pod_annotations.exclude,
+            )?,
+            namespace_labels: KeyFilter::new(
+                "namespace_labels",
+                &self.namespace_labels.include,
+                &self.namespace_labels.exclude,
+            )?,
+            exclude_annotation: self.exclude_annotation.clone(),
+            fields,
+        };
+        let node_name = match &self.node_name {
+            Some(name) => name.clone(),
+            None => std::env::var("NODE_NAME").unwrap_or_default(),
+        };
+        let settings = watch::Settings {
+            api_url: self.api_url.clone(),
+            token_file: self.token_file.clone(),
+            ca_file: self.ca_file.clone(),
+            node_name,
+            grace: Duration::from_secs(self.deleted_grace_secs),
+            watch_timeout: Duration::from_secs(self.watch_timeout_secs),
+            unhealthy_after: Duration::from_secs(self.unhealthy_after_secs),
+            shaping,
+        };
+        let metrics = &ctx.metrics;
+        Ok(KubernetesMetadata {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared::default()),
+                fields,
+                wait: Duration::from_millis(self.wait_for_pod_ms),
+                misses: metrics.counter(
+                    "sluice_kubernetes_enrichment_misses_total",
+                    "Pod log events sent on without Kubernetes metadata (pod not in the cache in time).",
+                    &[],
+                ),
+                excluded: metrics.dropped("excluded"),
+                start: Mutex::new(Start::Pending(Box::new((
+                    settings,
+                    watch::Metrics::new(
+                        metrics.clone(),
+                        HealthCheck::new(format!("{}/transform/{}", ctx.pipeline, ctx.id)),
+                    ),
+                )))),
+                started: std::sync::atomic::AtomicBool::new(false),
+            }),
+            last: None,
+        })
+    }
+}
+
+/// The watcher, started on first use.
+enum Start {
+    Pending(Box<(watch::Settings, watch::Metrics)>),
+    /// Running; dropping the sender stops it.
+    Running(#[allow(dead_code)] tokio::sync::watch::Sender<()>),
+    /// Could not start a thread (logged).
+    Failed,
+}
+
+/// What every worker clone shares.
+struct Inner {
+    shared: Arc<Shared>,
+    fields: FieldSet,
+    wait: Duration,
+    misses: Counter,
+    excluded: Counter,
+    start: Mutex<Start>,
+    /// Set once `start` left `Pending` (a lock-free check for every batch).
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesMetadata")
+            .field("fields", &self.fields)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn ensure_started(&self) {
+        if self.started.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut start = self.start.lock().unwrap_or_else(|p| p.into_inner());
+        // Set once `shared.started` is, below (the lock orders the two).
+        if !matches!(*start, Start::Pending(_)) {
+            return;
+        }
+        let Start::Pending(pending) = std::mem::replace(&mut *start, Start::Failed) else {
+            return;
+        };
+        let (settings, metrics) = *pending;
+        let _ = self.shared.started.set(Instant::now());
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        match watch::spawn(settings, self.shared.clone(), metrics, stopped) {
+            Ok(_) => *start = Start::Running(stop),
+            Err(error) => {
+                tracing::error!(%error, "kubernetes_metadata: could not start the watcher thread")
+            }
+        }
+    }
+}
+
+/// The pod an event refers to, as found.
+type Found = (Arc<PodEntry>, Option<Arc<NamespaceEntry>>);
+
+/// A built `kubernetes_metadata` transform (one clone per worker).
+#[derive(Debug, Clone)]
+pub struct KubernetesMetadata {
+    inner: Arc<Inner>,
+    /// This worker's last lookup: (uid, namespace, pod), the cache generation, the result.
+    /// Batches come from one file at a time, so most events hit it.
+    last: Option<(LastKey, u64, Option<Found>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct LastKey {
+    uid: Option<String>,
+    namespace: String,
+    pod: String,
+}
+
+/// The pod identity an event carries.
+struct EventKey<'a> {
+    uid: Option<&'a str>,
+    namespace: &'a str,
+    pod: &'a str,
+}
+
+impl<'a> EventKey<'a> {
+    fn of(log: &'a LogEvent) -> Option<Self> {
+        let text = |name| log.fields.get(name).and_then(Value::as_str);
+        let uid = text("pod_uid").filter(|u| !u.is_empty());
+        match (text("namespace"), text("pod")) {
+            (Some(namespace), Some(pod)) => Some(EventKey {
+                uid,
+                namespace,
+                pod,
+            }),
+            _ => uid.map(|uid| EventKey {
+                uid: Some(uid),
+                namespace: "",
+                pod: "",
+            }),
+        }
+    }
+
+    fn matches(&self, last: &LastKey) -> bool {
+        self.uid == last.uid.as_deref() && self.namespace == last.namespace && self.pod == last.pod
+    }
+
+    fn owned(&self) -> LastKey {
+        LastKey {
+            uid: self.uid.map(str::to_owned),
+            namespace: self.namespace.to_owned(),
+            pod: self.pod.to_owned(),
+        }
+    }
+
+    fn miss_key(&self) -> String {
+        match self.uid {
+            Some(uid) => uid.to_owned(),
+            None => cache::name_key(self.namespace, self.pod),
+        }
+    }
+}
+
+impl KubernetesMetadata {
+    /// Adds the pod metadata to each log event of a pod; drops excluded pods' events.
+    pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
+        self.inner.ensure_started();
+        out.reserve(events.len());
+        for event in events {
+            let Event::Log(mut log) = event else {
+                out.push(event);
+                continue;
+            };
+            let found = match EventKey::of(&log) {
+                None => {
+                    out.push(Event::Log(log));
+                    continue;
+                }
+                Some(key) => match self.lookup(&key) {
+                    Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
+                    Some(found) => Some(found),
+                    None => self.wait_for(&key),
+                },
+            };
+            match found {
+                Some((pod, ns)) => {
+                    if pod.excluded || ns.as_ref().is_some_and(|ns| ns.excluded) {
+                        self.inner.excluded.inc();
+                        continue;
+                    }
+                    enrich(&mut log, &pod, ns.as_deref(), self.inner.fields);
+                }
+                None => self.inner.misses.inc(),
+            }
+            out.push(Event::Log(log));
+        }
+    }
+
+    /// Starts the watcher with the pipeline (workers tick every 100 ms), before any line.
+    pub fn tick(&mut self, _now: Instant, _out: &mut Vec<Event>) {
+        self.inner.ensure_started();
+    }
+
+    fn lookup(&mut self, key: &EventKey<'_>) -> Option<Found> {
+        let shared = &self.inner.shared;
+        let generation = shared.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((last, at, found)) = &self.last {
+            if *at == generation && key.matches(last) {
+                return found.clone();
+            }
+        }
+        let found = {
+            let store = shared.read();
+            store.pod(key.uid, key.namespace, key.pod).map(|pod| {
+                let ns = store.namespaces.get(&pod.namespace).cloned();
+                (pod.clone(), ns)
+            })
+        };
+        self.last = Some((key.owned(), generation, found.clone()));
+        found
+    }
+
+    /// A pod found before the namespaces were listed: its namespace's exclusion is not
+    /// known yet, so wait for the namespace list within the start-up bound.
+    fn wait_for_namespaces(&mut self, key: &EventKey<'_>, found: Found) -> Option<Found> {
+        let shared = self.inner.shared.clone();
+        if shared
+            .namespaces_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Some(found);
+        }
+        let Some(started) = shared.started.get() else {
+            return Some(found);
+        };
+        let deadline = *started + self.inner.wait;
+        // Not a spin: `wait_change` blocks until the store changes or the deadline.
+        loop {
+            if shared
+                .namespaces_synced
+                .load(std::sync::atomic::Ordering::Acquire)
+                || !shared.wait_change(deadline)
+            {
+                break;
+            }
+        }
+        self.lookup(key).or(Some(found))
+    }
+
+    /// Waits for a missing pod within its bound; `None` when it did not come.
+    fn wait_for(&mut self, key: &EventKey<'_>) -> Option<Found> {
+        let shared = self.inner.shared.clone();
+        let now = Instant::now();
+        let deadline = if shared
+            .pods_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            shared.first_miss(&key.miss_key(), now)? + self.inner.wait
+        } else {
+            // Until the first list: wait for it, at most `wait` after start (an API server
+            // down at start costs one such wait, not one per pod).
+            *shared.started.get()? + self.inner.wait
+        };
+        while shared.wait_change(deadline) {
+            if let Some(found) = self.lookup(key) {
+                return Some(found);
+            }
+        }
+        self.lookup(key)
+    }
+}
+
+/// Adds the fields of `pod` (and its namespace) to `log`.
+fn enrich(log: &mut LogEvent, pod: &PodEntry, ns: Option<&NamespaceEntry>, fields: FieldSet) {
+    let image = if fields.container_image {
+        log.fields
+            .get("container")
+            .and_then(Value::as_str)
+            .and_then(|c| pod.images.iter().find(|(name, _)| name == c))
+            .map(|(_, image)| image.clone())
+    } else {
+        None
+    };
+    let out = &mut log.fields;
+    out.reserve(8);
+    if let Some(labels) = &pod.labels {
+        out.insert("pod_labels", labels.clone());
+    }
+    if let Some(annotations) = &pod.annotations {
+        out.insert("pod_annotations", annotations.clone());
+    }
+    if let Some(labels) = ns.and_then(|ns| ns.labels.as_ref()) {
+        out.insert("namespace_labels", labels.clone());
+    }
+    if let Some((kind, name)) = &pod.workload {
+        out.insert("workload_kind", kind.clone());
+        out.insert("workload_name", name.clone());
+    }
+    if let Some(node) = &pod.node_name {
+        out.insert("node_name", node.clone());
+    }
+    if let Some(ip) = &pod.pod_ip {
+        out.insert("pod_ip", ip.clone());
+    }
+    if let Some(image) = image {
+        out.insert("container_image", image);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::tests::build;
+
+    fn pod_event(namespace: &str, pod: &str, container: &str) -> Event {
+        let mut log = LogEvent::new("line");
+        log.insert("namespace", namespace);
+        log.insert("pod", pod);
+        log.insert("container", container);
+        Event::Log(log)
+    }
+
+    fn transform(yaml: &str) -> KubernetesMetadata {
+        match build(yaml).unwrap() {
+            super::super::Transform::KubernetesMetadata(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn seed(t: &KubernetesMetadata, pod_json: serde_json::Value, ns_json: serde_json::Value) {
+        let shaping = Shaping {
+            pod_labels: KeyFilter::default(),
+            pod_annotations: KeyFilter::default(),
+            namespace_labels: KeyFilter::default(),
+            exclude_annotation: "sluice.dev/exclude".into(),
+            fields: t.inner.fields,
+        };
+        let pod: objects::Pod = serde_json::from_value(pod_json).unwrap();
+        let ns: objects::MetaOnly = serde_json::from_value(ns_json).unwrap();
+        let mut entry = PodEntry::new(&pod, &shaping);
+        entry.workload = Some(("Deployment".into(), "web".into()));
+        let ns_entry = NamespaceEntry::new(&ns, &shaping);
+        t.inner.shared.update(|s| {
+            s.upsert_pod(entry);
+            s.namespaces
+                .insert(ns.metadata.name.clone(), Arc::new(ns_entry));
+        });
+        for synced in [
+            &t.inner.shared.pods_synced,
+            &t.inner.shared.namespaces_synced,
+        ] {
+            synced.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// A transform whose watcher never starts (it is marked failed), seeded by hand.
+    fn offline(yaml: &str) -> KubernetesMetadata {
+        let t = transform(yaml);
+        *t.inner.start.lock().unwrap() = Start::Failed;
+        t.inner
+            .started
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = t.inner.shared.started.set(Instant::now());
+        t
+    }
+
+    #[test]
+    fn config_errors_are_named() {
+        for (yaml, error) in [
+            (
+                "{ type: kubernetes_metadata, fields: [pod_name] }",
+                "unknown field \"pod_name\"",
+            ),
+            (
+                "{ type: kubernetes_metadata, api_url: 'not a url' }",
+                "api_url",
+            ),
+            (
+                "{ type: kubernetes_metadata, wait_for_pod_ms: 600000 }",
+                "wait_for_pod_ms must be between",
+            ),
+            (
+                "{ type: kubernetes_metadata, pod_labels: { include: ['['] } }",
+                "pod_labels.include: invalid glob",
+            ),
+            ("{ type: kubernetes_metadata, bogus: 1 }", "bogus"),
+        ] {
+            let got = build(yaml).map(|_| ()).unwrap_err();
+            assert!(format!("{got:#}").contains(error), "{yaml}: {got:#}");
+        }
+        build("{ type: kubernetes_metadata }").unwrap();
+    }
+
+    #[test]
+    fn enriches_excludes_and_passes_other_events() {
+        let mut t = offline("{ type: kubernetes_metadata, wait_for_pod_ms: 0 }");
+        seed(
+            &t,
+            serde_json::json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+                "labels": {"app": "web"}, "annotations": {"team": "a"}},
+                "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "web:2"}]},
+                "status": {"podIP": "10.1.2.3"}}),
+            serde_json::json!({"metadata": {"name": "shop", "labels": {"env": "prod"}}}),
+        );
+        seed(
+            &t,
+            serde_json::json!({"metadata": {"name": "noisy", "namespace": "shop", "uid": "u2",
+                "annotations": {"sluice.dev/exclude": "true"}}}),
+            serde_json::json!({"metadata": {"name": "shop", "labels": {"env": "prod"}}}),
+        );
+        let mut out = Vec::new();
+        t.process(
+            vec![
+                pod_event("shop", "web-1", "app"),
+                pod_event("shop", "noisy", "app"),
+                pod_event("shop", "unknown", "app"),
+                Event::Log(LogEvent::new("no pod")),
+            ],
+            &mut out,
+        );
+        assert_eq!(out.len(), 3, "the excluded pod's line is dropped");
+        let log = out[0].as_log().unwrap();
+        let text = |name: &str| log.lookup(name).map(|v| v.to_text().into_owned());
+        assert_eq!(text("pod_labels.app").as_deref(), Some("web"));
+        assert_eq!(text("pod_annotations.team").as_deref(), Some("a"));
+        assert_eq!(text("namespace_labels.env").as_deref(), Some("prod"));
+        assert_eq!(text("workload_kind").as_deref(), Some("Deployment"));
+        assert_eq!(text("workload_name").as_deref(), Some("web"));
+        assert_eq!(text("node_name").as_deref(), Some("n1"));
+        assert_eq!(text("pod_ip").as_deref(), Some("10.1.2.3"));
+        assert_eq!(text("container_image").as_deref(), Some("web:2"));
+        assert!(out[1].as_log().unwrap().get("pod_labels").is_none());
+        assert_eq!(t.inner.misses.get(), 1);
+        assert_eq!(t.inner.excluded.get(), 1);
+    }
+
+    #[test]
+    fn a_missing_pod_waits_for_the_cache_once_within_the_bound() {
+        let mut t =
+            offline("{ type: kubernetes_metadata, wait_for_pod_ms: 300, fields: [pod_labels] }");
+        t.inner
+            .shared
+            .pods_synced
+            .store(true, std::sync::atomic::Ordering::Release);
+        let started = Instant::now();
+        let mut out = Vec::new();
+        t.process(vec![pod_event("ns", "late", "c")], &mut out);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        let started = Instant::now();
+        t.process(vec![pod_event("ns", "late", "c")], &mut out);
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "a pod waits once"
+        );
+        // A pod that arrives while a line waits for it enriches that line.
+        let other = t.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            seed(
+                &other,
+                serde_json::json!({"metadata": {"name": "soon", "namespace": "ns", "uid": "u9", "labels": {"a": "b"}}}),
+                serde_json::json!({"metadata": {"name": "ns"}}),
+            );
+        });
+        out.clear();
+        t.process(vec![pod_event("ns", "soon", "c")], &mut out);
+        writer.join().unwrap();
+        assert!(out[0].as_log().unwrap().lookup("pod_labels.a").is_some());
+    }
+}

@@ -1,0 +1,238 @@
+//! `sluice tap` and `GET /tap` through the binary (issue 24): live events of a running
+//! agent as JSON lines, by pipeline and component, bounded by `--limit`; the API's rules
+//! hold for taps (connection cap, at most 8 taps); a stalled tap reader does not slow the
+//! pipeline (events per CPU-second with and without one).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::{metric_sum, wait_for, Agent};
+
+/// The tests here run one at a time: the overhead measurement needs the CPU to itself.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn config(dir: &std::path::Path, rate: u32, max_connections: usize) -> String {
+    format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}", max_connections: {max_connections} }}
+pipelines:
+  web:
+    sources:
+      - {{ type: demo, name: gen, rate: {rate}, format: logfmt }}
+    transforms:
+      - {{ type: set, name: mark, fields: {{ tapped: "yes" }} }}
+    sinks:
+      - {{ type: blackhole, name: sink }}
+"#,
+        data = dir.join("data").display(),
+    )
+}
+
+fn tap(api: SocketAddr, args: &[&str]) -> Output {
+    Command::new(support::binary())
+        .args(["tap", "--api", &api.to_string()])
+        .args(args)
+        .env_remove("SLUICE_API_ADDRESS")
+        .env_remove("SLUICE_API_TOKEN")
+        .output()
+        .expect("run sluice tap")
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect()
+}
+
+#[test]
+fn tap_prints_limit_events_of_the_component_asked() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path(), &config(dir.path(), 200, 64));
+
+    // Default: what each sink takes, after the transforms.
+    let output = tap(agent.api, &["--limit", "5"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = json_lines(&output);
+    assert_eq!(events.len(), 5, "{events:?}");
+    for line in &events {
+        assert_eq!(line["pipeline"], "web");
+        assert_eq!(line["component"], "sink");
+        assert_eq!(line["event"]["tapped"], "yes", "{line}");
+        assert!(line["event"]["message"].is_string(), "{line}");
+    }
+
+    // A source's id: the events before the transforms.
+    let output = tap(agent.api, &["-p", "web", "--component", "gen", "-n", "3"]);
+    let events = json_lines(&output);
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|l| l["component"] == "gen"));
+    assert!(events.iter().all(|l| l["event"].get("tapped").is_none()));
+
+    // A transform's id: its output.
+    let output = tap(agent.api, &["--component", "mark", "--limit", "2"]);
+    let events = json_lines(&output);
+    assert_eq!(events.len(), 2);
+    assert!(events
+        .iter()
+        .all(|l| l["component"] == "mark" && l["event"]["tapped"] == "yes"));
+
+    // A name that is not running is refused at once, naming what is.
+    for (args, expected) in [
+        (
+            &["--component", "nope"][..],
+            "no component \"nope\" in any running pipeline (components: web: gen, mark, sink)",
+        ),
+        (
+            &["--pipeline", "nope"][..],
+            "no running pipeline \"nope\" (running: web)",
+        ),
+    ] {
+        let output = tap(agent.api, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    let output = tap(agent.api, &["--limit", "0"]);
+    assert!(!output.status.success(), "limit 0 is refused");
+
+    // No agent there: a clear error.
+    let output = tap(
+        format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap(),
+        &["-n", "1"],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the agent's API"));
+    assert!(agent.terminate().success());
+}
+
+/// Opens `GET /tap` on a raw connection and never reads the answer.
+fn stalled_tap(api: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(api).unwrap();
+    write!(stream, "GET /tap HTTP/1.1\r\nHost: {api}\r\n\r\n").unwrap();
+    stream
+}
+
+/// (status, body) of one request on a fresh connection; `None` when the connection is
+/// closed without an answer. A tap that opens (200, an endless body) is closed at once.
+fn request(api: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(api).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = text.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&text[..head_end]).into_owned();
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+    if status == 200 && path.starts_with("/tap") {
+        return Some((status, String::new()));
+    }
+    let _ = stream.read_to_end(&mut text);
+    Some((
+        status,
+        String::from_utf8_lossy(&text[head_end..]).into_owned(),
+    ))
+}
+
+#[test]
+fn taps_are_capped_and_count_against_the_connection_limit() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path(), &config(dir.path(), 1000, 9));
+    let mut taps: Vec<TcpStream> = (0..8).map(|_| stalled_tap(agent.api)).collect();
+    wait_for("8 taps open", Duration::from_secs(10), || {
+        agent.metric_sum("sluice_taps_open", &[]) == 8.0
+    });
+    // The 9th connection: a tap is refused while 8 are open.
+    let (status, body) = request(agent.api, "/tap").expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("8 taps are open"), "{body}");
+    // With a 10th connection over api.max_connections (9), it is closed unanswered.
+    let ninth = stalled_tap(agent.api);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(request(agent.api, "/health"), None, "over the cap: closed");
+    drop(ninth);
+    taps.pop();
+    taps.pop();
+    wait_for("the API answers again", Duration::from_secs(10), || {
+        agent.get("/health").is_some()
+    });
+    let metrics = agent.metrics();
+    assert!(metric_sum(&metrics, "sluice_api_connections_refused_total", &[]) >= 1.0);
+    drop(taps);
+    assert!(agent.terminate().success());
+}
+
+/// CPU seconds the process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Events the sink took per CPU-second of the agent, over `window`.
+fn events_per_cpu_second(agent: &Agent, window: Duration) -> f64 {
+    let sent = || agent.metric_sum("sluice_events_sent_total", &[("component_kind", "sink")]);
+    let (events, cpu, start) = (sent(), cpu_seconds(agent.child.id()), Instant::now());
+    std::thread::sleep(window);
+    let (events, cpu) = (sent() - events, cpu_seconds(agent.child.id()) - cpu);
+    eprintln!(
+        "{events} events, {cpu:.2} CPU-s in {:?}: {:.0} events per CPU-second",
+        start.elapsed(),
+        events / cpu
+    );
+    events / cpu.max(0.01)
+}
+
+#[test]
+fn a_stalled_tap_does_not_slow_the_pipeline() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path(), &config(dir.path(), 0, 64));
+    let window = Duration::from_secs(3);
+    std::thread::sleep(Duration::from_secs(1));
+    let without = events_per_cpu_second(&agent, window);
+    let tap = stalled_tap(agent.api);
+    wait_for("the tap to stall and drop", Duration::from_secs(10), || {
+        agent.metric_sum("sluice_tap_events_dropped_total", &[]) > 0.0
+    });
+    let with = events_per_cpu_second(&agent, window);
+    eprintln!("events per CPU-second: {without:.0} without a tap, {with:.0} with a stalled one");
+    assert!(
+        with >= 0.75 * without,
+        "a stalled tap slowed the pipeline: {with:.0} < 0.75 × {without:.0} events per CPU-second"
+    );
+    drop(tap);
+    assert!(agent.terminate().success());
+}
