@@ -11,7 +11,10 @@
 
 use serde_json::{Map, Value};
 
-use super::proto::{self, any_value, metric::Data, number_data_point};
+use super::proto::{self, any_value};
+
+mod metric;
+use metric::resource_metrics;
 
 type Object = Map<String, Value>;
 
@@ -195,27 +198,18 @@ fn hex_bytes(object: &Object, camel: &str, snake: &str) -> Result<Vec<u8>, Error
 
 /// Standard or URL-safe base64, padding optional.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for c in text.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let alphabet = if text.contains(['-', '_']) {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
+    GeneralPurpose::new(alphabet, config).decode(text).ok()
 }
 
 fn any_value(object: &Object) -> Result<proto::AnyValue, Error> {
@@ -308,12 +302,6 @@ const SEVERITY_NUMBERS: &[&str] = &[
     "SEVERITY_NUMBER_FATAL4",
 ];
 
-const TEMPORALITIES: &[&str] = &[
-    "AGGREGATION_TEMPORALITY_UNSPECIFIED",
-    "AGGREGATION_TEMPORALITY_DELTA",
-    "AGGREGATION_TEMPORALITY_CUMULATIVE",
-];
-
 fn resource_logs(object: &Object) -> Result<proto::ResourceLogs, Error> {
     Ok(proto::ResourceLogs {
         resource: message(object, "resource", "resource", resource)?,
@@ -359,174 +347,10 @@ fn log_record(object: &Object) -> Result<proto::LogRecord, Error> {
     })
 }
 
-fn resource_metrics(object: &Object) -> Result<proto::ResourceMetrics, Error> {
-    Ok(proto::ResourceMetrics {
-        resource: message(object, "resource", "resource", resource)?,
-        scope_metrics: list(object, "scopeMetrics", "scope_metrics", scope_metrics)?,
-        schema_url: string(object, "schemaUrl", "schema_url")?,
-    })
-}
-
-fn scope_metrics(object: &Object) -> Result<proto::ScopeMetrics, Error> {
-    Ok(proto::ScopeMetrics {
-        scope: message(object, "scope", "scope", scope)?,
-        metrics: list(object, "metrics", "metrics", metric)?,
-        schema_url: string(object, "schemaUrl", "schema_url")?,
-    })
-}
-
-fn temporality(object: &Object) -> Result<i32, Error> {
-    enumeration(
-        object,
-        "aggregationTemporality",
-        "aggregation_temporality",
-        TEMPORALITIES,
-    )
-}
-
-fn metric(object: &Object) -> Result<proto::Metric, Error> {
-    let data = if let Some(gauge) = message(object, "gauge", "gauge", |o| {
-        Ok(proto::Gauge {
-            data_points: list(o, "dataPoints", "data_points", number_point)?,
-        })
-    })? {
-        Some(Data::Gauge(gauge))
-    } else if let Some(sum) = message(object, "sum", "sum", |o| {
-        Ok(proto::Sum {
-            data_points: list(o, "dataPoints", "data_points", number_point)?,
-            aggregation_temporality: temporality(o)?,
-            is_monotonic: boolean(o, "isMonotonic", "is_monotonic")?,
-        })
-    })? {
-        Some(Data::Sum(sum))
-    } else if let Some(histogram) = message(object, "histogram", "histogram", |o| {
-        Ok(proto::Histogram {
-            data_points: list(o, "dataPoints", "data_points", histogram_point)?,
-            aggregation_temporality: temporality(o)?,
-        })
-    })? {
-        Some(Data::Histogram(histogram))
-    } else if let Some(histogram) = message(
-        object,
-        "exponentialHistogram",
-        "exponential_histogram",
-        |o| {
-            Ok(proto::ExponentialHistogram {
-                data_points: list(o, "dataPoints", "data_points", exponential_point)?,
-                aggregation_temporality: temporality(o)?,
-            })
-        },
-    )? {
-        Some(Data::ExponentialHistogram(histogram))
-    } else {
-        message(object, "summary", "summary", |o| {
-            Ok(proto::Summary {
-                data_points: list(o, "dataPoints", "data_points", summary_point)?,
-            })
-        })?
-        .map(Data::Summary)
-    };
-    Ok(proto::Metric {
-        name: string(object, "name", "name")?,
-        description: string(object, "description", "description")?,
-        unit: string(object, "unit", "unit")?,
-        data,
-    })
-}
-
-fn number_point(object: &Object) -> Result<proto::NumberDataPoint, Error> {
-    let value = if let Some(v) = field(object, "asDouble", "as_double") {
-        Some(number_data_point::Value::AsDouble(double(v, "asDouble")?))
-    } else if let Some(v) = field(object, "asInt", "as_int") {
-        Some(number_data_point::Value::AsInt(signed(v, "asInt")?))
-    } else {
-        None
-    };
-    Ok(proto::NumberDataPoint {
-        attributes: attributes(object)?,
-        start_time_unix_nano: u64_field(object, "startTimeUnixNano", "start_time_unix_nano")?,
-        time_unix_nano: u64_field(object, "timeUnixNano", "time_unix_nano")?,
-        value,
-        flags: u32_field(object, "flags", "flags")?,
-    })
-}
-
-fn unsigned_list(object: &Object, camel: &str, snake: &str) -> Result<Vec<u64>, Error> {
-    match field(object, camel, snake) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items.iter().map(|v| unsigned(v, camel)).collect(),
-        Some(_) => Err(format!("{camel}: expected a list")),
-    }
-}
-
-fn histogram_point(object: &Object) -> Result<proto::HistogramDataPoint, Error> {
-    let bounds = match field(object, "explicitBounds", "explicit_bounds") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| double(v, "explicitBounds"))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err("explicitBounds: expected a list".into()),
-    };
-    Ok(proto::HistogramDataPoint {
-        attributes: attributes(object)?,
-        start_time_unix_nano: u64_field(object, "startTimeUnixNano", "start_time_unix_nano")?,
-        time_unix_nano: u64_field(object, "timeUnixNano", "time_unix_nano")?,
-        count: u64_field(object, "count", "count")?,
-        sum: f64_field(object, "sum", "sum")?,
-        bucket_counts: unsigned_list(object, "bucketCounts", "bucket_counts")?,
-        explicit_bounds: bounds,
-        flags: u32_field(object, "flags", "flags")?,
-        min: f64_field(object, "min", "min")?,
-        max: f64_field(object, "max", "max")?,
-    })
-}
-
-fn buckets(object: &Object) -> Result<proto::Buckets, Error> {
-    Ok(proto::Buckets {
-        offset: i32_field(object, "offset", "offset")?,
-        bucket_counts: unsigned_list(object, "bucketCounts", "bucket_counts")?,
-    })
-}
-
-fn exponential_point(object: &Object) -> Result<proto::ExponentialHistogramDataPoint, Error> {
-    Ok(proto::ExponentialHistogramDataPoint {
-        attributes: attributes(object)?,
-        start_time_unix_nano: u64_field(object, "startTimeUnixNano", "start_time_unix_nano")?,
-        time_unix_nano: u64_field(object, "timeUnixNano", "time_unix_nano")?,
-        count: u64_field(object, "count", "count")?,
-        sum: f64_field(object, "sum", "sum")?,
-        scale: i32_field(object, "scale", "scale")?,
-        zero_count: u64_field(object, "zeroCount", "zero_count")?,
-        positive: message(object, "positive", "positive", buckets)?,
-        negative: message(object, "negative", "negative", buckets)?,
-        flags: u32_field(object, "flags", "flags")?,
-        min: f64_field(object, "min", "min")?,
-        max: f64_field(object, "max", "max")?,
-        zero_threshold: f64_field(object, "zeroThreshold", "zero_threshold")?.unwrap_or(0.0),
-    })
-}
-
-fn summary_point(object: &Object) -> Result<proto::SummaryDataPoint, Error> {
-    Ok(proto::SummaryDataPoint {
-        attributes: attributes(object)?,
-        start_time_unix_nano: u64_field(object, "startTimeUnixNano", "start_time_unix_nano")?,
-        time_unix_nano: u64_field(object, "timeUnixNano", "time_unix_nano")?,
-        count: u64_field(object, "count", "count")?,
-        sum: f64_field(object, "sum", "sum")?.unwrap_or(0.0),
-        quantile_values: list(object, "quantileValues", "quantile_values", |o| {
-            Ok(proto::ValueAtQuantile {
-                quantile: f64_field(o, "quantile", "quantile")?.unwrap_or(0.0),
-                value: f64_field(o, "value", "value")?.unwrap_or(0.0),
-            })
-        })?,
-        flags: u32_field(object, "flags", "flags")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::{metric::Data, number_data_point};
 
     #[test]
     fn reads_the_spec_example_of_logs() {

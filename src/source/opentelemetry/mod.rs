@@ -25,14 +25,22 @@
 //! `413`, malformed protobuf or JSON (including nesting deeper than 100 messages / 128 JSON
 //! levels) `400` with the reason in a `google.rpc.Status`.
 //!
-//! Mapping: logs in `logs.rs`, metrics in `metrics.rs` (their module notes are the
-//! reference). Owns: the config, the server (`server.rs`), the wire messages (`proto.rs`,
-//! `json.rs`). Never: blocks the runtime (bodies are decoded on the blocking pool).
+//! Mapping: logs in `logs.rs` (read straight off the wire with `reader.rs`), metrics in
+//! `metrics.rs` (with `delta.rs`, the running totals of delta series, and `exponential.rs`);
+//! their module notes are the reference. Owns: the config, the HTTP side (`server.rs`,
+//! replies in `reply.rs`), the decoder thread (`decoder.rs`), the wire messages (`proto.rs`,
+//! `json.rs`). Never: blocks the runtime (bodies are decompressed and decoded on the
+//! source's decoder thread).
 
+mod decoder;
+mod delta;
+mod exponential;
 pub mod json;
 pub mod logs;
 pub mod metrics;
 pub mod proto;
+mod reader;
+mod reply;
 mod server;
 
 use std::net::{SocketAddr, ToSocketAddrs};

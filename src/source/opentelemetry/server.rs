@@ -13,7 +13,6 @@
 //! its events are queued), or answers 200 before the pipeline took the data.
 
 use std::convert::Infallible;
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,19 +22,18 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use prost::Message as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::decoder::{permits, Decoder, Encoding, Failure, Job, Outcome, JOB_QUEUE};
 use super::metrics::DeltaTotals;
-use super::{json, logs, metrics, proto, Decoded, OpenTelemetry, Settings};
-use crate::ack::AckRef;
-use crate::event::{Batch, Event, Timestamp};
+use super::reply::{bad_request, too_large, Counters, Format, Refusal, Reply, Signal};
+use super::{OpenTelemetry, Settings};
+use crate::event::Timestamp;
 use crate::source::{Running, SourceContext};
 use crate::supervision::propagate_panic;
-use crate::telemetry::Counter;
 
 /// Pending connections the kernel holds before `accept`.
 const LISTEN_BACKLOG: u32 = 1024;
@@ -45,72 +43,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest `Retry-After` sent.
 const MAX_RETRY_AFTER_SECS: u64 = 30;
-
-/// Which OTLP signal a path carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    Logs,
-    Metrics,
-}
-
-/// Body format, from `Content-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Protobuf,
-    Json,
-}
-
-/// `Content-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Identity,
-    Gzip,
-    Deflate,
-    Zstd,
-}
-
-struct Counters {
-    refused: [Counter; 6],
-    rejected_items: Counter,
-    connections_refused: Counter,
-}
-
-/// Reasons a request was refused, in [`Counters::refused`] order.
-const REFUSALS: [&str; 6] = [
-    "bad_request",
-    "too_large",
-    "unsupported",
-    "busy",
-    "not_delivered",
-    "not_found",
-];
-
-impl Counters {
-    fn new(ctx: &SourceContext) -> Self {
-        let refused = REFUSALS.map(|reason| {
-            ctx.metrics.counter(
-                "sluice_otlp_requests_refused_total",
-                "OTLP requests answered with an error, by reason (busy and not_delivered are the retryable 429/503).",
-                &[("reason", reason)],
-            )
-        });
-        Counters {
-            refused,
-            rejected_items: ctx.metrics.dropped("otlp_rejected"),
-            connections_refused: ctx.metrics.counter(
-                "sluice_otlp_connections_refused_total",
-                "OTLP connections closed at once because max_connections were open.",
-                &[],
-            ),
-        }
-    }
-
-    fn refused(&self, reason: &str) {
-        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
-            self.refused[i].inc();
-        }
-    }
-}
 
 struct Shared {
     settings: Settings,
@@ -269,108 +201,6 @@ async fn connection(
     }
 }
 
-/// A reply being built.
-struct Reply {
-    status: StatusCode,
-    content_type: &'static str,
-    body: Vec<u8>,
-    retry_after: Option<u64>,
-}
-
-impl Reply {
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.body)));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        if let Some(seconds) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-
-    fn text(status: StatusCode, message: &str) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: format!("{message}\n").into_bytes(),
-            retry_after: None,
-        }
-    }
-
-    /// An OTLP error: a `google.rpc.Status` in the request's format.
-    fn status(format: Format, status: StatusCode, message: &str) -> Reply {
-        // gRPC codes, as the OTLP/HTTP spec maps them.
-        let code = match status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => 8, // RESOURCE_EXHAUSTED
-            StatusCode::SERVICE_UNAVAILABLE => 14,                              // UNAVAILABLE
-            _ => 3,                                                             // INVALID_ARGUMENT
-        };
-        let (content_type, body) = match format {
-            Format::Protobuf => (
-                "application/x-protobuf",
-                proto::Status {
-                    code,
-                    message: message.to_owned(),
-                }
-                .encode_to_vec(),
-            ),
-            Format::Json => (
-                "application/json",
-                serde_json::json!({"code": code, "message": message})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        };
-        Reply {
-            status,
-            content_type,
-            body,
-            retry_after: None,
-        }
-    }
-
-    /// 200 with the export response (partial success when something was refused or warned).
-    fn success(format: Format, signal: Signal, decoded: &Decoded) -> Reply {
-        let partial =
-            (decoded.rejected > 0 || !decoded.warning.is_empty()).then(|| proto::PartialSuccess {
-                rejected: decoded.rejected as i64,
-                error_message: decoded.warning.clone(),
-            });
-        let (content_type, body) = match format {
-            Format::Protobuf => (
-                "application/x-protobuf",
-                proto::ExportResponse {
-                    partial_success: partial,
-                }
-                .encode_to_vec(),
-            ),
-            Format::Json => {
-                let body = match partial {
-                    None => serde_json::json!({}),
-                    Some(partial) => {
-                        let rejected = match signal {
-                            Signal::Logs => "rejectedLogRecords",
-                            Signal::Metrics => "rejectedDataPoints",
-                        };
-                        serde_json::json!({"partialSuccess": {
-                            rejected: partial.rejected.to_string(),
-                            "errorMessage": partial.error_message,
-                        }})
-                    }
-                };
-                ("application/json", body.to_string().into_bytes())
-            }
-        };
-        Reply {
-            status: StatusCode::OK,
-            content_type,
-            body,
-            retry_after: None,
-        }
-    }
-}
-
 async fn handle(
     shared: &Shared,
     stream_key: u64,
@@ -386,9 +216,6 @@ async fn handle(
     }
     .into_response()
 }
-
-/// A refusal: its metric reason and the reply.
-type Refusal = (&'static str, Reply);
 
 fn busy(shared: &Shared, format: Format, status: StatusCode, message: &str) -> Refusal {
     let mut reply = Reply::status(format, status, message);
@@ -628,12 +455,6 @@ async fn receive(
     }
 }
 
-/// Events per byte of a protobuf body, as memory: a decoded log record takes about four
-/// times its wire size (fields map, keys, values); the budget reserves that much.
-const PROTOBUF_EXPANSION: usize = 4;
-/// The same for JSON, whose wire form is already two to three times protobuf's.
-const JSON_EXPANSION: usize = 2;
-
 /// Waits until the queue of `stream_key` has room (true) or the deadline passes.
 async fn room(shared: &Shared, stream_key: u64, deadline: tokio::time::Instant) -> bool {
     let mut pause = Duration::from_micros(500);
@@ -654,236 +475,4 @@ fn full(shared: &Shared, format: Format) -> Refusal {
         StatusCode::SERVICE_UNAVAILABLE,
         "the pipeline is full: retry later",
     )
-}
-
-/// Semaphore permits for `bytes` (the semaphore counts bytes).
-fn permits(bytes: usize) -> u32 {
-    u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-fn too_large(format: Format, max: usize) -> Refusal {
-    (
-        "too_large",
-        Reply::status(
-            format,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is over max_request_bytes ({max} bytes)"),
-        ),
-    )
-}
-
-fn bad_request(format: Format, message: String) -> Refusal {
-    (
-        "bad_request",
-        Reply::status(format, StatusCode::BAD_REQUEST, &message),
-    )
-}
-
-/// Requests waiting for the decoder thread (each holds its body and budget).
-const JOB_QUEUE: usize = 4;
-
-/// A request for the decoder thread.
-struct Job {
-    signal: Signal,
-    format: Format,
-    encoding: Encoding,
-    body: Bytes,
-    /// Budget bytes `permit` holds.
-    reserve: usize,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    received: Timestamp,
-    stream_key: u64,
-    deadline: Instant,
-    reply: tokio::sync::oneshot::Sender<Outcome>,
-}
-
-/// What the decoder made of a request.
-enum Outcome {
-    /// Its events are in the pipeline (`watch`: their delivery; `None`: there were none).
-    Queued {
-        decoded: Decoded,
-        watch: Option<crate::ack::AckWatch>,
-    },
-    /// Refused before anything was queued.
-    Failed(Failure),
-    /// The pipeline stayed full until the deadline (part of it may have been queued).
-    Full,
-    /// The agent is stopping.
-    Stopped,
-}
-
-/// The source's decoder thread: decompresses, decodes and maps every request, and hands
-/// the events to the pipeline. One thread, so the events are allocated, and freed when the
-/// sinks return them (`crate::event::Home`), on the same thread: the allocator's
-/// cross-thread path and the blocking pool's many thread heaps cost CPU and memory.
-struct Decoder {
-    out: crate::source::BatchSender,
-    metrics: crate::telemetry::ComponentMetrics,
-    budget: Arc<Semaphore>,
-    totals: DeltaTotals,
-    settings: Settings,
-}
-
-impl Decoder {
-    fn run(self, mut queue: tokio::sync::mpsc::Receiver<Job>) {
-        while let Some(job) = queue.blocking_recv() {
-            self.out.free_returned();
-            let Job {
-                signal,
-                format,
-                encoding,
-                body,
-                reserve,
-                permit,
-                received,
-                stream_key,
-                deadline,
-                reply,
-            } = job;
-            let outcome = self.handle(
-                (signal, format, encoding),
-                body,
-                (reserve, permit),
-                received,
-                stream_key,
-                deadline,
-            );
-            let _ = reply.send(outcome);
-        }
-    }
-
-    fn handle(
-        &self,
-        (signal, format, encoding): (Signal, Format, Encoding),
-        body: Bytes,
-        (reserve, permit): (usize, tokio::sync::OwnedSemaphorePermit),
-        received: Timestamp,
-        stream_key: u64,
-        deadline: Instant,
-    ) -> Outcome {
-        let max = self.settings.max_request_bytes;
-        let raw = match decompress(encoding, &body, max) {
-            Ok(raw) => raw,
-            Err(failure) => return Outcome::Failed(failure),
-        };
-        // Top the reservation up to the events' estimated size.
-        let expansion = match format {
-            Format::Protobuf => PROTOBUF_EXPANSION,
-            Format::Json => JSON_EXPANSION,
-        };
-        let extra = match (raw.len() * expansion).checked_sub(reserve) {
-            Some(more) if more > 0 => {
-                match self.budget.clone().try_acquire_many_owned(permits(more)) {
-                    Ok(extra) => Some(extra),
-                    Err(_) => return Outcome::Failed(Failure::Busy),
-                }
-            }
-            _ => None,
-        };
-        let mut events = Vec::new();
-        let decoded = match decode(signal, format, &raw, &self.totals, received, &mut events) {
-            Ok(decoded) => decoded,
-            Err(failure) => return Outcome::Failed(failure),
-        };
-        drop(raw);
-        drop(body);
-        if events.is_empty() {
-            return Outcome::Queued {
-                decoded,
-                watch: None,
-            };
-        }
-        self.metrics.events_in.add(events.len() as u64);
-        let (ack, watch) = AckRef::watched();
-        while !events.is_empty() {
-            let rest = events.split_off(events.len().min(self.settings.batch_events));
-            let batch = Batch::with_ack(std::mem::replace(&mut events, rest), ack.clone());
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.out.send_or_wait(stream_key, batch, wait) {
-                Ok(()) => {}
-                Err(crate::source::SendError::Stopped) => return Outcome::Stopped,
-                // The batch is dropped with its ack copy: the request is abandoned.
-                Err(crate::source::SendError::Full(_)) => return Outcome::Full,
-            }
-        }
-        drop((permit, extra));
-        ack.done();
-        Outcome::Queued {
-            decoded,
-            watch: Some(watch),
-        }
-    }
-}
-
-/// Why a body could not be decoded.
-#[derive(Debug)]
-enum Failure {
-    /// Over `max_request_bytes` once decompressed.
-    TooLarge,
-    /// Its decompressed size does not fit `max_buffered_bytes` now.
-    Busy,
-    /// Malformed: the reason.
-    Invalid(String),
-}
-
-/// The body decompressed (borrowed when it was not compressed), at most `max` bytes.
-fn decompress(
-    encoding: Encoding,
-    body: &[u8],
-    max: usize,
-) -> Result<std::borrow::Cow<'_, [u8]>, Failure> {
-    fn read_all(
-        mut reader: impl std::io::Read,
-        max: usize,
-        what: &str,
-    ) -> Result<Vec<u8>, Failure> {
-        let mut out = Vec::new();
-        reader
-            .by_ref()
-            .take(max as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|error| Failure::Invalid(format!("{what}: {error}")))?;
-        if out.len() > max {
-            return Err(Failure::TooLarge);
-        }
-        Ok(out)
-    }
-    Ok(match encoding {
-        Encoding::Identity => std::borrow::Cow::Borrowed(body),
-        Encoding::Gzip => read_all(flate2::read::MultiGzDecoder::new(body), max, "gzip")?.into(),
-        Encoding::Deflate => read_all(flate2::read::ZlibDecoder::new(body), max, "deflate")?.into(),
-        Encoding::Zstd => {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(body)
-                .map_err(|error| Failure::Invalid(format!("zstd: {error}")))?;
-            read_all(decoder, max, "zstd")?.into()
-        }
-    })
-}
-
-/// Decodes a body (already decompressed) of `signal` in `format` into events.
-fn decode(
-    signal: Signal,
-    format: Format,
-    raw: &[u8],
-    totals: &DeltaTotals,
-    received: Timestamp,
-    out: &mut Vec<Event>,
-) -> Result<Decoded, Failure> {
-    let invalid = |error: String| Failure::Invalid(error);
-    Ok(match (signal, format) {
-        (Signal::Logs, Format::Protobuf) => logs::decode(raw, received, out)
-            .map_err(|error| invalid(format!("malformed ExportLogsServiceRequest: {error}")))?,
-        (Signal::Logs, Format::Json) => {
-            logs::to_events(json::logs(raw).map_err(invalid)?, received, out).map_err(invalid)?
-        }
-        (Signal::Metrics, Format::Protobuf) => {
-            let request = proto::ExportMetricsServiceRequest::decode(raw).map_err(|error| {
-                invalid(format!("malformed ExportMetricsServiceRequest: {error}"))
-            })?;
-            metrics::to_events(request, received, totals, out)
-        }
-        (Signal::Metrics, Format::Json) => {
-            metrics::to_events(json::metrics(raw).map_err(invalid)?, received, totals, out)
-        }
-    })
 }
