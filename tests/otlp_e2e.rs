@@ -10,8 +10,10 @@
 //!   `tests/support/otlp/receiver.py`), also across a `kill -9` (nothing lost);
 //! - backpressure: with the sink's receiver answering 503, the source answers 503 with
 //!   `Retry-After`, and the SDK's own retries deliver everything once it is back;
+//! - with a disk buffer on the sink, the SDK's exports are answered 200 while the receiver
+//!   is down (the data is on disk), and a `kill -9` after that loses none of them;
 //! - bad input (malformed protobuf and JSON, wrong content type, a 100 MB body, a gzip bomb,
-//!   nesting deeper than the decoders allow): a 4xx with a reason, bounded memory, no crash.
+//!   bodies and attributes nested deeper than the decoders allow): a 4xx with a reason, bounded memory, no crash.
 //!
 //! Python: `$SLUICE_OTEL_PYTHON` (an interpreter with the two packages), else a virtualenv
 //! made once under the target directory (`python3 -m venv`, then `pip install` of the pinned
@@ -759,6 +761,30 @@ pipelines:
     wait_for("the source to answer 503", Duration::from_secs(60), || {
         refused(&agent) >= 2.0
     });
+    // What the SDK was told, as a raw request sees it: 503 with a Retry-After.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, head, _) = post(
+        addr,
+        "/v1/logs",
+        "application/json",
+        "",
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"probe"}}]}]}]}"#,
+    );
+    assert_eq!(status, 503, "{head}");
+    let retry_after = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no Retry-After: {head}"));
+    assert!(
+        retry_after
+            .parse::<u64>()
+            .is_ok_and(|s| (1..=30).contains(&s)),
+        "Retry-After: {retry_after}"
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(receiver.lines().is_empty(), "the receiver was down");
     receiver.answer(None);
@@ -792,6 +818,73 @@ pipelines:
 
 fn seq_in_record(body: &str) -> Option<u64> {
     body.strip_prefix("record ")?.parse().ok()
+}
+
+/// With a disk buffer on the sink, "accepted as durably as the pipeline allows" is "on
+/// disk": the SDK's exports are answered 200 while the receiver is down, and a `kill -9`
+/// after that loses none of them.
+#[test]
+fn a_disk_buffered_sink_answers_200_while_down_and_keeps_it_across_kill_9() {
+    let Some(python) = python() else { return };
+    const RECORDS: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(&python, dir.path());
+    receiver.answer(Some(503));
+    let port = free_port();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  relay:
+    sources:
+      - type: opentelemetry
+        address: 127.0.0.1:{port}
+    sinks:
+      - type: opentelemetry
+        endpoint: {endpoint}
+        batch: {{ timeout_ms: 50, max_events: 500 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 300 }}
+        buffer: {{ type: disk, max_bytes: 16777216, sync_interval_ms: always }}
+"#,
+        data = dir.path().join("data").display(),
+        endpoint = receiver.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let sender = sdk_send(
+        &python,
+        &format!("http://127.0.0.1:{port}"),
+        &["--logs", &RECORDS.to_string(), "--timeout", "30"],
+    );
+    let (ok, stderr) = finish(sender, Duration::from_secs(120));
+    assert!(ok, "every export was answered 200 (on disk): {stderr}");
+    assert!(receiver.lines().is_empty(), "the receiver was down");
+    agent.kill9();
+
+    receiver.answer(None);
+    let agent = Agent::start(dir.path(), &config);
+    let seen = || -> BTreeSet<u64> {
+        receiver
+            .lines()
+            .iter()
+            .filter_map(|l| {
+                l["item"]["body"]["string_value"]
+                    .as_str()
+                    .and_then(seq_in_record)
+            })
+            .collect()
+    };
+    poll(
+        "every record from the disk buffer",
+        Duration::from_secs(120),
+        || seen().len() as u64 >= RECORDS,
+    );
+    assert_eq!(seen(), (0..RECORDS).collect::<BTreeSet<u64>>());
+    assert_eq!(receiver.errors(), "");
+    eprintln!(
+        "{RECORDS} records answered 200 from the disk buffer, {} received after kill -9",
+        receiver.lines().len()
+    );
+    assert!(agent.terminate().success());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -902,6 +995,38 @@ fn deep_protobuf(depth: usize) -> Vec<u8> {
     len_field(1, &resource) // ExportLogsServiceRequest { resource_logs }
 }
 
+/// A log record whose attribute value nests `depth` `KeyValueList`s, in a whole request;
+/// with `metrics`, the same attribute on a metrics request's resource.
+fn deep_attribute_protobuf(depth: usize, metrics: bool) -> Vec<u8> {
+    fn len_field(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(field << 3) | 2];
+        let mut n = payload.len();
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(payload);
+        out
+    }
+    let key_value = |value: &[u8]| [len_field(1, b"k"), len_field(2, value)].concat();
+    let mut value = len_field(1, b"leaf"); // AnyValue { string_value }
+    for _ in 0..depth {
+        let list = len_field(1, &key_value(&value)); // KeyValueList { values }
+        value = len_field(6, &list); // AnyValue { kvlist_value }
+    }
+    let attribute = key_value(&value);
+    if metrics {
+        let resource = len_field(1, &attribute); // Resource { attributes }
+        let resource_metrics = len_field(1, &resource); // ResourceMetrics { resource }
+        return len_field(1, &resource_metrics);
+    }
+    let record = len_field(6, &attribute); // LogRecord { attributes }
+    let scope = len_field(2, &record); // ScopeLogs { log_records }
+    let resource = len_field(2, &scope); // ResourceLogs { scope_logs }
+    len_field(1, &resource) // ExportLogsServiceRequest { resource_logs }
+}
+
 #[test]
 fn bad_input_gets_a_4xx_with_a_reason_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
@@ -999,6 +1124,27 @@ pipelines:
     let (status, _, body) = post(addr, "/v1/logs", protobuf, "", &deep_protobuf(200));
     assert_eq!(status, 400);
     assert!(text(&body).contains("recursion limit"), "{}", text(&body));
+    for metrics in [false, true] {
+        let path = if metrics { "/v1/metrics" } else { "/v1/logs" };
+        let (status, _, body) = post(
+            addr,
+            path,
+            protobuf,
+            "",
+            &deep_attribute_protobuf(200, metrics),
+        );
+        assert_eq!(status, 400, "{path}: {}", text(&body));
+        assert!(text(&body).contains("recursion limit"), "{}", text(&body));
+        // Nesting within the limit is data, kept.
+        let (status, _, body) = post(
+            addr,
+            path,
+            protobuf,
+            "",
+            &deep_attribute_protobuf(20, metrics),
+        );
+        assert_eq!(status, 200, "{path}: {}", text(&body));
+    }
     let deep_json = format!(
         r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{}{{"stringValue":"x"}}{}}}]}}]}}]}}"#,
         r#"{"arrayValue":{"values":["#.repeat(300),
