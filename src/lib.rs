@@ -29,6 +29,8 @@
 pub mod ack;
 pub mod agent;
 pub mod api;
+pub mod batch;
+pub mod bounds;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
@@ -47,6 +49,7 @@ pub mod tap;
 pub mod telemetry;
 pub mod transform;
 pub mod unit_test;
+pub mod yaml;
 
 /// A stable 64-bit hash of a string (FNV-1a), for partitioning streams across workers. Not
 /// randomised, so a stream goes to the same worker in every run.

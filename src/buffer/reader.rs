@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::codec;
 use super::segment::{self, Segment, HEADER_BYTES};
 use super::writer::{lock, Shared};
-use crate::event::Batch;
+use crate::batch::Batch;
 use crate::telemetry::{ComponentMetrics, Gauge};
 
 /// The reader's hand-over to the sink.

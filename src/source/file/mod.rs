@@ -57,8 +57,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 use super::{Running, SendError, SourceContext, Stopped};
-use crate::ack::StreamTracker;
-use crate::event::{Batch, Map, Value};
+use crate::ack::{Meta, StreamTracker};
+use crate::batch::Batch;
+
 use crate::health::Heartbeat;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 use discovery::{Matcher, Watcher};
@@ -165,7 +166,7 @@ fn default_batch_bytes() -> usize {
 impl FileConfig {
     /// Validates the settings and compiles globs and patterns.
     pub fn build(&self) -> anyhow::Result<FileSource> {
-        use crate::config::bounds::{self, check};
+        use crate::bounds::{self, check};
         check(
             "include (number of globs)",
             self.include.len(),
@@ -549,18 +550,18 @@ impl Reader {
 
     /// What is saved beside a file's position: how to find and recognise it again
     /// (see [`identity`]).
-    fn meta(tailer: &Tailer) -> Map {
-        let mut meta = Map::new();
-        meta.insert("path", Value::from(tailer.path_text()));
-        meta.insert("fingerprint", Value::from(tailer.fingerprint.hash_hex()));
-        meta.insert("fingerprint_len", Value::Int(tailer.fingerprint.len as i64));
+    fn meta(tailer: &Tailer) -> Meta {
+        let mut meta = Meta::new();
+        meta.insert("path".into(), tailer.path_text().into());
+        meta.insert("fingerprint".into(), tailer.fingerprint.hash_hex().into());
+        meta.insert("fingerprint_len".into(), tailer.fingerprint.len.into());
         if let Some(tail) = tailer.tail {
-            meta.insert("tail", Value::from(format!("{:016x}", tail.hash)));
-            meta.insert("tail_at", Value::Int(tail.at as i64));
+            meta.insert("tail".into(), format!("{:016x}", tail.hash).into());
+            meta.insert("tail_at".into(), tail.at.into());
         }
-        meta.insert("size", Value::Int(tailer.size_seen as i64));
+        meta.insert("size".into(), tailer.size_seen.into());
         if tailer.gzip.is_some() {
-            meta.insert("compression", Value::from("gzip"));
+            meta.insert("compression".into(), "gzip".into());
         }
         meta
     }
