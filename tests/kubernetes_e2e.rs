@@ -507,10 +507,15 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
 
 /// `VmRSS` of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -641,6 +646,11 @@ pipelines:
         });
         std::thread::sleep(Duration::from_secs(2));
         let rss = rss_kib(agent.child.id());
+        eprintln!(
+            "enrich={enrich}: VmRSS {rss} KiB = RssAnon {} + RssFile {} KiB",
+            status_kib(agent.child.id(), "RssAnon:"),
+            status_kib(agent.child.id(), "RssFile:"),
+        );
         let pods = metric(
             &agent,
             "sluice_kubernetes_cache_objects",
