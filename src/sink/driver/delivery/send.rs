@@ -28,6 +28,14 @@ pub(super) struct PartialVerdict<'a> {
     pub(super) retry_after: Option<Duration>,
 }
 
+/// Why a try failed, for the retry decision.
+pub(super) struct Failed {
+    pub(super) reason: String,
+    pub(super) server_said: String,
+    pub(super) retry_after: Option<Duration>,
+    pub(super) endpoint_failed: bool,
+}
+
 /// A reply read off the wire, or why there was none.
 pub(super) struct RawReply {
     pub(super) status: u16,
@@ -61,20 +69,7 @@ impl HttpDriver {
         state.bytes_uncompressed.add(uncompressed as u64);
         state.batch_events.observe(items.len() as f64);
         state.batch_bytes.observe(body.len() as f64);
-        let mut headers = self.headers.clone();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
-        if let Some(encoding) = codec.content_encoding(self.compression) {
-            headers.insert(
-                reqwest::header::CONTENT_ENCODING,
-                HeaderValue::from_static(encoding),
-            );
-        }
-        for (name, value) in extra {
-            headers.insert(name, value);
-        }
+        let headers = self.request_headers(&*codec, content_type, extra);
         loop {
             state.bytes_compressed.add(body.len() as u64);
             let limit = codec.max_reply_bytes();
@@ -158,27 +153,83 @@ impl HttpDriver {
                     retry_after,
                 } => (reason, retry_after),
             };
-            if self.retries_exhausted(&tries) {
-                tracing::error!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "retries exhausted; events dead-lettered");
-                let reason = match server_said.is_empty() {
-                    true => format!("retry_exhausted: {reason}"),
-                    false => format!("retry_exhausted: {reason}: {server_said}"),
-                };
-                state.rejected(&reason);
-                mark(outcomes, &items, Outcome::Rejected(reason.into()));
+            let failed = Failed {
+                reason,
+                server_said,
+                retry_after,
+                endpoint_failed,
+            };
+            if !self
+                .wait_to_retry(failed, &mut tries, &items, outcomes, ctx, state)
+                .await
+            {
                 return (Vec::new(), tries);
             }
-            // Another endpoint is up: fail over to it at once (the failed one is resting).
-            let delay = if endpoint_failed && self.endpoints.failover_available() {
-                Duration::ZERO
-            } else {
-                self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered())
-            };
-            tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
-            state.retries.inc();
-            tries.attempt = tries.attempt.saturating_add(1);
-            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The request's headers: the sink's own, the body's type and encoding, the codec's.
+    fn request_headers<C: HttpSinkCodec>(
+        &self,
+        codec: &C,
+        content_type: &'static str,
+        extra: Vec<(reqwest::header::HeaderName, HeaderValue)>,
+    ) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        if let Some(encoding) = codec.content_encoding(self.compression) {
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding),
+            );
+        }
+        for (name, value) in extra {
+            headers.insert(name, value);
+        }
+        headers
+    }
+
+    /// After a failed try: dead-letters the items once retries are exhausted (false), else
+    /// waits the backoff (none when another endpoint can take over) and counts the retry.
+    async fn wait_to_retry(
+        &self,
+        failed: Failed,
+        tries: &mut Tries,
+        items: &[usize],
+        outcomes: &mut [Outcome],
+        ctx: &SinkContext,
+        state: &State,
+    ) -> bool {
+        let Failed {
+            reason,
+            server_said,
+            retry_after,
+            endpoint_failed,
+        } = failed;
+        if self.retries_exhausted(tries) {
+            tracing::error!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "retries exhausted; events dead-lettered");
+            let reason = match server_said.is_empty() {
+                true => format!("retry_exhausted: {reason}"),
+                false => format!("retry_exhausted: {reason}: {server_said}"),
+            };
+            state.rejected(&reason);
+            mark(outcomes, items, Outcome::Rejected(reason.into()));
+            return false;
+        }
+        // Another endpoint is up: fail over to it at once (the failed one is resting).
+        let delay = if endpoint_failed && self.endpoints.failover_available() {
+            Duration::ZERO
+        } else {
+            self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered())
+        };
+        tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
+        state.retries.inc();
+        tries.attempt = tries.attempt.saturating_add(1);
+        tokio::time::sleep(delay).await;
+        true
     }
 
     /// Records a partial success and encodes the items to retry, after a backoff that grows
