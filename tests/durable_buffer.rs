@@ -16,6 +16,8 @@
 //!   on, and every message arrives exactly once.
 //! - `sluice buffer inspect` on a deliberately corrupted segment names the offset and the
 //!   records lost.
+//! - Damage the start-up check does not see (an older segment) is found by the reader: the
+//!   events it cannot deliver leave `sluice_buffer_events` and are counted as dropped.
 
 mod support;
 
@@ -432,6 +434,117 @@ pipelines:
         "two good records before it: {report}"
     );
     assert!(report.contains("records lost: "), "{report}");
+}
+
+/// Damage in a segment that start-up only walks by its headers (not the newest one) is found
+/// by the reader: the events it cannot deliver leave `sluice_buffer_events` and are counted
+/// as dropped, so the gauge returns to 0 once the rest is delivered.
+#[test]
+fn buffer_events_counts_only_what_can_be_delivered_after_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: String::new(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+shutdown_timeout_secs: 1
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 50
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 50 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
+        buffer: {{ type: disk }}
+"#,
+        data = dir.path().join("data").display(),
+        logs = logs.display(),
+        loki = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    for chunk in 0..5u64 {
+        append(
+            &logs.join("a.log"),
+            &(chunk * 100..chunk * 100 + 100)
+                .map(line)
+                .collect::<String>(),
+        );
+        let want = (chunk + 1) * 100;
+        wait_for("lines in the buffer", WAIT, || {
+            agent.metric_sum("sluice_buffer_events", &[]) as u64 == want
+        });
+    }
+    let api = agent.api;
+    assert!(agent.terminate().success());
+    // A second run starts a new, empty segment: the one holding the lines is no longer the
+    // newest, so the next start does not check its CRCs.
+    let agent = Agent::start_file(&agent_config(dir.path()), api, std::process::Stdio::null());
+    wait_for("the buffer reopened", WAIT, || {
+        agent.metric_sum("sluice_buffer_events", &[]) as u64 == 500
+    });
+    assert!(agent.terminate().success());
+    let buffer = dir.path().join("data/buffers/p/loki");
+    let segment = std::fs::read_dir(&buffer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Damage the third record's payload: it and every record after it are lost.
+    let mut offset = 16usize;
+    let mut kept = 0u64;
+    for _ in 0..2 {
+        kept += u64::from(u32::from_le_bytes(
+            bytes[offset + 9..offset + 13].try_into().unwrap(),
+        ));
+        offset += 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+    }
+    bytes[offset + 30] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+    let agent = Agent::start_file(&agent_config(dir.path()), api, std::process::Stdio::null());
+    // Loki still down: the gauge holds what can still be delivered, not the 500 written.
+    wait_for(
+        "the gauge to count the records before the damage",
+        Duration::from_secs(10),
+        || agent.metric_sum("sluice_buffer_events", &[]) as u64 == kept,
+    );
+    loki.behave_for(Behavior::Accept, Duration::ZERO);
+    wait_for("the records before the damage delivered", WAIT, || {
+        loki.entry_count() as u64 >= kept
+    });
+    wait_for(
+        "the buffer gauge to reach 0",
+        Duration::from_secs(10),
+        || agent.metric_sum("sluice_buffer_events", &[]) == 0.0,
+    );
+    let lost = agent.metric_sum(
+        "sluice_events_dropped_total",
+        &[("component", "loki"), ("reason", "buffer_corrupt")],
+    ) as u64;
+    assert_eq!(
+        loki.entry_count() as u64,
+        kept,
+        "only the records before the damage"
+    );
+    assert_eq!(
+        kept + lost,
+        500,
+        "delivered plus counted as lost is every line"
+    );
+    assert!(agent.terminate().success());
 }
 
 fn inspect(dir: &Path) -> String {

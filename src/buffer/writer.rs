@@ -75,6 +75,9 @@ pub(super) struct State {
     pub roll_requested: bool,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Per segment (by start): events in it not yet read. What the reader skips of a damaged
+    /// segment leaves `events` by this much, so the gauge counts only what can be delivered.
+    pub unread: BTreeMap<u64, u64>,
     /// Writers waiting for room (`when_full: block`): the buffer is full for `/health`.
     waiting: u32,
     record: Vec<u8>,
@@ -177,7 +180,8 @@ pub(super) fn open(
     let mut state = empty_state();
     state.events = recovered.events;
     state.oldest_unread = recovered.oldest;
-    for (start, end) in &recovered.segments {
+    for ((start, end), events) in recovered.segments.iter().zip(&recovered.segment_events) {
+        state.unread.insert(*start, *events);
         state.segments.insert(*start, *end);
         state.bytes += end - start;
     }
@@ -216,6 +220,7 @@ fn empty_state() -> State {
         sink_done: false,
         roll_requested: false,
         bytes: 0,
+        unread: BTreeMap::new(),
         waiting: 0,
         record: Vec::new(),
     }
@@ -331,6 +336,9 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
         }
     }
     state.events += u64::from(n_events);
+    if let Some(active) = state.segments.last_key_value().map(|(s, _)| *s) {
+        *state.unread.entry(active).or_default() += u64::from(n_events);
+    }
     shared.gauges.events.set(state.events as i64);
     shared.gauges.bytes.set(state.bytes as i64);
     shared.data.notify_all();
@@ -478,6 +486,7 @@ fn collect(shared: &Shared, committed: u64) {
         .map(|(s, e)| (*s, *e))
         .collect();
     for (start, end) in done {
+        state.unread.remove(&start);
         match std::fs::remove_file(shared.dir.join(segment::file_name(start))) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
