@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use sluice::source::opentelemetry::proto::{
+use sluice::otlp::proto::{
     any_value, AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, LogRecord,
     Resource, ResourceLogs, ScopeLogs,
 };

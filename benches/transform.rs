@@ -7,17 +7,17 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sluice::config::yaml::Named;
 use sluice::event::{Event, LogEvent, Timestamp};
 use sluice::source::demo::{line, time_text, DemoFormat};
 use sluice::transform::{Transform, TransformConfig, TransformContext};
+use sluice::yaml::Named;
 
 const BATCH: u64 = 1000;
 const ACCESS_PATTERN: &str = r#"'^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)(?: [^"]*)?" (?P<status>\d{3}) (?P<bytes>\d+|-)'"#;
 
 fn build(yaml: &str) -> Transform {
     let named: Named<TransformConfig> =
-        sluice::config::yaml::from_str(yaml, "bench").expect("bench config parses");
+        sluice::yaml::from_str(yaml, "bench").expect("bench config parses");
     named
         .config
         .build(&TransformContext::new("bench", "bench"))

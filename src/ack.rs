@@ -20,7 +20,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::event::Map;
+/// Source-specific data saved beside a stream's position in the checkpoint file (a file's
+/// path and fingerprints, a journal file's path): JSON values by name, written as they are.
+pub type Meta = serde_json::Map<String, serde_json::Value>;
 
 /// What became of one source batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,13 +42,13 @@ pub(crate) struct StreamState {
     /// End of the longest done prefix.
     pub(crate) committed: u64,
     /// Source-specific data saved beside the position (e.g. the file path).
-    pub(crate) meta: Map,
+    pub(crate) meta: Meta,
     /// Changed since the checkpoint file was last written.
     pub(crate) dirty: bool,
 }
 
 impl StreamState {
-    pub(crate) fn new(start: u64, meta: Map) -> Self {
+    pub(crate) fn new(start: u64, meta: Meta) -> Self {
         StreamState {
             base_seq: 0,
             pending: VecDeque::new(),
@@ -104,7 +106,7 @@ impl StreamTracker {
     /// A tracker that is not saved anywhere (tests, benches).
     pub fn detached(start: u64) -> Self {
         StreamTracker {
-            stream: Arc::new(Mutex::new(StreamState::new(start, Map::new()))),
+            stream: Arc::new(Mutex::new(StreamState::new(start, Meta::new()))),
         }
     }
 
@@ -134,7 +136,7 @@ impl StreamTracker {
     }
 
     /// Replaces the source-specific data saved with the position (e.g. a renamed file's path).
-    pub fn set_meta(&self, meta: Map) {
+    pub fn set_meta(&self, meta: Meta) {
         let mut state = lock(&self.stream);
         state.meta = meta;
         state.dirty = true;
@@ -182,7 +184,7 @@ impl AckRef {
     /// then: the client keeps the data, and retries, until the pipeline delivered it.
     pub fn watched() -> (AckRef, AckWatch) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut stream = StreamState::new(0, Map::new());
+        let mut stream = StreamState::new(0, Meta::new());
         let seq = stream.push(1);
         let ack = AckRef {
             inner: Arc::new(AckInner {

@@ -34,8 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ack::{self, SharedStream, StreamState, StreamTracker};
-use crate::event::Map;
+use crate::ack::{self, Meta, SharedStream, StreamState, StreamTracker};
 use crate::health::HealthCheck;
 use crate::telemetry::registry;
 
@@ -60,7 +59,7 @@ pub struct Position {
     pub offset: u64,
     /// Source-specific data (file path, fingerprint length, ...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub meta: serde_json::Map<String, serde_json::Value>,
+    pub meta: Meta,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -174,7 +173,7 @@ impl Checkpoints {
             let state = ack::lock(stream);
             return Some(Position {
                 offset: state.committed,
-                meta: to_json_map(&state.meta),
+                meta: state.meta.clone(),
             });
         }
         registry.loaded.get(key).cloned()
@@ -196,7 +195,7 @@ impl Checkpoints {
                     key.clone(),
                     Position {
                         offset: state.committed,
-                        meta: to_json_map(&state.meta),
+                        meta: state.meta.clone(),
                     },
                 ));
             }
@@ -207,7 +206,7 @@ impl Checkpoints {
     /// Starts tracking `key` from position `start` (usually its saved position). The stream
     /// is saved from now on, with `meta` beside its position. Tracking a key again returns a
     /// tracker for a fresh stream state at `start` (e.g. after truncation).
-    pub fn track(&self, key: &str, start: u64, meta: Map) -> StreamTracker {
+    pub fn track(&self, key: &str, start: u64, meta: Meta) -> StreamTracker {
         let stream: SharedStream = Arc::new(Mutex::new(StreamState::new(start, meta)));
         let mut registry = self.registry();
         registry.loaded.remove(key);
@@ -337,7 +336,7 @@ impl Checkpoints {
                 key.clone(),
                 Position {
                     offset: state.committed,
-                    meta: to_json_map(&state.meta),
+                    meta: state.meta.clone(),
                 },
             );
         }
@@ -411,12 +410,6 @@ fn remove_stale_temp_files(data_dir: &Path) {
     }
 }
 
-fn to_json_map(meta: &Map) -> serde_json::Map<String, serde_json::Value> {
-    meta.iter()
-        .map(|(k, v)| (k.to_owned(), serde_json::to_value(v).unwrap_or_default()))
-        .collect()
-}
-
 fn read_file(path: &Path) -> io::Result<BTreeMap<String, Position>> {
     let body = fs::read(path)?;
     let parsed: FileFormat =
@@ -468,9 +461,9 @@ fn write_atomically(path: &Path, tmp: &Path, body: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn meta(path: &str) -> Map {
-        let mut meta = Map::new();
-        meta.insert("path", path.into());
+    fn meta(path: &str) -> Meta {
+        let mut meta = Meta::new();
+        meta.insert("path".into(), path.into());
         meta
     }
 
@@ -493,7 +486,7 @@ mod tests {
     fn interrupted_write_leaves_previous_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::open(dir.path()).unwrap();
-        checkpoints.track("k", 0, Map::new()).track(42).done();
+        checkpoints.track("k", 0, Meta::new()).track(42).done();
         checkpoints.save(false).unwrap();
         // A crash after the temp file was written but before the rename.
         fs::write(
@@ -517,7 +510,7 @@ mod tests {
             .filter(|name| name.starts_with("checkpoints.json.corrupt-"))
             .collect();
         assert_eq!(kept.len(), 1, "the corrupt file is kept for inspection");
-        checkpoints.track("k", 0, Map::new()).track(7).done();
+        checkpoints.track("k", 0, Meta::new()).track(7).done();
         assert!(checkpoints.save(false).unwrap());
     }
 
@@ -538,11 +531,11 @@ mod tests {
     fn unclaimed_positions_are_kept_and_forget_removes() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::open(dir.path()).unwrap();
-        checkpoints.track("a", 0, Map::new()).track(1).done();
-        checkpoints.track("b", 0, Map::new()).track(2).done();
+        checkpoints.track("a", 0, Meta::new()).track(1).done();
+        checkpoints.track("b", 0, Meta::new()).track(2).done();
         checkpoints.save(false).unwrap();
         let reopened = Checkpoints::open(dir.path()).unwrap();
-        reopened.track("a", 1, Map::new()).track(3).done();
+        reopened.track("a", 1, Meta::new()).track(3).done();
         reopened.forget("a");
         reopened.save(false).unwrap();
         let third = Checkpoints::open(dir.path()).unwrap();
@@ -568,7 +561,7 @@ mod tests {
     fn concurrent_saves_never_fail() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::open(dir.path()).unwrap();
-        let tracker = checkpoints.track("k", 0, Map::new());
+        let tracker = checkpoints.track("k", 0, Meta::new());
         let savers: Vec<_> = [false, true]
             .into_iter()
             .map(|force| {
@@ -603,13 +596,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let checkpoints = Checkpoints::open(&data).unwrap();
-        checkpoints.track("k", 0, Map::new()).track(42).done();
+        checkpoints.track("k", 0, Meta::new()).track(42).done();
         assert!(checkpoints.save(false).unwrap());
         std::thread::sleep(Duration::from_millis(10));
         // As root, permission bits do not stop a write: replace the directory with a file.
         fs::rename(&data, dir.path().join("moved")).unwrap();
         fs::write(&data, b"not a directory").unwrap();
-        checkpoints.track("k2", 0, Map::new()).track(7).done();
+        checkpoints.track("k2", 0, Meta::new()).track(7).done();
         assert!(checkpoints.save(false).is_err());
         assert!(
             checkpoints.save(false).is_err(),
@@ -637,7 +630,7 @@ mod tests {
     fn failed_rename_removes_its_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Checkpoints::open(dir.path()).unwrap();
-        checkpoints.track("k", 0, Map::new()).track(1).done();
+        checkpoints.track("k", 0, Meta::new()).track(1).done();
         // A non-empty directory where the file goes: the rename fails after the temp
         // file was written.
         fs::create_dir_all(dir.path().join(FILE_NAME).join("x")).unwrap();

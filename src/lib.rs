@@ -29,6 +29,8 @@
 pub mod ack;
 pub mod agent;
 pub mod api;
+pub mod batch;
+pub mod bounds;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
@@ -37,6 +39,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod health;
 pub mod limits;
+pub mod otlp;
 pub mod pipeline;
 pub mod route;
 pub mod shutdown;
@@ -47,6 +50,7 @@ pub mod tap;
 pub mod telemetry;
 pub mod transform;
 pub mod unit_test;
+pub mod yaml;
 
 /// A stable 64-bit hash of a string (FNV-1a), for partitioning streams across workers. Not
 /// randomised, so a stream goes to the same worker in every run.

@@ -31,11 +31,12 @@ use anyhow::Context as _;
 use flume::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{mpsc, Notify};
 
+use crate::batch::Batch;
 use crate::buffer::{self, SinkSender, SinkSide};
 use crate::checkpoint::Checkpoints;
 use crate::config::{Built, BuiltPipeline};
 use crate::dead_letter::DeadLetters;
-use crate::event::{Batch, Event};
+use crate::event::Event;
 use crate::health::{self, HealthCheck, Progress};
 use crate::route::{self, Route};
 use crate::shutdown::Shutdown;

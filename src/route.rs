@@ -21,18 +21,16 @@
 //! per-sink copy of a batch ([`copy_for`]). Never: evaluates anything for a sink without a
 //! condition (its copy is the plain fan-out clone).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 
-use crate::config::yaml::TaggedEnum;
-use crate::config::Config;
-use crate::event::{Batch, Event};
-use crate::source::SourceConfig;
+use crate::batch::Batch;
+use crate::event::Event;
 use crate::transform::condition::{Condition, ConditionConfig};
+use crate::yaml::TaggedEnum;
 
 /// The key a sink's map may carry besides its own settings.
 const KEY: &str = "condition";
@@ -128,40 +126,6 @@ pub fn copy_for(route: Option<&Route>, batch: &mut Option<Batch>, last: bool) ->
         (Some(route), true) => batch.take().map(|b| route.retain(b)),
         (Some(route), false) => batch.as_ref().map(|b| route.select(b)),
     }
-}
-
-/// Sources that would listen on one socket (the second could not bind it): one error each,
-/// located, with the answer: one pipeline whose sinks have conditions. (Literal addresses
-/// only: `0.0.0.0:514` and `127.0.0.1:514` still meet at start-up as `address in use`.)
-pub fn shared_listeners(config: &Config, file: &str) -> Vec<String> {
-    let mut first: BTreeMap<String, String> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (name, pipeline) in &config.pipelines {
-        for (i, source) in pipeline.sources.iter().enumerate() {
-            let SourceConfig::Syslog(syslog) = &source.config else {
-                continue;
-            };
-            let socket = match (&syslog.address, &syslog.path) {
-                (Some(address), _) => address.clone(),
-                (None, Some(path)) => path.display().to_string(),
-                (None, None) => continue,
-            };
-            let key = format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase());
-            let here = format!("pipelines.{name}.sources[{i}]");
-            match first.get(&key) {
-                None => {
-                    first.insert(key, format!("{here} (line {})", source.line));
-                }
-                Some(other) => errors.push(format!(
-                    "{file}:{}: {here}: {key} is read by {other} already: a socket is read by one \
-                     source; to send its events to different sinks, use one pipeline with a \
-                     `condition:` on each sink (README: Routing)",
-                    source.line
-                )),
-            }
-        }
-    }
-    errors
 }
 
 // ---------------------------------------------------------------------------------------

@@ -11,8 +11,13 @@
 //!   starts again, never delivers a damaged event, and loses no line.
 //! - `when_full: drop_newest`: a full buffer drops for its sink only; the other sink gets
 //!   every line, and what the full sink stored plus its counted drops is every line.
+//! - `when_full: block`: a TCP syslog sender into a full 1 MiB buffer (Loki down) is pushed
+//!   back (its socket takes nothing for seconds, `/health` fails); when Loki returns it goes
+//!   on, and every message arrives exactly once.
 //! - `sluice buffer inspect` on a deliberately corrupted segment names the offset and the
 //!   records lost.
+//! - Damage the start-up check does not see (an older segment) is found by the reader: the
+//!   events it cannot deliver leave `sluice_buffer_events` and are counted as dropped.
 
 mod support;
 
@@ -431,6 +436,117 @@ pipelines:
     assert!(report.contains("records lost: "), "{report}");
 }
 
+/// Damage in a segment that start-up only walks by its headers (not the newest one) is found
+/// by the reader: the events it cannot deliver leave `sluice_buffer_events` and are counted
+/// as dropped, so the gauge returns to 0 once the rest is delivered.
+#[test]
+fn buffer_events_counts_only_what_can_be_delivered_after_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: String::new(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+shutdown_timeout_secs: 1
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 50
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 50 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
+        buffer: {{ type: disk }}
+"#,
+        data = dir.path().join("data").display(),
+        logs = logs.display(),
+        loki = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    for chunk in 0..5u64 {
+        append(
+            &logs.join("a.log"),
+            &(chunk * 100..chunk * 100 + 100)
+                .map(line)
+                .collect::<String>(),
+        );
+        let want = (chunk + 1) * 100;
+        wait_for("lines in the buffer", WAIT, || {
+            agent.metric_sum("sluice_buffer_events", &[]) as u64 == want
+        });
+    }
+    let api = agent.api;
+    assert!(agent.terminate().success());
+    // A second run starts a new, empty segment: the one holding the lines is no longer the
+    // newest, so the next start does not check its CRCs.
+    let agent = Agent::start_file(&agent_config(dir.path()), api, std::process::Stdio::null());
+    wait_for("the buffer reopened", WAIT, || {
+        agent.metric_sum("sluice_buffer_events", &[]) as u64 == 500
+    });
+    assert!(agent.terminate().success());
+    let buffer = dir.path().join("data/buffers/p/loki");
+    let segment = std::fs::read_dir(&buffer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Damage the third record's payload: it and every record after it are lost.
+    let mut offset = 16usize;
+    let mut kept = 0u64;
+    for _ in 0..2 {
+        kept += u64::from(u32::from_le_bytes(
+            bytes[offset + 9..offset + 13].try_into().unwrap(),
+        ));
+        offset += 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+    }
+    bytes[offset + 30] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+    let agent = Agent::start_file(&agent_config(dir.path()), api, std::process::Stdio::null());
+    // Loki still down: the gauge holds what can still be delivered, not the 500 written.
+    wait_for(
+        "the gauge to count the records before the damage",
+        Duration::from_secs(10),
+        || agent.metric_sum("sluice_buffer_events", &[]) as u64 == kept,
+    );
+    loki.behave_for(Behavior::Accept, Duration::ZERO);
+    wait_for("the records before the damage delivered", WAIT, || {
+        loki.entry_count() as u64 >= kept
+    });
+    wait_for(
+        "the buffer gauge to reach 0",
+        Duration::from_secs(10),
+        || agent.metric_sum("sluice_buffer_events", &[]) == 0.0,
+    );
+    let lost = agent.metric_sum(
+        "sluice_events_dropped_total",
+        &[("component", "loki"), ("reason", "buffer_corrupt")],
+    ) as u64;
+    assert_eq!(
+        loki.entry_count() as u64,
+        kept,
+        "only the records before the damage"
+    );
+    assert_eq!(
+        kept + lost,
+        500,
+        "delivered plus counted as lost is every line"
+    );
+    assert!(agent.terminate().success());
+}
+
 fn inspect(dir: &Path) -> String {
     let out = std::process::Command::new(support::binary())
         .args(["buffer", "inspect"])
@@ -518,6 +634,127 @@ pipelines:
         written,
         "every line is either in es or counted as dropped for es"
     );
+    assert!(agent.terminate().success());
+}
+
+#[test]
+fn block_pushes_tcp_senders_back_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: "down".into(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    let tcp = free_port();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  devices:
+    sources:
+      - name: tcp
+        type: syslog
+        mode: tcp
+        address: 127.0.0.1:{tcp}
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        labels: {{ job: syslog }}
+        batch: {{ timeout_ms: 100 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 300 }}
+        buffer: {{ type: disk, max_bytes: 1048576, when_full: block }}
+"#,
+        data = dir.path().join("data").display(),
+        loki = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    // About 20 MB of messages: twenty times what the buffer may hold, more than the
+    // socket buffers and the pipeline's queues together.
+    let n = 200_000u64;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|seq| {
+            format!("<134>1 2024-05-01T10:00:00Z dev app - - - seq={seq:07} a reading of a device, padded to look like a log line\n")
+                .into_bytes()
+        })
+        .collect();
+    let mut stream = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Writes until the socket takes nothing for 3 s (pushed back) or everything is sent.
+    let mut sent = 0usize;
+    let write_until_stalled = |stream: &mut TcpStream, sent: &mut usize| {
+        let mut last_progress = Instant::now();
+        while *sent < bytes.len() && last_progress.elapsed() < Duration::from_secs(3) {
+            match std::io::Write::write(stream, &bytes[*sent..]) {
+                Ok(0) => panic!("the agent closed the connection"),
+                Ok(k) => {
+                    *sent += k;
+                    last_progress = Instant::now();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    };
+    write_until_stalled(&mut stream, &mut sent);
+    assert!(
+        sent < bytes.len(),
+        "the sender was never pushed back: all {} bytes accepted with Loki down",
+        bytes.len()
+    );
+    let stalled_at = sent;
+    // Pushed back because the buffer is full: its bytes are at the limit, /health says so.
+    let buffered = agent.metric_sum("sluice_buffer_bytes", &[("component", "loki")]);
+    assert!(
+        buffered >= 1_048_576.0 * 0.8,
+        "the sender stalled at {stalled_at} bytes but the buffer holds only {buffered} bytes"
+    );
+    let (status, health) = agent.get("/health").expect("health answers");
+    assert_eq!(
+        status, 503,
+        "a full buffer with when_full: block fails health: {health}"
+    );
+    // Still stalled a moment later: nothing is being read and thrown away.
+    write_until_stalled(&mut stream, &mut sent);
+    assert!(
+        sent - stalled_at < 1 << 20,
+        "the agent kept reading while its buffer was full: {} more bytes",
+        sent - stalled_at
+    );
+    eprintln!(
+        "pushed back after {stalled_at} of {} bytes; buffer {buffered} bytes",
+        bytes.len()
+    );
+    // Loki comes back: the sender goes on and every message arrives once.
+    loki.behave_for(Behavior::Accept, Duration::ZERO);
+    let deadline = Instant::now() + WAIT;
+    while sent < bytes.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the sender is still stalled after Loki came back"
+        );
+        write_until_stalled(&mut stream, &mut sent);
+    }
+    stream.flush().unwrap();
+    wait_for("loki to receive every message", WAIT, || {
+        loki.entry_count() as u64 >= n && seqs_in_loki(&loki).len() as u64 == n
+    });
+    assert_eq!(missing(&seqs_in_loki(&loki), n), Vec::<u64>::new(), "lost");
+    assert_eq!(
+        loki.entry_count() as u64,
+        n,
+        "duplicated: no request was accepted in part, so none may be sent twice"
+    );
+    assert!(loki.errors().is_empty(), "{:?}", loki.errors());
+    drop(stream);
     assert!(agent.terminate().success());
 }
 

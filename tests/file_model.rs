@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use sluice::batch::Batch;
 use sluice::checkpoint::Checkpoints;
-use sluice::event::Batch;
 use sluice::shutdown::Shutdown;
 use sluice::source::{BatchSender, Running, SourceConfig, SourceContext};
 use sluice::telemetry::{ComponentMetrics, Gauge};

@@ -512,8 +512,7 @@ fn out_of_order_400_is_counted_and_not_retried() {
     // sends for it is then out of order, and Prometheus answers 400 for the whole request.
     let future = Timestamp(Timestamp::now().0 + 300 * 1_000_000_000);
     let config: sluice::sink::prometheus_remote_write::PrometheusRemoteWriteConfig =
-        sluice::config::yaml::from_str(&format!("endpoint: {}", prometheus.write_url()), "t.yaml")
-            .unwrap();
+        sluice::yaml::from_str(&format!("endpoint: {}", prometheus.write_url()), "t.yaml").unwrap();
     let mut codec = config.codec().unwrap();
     let encoded = codec.encode(&[Event::Metric(Metric {
         name: "http_requests_total".into(),

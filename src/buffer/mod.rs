@@ -39,7 +39,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::event::Batch;
+use crate::batch::Batch;
 use crate::health::HealthCheck;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
@@ -148,7 +148,7 @@ const DEFAULT_SYNC_MS: u64 = 500;
 impl BufferConfig {
     /// Validates the settings.
     pub fn build(&self) -> anyhow::Result<BufferSettings> {
-        use crate::config::bounds::check;
+        use crate::bounds::check;
         if self.kind == BufferKind::Memory {
             anyhow::ensure!(
                 self.max_bytes.is_none() && self.sync_interval_ms.is_none(),

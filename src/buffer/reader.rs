@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::codec;
 use super::segment::{self, Segment, HEADER_BYTES};
 use super::writer::{lock, Shared};
-use crate::event::Batch;
+use crate::batch::Batch;
 use crate::telemetry::{ComponentMetrics, Gauge};
 
 /// The reader's hand-over to the sink.
@@ -61,6 +61,9 @@ pub(super) fn run(shared: Arc<Shared>, out: Output) {
                     state
                         .in_flight
                         .push_back((record_end, info.n_events, info.written_at));
+                    if let Some(unread) = state.unread.get_mut(&start) {
+                        *unread = unread.saturating_sub(u64::from(info.n_events));
+                    }
                     state.oldest_unread = None;
                 }
                 let Some(events) = events else {
@@ -151,12 +154,20 @@ fn skip(shared: &Shared, out: &Output, (start, end, active): (u64, u64, bool), f
         std::thread::sleep(Duration::from_millis(100));
         return from;
     }
+    // Its unread events will never be delivered: out of the gauge, into the drop counter.
+    let lost_events = {
+        let mut state = lock(shared);
+        let lost = state.unread.insert(start, 0).unwrap_or(0);
+        state.events = state.events.saturating_sub(lost);
+        shared.gauges.events.set(state.events as i64);
+        lost
+    };
     tracing::error!(
         buffer = %shared.dir.display(), segment = start, offset = from - start,
-        lost_bytes = end.saturating_sub(from),
+        lost_bytes = end.saturating_sub(from), lost_events,
         "disk buffer: the rest of a segment cannot be read; its events are lost"
     );
-    out.metrics.dropped("buffer_corrupt").inc();
+    out.metrics.dropped("buffer_corrupt").add(lost_events);
     next_segment(shared, end, false)
 }
 

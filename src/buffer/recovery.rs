@@ -23,6 +23,8 @@ use super::segment::{self, Segment, HEADER_BYTES};
 pub struct Recovered {
     /// The remaining segments: (start position, end position), in order.
     pub segments: Vec<(u64, u64)>,
+    /// Events not yet acknowledged in each of `segments`.
+    pub segment_events: Vec<u64>,
     /// Events not yet acknowledged.
     pub events: u64,
     /// When the oldest unacknowledged record was written (unix nanoseconds).
@@ -78,6 +80,7 @@ pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
             summary
         };
         out.events += unacked.events;
+        out.segment_events.push(unacked.events);
         if out.oldest.is_none() {
             out.oldest = unacked.first_written_at;
         }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use super::segment::{self, HEADER_BYTES};
 use super::{BufferSettings, SyncPolicy, WhenFull};
 use crate::ack::{AckRef, StreamTracker};
-use crate::event::{Batch, Timestamp};
+use crate::batch::Batch;
+use crate::event::Timestamp;
 use crate::health::HealthCheck;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
@@ -75,6 +76,11 @@ pub(super) struct State {
     pub roll_requested: bool,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Per segment (by start): events in it not yet read. What the reader skips of a damaged
+    /// segment leaves `events` by this much, so the gauge counts only what can be delivered.
+    pub unread: BTreeMap<u64, u64>,
+    /// Writers waiting for room (`when_full: block`): the buffer is full for `/health`.
+    waiting: u32,
     record: Vec<u8>,
 }
 
@@ -175,7 +181,8 @@ pub(super) fn open(
     let mut state = empty_state();
     state.events = recovered.events;
     state.oldest_unread = recovered.oldest;
-    for (start, end) in &recovered.segments {
+    for ((start, end), events) in recovered.segments.iter().zip(&recovered.segment_events) {
+        state.unread.insert(*start, *events);
         state.segments.insert(*start, *end);
         state.bytes += end - start;
     }
@@ -214,6 +221,8 @@ fn empty_state() -> State {
         sink_done: false,
         roll_requested: false,
         bytes: 0,
+        unread: BTreeMap::new(),
+        waiting: 0,
         record: Vec::new(),
     }
 }
@@ -274,6 +283,7 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
     let record_bytes =
         segment::RECORD_HEADER_BYTES + (segment::PAYLOAD_HEADER_BYTES + encoded.len()) as u64;
     let mut state = lock(shared);
+    let mut waited = false;
     while state.bytes + record_bytes > shared.settings.max_bytes && state.events > 0 {
         match shared.settings.when_full {
             WhenFull::DropNewest => {
@@ -287,12 +297,23 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
             // At shutdown the reader has stopped: room will not come. The acks are abandoned
             // (files read it again); events of other sources are lost, counted.
             WhenFull::Block if shared.shutdown.is_triggered() => {
+                state.waiting -= u32::from(waited);
                 drop(state);
                 if acks.is_empty() {
                     shared.gauges.not_buffered.add(u64::from(n_events));
                 }
                 tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
                 return Appended::Failed;
+            }
+            // The first wait says so on `/health` at once: the pipeline is stuck from now on,
+            // and the housekeeper may not look before the senders notice.
+            WhenFull::Block if !waited => {
+                waited = true;
+                state.waiting += 1;
+                let bytes = state.bytes;
+                drop(state);
+                health(shared, bytes, shared.settings.max_bytes, true);
+                state = lock(shared);
             }
             WhenFull::Block => {
                 state = shared
@@ -303,6 +324,7 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
             }
         }
     }
+    state.waiting -= u32::from(waited);
     match write_record(shared, &mut state, n_events, encoded) {
         Ok(()) => {}
         Err(error) => {
@@ -315,6 +337,9 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
         }
     }
     state.events += u64::from(n_events);
+    if let Some(active) = state.segments.last_key_value().map(|(s, _)| *s) {
+        *state.unread.entry(active).or_default() += u64::from(n_events);
+    }
     shared.gauges.events.set(state.events as i64);
     shared.gauges.bytes.set(state.bytes as i64);
     shared.data.notify_all();
@@ -462,6 +487,7 @@ fn collect(shared: &Shared, committed: u64) {
         .map(|(s, e)| (*s, *e))
         .collect();
     for (start, end) in done {
+        state.unread.remove(&start);
         match std::fs::remove_file(shared.dir.join(segment::file_name(start))) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -485,15 +511,17 @@ fn collect(shared: &Shared, committed: u64) {
     shared.gauges.oldest_seconds.set(age);
     shared.gauges.events.set(state.events as i64);
     shared.gauges.bytes.set(state.bytes as i64);
-    let (bytes, max) = (state.bytes, shared.settings.max_bytes);
+    let (bytes, max, waiting) = (state.bytes, shared.settings.max_bytes, state.waiting > 0);
     drop(state);
     shared.room.notify_all();
-    health(shared, bytes, max);
+    health(shared, bytes, max, waiting);
 }
 
-fn health(shared: &Shared, bytes: u64, max: u64) {
+/// `waiting`: a writer waits for room, whatever the bytes say (a large batch does not fit
+/// though the buffer is some way below `max`).
+fn health(shared: &Shared, bytes: u64, max: u64, waiting: bool) {
     let percent = bytes.saturating_mul(100) / max.max(1);
-    let full = bytes + segment::RECORD_HEADER_BYTES * 1024 >= max;
+    let full = waiting || bytes + segment::RECORD_HEADER_BYTES * 1024 >= max;
     if full && shared.settings.when_full == WhenFull::Block {
         shared.health.fail(format!(
             "disk buffer full ({bytes} of {max} bytes): its pipeline waits (when_full: block)"

@@ -11,7 +11,7 @@ pub fn run(config_path: &Path, files: &[PathBuf]) -> anyhow::Result<bool> {
     let (config, name) = config::load(config_path)?;
     let mut tests = config.tests.clone();
     for file in files {
-        tests.extend(unit_test::load_file(file)?);
+        tests.extend(sluice::config::test_cases::load_file(file)?);
     }
     let summary = unit_test::run(&config, &name, &tests, &mut std::io::stdout().lock())?;
     Ok(summary.failed == 0)

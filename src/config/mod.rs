@@ -15,9 +15,6 @@
 //! so that a config either builds completely or is refused with an error that names the
 //! file, line and key. Never: starts anything.
 
-pub mod bounds;
-pub mod yaml;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -31,7 +28,10 @@ use crate::sink::{Sink, SinkConfig};
 use crate::source::{Source, SourceConfig};
 use crate::telemetry::ComponentMetrics;
 use crate::transform::{Transform, TransformConfig, TransformContext};
-use yaml::Named;
+pub mod test_cases;
+
+use crate::bounds;
+use crate::yaml::{self, Named};
 
 /// The embedded default pipeline, run by `sluice run` without `-c`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../pipelines/default.yaml");
@@ -75,7 +75,7 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineConfig>,
     /// Unit tests of the pipelines' transforms, run by `sluice test` (`run` ignores them).
     #[serde(default)]
-    pub tests: Vec<crate::unit_test::TestConfig>,
+    pub tests: Vec<test_cases::TestConfig>,
 }
 
 fn default_shutdown_timeout_secs() -> u64 {
@@ -223,6 +223,40 @@ pub fn parse(text: &str, name: &str) -> anyhow::Result<Config> {
     Ok(yaml::from_str(text, name)?)
 }
 
+/// Sources that would listen on one socket (the second could not bind it): one error each,
+/// located, with the answer: one pipeline whose sinks have conditions. (Literal addresses
+/// only: `0.0.0.0:514` and `127.0.0.1:514` still meet at start-up as `address in use`.)
+pub fn shared_listeners(config: &Config, file: &str) -> Vec<String> {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, pipeline) in &config.pipelines {
+        for (i, source) in pipeline.sources.iter().enumerate() {
+            let SourceConfig::Syslog(syslog) = &source.config else {
+                continue;
+            };
+            let socket = match (&syslog.address, &syslog.path) {
+                (Some(address), _) => address.clone(),
+                (None, Some(path)) => path.display().to_string(),
+                (None, None) => continue,
+            };
+            let key = format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase());
+            let here = format!("pipelines.{name}.sources[{i}]");
+            match first.get(&key) {
+                None => {
+                    first.insert(key, format!("{here} (line {})", source.line));
+                }
+                Some(other) => errors.push(format!(
+                    "{file}:{}: {here}: {key} is read by {other} already: a socket is read by one \
+                     source; to send its events to different sinks, use one pipeline with a \
+                     `condition:` on each sink (README: Routing)",
+                    source.line
+                )),
+            }
+        }
+    }
+    errors
+}
+
 /// A component after building, with its id.
 pub struct Built<T> {
     /// Component id: its `name:`, else `<type>` (or `<type>_<index>` when the type repeats).
@@ -303,7 +337,7 @@ impl Config {
         if let Err(error) = self.check_bounds() {
             errors.push(format!("{file}: {error:#}"));
         }
-        errors.extend(crate::route::shared_listeners(self, file));
+        errors.extend(shared_listeners(self, file));
         let built = self.build_each(file, |_| true, &mut errors);
         all_or_errors(built, errors)
     }

@@ -1,13 +1,13 @@
-//! The data that moves through a pipeline: log events, metric events, and the batches that
-//! carry them with their delivery acknowledgements.
+//! The data that moves through a pipeline: log events and metric events. A leaf: it
+//! depends on no other module of the crate (batches and their acknowledgements are built on
+//! it, in `crate::batch` and `crate::ack`).
 //!
-//! Owns: [`Event`], [`LogEvent`], [`Metric`], [`Value`], [`Timestamp`], [`Batch`]; field
-//! maps live in `map.rs`, stream names in `stream.rs`.
+//! Owns: [`Event`], [`LogEvent`], [`Metric`], [`Value`], [`Timestamp`]; field maps live in
+//! `map.rs`, stream names in `stream.rs`, the calendar in `timestamp.rs`, spent events'
+//! way home in `recycle.rs`.
 //! Never: does I/O, knows about a particular source or sink.
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-
-use crate::ack::AckRef;
 
 mod map;
 mod recycle;
@@ -153,7 +153,7 @@ impl Serialize for Value {
 
 /// Where a log event was read: the stream's identity and the byte offset where its line
 /// starts. Sinks use it for idempotent ids (Elasticsearch `_id`); acknowledgement goes
-/// through the batch's [`AckRef`]s, not through this.
+/// through the batch's acknowledgement handles, not through this.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     /// Stable identity of the stream (a file's `<dev>-<ino>`, a source name).
@@ -409,60 +409,6 @@ fn value_size(value: &Value) -> usize {
                 + 2
         }
         _ => 8,
-    }
-}
-
-/// The unit that moves through channels: many events, plus the acknowledgement handles of
-/// the source batches they came from. A sink settles every [`AckRef`] of a batch once all its
-/// events are delivered or permanently rejected (see [`crate::ack`]).
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// The events, in stream order.
-    pub events: Vec<Event>,
-    /// Acknowledgement handles of the source batches these events belong to.
-    pub acks: Vec<AckRef>,
-    /// Where the events go once spent: the source that allocated them (see `recycle.rs`).
-    pub home: Option<Home>,
-}
-
-impl Batch {
-    /// A batch with no acknowledgement (sources without replayable positions).
-    pub fn new(events: Vec<Event>) -> Self {
-        Batch {
-            events,
-            acks: Vec::new(),
-            home: None,
-        }
-    }
-
-    /// A batch whose delivery settles `ack`.
-    pub fn with_ack(events: Vec<Event>, ack: AckRef) -> Self {
-        Batch {
-            events,
-            acks: vec![ack],
-            home: None,
-        }
-    }
-
-    /// Marks every acknowledgement of this batch as done (delivered or permanently
-    /// rejected), and returns the spent events to their source.
-    pub fn settle(self) {
-        for ack in self.acks {
-            ack.done();
-        }
-        if let Some(home) = self.home {
-            home.give(self.events);
-        }
-    }
-
-    /// A copy for one more sink: events cloned (by this thread, so with no home),
-    /// acknowledgements shared.
-    pub fn fan_out_clone(&self) -> Self {
-        Batch {
-            events: self.events.clone(),
-            acks: self.acks.clone(),
-            home: None,
-        }
     }
 }
 

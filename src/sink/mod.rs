@@ -3,7 +3,7 @@
 //! ([`SinkInput`]) and [`SinkContext`].
 //!
 //! A sink takes batches from its bounded queue, delivers them, and settles each batch's
-//! acknowledgements ([`crate::event::Batch::settle`]) once its events are delivered, or
+//! acknowledgements ([`crate::batch::Batch::settle`]) once its events are delivered, or
 //! permanently rejected and written to the dead-letter file. It never settles what it has
 //! not delivered: an unsettled batch is read again after a restart. Sinks take the event
 //! kinds they understand and settle the rest at once.
@@ -22,12 +22,12 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::config::yaml::TaggedEnum;
+use crate::batch::Batch;
 use crate::dead_letter::DeadLetters;
-use crate::event::Batch;
 use crate::health::{HealthCheck, Progress};
 use crate::shutdown::Shutdown;
 use crate::telemetry::ComponentMetrics;
+use crate::yaml::TaggedEnum;
 
 /// Declares the sink types: one line each, `"type" => Variant(Config, Built)`, and from it
 /// the [`SinkConfig`] and [`Sink`] enums with their dispatch (boxed: a config or sink is

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
+use crate::batch::Batch;
+use crate::event::{Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 
 /// Line layouts the demo source can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -62,10 +63,10 @@ impl DemoConfig {
             self.rate.is_finite() && self.rate >= 0.0,
             "rate must be a number >= 0"
         );
-        crate::config::bounds::check(
+        crate::bounds::check(
             "batch_events",
             self.batch_events,
-            1..=crate::config::bounds::MAX_EVENTS,
+            1..=crate::bounds::MAX_EVENTS,
         )?;
         Ok(Demo {
             config: self.clone(),
@@ -91,7 +92,7 @@ impl Demo {
     fn run(self, ctx: SourceContext) {
         let key = ctx.checkpoint_key("seq");
         let start = ctx.checkpoints.position(&key).map_or(0, |p| p.offset);
-        let tracker = ctx.checkpoints.track(&key, start, Map::new());
+        let tracker = ctx.checkpoints.track(&key, start, crate::ack::Meta::new());
         let stream = StreamName::from(key.as_str());
         let stream_key = crate::hash_str(&stream);
         let limit = self.config.count.unwrap_or(u64::MAX);

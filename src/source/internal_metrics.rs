@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, Metric, MetricValue, Timestamp};
+use crate::batch::Batch;
+use crate::event::{Event, Metric, MetricValue, Timestamp};
 use crate::telemetry::{Sample, SampleValue};
 use crate::transform::to_metric::{valid_label_name, valid_metric_name};
 
@@ -52,10 +53,10 @@ fn default_interval_secs() -> u64 {
 impl InternalMetricsConfig {
     /// Validates the interval, the namespace and the label names.
     pub fn build(&self) -> anyhow::Result<InternalMetrics> {
-        crate::config::bounds::check(
+        crate::bounds::check(
             "interval_secs",
             self.interval_secs,
-            1..=crate::config::bounds::MAX_SECS,
+            1..=crate::bounds::MAX_SECS,
         )?;
         if let Some(namespace) = &self.namespace {
             anyhow::ensure!(
@@ -180,7 +181,7 @@ mod tests {
     use super::*;
 
     fn source(yaml: &str) -> InternalMetrics {
-        let config: InternalMetricsConfig = crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+        let config: InternalMetricsConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
         config.build().unwrap()
     }
 
@@ -288,8 +289,7 @@ mod tests {
             ("labels: { 'bad-name': x }", "not a valid"),
             ("labels: { le: x }", "not a valid"),
         ] {
-            let config: InternalMetricsConfig =
-                crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+            let config: InternalMetricsConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
             let error = format!("{:#}", config.build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }

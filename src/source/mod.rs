@@ -22,11 +22,12 @@ use std::time::Duration;
 
 use flume::{SendTimeoutError, Sender};
 
+use crate::batch::Batch;
 use crate::checkpoint::Checkpoints;
-use crate::config::yaml::TaggedEnum;
-use crate::event::{Batch, Recycler};
+use crate::event::Recycler;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
+use crate::yaml::TaggedEnum;
 
 /// Declares the source types: one line each, `"type" => Variant(Config, Built)`, and from it
 /// the [`SourceConfig`] and [`Source`] enums with their dispatch. A source's file provides

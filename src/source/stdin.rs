@@ -7,7 +7,8 @@ use std::io::BufRead;
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, LogEvent};
+use crate::batch::Batch;
+use crate::event::{Event, LogEvent};
 
 /// `type: stdin` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -25,9 +25,9 @@ pub mod to_metric;
 
 use std::time::Instant;
 
-use crate::config::yaml::TaggedEnum;
 use crate::event::Event;
 use crate::telemetry::{ComponentMetrics, Counter};
+use crate::yaml::TaggedEnum;
 
 /// Declares the transform types: one line each, `"type" => Variant(Config, Built)`, and from
 /// it the [`TransformConfig`] and [`Transform`] enums with their dispatch. A transform's
@@ -195,11 +195,11 @@ impl TransformContext {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::yaml::Named;
+    use crate::yaml::Named;
 
     /// Builds one transform from its YAML (flow or block style), with a unique context.
     pub(crate) fn build(yaml: &str) -> anyhow::Result<Transform> {
-        let named: Named<TransformConfig> = crate::config::yaml::from_str(yaml, "test.yaml")?;
+        let named: Named<TransformConfig> = crate::yaml::from_str(yaml, "test.yaml")?;
         named.config.build(&TransformContext::for_tests())
     }
 
@@ -230,8 +230,7 @@ pub(crate) mod tests {
                 "log_to_metric",
             ),
         ] {
-            let named: Named<TransformConfig> =
-                crate::config::yaml::from_str(yaml, "test.yaml").unwrap();
+            let named: Named<TransformConfig> = crate::yaml::from_str(yaml, "test.yaml").unwrap();
             assert_eq!(named.config.type_name(), type_name);
             assert!(TransformConfig::TYPES.contains(&type_name));
             build(yaml).unwrap_or_else(|e| panic!("{yaml}: {e:#}"));

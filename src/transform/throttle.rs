@@ -62,10 +62,10 @@ impl ThrottleConfig {
                 && self.window_secs <= 86_400.0 * 365.0,
             "window_secs must be a positive number of seconds"
         );
-        crate::config::bounds::check(
+        crate::bounds::check(
             "max_keys",
             self.max_keys.get(),
-            1..=crate::config::bounds::MAX_TRACKED,
+            1..=crate::bounds::MAX_TRACKED,
         )?;
         anyhow::ensure!(
             self.key_field.as_ref().is_none_or(|k| !k.is_empty()),

@@ -127,10 +127,10 @@ pub fn valid_label_name(name: &str) -> bool {
 impl MetricConfig {
     fn build(&self, ctx: &TransformContext) -> anyhow::Result<MetricDef> {
         let name = &self.name;
-        crate::config::bounds::check(
+        crate::bounds::check(
             "max_series",
             self.max_series.get(),
-            1..=crate::config::bounds::MAX_TRACKED,
+            1..=crate::bounds::MAX_TRACKED,
         )?;
         anyhow::ensure!(
             valid_metric_name(name),
@@ -200,10 +200,10 @@ impl LogToMetricConfig {
             !self.metrics.is_empty(),
             "metrics must list at least one metric"
         );
-        crate::config::bounds::check(
+        crate::bounds::check(
             "flush_interval_ms",
             self.flush_interval_ms,
-            1..=crate::config::bounds::MAX_MS,
+            1..=crate::bounds::MAX_MS,
         )?;
         let mut metrics = Vec::new();
         for (i, metric) in self.metrics.iter().enumerate() {

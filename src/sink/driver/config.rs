@@ -383,7 +383,7 @@ impl HttpSettings {
                 "endpoint must be an http:// or https:// URL, not {url}"
             );
         }
-        use crate::config::bounds::{self, check};
+        use crate::bounds::{self, check};
         let batch = &self.batch;
         check("batch.max_events", batch.max_events, 1..=bounds::MAX_EVENTS)?;
         check("batch.max_bytes", batch.max_bytes, 1..=bounds::MAX_BYTES)?;

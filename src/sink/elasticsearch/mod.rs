@@ -594,7 +594,7 @@ mod tests {
     use crate::event::{LogEvent, Origin, Timestamp, Value};
 
     fn config(yaml: &str) -> ElasticsearchConfig {
-        crate::config::yaml::from_str(yaml, "test.yaml").unwrap()
+        crate::yaml::from_str(yaml, "test.yaml").unwrap()
     }
 
     fn event(message: &str, ts: i64, origin: Option<(&str, u64)>) -> Event {
@@ -755,7 +755,7 @@ mod tests {
             let error = format!("{:#}", config(yaml).build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
-        let unknown = crate::config::yaml::from_str::<ElasticsearchConfig>(
+        let unknown = crate::yaml::from_str::<ElasticsearchConfig>(
             "endpoint: http://x\nindexx: a",
             "test.yaml",
         );

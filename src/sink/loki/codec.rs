@@ -467,7 +467,7 @@ mod tests {
     use prost::Message as _;
 
     fn config(yaml: &str) -> LokiConfig {
-        crate::config::yaml::from_str(yaml, "test.yaml").unwrap()
+        crate::yaml::from_str(yaml, "test.yaml").unwrap()
     }
 
     fn event(message: &str, ts: i64, fields: &[(&str, &str)]) -> Event {

@@ -203,10 +203,10 @@ impl LokiConfig {
     }
 
     fn settings(&self) -> anyhow::Result<LokiSettings> {
-        crate::config::bounds::check(
+        crate::bounds::check(
             "max_streams",
             self.max_streams,
-            1..=crate::config::bounds::MAX_TRACKED,
+            1..=crate::bounds::MAX_TRACKED,
         )?;
         let mut labels = Vec::new();
         for (name, value) in &self.labels {

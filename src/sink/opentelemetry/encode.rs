@@ -486,7 +486,7 @@ fn write_point(w: &mut Writer, metric: &Metric, attributes: &[(std::borrow::Cow<
 mod tests {
     use super::*;
     use crate::event::{Map, Timestamp};
-    use crate::source::opentelemetry::proto;
+    use crate::otlp::proto;
     use prost::Message as _;
 
     fn log(message: &str, fields: &[(&str, Value)]) -> Event {

@@ -150,8 +150,7 @@ pub fn severity_number(text: &str) -> i32 {
         "fatal" | "emerg" | "emergency" | "panic" => 21,
         _ => (1..=24)
             .find(|n| {
-                crate::source::opentelemetry::logs::severity_name(*n)
-                    .is_some_and(|name| name.eq_ignore_ascii_case(&lower))
+                crate::otlp::severity_name(*n).is_some_and(|name| name.eq_ignore_ascii_case(&lower))
             })
             .unwrap_or(0),
     }

@@ -35,9 +35,10 @@ use super::driver::{
     RetryConfig, TlsConfig, Unnamed, Verdict,
 };
 use super::{SinkContext, SinkInput};
-use crate::event::{Batch, Event};
+use crate::batch::Batch;
+use crate::event::Event;
 use crate::health::Progress;
-use crate::source::opentelemetry::proto;
+use crate::otlp::proto;
 use mapping::Mapping;
 
 /// `type: opentelemetry` settings.

@@ -137,7 +137,7 @@ impl PrometheusRemoteWriteConfig {
     }
 
     fn settings(&self) -> anyhow::Result<Settings> {
-        use crate::config::bounds::{self, check};
+        use crate::bounds::{self, check};
         check(
             "max_samples_per_request",
             self.max_samples_per_request,
@@ -494,7 +494,7 @@ mod tests {
     use prost::Message as _;
 
     fn config(yaml: &str) -> PrometheusRemoteWriteConfig {
-        crate::config::yaml::from_str(yaml, "test.yaml").unwrap()
+        crate::yaml::from_str(yaml, "test.yaml").unwrap()
     }
 
     fn counter(name: &str, labels: &[(&str, &str)], value: f64, ms: i64) -> Event {
@@ -777,7 +777,7 @@ mod tests {
             let error = format!("{:#}", config(yaml).build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
-        let unknown = crate::config::yaml::from_str::<PrometheusRemoteWriteConfig>(
+        let unknown = crate::yaml::from_str::<PrometheusRemoteWriteConfig>(
             "endpoint: http://x\nexternal_label: {}",
             "test.yaml",
         );

@@ -38,10 +38,12 @@
 //! or stops on a bad file (errors are logged once per path and retried at the next scan).
 //! A loop that stops coming round (a hung read) fails `/health`.
 
+mod config;
 pub mod discovery;
 pub mod identity;
 pub mod kubernetes;
 pub mod multiline;
+mod open;
 pub mod recovery;
 mod rotation;
 pub mod stamps;
@@ -57,8 +59,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 use super::{Running, SendError, SourceContext, Stopped};
-use crate::ack::StreamTracker;
-use crate::event::{Batch, Map, Value};
+use crate::ack::{Meta, StreamTracker};
+use crate::batch::Batch;
+
 use crate::health::Heartbeat;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 use discovery::{Matcher, Watcher};
@@ -66,178 +69,7 @@ use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
 use multiline::MultilineConfig;
 use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
 
-/// Where to start in a file never seen before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadFrom {
-    /// From the first byte.
-    #[default]
-    Beginning,
-    /// From the current end (only new lines).
-    End,
-}
-
-/// `type: file` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Absolute path globs of files to read (`*`, `?`, `[..]`, `{a,b}`, and `**` for any
-    /// depth), e.g. `["/var/log/**/*.log"]`.
-    pub include: Vec<String>,
-    /// Globs of paths not to read, even if included. Compressed files (`.gz`, `.bz2`,
-    /// `.xz`, `.zst`, `.zip`, `.lz4`) are never read.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Where to start in files found at startup that have no checkpoint: `beginning`
-    /// (default) or `end`. Files appearing later are always read from their beginning.
-    #[serde(default)]
-    pub read_from: ReadFrom,
-    /// Skip files without a checkpoint whose last modification is older than this.
-    #[serde(default)]
-    pub ignore_older_secs: Option<u64>,
-    /// Bytes at the start of a file hashed into its fingerprint.
-    #[serde(default = "default_fingerprint_bytes")]
-    pub fingerprint_bytes: u64,
-    /// How often directories are scanned for new, rotated and deleted files (the safety
-    /// net behind inotify), in milliseconds.
-    #[serde(default = "default_glob_interval_ms")]
-    pub glob_interval_ms: u64,
-    /// Longest line kept, in bytes; see `oversize`.
-    #[serde(default = "default_max_line_bytes")]
-    pub max_line_bytes: usize,
-    /// Longer lines are cut to `max_line_bytes` (`truncate`, default) or dropped (`drop`);
-    /// counted either way.
-    #[serde(default)]
-    pub oversize: Oversize,
-    /// Join lines into multiline records (stack traces); see the multiline keys.
-    #[serde(default)]
-    pub multiline: Option<MultilineConfig>,
-    /// Line format: `none` (default), `cri` or `docker` (Kubernetes container logs, with
-    /// partial lines reassembled and `stream` and the timestamp decoded).
-    #[serde(default)]
-    pub format: LineFormat,
-    /// Put the byte offset of each line's start in this field.
-    #[serde(default)]
-    pub offset_field: Option<String>,
-    /// Close a file after this long without new data; it is reopened when it changes.
-    #[serde(default = "default_close_idle_secs")]
-    pub close_idle_secs: u64,
-    /// Most files open at once.
-    #[serde(default = "default_max_open_files")]
-    pub max_open_files: usize,
-    /// How long a rotated-away or deleted file is kept open at its end for late writes
-    /// before it is let go, in milliseconds.
-    #[serde(default = "default_rotate_wait_ms")]
-    pub rotate_wait_ms: u64,
-    /// Most lines per batch.
-    #[serde(default = "default_batch_lines")]
-    pub batch_lines: usize,
-    /// Most bytes read per batch (and per file per turn).
-    #[serde(default = "default_batch_bytes")]
-    pub batch_bytes: usize,
-}
-
-fn default_fingerprint_bytes() -> u64 {
-    1024
-}
-fn default_glob_interval_ms() -> u64 {
-    1000
-}
-fn default_max_line_bytes() -> usize {
-    100 * 1024
-}
-fn default_close_idle_secs() -> u64 {
-    30
-}
-fn default_max_open_files() -> usize {
-    1024
-}
-fn default_rotate_wait_ms() -> u64 {
-    5000
-}
-fn default_batch_lines() -> usize {
-    1000
-}
-fn default_batch_bytes() -> usize {
-    1024 * 1024
-}
-
-impl FileConfig {
-    /// Validates the settings and compiles globs and patterns.
-    pub fn build(&self) -> anyhow::Result<FileSource> {
-        use crate::config::bounds::{self, check};
-        check(
-            "include (number of globs)",
-            self.include.len(),
-            1..=bounds::MAX_GLOBS,
-        )?;
-        check(
-            "exclude (number of globs)",
-            self.exclude.len(),
-            0..=bounds::MAX_GLOBS,
-        )?;
-        bounds::check_opt(
-            "ignore_older_secs",
-            self.ignore_older_secs,
-            1..=100 * bounds::MAX_SECS,
-        )?;
-        check(
-            "fingerprint_bytes",
-            self.fingerprint_bytes,
-            16..=bounds::MAX_FINGERPRINT_BYTES,
-        )?;
-        check(
-            "glob_interval_ms",
-            self.glob_interval_ms,
-            1..=bounds::MAX_MS,
-        )?;
-        check("max_line_bytes", self.max_line_bytes, 1..=bounds::MAX_BYTES)?;
-        check(
-            "close_idle_secs",
-            self.close_idle_secs,
-            0..=bounds::MAX_SECS,
-        )?;
-        check(
-            "max_open_files",
-            self.max_open_files,
-            1..=bounds::MAX_HANDLES,
-        )?;
-        check("rotate_wait_ms", self.rotate_wait_ms, 0..=bounds::MAX_MS)?;
-        check("batch_lines", self.batch_lines, 1..=bounds::MAX_EVENTS)?;
-        check("batch_bytes", self.batch_bytes, 1..=bounds::MAX_BYTES)?;
-        let matcher = Matcher::new(&self.include, &self.exclude)?;
-        if let Some(name) = &self.offset_field {
-            anyhow::ensure!(
-                !name.is_empty() && name != "message" && name != "file",
-                "offset_field must be a field name other than message and file"
-            );
-        }
-        let multiline = match &self.multiline {
-            Some(config) => Some(config.build()?),
-            None => None,
-        };
-        Ok(FileSource {
-            matcher,
-            settings: Arc::new(ReadSettings {
-                max_line_bytes: self.max_line_bytes,
-                oversize: self.oversize,
-                format: self.format,
-                multiline,
-                offset_field: self.offset_field.clone(),
-                batch_lines: self.batch_lines,
-                batch_bytes: self.batch_bytes,
-                stamps: stamps::StampJournal::default(),
-            }),
-            read_from: self.read_from,
-            ignore_older: self.ignore_older_secs.map(Duration::from_secs),
-            fingerprint_bytes: self.fingerprint_bytes,
-            glob_interval: Duration::from_millis(self.glob_interval_ms),
-            close_idle: Duration::from_secs(self.close_idle_secs),
-            max_open_files: self.max_open_files,
-            rotate_wait: Duration::from_millis(self.rotate_wait_ms),
-        })
-    }
-}
+pub use config::{FileConfig, ReadFrom};
 
 /// A built file source.
 #[derive(Debug)]
@@ -549,18 +381,18 @@ impl Reader {
 
     /// What is saved beside a file's position: how to find and recognise it again
     /// (see [`identity`]).
-    fn meta(tailer: &Tailer) -> Map {
-        let mut meta = Map::new();
-        meta.insert("path", Value::from(tailer.path_text()));
-        meta.insert("fingerprint", Value::from(tailer.fingerprint.hash_hex()));
-        meta.insert("fingerprint_len", Value::Int(tailer.fingerprint.len as i64));
+    fn meta(tailer: &Tailer) -> Meta {
+        let mut meta = Meta::new();
+        meta.insert("path".into(), tailer.path_text().into());
+        meta.insert("fingerprint".into(), tailer.fingerprint.hash_hex().into());
+        meta.insert("fingerprint_len".into(), tailer.fingerprint.len.into());
         if let Some(tail) = tailer.tail {
-            meta.insert("tail", Value::from(format!("{:016x}", tail.hash)));
-            meta.insert("tail_at", Value::Int(tail.at as i64));
+            meta.insert("tail".into(), format!("{:016x}", tail.hash).into());
+            meta.insert("tail_at".into(), tail.at.into());
         }
-        meta.insert("size", Value::Int(tailer.size_seen as i64));
+        meta.insert("size".into(), tailer.size_seen.into());
         if tailer.gzip.is_some() {
-            meta.insert("compression", Value::from("gzip"));
+            meta.insert("compression".into(), "gzip".into());
         }
         meta
     }
@@ -599,269 +431,6 @@ impl Reader {
         let tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(tailer));
         self.retiring.remove(&key);
         tailer.restart(0, tracker);
-    }
-
-    /// An inotify event for `path`.
-    fn touched(&mut self, path: &Path) {
-        if !self.source.matcher.matches(path) {
-            return;
-        }
-        let Ok(metadata) = std::fs::metadata(path) else {
-            return;
-        };
-        let id = dev_ino(&metadata);
-        if self.open.contains(&id) && self.paths.get(path) == Some(&id) {
-            return; // open files are read every round anyway
-        }
-        if metadata.is_file() {
-            self.seen(path.to_path_buf(), &metadata, false);
-        }
-    }
-
-    /// A matched path and what it points at, from a scan or an event.
-    fn seen(&mut self, path: PathBuf, metadata: &Metadata, initial: bool) {
-        let id = dev_ino(metadata);
-        self.sizes.insert(id, metadata.len());
-        self.paths.insert(path.clone(), id);
-        if let Some(tailer) = self.files.get_mut(&id) {
-            tailer.gone_since = None;
-            let moved = tailer.path != path && self.paths.get(&tailer.path) != Some(&id);
-            if moved {
-                tailer.set_path(path.clone());
-                tailer.tracker.set_meta(Self::meta(tailer));
-            }
-            if !tailer.is_open() && metadata.len() != tailer.offset {
-                self.want(path, id, false);
-            }
-            return;
-        }
-        if let Some(limit) = self.source.ignore_older {
-            let key = self.ctx.checkpoint_key(&key_of(id.0, id.1));
-            let old = metadata
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .is_some_and(|age| age > limit);
-            if old && self.ctx.checkpoints.position(&key).is_none() {
-                return;
-            }
-        }
-        self.want(path, id, initial);
-    }
-
-    fn want(&mut self, path: PathBuf, dev_ino: (u64, u64), initial: bool) {
-        if !self.wanted.insert(dev_ino) {
-            return;
-        }
-        self.want_open.push_back(WantOpen {
-            path,
-            dev_ino,
-            initial,
-        });
-    }
-
-    /// The periodic scan: new files, moved files, files gone from every matched path.
-    fn scan(&mut self, initial: bool) -> Result<(), Stopped> {
-        let found = self.source.matcher.scan();
-        let mut seen_ids = HashSet::with_capacity(found.len());
-        let mut new_paths = HashMap::with_capacity(found.len());
-        for (path, metadata) in &found {
-            new_paths.insert(path.clone(), dev_ino(metadata));
-        }
-        // Paths that vanished no longer point anywhere.
-        self.paths.retain(|path, _| new_paths.contains_key(path));
-        for (path, metadata) in found {
-            seen_ids.insert(dev_ino(&metadata));
-            self.seen(path, &metadata, initial);
-        }
-        let now = Instant::now();
-        let mut dropped = Vec::new();
-        for (id, tailer) in &mut self.files {
-            if seen_ids.contains(id) {
-                continue;
-            }
-            if tailer.is_open() {
-                if tailer.gone_since.is_none() {
-                    self.metrics.rotations.inc();
-                    tailer.gone_since = Some(now);
-                }
-            } else {
-                dropped.push(*id);
-            }
-        }
-        for id in dropped {
-            if !self.reopen_moved(id) {
-                self.let_go(id)?;
-            }
-        }
-        self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
-        self.wanted.retain(|id| seen_ids.contains(id));
-        self.sizes.retain(|id, _| seen_ids.contains(id));
-        self.metrics
-            .watched
-            .set(self.files.len() as i64 + self.want_open.len() as i64);
-        Ok(())
-    }
-
-    /// Opens waiting files while descriptors are free.
-    fn open_wanted(&mut self) -> Result<(), Stopped> {
-        while !self.want_open.is_empty() {
-            if self.open.len() >= self.source.max_open_files && !self.evict_one() {
-                return Ok(());
-            }
-            let Some(want) = self.want_open.pop_front() else {
-                break;
-            };
-            self.wanted.remove(&want.dev_ino);
-            self.open(want);
-        }
-        self.metrics.open.set(self.open.len() as i64);
-        Ok(())
-    }
-
-    /// Closes the least recently active open file that is at its end and still reachable.
-    fn evict_one(&mut self) -> bool {
-        let victim = self
-            .open
-            .iter()
-            .filter_map(|id| self.files.get(id).map(|t| (id, t)))
-            .filter(|(_, t)| t.at_eof && t.gone_since.is_none())
-            .min_by_key(|(_, t)| t.last_active)
-            .map(|(id, _)| *id);
-        let Some(id) = victim else {
-            return false;
-        };
-        if let Some(tailer) = self.files.get_mut(&id) {
-            tailer.close();
-        }
-        self.open.remove(&id);
-        true
-    }
-
-    fn open(&mut self, want: WantOpen) {
-        let file = match open_regular(&want.path) {
-            Ok(file) => file,
-            Err(error) => {
-                if self.warned.insert(want.path.clone()) {
-                    tracing::warn!(file = %want.path.display(), %error, "cannot open file; retrying at every scan");
-                }
-                return;
-            }
-        };
-        self.warned.remove(&want.path);
-        let Ok(metadata) = file.metadata() else {
-            return;
-        };
-        if dev_ino(&metadata) != want.dev_ino {
-            return; // replaced since the scan; the next scan sees the new one
-        }
-        if self.files.contains_key(&want.dev_ino) {
-            self.reopen(want.dev_ino, file, &metadata);
-        } else {
-            self.open_new(want, file, &metadata);
-        }
-    }
-
-    fn reopen(&mut self, id: (u64, u64), mut file: File, metadata: &Metadata) {
-        let Some(tailer) = self.files.get_mut(&id) else {
-            return;
-        };
-        let same = tailer.fingerprint.matches(&file).unwrap_or(false)
-            && tailer
-                .tail
-                .is_none_or(|t| t.matches(&file).unwrap_or(false));
-        let offset = tailer.offset;
-        if file.seek(SeekFrom::Start(offset)).is_err() {
-            return;
-        }
-        tailer.file = Some(file);
-        tailer.at_eof = false;
-        tailer.last_active = Instant::now();
-        self.open.insert(id);
-        if !same || metadata.len() < offset {
-            self.restart_from_zero(id, if same { "truncated" } else { "replaced" });
-        }
-    }
-
-    fn open_new(&mut self, want: WantOpen, mut file: File, metadata: &Metadata) {
-        let Ok(fingerprint) = Fingerprint::compute(&file, self.source.fingerprint_bytes) else {
-            return;
-        };
-        let identity = key_of(want.dev_ino.0, want.dev_ino.1);
-        let key = self.ctx.checkpoint_key(&identity);
-        let size = metadata.len();
-        let start = match (
-            self.adopted.remove(&want.dev_ino),
-            self.ctx.checkpoints.position(&key),
-        ) {
-            (Some(offset), _) => offset,
-            (None, Some(position)) => {
-                let saved = SavedFile::parse(key.clone(), &identity, &position);
-                if still_the_same(&file, &saved, size) {
-                    saved.offset
-                } else {
-                    // Rewritten, truncated or a reused inode while not read: the old
-                    // content may live on in a copy; this file is new.
-                    self.metrics.truncations.inc();
-                    self.recover(
-                        saved,
-                        Some(want.dev_ino),
-                        "truncated_unread",
-                        &mut Default::default(),
-                    );
-                    0
-                }
-            }
-            (None, None)
-                if want.initial
-                    && self.source.read_from == ReadFrom::End
-                    && !self.known_paths.contains(&want.path) =>
-            {
-                size
-            }
-            (None, None) => 0,
-        };
-        if file.seek(SeekFrom::Start(start)).is_err() {
-            return;
-        }
-        tracing::debug!(file = %want.path.display(), offset = start, "tailing file");
-        let tracker = StreamTracker::detached(start);
-        let mut tailer = Tailer::new(
-            identity,
-            want.dev_ino,
-            want.path,
-            Some(file),
-            start,
-            fingerprint,
-            tracker,
-            &self.source.settings,
-        );
-        tailer.size_seen = size;
-        tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
-        self.retiring.remove(&key);
-        self.files.insert(want.dev_ino, tailer);
-        self.open.insert(want.dev_ino);
-    }
-
-    /// Sends what is still assembled, closes the file, and retires its checkpoint.
-    fn let_go(&mut self, id: (u64, u64)) -> Result<(), Stopped> {
-        let Some(mut tailer) = self.files.remove(&id) else {
-            return Ok(());
-        };
-        if !tailer.is_open() && tailer.size_seen > tailer.offset {
-            let unread = tailer.size_seen - tailer.offset;
-            self.count_lost(&tailer.path, unread, "deleted_unread");
-        }
-        tailer.close();
-        self.open.remove(&id);
-        if let Some(batch) = tailer.finish(&self.source.settings, &self.counters) {
-            self.counters.events_in.add(batch.events.len() as u64);
-            self.send(tailer.stream_hash, batch)?;
-        }
-        tracing::debug!(file = %tailer.path.display(), "file let go");
-        let key = self.ctx.checkpoint_key(&tailer.key);
-        self.retiring.insert(key, (tailer.tracker, tailer.offset));
-        Ok(())
     }
 
     /// Every 100 ms: multiline timeouts, idle closing, letting go, fingerprints, metrics.
@@ -941,15 +510,4 @@ impl Reader {
         self.metrics.lag_total.set(total as i64);
         self.metrics.lag_max.set(max as i64);
     }
-}
-
-/// Whether a saved position still describes `file`: same first bytes, the same bytes before
-/// the saved reading position, and long enough. A file whose first bytes were not saved
-/// (an old or damaged checkpoint) is taken as new.
-fn still_the_same(file: &File, saved: &SavedFile, size: u64) -> bool {
-    let head = saved
-        .fingerprint
-        .is_some_and(|f| f.matches(file).unwrap_or(false));
-    let tail = saved.tail.is_none_or(|t| t.matches(file).unwrap_or(false));
-    head && tail && size >= saved.offset
 }

@@ -72,10 +72,10 @@ impl MultilineConfig {
             Some(pattern) => Some(Regex::new(pattern).context("multiline.condition_pattern")?),
             None => None,
         };
-        crate::config::bounds::check(
+        crate::bounds::check(
             "multiline.timeout_ms",
             self.timeout_ms,
-            1..=crate::config::bounds::MAX_MS,
+            1..=crate::bounds::MAX_MS,
         )?;
         Ok(MultilineRule {
             start,

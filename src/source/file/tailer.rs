@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use super::stamps::{StampJournal, StampRecord};
 use crate::ack::StreamTracker;
-use crate::event::{Batch, Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
+use crate::batch::Batch;
+use crate::event::{Event, LogEvent, Map, Origin, StreamName, Timestamp, Value};
 use crate::telemetry::{ComponentMetrics, Counter};
 
 use super::identity::{Fingerprint, Tail};

@@ -39,7 +39,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, Metric, MetricValue, Timestamp};
+use crate::batch::Batch;
+use crate::event::{Event, Metric, MetricValue, Timestamp};
 use crate::transform::to_metric::valid_label_name;
 
 /// Every collector, in the order they run.
@@ -484,7 +485,7 @@ mod tests {
             ("diskstats_device_exclude: '('", "diskstats_device_exclude"),
             ("labels: { 'a-b': x }", "not a valid"),
         ] {
-            let config: HostMetricsConfig = crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+            let config: HostMetricsConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
             let error = format!("{:#}", config.build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }

@@ -33,8 +33,9 @@ use super::entry::to_event;
 use super::file::{id128_hex, EntryMeta, Error, Fields, FileState, JournalFile};
 use super::filter::Filter;
 use super::ReadFrom;
-use crate::ack::StreamTracker;
-use crate::event::{Batch, Event, Map, StreamName, Value};
+use crate::ack::{Meta, StreamTracker};
+use crate::batch::Batch;
+use crate::event::{Event, StreamName};
 use crate::health::Heartbeat;
 use crate::source::SourceContext;
 use crate::telemetry::{Counter, Gauge};
@@ -429,10 +430,7 @@ impl Reader {
             }
             let open = self.open.remove(index);
             let mut meta = file_meta(open.journal.path());
-            meta.insert(
-                "n_entries",
-                Value::Int(open.journal.header().n_entries as i64),
-            );
+            meta.insert("n_entries".into(), open.journal.header().n_entries.into());
             open.tracker.set_meta(meta);
             self.finished.insert(open.identity, open.key);
         }
@@ -577,9 +575,9 @@ fn state_of(metadata: &std::fs::Metadata) -> (u64, SystemTime) {
     )
 }
 
-fn file_meta(path: &Path) -> Map {
-    let mut meta = Map::new();
-    meta.insert("path", Value::String(path.display().to_string()));
+fn file_meta(path: &Path) -> Meta {
+    let mut meta = Meta::new();
+    meta.insert("path".into(), path.display().to_string().into());
     meta
 }
 

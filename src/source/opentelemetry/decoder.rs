@@ -16,7 +16,8 @@ use super::metrics::DeltaTotals;
 use super::reply::{Format, Signal};
 use super::{json, logs, metrics, proto, Decoded, Settings};
 use crate::ack::AckRef;
-use crate::event::{Batch, Event, Timestamp};
+use crate::batch::Batch;
+use crate::event::{Event, Timestamp};
 
 /// `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

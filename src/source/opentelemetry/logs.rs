@@ -40,20 +40,7 @@ const OWN_FIELDS: &[&str] = &[
     "trace_id",
 ];
 
-/// The short names of severity numbers 1..=24 (the log data model's `SeverityText` names).
-const SEVERITY_NAMES: [&str; 24] = [
-    "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2",
-    "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3", "ERROR4",
-    "FATAL", "FATAL2", "FATAL3", "FATAL4",
-];
-
-/// The short name of an OTLP severity number, `None` outside 1..=24.
-pub fn severity_name(number: i32) -> Option<&'static str> {
-    usize::try_from(number)
-        .ok()
-        .and_then(|n| n.checked_sub(1))
-        .and_then(|i| SEVERITY_NAMES.get(i).copied())
-}
+pub use crate::otlp::severity_name;
 
 /// Maps every record of `request` to a log event, appended to `out` (the JSON path and
 /// tests: the request is encoded and read by [`decode`], so both formats map alike).

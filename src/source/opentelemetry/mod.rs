@@ -28,9 +28,9 @@
 //! Mapping: logs in `logs.rs` (read straight off the wire with `reader.rs`), metrics in
 //! `metrics.rs` (with `delta.rs`, the running totals of delta series, and `exponential.rs`);
 //! their module notes are the reference. Owns: the config, the HTTP side (`server.rs`,
-//! replies in `reply.rs`), the decoder thread (`decoder.rs`), the wire messages (`proto.rs`,
-//! `json.rs`). Never: blocks the runtime (bodies are decompressed and decoded on the
-//! source's decoder thread).
+//! replies in `reply.rs`), the decoder thread (`decoder.rs`), OTLP/JSON (`json.rs`; the
+//! protobuf messages are `crate::otlp::proto`, shared with the sink). Never: blocks the
+//! runtime (bodies are decompressed and decoded on the source's decoder thread).
 
 mod decoder;
 mod delta;
@@ -38,7 +38,7 @@ mod exponential;
 pub mod json;
 pub mod logs;
 pub mod metrics;
-pub mod proto;
+pub use crate::otlp::proto;
 mod reader;
 mod reply;
 mod server;
@@ -117,7 +117,7 @@ fn default_max_delta_series() -> usize {
 impl OpenTelemetryConfig {
     /// Validates the settings into an [`OpenTelemetry`] source.
     pub fn build(&self) -> anyhow::Result<OpenTelemetry> {
-        use crate::config::bounds::{self, check};
+        use crate::bounds::{self, check};
         check(
             "max_request_bytes",
             self.max_request_bytes,

@@ -36,7 +36,8 @@ use url::Url;
 
 use super::host_metrics::{add_labels, stale_marker};
 use super::{Running, SourceContext};
-use crate::event::{Batch, Event, Metric, MetricValue, Timestamp};
+use crate::batch::Batch;
+use crate::event::{Event, Metric, MetricValue, Timestamp};
 use crate::telemetry::registry;
 use crate::transform::to_metric::valid_label_name;
 
@@ -478,7 +479,7 @@ mod tests {
     use super::*;
 
     fn settings(yaml: &str) -> PrometheusScrape {
-        let config: PrometheusScrapeConfig = crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+        let config: PrometheusScrapeConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
         config.build().unwrap()
     }
 
@@ -609,8 +610,7 @@ mod tests {
                 "not a valid",
             ),
         ] {
-            let config: PrometheusScrapeConfig =
-                crate::config::yaml::from_str(yaml, "t.yaml").unwrap();
+            let config: PrometheusScrapeConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
             let error = format!("{:#}", config.build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }

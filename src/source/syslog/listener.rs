@@ -23,7 +23,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::framing::Decoder;
 use super::{Counters, Listen, Shared, Syslog};
-use crate::event::{Batch, Event, Timestamp};
+use crate::batch::Batch;
+use crate::event::{Event, Timestamp};
 use crate::source::{Running, SourceContext};
 use crate::supervision::propagate_panic;
 

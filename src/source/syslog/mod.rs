@@ -151,7 +151,7 @@ pub enum Listen {
 impl SyslogConfig {
     /// Validates the settings (address resolved, TLS files loaded) into a [`Syslog`].
     pub fn build(&self) -> anyhow::Result<Syslog> {
-        use crate::config::bounds::{self, check};
+        use crate::bounds::{self, check};
         check("max_message_bytes", self.max_message_bytes, 1..=16 << 20)?;
         check("max_connections", self.max_connections, 1..=65_536)?;
         check("batch_events", self.batch_events, 1..=bounds::MAX_EVENTS)?;
@@ -466,8 +466,8 @@ mod tests {
     use super::*;
 
     fn config(yaml: &str) -> anyhow::Result<Syslog> {
-        let config: SyslogConfig = crate::config::yaml::from_str(yaml, "test.yaml")
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let config: SyslogConfig =
+            crate::yaml::from_str(yaml, "test.yaml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
         config.build()
     }
 

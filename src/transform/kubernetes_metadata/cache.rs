@@ -30,10 +30,10 @@ fn glob_set(key: &str, globs: &[String]) -> anyhow::Result<Option<GlobSet>> {
     if globs.is_empty() {
         return Ok(None);
     }
-    crate::config::bounds::check(
+    crate::bounds::check(
         &format!("{key} (globs)"),
         globs.len(),
-        1..=crate::config::bounds::MAX_GLOBS,
+        1..=crate::bounds::MAX_GLOBS,
     )?;
     let mut builder = GlobSetBuilder::new();
     for glob in globs {

@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 use self::cache::{FieldSet, KeyFilter, NamespaceEntry, PodEntry, Shaping, Shared, FIELD_NAMES};
 use super::TransformContext;
-use crate::config::bounds;
+use crate::bounds;
 use crate::event::{Event, LogEvent, Value};
 use crate::health::HealthCheck;
 use crate::telemetry::Counter;

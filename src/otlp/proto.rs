@@ -9,7 +9,8 @@
 //! metadata, the profiles-only string-table indexes) are left out: prost skips unknown
 //! fields, as protobuf requires.
 //!
-//! Owns: message shapes and field numbers. Never: mapping to events (`logs.rs`, `metrics.rs`).
+//! Owns: message shapes and field numbers. Never: mapping to events (the source's `logs.rs`,
+//! `metrics.rs`) or from them (the sink's `encode.rs`).
 
 #![allow(missing_docs)]
 

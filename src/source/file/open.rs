@@ -1,0 +1,280 @@
+//! From a path seen (inotify, a scan) to an open tailer: matching, deciding what to open,
+//! resuming a saved position or starting a new identity, the cap on open files.
+
+use super::*;
+
+impl Reader {
+    /// An inotify event for `path`.
+    pub(super) fn touched(&mut self, path: &Path) {
+        if !self.source.matcher.matches(path) {
+            return;
+        }
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return;
+        };
+        let id = dev_ino(&metadata);
+        if self.open.contains(&id) && self.paths.get(path) == Some(&id) {
+            return; // open files are read every round anyway
+        }
+        if metadata.is_file() {
+            self.seen(path.to_path_buf(), &metadata, false);
+        }
+    }
+
+    /// A matched path and what it points at, from a scan or an event.
+    pub(super) fn seen(&mut self, path: PathBuf, metadata: &Metadata, initial: bool) {
+        let id = dev_ino(metadata);
+        self.sizes.insert(id, metadata.len());
+        self.paths.insert(path.clone(), id);
+        if let Some(tailer) = self.files.get_mut(&id) {
+            tailer.gone_since = None;
+            let moved = tailer.path != path && self.paths.get(&tailer.path) != Some(&id);
+            if moved {
+                tailer.set_path(path.clone());
+                tailer.tracker.set_meta(Self::meta(tailer));
+            }
+            if !tailer.is_open() && metadata.len() != tailer.offset {
+                self.want(path, id, false);
+            }
+            return;
+        }
+        if let Some(limit) = self.source.ignore_older {
+            let key = self.ctx.checkpoint_key(&key_of(id.0, id.1));
+            let old = metadata
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age > limit);
+            if old && self.ctx.checkpoints.position(&key).is_none() {
+                return;
+            }
+        }
+        self.want(path, id, initial);
+    }
+
+    pub(super) fn want(&mut self, path: PathBuf, dev_ino: (u64, u64), initial: bool) {
+        if !self.wanted.insert(dev_ino) {
+            return;
+        }
+        self.want_open.push_back(WantOpen {
+            path,
+            dev_ino,
+            initial,
+        });
+    }
+
+    /// The periodic scan: new files, moved files, files gone from every matched path.
+    pub(super) fn scan(&mut self, initial: bool) -> Result<(), Stopped> {
+        let found = self.source.matcher.scan();
+        let mut seen_ids = HashSet::with_capacity(found.len());
+        let mut new_paths = HashMap::with_capacity(found.len());
+        for (path, metadata) in &found {
+            new_paths.insert(path.clone(), dev_ino(metadata));
+        }
+        // Paths that vanished no longer point anywhere.
+        self.paths.retain(|path, _| new_paths.contains_key(path));
+        for (path, metadata) in found {
+            seen_ids.insert(dev_ino(&metadata));
+            self.seen(path, &metadata, initial);
+        }
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        for (id, tailer) in &mut self.files {
+            if seen_ids.contains(id) {
+                continue;
+            }
+            if tailer.is_open() {
+                if tailer.gone_since.is_none() {
+                    self.metrics.rotations.inc();
+                    tailer.gone_since = Some(now);
+                }
+            } else {
+                dropped.push(*id);
+            }
+        }
+        for id in dropped {
+            if !self.reopen_moved(id) {
+                self.let_go(id)?;
+            }
+        }
+        self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
+        self.wanted.retain(|id| seen_ids.contains(id));
+        self.sizes.retain(|id, _| seen_ids.contains(id));
+        self.metrics
+            .watched
+            .set(self.files.len() as i64 + self.want_open.len() as i64);
+        Ok(())
+    }
+
+    /// Opens waiting files while descriptors are free.
+    pub(super) fn open_wanted(&mut self) -> Result<(), Stopped> {
+        while !self.want_open.is_empty() {
+            if self.open.len() >= self.source.max_open_files && !self.evict_one() {
+                return Ok(());
+            }
+            let Some(want) = self.want_open.pop_front() else {
+                break;
+            };
+            self.wanted.remove(&want.dev_ino);
+            self.open(want);
+        }
+        self.metrics.open.set(self.open.len() as i64);
+        Ok(())
+    }
+
+    /// Closes the least recently active open file that is at its end and still reachable.
+    pub(super) fn evict_one(&mut self) -> bool {
+        let victim = self
+            .open
+            .iter()
+            .filter_map(|id| self.files.get(id).map(|t| (id, t)))
+            .filter(|(_, t)| t.at_eof && t.gone_since.is_none())
+            .min_by_key(|(_, t)| t.last_active)
+            .map(|(id, _)| *id);
+        let Some(id) = victim else {
+            return false;
+        };
+        if let Some(tailer) = self.files.get_mut(&id) {
+            tailer.close();
+        }
+        self.open.remove(&id);
+        true
+    }
+
+    pub(super) fn open(&mut self, want: WantOpen) {
+        let file = match open_regular(&want.path) {
+            Ok(file) => file,
+            Err(error) => {
+                if self.warned.insert(want.path.clone()) {
+                    tracing::warn!(file = %want.path.display(), %error, "cannot open file; retrying at every scan");
+                }
+                return;
+            }
+        };
+        self.warned.remove(&want.path);
+        let Ok(metadata) = file.metadata() else {
+            return;
+        };
+        if dev_ino(&metadata) != want.dev_ino {
+            return; // replaced since the scan; the next scan sees the new one
+        }
+        if self.files.contains_key(&want.dev_ino) {
+            self.reopen(want.dev_ino, file, &metadata);
+        } else {
+            self.open_new(want, file, &metadata);
+        }
+    }
+
+    pub(super) fn reopen(&mut self, id: (u64, u64), mut file: File, metadata: &Metadata) {
+        let Some(tailer) = self.files.get_mut(&id) else {
+            return;
+        };
+        let same = tailer.fingerprint.matches(&file).unwrap_or(false)
+            && tailer
+                .tail
+                .is_none_or(|t| t.matches(&file).unwrap_or(false));
+        let offset = tailer.offset;
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            return;
+        }
+        tailer.file = Some(file);
+        tailer.at_eof = false;
+        tailer.last_active = Instant::now();
+        self.open.insert(id);
+        if !same || metadata.len() < offset {
+            self.restart_from_zero(id, if same { "truncated" } else { "replaced" });
+        }
+    }
+
+    pub(super) fn open_new(&mut self, want: WantOpen, mut file: File, metadata: &Metadata) {
+        let Ok(fingerprint) = Fingerprint::compute(&file, self.source.fingerprint_bytes) else {
+            return;
+        };
+        let identity = key_of(want.dev_ino.0, want.dev_ino.1);
+        let key = self.ctx.checkpoint_key(&identity);
+        let size = metadata.len();
+        let start = match (
+            self.adopted.remove(&want.dev_ino),
+            self.ctx.checkpoints.position(&key),
+        ) {
+            (Some(offset), _) => offset,
+            (None, Some(position)) => {
+                let saved = SavedFile::parse(key.clone(), &identity, &position);
+                if still_the_same(&file, &saved, size) {
+                    saved.offset
+                } else {
+                    // Rewritten, truncated or a reused inode while not read: the old
+                    // content may live on in a copy; this file is new.
+                    self.metrics.truncations.inc();
+                    self.recover(
+                        saved,
+                        Some(want.dev_ino),
+                        "truncated_unread",
+                        &mut Default::default(),
+                    );
+                    0
+                }
+            }
+            (None, None)
+                if want.initial
+                    && self.source.read_from == ReadFrom::End
+                    && !self.known_paths.contains(&want.path) =>
+            {
+                size
+            }
+            (None, None) => 0,
+        };
+        if file.seek(SeekFrom::Start(start)).is_err() {
+            return;
+        }
+        tracing::debug!(file = %want.path.display(), offset = start, "tailing file");
+        let tracker = StreamTracker::detached(start);
+        let mut tailer = Tailer::new(
+            identity,
+            want.dev_ino,
+            want.path,
+            Some(file),
+            start,
+            fingerprint,
+            tracker,
+            &self.source.settings,
+        );
+        tailer.size_seen = size;
+        tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
+        self.retiring.remove(&key);
+        self.files.insert(want.dev_ino, tailer);
+        self.open.insert(want.dev_ino);
+    }
+
+    /// Sends what is still assembled, closes the file, and retires its checkpoint.
+    pub(super) fn let_go(&mut self, id: (u64, u64)) -> Result<(), Stopped> {
+        let Some(mut tailer) = self.files.remove(&id) else {
+            return Ok(());
+        };
+        if !tailer.is_open() && tailer.size_seen > tailer.offset {
+            let unread = tailer.size_seen - tailer.offset;
+            self.count_lost(&tailer.path, unread, "deleted_unread");
+        }
+        tailer.close();
+        self.open.remove(&id);
+        if let Some(batch) = tailer.finish(&self.source.settings, &self.counters) {
+            self.counters.events_in.add(batch.events.len() as u64);
+            self.send(tailer.stream_hash, batch)?;
+        }
+        tracing::debug!(file = %tailer.path.display(), "file let go");
+        let key = self.ctx.checkpoint_key(&tailer.key);
+        self.retiring.insert(key, (tailer.tracker, tailer.offset));
+        Ok(())
+    }
+}
+
+/// Whether a saved position still describes `file`: same first bytes, the same bytes before
+/// the saved reading position, and long enough. A file whose first bytes were not saved
+/// (an old or damaged checkpoint) is taken as new.
+pub(super) fn still_the_same(file: &File, saved: &SavedFile, size: u64) -> bool {
+    let head = saved
+        .fingerprint
+        .is_some_and(|f| f.matches(file).unwrap_or(false));
+    let tail = saved.tail.is_none_or(|t| t.matches(file).unwrap_or(false));
+    head && tail && size >= saved.offset
+}
