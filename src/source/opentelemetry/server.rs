@@ -4,9 +4,11 @@
 //! the answer, once the batches are delivered.
 //!
 //! A request: headers checked → budget taken for its body → body read (at most
-//! `max_request_bytes`) → wait for room in the pipeline → decoder thread (budget topped up to
-//! the events' estimated size; decoded; queued) → wait for the delivery acknowledgement →
-//! 200. One deadline (`delivery_timeout_secs`) covers the waits; past it, 503.
+//! `max_request_bytes`) → decoder thread (budget topped up to the events' estimated size;
+//! decoded; queued, waiting in the queue's own wait for room) → wait for the delivery
+//! acknowledgement → 200. One deadline (`delivery_timeout_secs`) covers the waits; past it,
+//! 503. While the pipeline is full, the decoder thread waits with one decoded request and
+//! the others wait for it holding their bytes (the job queue is bounded): no polling.
 //!
 //! Owns: the request lifecycle and its replies. Never: holds more request memory than
 //! `max_buffered_bytes` (a semaphore of bytes, taken before a body is read and released once
@@ -368,12 +370,6 @@ async fn receive(
         Ok(Ok(collected)) => collected.to_bytes(),
     };
 
-    // Decode only once the pipeline has room: a request that waits holds its bytes, not
-    // its (several times larger) events, and none is decoded in vain.
-    if !room(shared, stream_key, deadline).await {
-        return Err(full(shared, format));
-    }
-
     // Decompressed, decoded, mapped and queued on the decoder thread.
     let (reply, outcome) = tokio::sync::oneshot::channel();
     let job = Job {
@@ -453,19 +449,6 @@ async fn receive(
             "not delivered within delivery_timeout_secs: retry later",
         )),
     }
-}
-
-/// Waits until the queue of `stream_key` has room (true) or the deadline passes.
-async fn room(shared: &Shared, stream_key: u64, deadline: tokio::time::Instant) -> bool {
-    let mut pause = Duration::from_micros(500);
-    while shared.ctx.out.is_full(stream_key) {
-        if tokio::time::Instant::now() + pause > deadline || shared.ctx.shutdown.is_triggered() {
-            return false;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-    true
 }
 
 fn full(shared: &Shared, format: Format) -> Refusal {
