@@ -2,10 +2,9 @@
 
 mod cli;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use cli::args::{Command, LogFormat, Parsed};
 
 /// Events are allocated on source threads and freed on sink threads; glibc's malloc pays
 /// heavily for such cross-thread frees (measured with perf: 25% of the bare pipeline in
@@ -14,112 +13,33 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::agent::{self, ConfigSource};
 
-/// sluice: a small, fast log-and-metrics agent.
-#[derive(Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {
-    /// The agent's own log lines: `text` (colours only on a terminal, never with
-    /// `NO_COLOR`) or `json` (one object per line). Also `SLUICE_LOG_FORMAT`; without
-    /// either, the config's `log_format:` (default `text`).
-    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the agent (with no -c: the embedded default pipeline).
-    Run {
-        /// Config file (YAML).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-    },
-    /// Build every component of a config and start nothing; exit 1 listing every error
-    /// found if it does not build.
-    Validate {
-        /// Config file (YAML).
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Run the config's unit tests: input events through a pipeline's transforms, the
-    /// output checked against the expected events; exit 1 when one fails.
-    Test {
-        /// Config file (YAML); its `tests:` run.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Files of more tests (each a YAML file with a `tests:` list).
-        tests: Vec<PathBuf>,
-    },
-    /// Print the events passing through a running agent, as JSON lines (its API's
-    /// `GET /tap`; loopback, or `--token`). Events this reader is too slow for are
-    /// skipped and counted, never slowing the agent.
-    Tap {
-        /// The agent's API address.
-        #[arg(long, env = "SLUICE_API_ADDRESS", default_value = "127.0.0.1:8686")]
-        api: String,
-        /// Read the API address (and `api.reload_token`) from this config instead.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// `Authorization: Bearer` token (`api.reload_token`) for an API not on loopback.
-        #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Only this pipeline.
-        #[arg(short, long)]
-        pipeline: Option<String>,
-        /// Only this component: a source's id (events entering the transforms), a
-        /// transform's (its output) or a sink's (what it takes). Default: what every sink
-        /// takes.
-        #[arg(long)]
-        component: Option<String>,
-        /// Stop after this many events.
-        #[arg(short = 'n', long)]
-        limit: Option<u64>,
-    },
-    /// Look into a sink's disk buffer (without starting the agent).
-    Buffer {
-        #[command(subcommand)]
-        command: BufferCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum BufferCommand {
-    /// Report a disk buffer's segments, records, events and damage (read only).
-    Inspect {
-        /// The buffer's directory: `<data_dir>/buffers/<pipeline>/<sink>`.
-        dir: PathBuf,
-    },
-}
-
-/// `sluice buffer ...`.
-fn buffer_command(command: BufferCommand) -> anyhow::Result<()> {
-    match command {
-        BufferCommand::Inspect { dir } => {
-            print!("{}", sluice::buffer::inspect::report(&dir)?);
-            Ok(())
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = cli::args::parse(std::env::args_os().skip(1), |name| std::env::var(name).ok());
+    let cli = match parsed {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("{}", cli::args::version());
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
     // The agent logs what it does; the tools only what goes wrong.
     let level = match cli.command {
         Command::Run { .. } | Command::Validate { .. } => "info",
-        Command::Test { .. } | Command::Tap { .. } | Command::Buffer { .. } => "warn",
+        Command::Test { .. } | Command::Tap(_) | Command::BufferInspect { .. } => "warn",
     };
     let format = cli.log_format.unwrap_or_else(|| {
         let path = match &cli.command {
             Command::Run { config } => config.as_deref(),
             Command::Validate { config } | Command::Test { config, .. } => Some(config.as_path()),
-            Command::Tap { .. } | Command::Buffer { .. } => None,
+            Command::Tap(_) | Command::BufferInspect { .. } => None,
         };
         match path.and_then(sluice::config::log_format_of) {
             Some(sluice::config::LogFormat::Json) => LogFormat::Json,
@@ -131,7 +51,9 @@ fn main() -> ExitCode {
         Command::Run { config } => {
             agent::run(config.map_or(ConfigSource::Embedded, ConfigSource::File))
         }
-        Command::Buffer { command } => buffer_command(command),
+        Command::BufferInspect { dir } => sluice::buffer::inspect::report(&dir).map(|report| {
+            print!("{report}");
+        }),
         Command::Validate { config } => {
             ConfigSource::File(config.clone())
                 .load()
@@ -144,21 +66,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(error) => Err(error),
         },
-        Command::Tap {
-            api,
-            config,
-            token,
-            pipeline,
-            component,
-            limit,
-        } => cli::tap::run(cli::tap::Options {
-            api,
-            config,
-            token,
-            pipeline,
-            component,
-            limit,
-        }),
+        Command::Tap(options) => cli::tap::run(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
