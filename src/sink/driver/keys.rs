@@ -155,3 +155,39 @@ impl<'de, S: Deserialize<'de>> Deserialize<'de> for HttpSinkConfig<S> {
         Ok(HttpSinkConfig { sink, http })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sink::loki::LokiConfig;
+
+    fn error(yaml: &str) -> String {
+        let result = crate::yaml::from_str::<LokiConfig>(yaml, "t.yaml");
+        format!("{:#}", result.expect_err("refused"))
+    }
+
+    #[test]
+    fn shared_keys_are_read_beside_the_sinks_own_and_errors_stay_located() {
+        let config: LokiConfig = crate::yaml::from_str(
+            "endpoint: http://x\nbatch: { max_events: 7 }\nproxy: http://p\nlabels: { a: b }",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.http.batch.max_events, Some(7));
+        assert_eq!(config.http.proxy.as_deref(), Some("http://p"));
+        assert_eq!(config.sink.labels.len(), 1);
+        let text = error("endpoint: http://x\nlabelz: {}");
+        assert!(
+            text.contains("unknown key \"labelz\"")
+                && text.contains("out_of_order, batch, compression")
+                && text.contains("unhealthy_after_secs, buffer"),
+            "{text}"
+        );
+        let text = error("endpoint: http://x\nbatch: { max_events: many }");
+        assert!(
+            text.contains("t.yaml:2") && text.contains("batch.max_events"),
+            "{text}"
+        );
+        let text = error("endpoint: http://x\nbatch: { max_event: 1 }");
+        assert!(text.contains("batch.max_event"), "{text}");
+    }
+}
