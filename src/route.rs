@@ -21,15 +21,14 @@
 //! per-sink copy of a batch ([`copy_for`]). Never: evaluates anything for a sink without a
 //! condition (its copy is the plain fan-out clone).
 
-use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, MapAccess};
 
 use crate::batch::Batch;
 use crate::event::Event;
 use crate::transform::condition::{Condition, ConditionConfig};
+use crate::yaml::beside::{BesideKeys, BesideSeed};
 use crate::yaml::TaggedEnum;
 
 /// The key a sink's map may carry besides its own settings.
@@ -128,12 +127,22 @@ pub fn copy_for(route: Option<&Route>, batch: &mut Option<Batch>, last: bool) ->
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Reading `condition:` out of a component's map. The component's config is deserialized
-// through these wrappers, which hand it every key but `condition` (errors keep their file,
-// line and key: they still come from the config loader's own map access).
+/// `condition:`, read beside the sink's own keys.
+impl BesideKeys for Option<ConditionConfig> {
+    const KEYS: &'static [&'static str] = &[KEY];
 
-/// The component body as [`TaggedEnum::deserialize_variant`] sees it.
+    fn read_value<'de, M: MapAccess<'de>>(
+        &mut self,
+        _key: &'static str,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        *self = Some(map.next_value()?);
+        Ok(())
+    }
+}
+
+/// The component body as [`TaggedEnum::deserialize_variant`] sees it: its values are read
+/// through [`BesideSeed`], which takes `condition:` out of the component's map.
 struct Body<'a, A> {
     map: &'a mut A,
     condition: &'a mut Option<ConditionConfig>,
@@ -150,187 +159,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Body<'_, A> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.map.next_value_seed(Strip {
+        self.map.next_value_seed(BesideSeed {
             seed,
-            condition: &mut *self.condition,
+            keys: &mut *self.condition,
         })
-    }
-}
-
-/// Deserializes `seed` from a deserializer whose top-level map loses its `condition` key.
-struct Strip<'a, S> {
-    seed: S,
-    condition: &'a mut Option<ConditionConfig>,
-}
-
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Strip<'_, S> {
-    type Value = S::Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
-        self.seed.deserialize(StripDe {
-            de,
-            condition: self.condition,
-        })
-    }
-}
-
-struct StripDe<'a, D> {
-    de: D,
-    condition: &'a mut Option<ConditionConfig>,
-}
-
-macro_rules! forward {
-    ($($method:ident($($arg:ident: $ty:ty),*))*) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.de.$method($($arg,)* visitor)
-        }
-    )*};
-}
-
-impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for StripDe<'_, D> {
-    type Error = D::Error;
-
-    forward! {
-        deserialize_bool() deserialize_i8() deserialize_i16() deserialize_i32()
-        deserialize_i64() deserialize_i128() deserialize_u8() deserialize_u16()
-        deserialize_u32() deserialize_u64() deserialize_u128() deserialize_f32()
-        deserialize_f64() deserialize_char() deserialize_str() deserialize_string()
-        deserialize_bytes() deserialize_byte_buf() deserialize_option() deserialize_unit()
-        deserialize_unit_struct(name: &'static str)
-        deserialize_newtype_struct(name: &'static str)
-        deserialize_seq() deserialize_tuple(len: usize)
-        deserialize_tuple_struct(name: &'static str, len: usize)
-        deserialize_enum(name: &'static str, variants: &'static [&'static str])
-        deserialize_identifier() deserialize_ignored_any()
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let condition = self.condition;
-        self.de.deserialize_any(StripVisitor { visitor, condition })
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let condition = self.condition;
-        self.de.deserialize_map(StripVisitor { visitor, condition })
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let condition = self.condition;
-        self.de
-            .deserialize_struct(name, fields, StripVisitor { visitor, condition })
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.de.is_human_readable()
-    }
-}
-
-struct StripVisitor<'a, V> {
-    visitor: V,
-    condition: &'a mut Option<ConditionConfig>,
-}
-
-impl<'de, V: Visitor<'de>> Visitor<'de> for StripVisitor<'_, V> {
-    type Value = V::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.visitor.expecting(f)
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<V::Value, M::Error> {
-        self.visitor.visit_map(StripMap {
-            map,
-            condition: self.condition,
-        })
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-        self.visitor.visit_unit()
-    }
-}
-
-struct StripMap<'a, M> {
-    map: M,
-    condition: &'a mut Option<ConditionConfig>,
-}
-
-impl<'de, M: MapAccess<'de>> MapAccess<'de> for StripMap<'_, M> {
-    type Error = M::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, M::Error> {
-        let mut seed = Some(seed);
-        loop {
-            match self.map.next_key_seed(KeySeed { seed: &mut seed })? {
-                None => return Ok(None),
-                Some(Key::Other(value)) => return Ok(Some(value)),
-                Some(Key::Condition) => *self.condition = Some(self.map.next_value()?),
-            }
-        }
-    }
-
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, M::Error> {
-        self.map.next_value_seed(seed)
-    }
-}
-
-enum Key<T> {
-    Condition,
-    Other(T),
-}
-
-/// Reads a key: `condition`, or whatever the component's own key seed makes of it.
-struct KeySeed<'a, K> {
-    seed: &'a mut Option<K>,
-}
-
-impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
-    type Value = Key<K::Value>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        de.deserialize_identifier(KeyVisitor {
-            seed: self.seed,
-            _de: PhantomData,
-        })
-    }
-}
-
-struct KeyVisitor<'a, 'de, K> {
-    seed: &'a mut Option<K>,
-    _de: PhantomData<&'de ()>,
-}
-
-impl<'de, K: DeserializeSeed<'de>> Visitor<'de> for KeyVisitor<'_, 'de, K> {
-    type Value = Key<K::Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        if key == KEY {
-            return Ok(Key::Condition);
-        }
-        let Some(seed) = self.seed.take() else {
-            return Err(E::custom("a key was read twice"));
-        };
-        seed.deserialize(key.into_deserializer())
-            .map(Key::Other)
-            .map_err(|error: E| {
-                // The component's list of keys does not know this one: add it.
-                let text = error.to_string();
-                match text.starts_with("unknown key ") && text.contains("expected one of: ") {
-                    true => E::custom(format!("{text}, {KEY}")),
-                    false => error,
-                }
-            })
     }
 }
 

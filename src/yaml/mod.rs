@@ -22,9 +22,11 @@
 //!
 //! One file per job: `node` parses the text into a located tree, `env` checks
 //! keys and expands variables, `scalar` types plain scalars, `error` locates errors,
-//! `de` is the serde `Deserializer` over the tree and `named` the `type:`-tagged
-//! component entries. This file owns the entry points and the public error.
+//! `de` is the serde `Deserializer` over the tree, `named` the `type:`-tagged
+//! component entries and `beside` the keys read beside a component's own. This file
+//! owns the entry points and the public error.
 
+pub mod beside;
 mod de;
 mod env;
 mod error;

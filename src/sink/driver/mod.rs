@@ -3,10 +3,9 @@
 //! network sink (Loki, Elasticsearch, Prometheus remote-write).
 //!
 //! A sink file implements [`HttpSinkCodec`] (which events it takes, how a batch becomes one
-//! or more request bodies, how a reply is judged) and declares the common config keys
-//! ([`BatchConfig`], [`CompressionConfig`], [`RequestConfig`], [`RetryConfig`], [`TlsConfig`],
-//! [`AuthConfig`], `headers`, `proxy`, `unhealthy_after_secs`), which it hands to
-//! [`HttpSettings::build`]. Everything else happens here:
+//! or more request bodies, how a reply is judged); its config is an [`HttpSinkConfig`]: its
+//! own keys beside the common ones ([`HttpKeys`]), which become the [`HttpSettings`] it hands
+//! to [`HttpSettings::build`]. Everything else happens here:
 //!
 //! ```text
 //! SinkInput ─▶ accumulate per lane (max_events / max_bytes / timeout_ms)
@@ -29,10 +28,12 @@
 mod codec;
 mod config;
 mod delivery;
+mod keys;
 
 pub use codec::*;
 pub use config::*;
 pub use delivery::*;
+pub use keys::*;
 
 use std::time::Duration;
 

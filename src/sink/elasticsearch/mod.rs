@@ -19,7 +19,6 @@ pub mod action;
 pub mod document;
 pub mod response;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,8 +28,8 @@ use url::Url;
 use self::action::{is_path_safe, write_action, DateCache, IdSource, IndexPattern};
 use self::document::{write_document, TimestampCache};
 use super::driver::{
-    AuthConfig, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
-    HttpSettings, HttpSinkCodec, Reply, RequestConfig, RetryConfig, TlsConfig, Verdict,
+    BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
+    HttpSinkCodec, HttpSinkConfig, Reply, Verdict,
 };
 use super::{SinkContext, SinkInput};
 use crate::event::Event;
@@ -95,41 +94,14 @@ pub enum IndexInPath {
     Never,
 }
 
-/// `batch:` the keys of every network sink's `batch` ([`BatchConfig`]) with smaller
-/// defaults: 2000 documents per `_bulk` request (Filebeat sends 1600) keep the agent's memory
-/// low while a slow cluster holds batches back.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EsBatchConfig {
-    /// Most documents per request (default 2000).
-    #[serde(default = "default_max_events")]
-    pub max_events: usize,
-    /// Most bytes (estimated, before compression) per request (default 1 MiB).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    /// Longest time an event waits for its batch to fill, in milliseconds (default 1000).
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-impl Default for EsBatchConfig {
-    fn default() -> Self {
-        EsBatchConfig {
-            max_events: default_max_events(),
-            max_bytes: default_max_bytes(),
-            timeout_ms: default_timeout_ms(),
-        }
+/// The default `batch:` ([`BatchConfig`]'s, with a smaller `max_events`): 2000 documents
+/// per `_bulk` request (Filebeat sends 1600) keep the agent's memory low while a slow
+/// cluster holds batches back.
+fn default_batch() -> BatchConfig {
+    BatchConfig {
+        max_events: 2000,
+        ..BatchConfig::default()
     }
-}
-
-fn default_max_events() -> usize {
-    2000
-}
-fn default_max_bytes() -> usize {
-    1024 * 1024
-}
-fn default_timeout_ms() -> u64 {
-    1000
 }
 
 /// `data_stream:` the data stream name parts (each may hold `{{ field }}` templates).
@@ -167,10 +139,16 @@ fn default_ds_namespace() -> String {
     "default".into()
 }
 
-/// `type: elasticsearch` settings.
+/// `type: elasticsearch` settings: its own keys ([`ElasticsearchKeys`]) beside the shared
+/// network-sink keys ([`HttpKeys`](super::driver::HttpKeys)); `batch:` defaults to 2000
+/// documents, 1 MiB, 1 s; `compression:` is `gzip` (default, level 1) or `none`; `auth:`
+/// also takes `{ strategy: api_key, key }`.
+pub type ElasticsearchConfig = HttpSinkConfig<ElasticsearchKeys>;
+
+/// The keys of `type: elasticsearch` beside the shared network-sink keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ElasticsearchConfig {
+pub struct ElasticsearchKeys {
     /// Base URL of a node (`http://es:9200`), or a list of nodes used in turn; a node that
     /// fails to connect or answers 5xx is skipped for a while (failover). `/_bulk` is
     /// appended.
@@ -200,54 +178,22 @@ pub struct ElasticsearchConfig {
     /// refuses that path, then to `/_bulk` for good; `never`: always `/_bulk`.
     #[serde(default)]
     pub index_in_path: IndexInPath,
-    /// Batching limits (`max_events`, `max_bytes`, `timeout_ms`); Elasticsearch's defaults
-    /// are 2000 documents, 1 MiB, 1 s.
-    #[serde(default)]
-    pub batch: EsBatchConfig,
-    /// `gzip` (default, level 1) or `none`; `{ algorithm: gzip, level: 6 }` sets a level.
-    #[serde(default)]
-    pub compression: Option<CompressionConfig>,
-    /// In-flight requests (`concurrency`) and per-request `timeout_ms`.
-    #[serde(default)]
-    pub request: RequestConfig,
-    /// Backoff (`initial_backoff_ms`, `max_backoff_ms`) and optional `max_duration_secs`.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS for `https://` endpoints.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// `{ strategy: basic, user, password }`, `{ strategy: api_key, key }` or
-    /// `{ strategy: bearer, token }`.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Extra HTTP headers sent with every request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTTP(S) proxy URL; unset: direct connection.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// `/health` fails when nothing was delivered for this long while data waits.
-    #[serde(default = "super::driver::unhealthy_after_secs_default")]
-    pub unhealthy_after_secs: u64,
-    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
-    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
-    #[serde(default)]
-    pub buffer: crate::buffer::BufferConfig,
 }
 
 impl ElasticsearchConfig {
     /// Validates everything (URLs, index pattern, templates, TLS files) and builds the sink.
     pub fn build(&self) -> anyhow::Result<Elasticsearch> {
-        let settings = self.settings()?;
-        let urls = match &self.endpoint {
+        let settings = self.sink.settings()?;
+        let urls = match &self.sink.endpoint {
             Endpoints::One(url) => vec![url.clone()],
             Endpoints::Many(urls) => urls.clone(),
         };
         let urls = urls
             .into_iter()
-            .map(|url| self.bulk_url(url))
+            .map(|url| self.sink.bulk_url(url))
             .collect::<Vec<_>>();
-        let compression = match self.compression {
+        let mut http = self.http.settings(default_batch());
+        http.compression = match http.compression {
             None => Some(CompressionConfig::WithLevel {
                 algorithm: Compression::Gzip,
                 level: Some(DEFAULT_GZIP_LEVEL),
@@ -260,22 +206,6 @@ impl ElasticsearchConfig {
             }
             other => other,
         };
-        let http = HttpSettings {
-            batch: BatchConfig {
-                max_events: self.batch.max_events,
-                max_bytes: self.batch.max_bytes,
-                timeout_ms: self.batch.timeout_ms,
-            },
-            compression,
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-            buffer: self.buffer.clone(),
-        };
         let driver = http.build_endpoints(urls, &[Compression::Gzip, Compression::None])?;
         Ok(Elasticsearch {
             driver,
@@ -286,11 +216,13 @@ impl ElasticsearchConfig {
     /// The encoder alone, with unregistered counters (benches, tests).
     pub fn codec(&self) -> anyhow::Result<ElasticsearchCodec> {
         Ok(ElasticsearchCodec::new(
-            Arc::new(self.settings()?),
+            Arc::new(self.sink.settings()?),
             Arc::new(CodecMetrics::default()),
         ))
     }
+}
 
+impl ElasticsearchKeys {
     fn bulk_url(&self, mut url: Url) -> Url {
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{BULK_PATH}"));

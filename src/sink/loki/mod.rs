@@ -23,10 +23,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use super::driver::{
-    AuthConfig, BatchConfig, Compression, CompressionConfig, HttpDriver, HttpSettings,
-    RequestConfig, RetryConfig, TlsConfig,
-};
+use super::driver::{BatchConfig, Compression, HttpDriver, HttpSinkConfig};
 use super::{SinkContext, SinkInput};
 use crate::event::LogEvent;
 use crate::telemetry::Counter;
@@ -77,10 +74,15 @@ pub enum OutOfOrder {
     Drop,
 }
 
-/// `type: loki` settings.
+/// `type: loki` settings: its own keys ([`LokiKeys`]) beside the shared network-sink keys
+/// ([`HttpKeys`](super::driver::HttpKeys)); `compression:` is `snappy` for protobuf (the
+/// only choice), `gzip` (default) or `none` for JSON.
+pub type LokiConfig = HttpSinkConfig<LokiKeys>;
+
+/// The keys of `type: loki` beside the shared network-sink keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LokiConfig {
+pub struct LokiKeys {
     /// Base URL of Loki (`http://loki:3100`, or with a path prefix); `/loki/api/v1/push` is
     /// appended (`/api/v1/push` to a path ending in `/loki`, as VictoriaLogs'
     /// `/insert/loki/`); a full push URL is used as it is.
@@ -113,38 +115,6 @@ pub struct LokiConfig {
     /// `rewrite_timestamp` or `drop`.
     #[serde(default)]
     pub out_of_order: OutOfOrder,
-    /// Batching limits (`max_events`, `max_bytes`, `timeout_ms`).
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// `snappy` for protobuf (the only choice); `gzip` (default) or `none` for JSON;
-    /// `{ algorithm: gzip, level: 6 }` sets a level.
-    #[serde(default)]
-    pub compression: Option<CompressionConfig>,
-    /// In-flight requests (`concurrency`) and per-request `timeout_ms`.
-    #[serde(default)]
-    pub request: RequestConfig,
-    /// Backoff (`initial_backoff_ms`, `max_backoff_ms`) and optional `max_duration_secs`.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS for `https://` endpoints.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// `{ strategy: basic, user, password }` or `{ strategy: bearer, token }`.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Extra HTTP headers sent with every request.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTTP(S) proxy URL; unset: direct connection.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// `/health` fails when nothing was delivered for this long while data waits.
-    #[serde(default = "super::driver::unhealthy_after_secs_default")]
-    pub unhealthy_after_secs: u64,
-    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
-    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
-    #[serde(default)]
-    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// The push path under an endpoint's path, never doubled: a base (`/`, `/prefix/`) gets
@@ -168,40 +138,33 @@ fn default_max_streams() -> usize {
 impl LokiConfig {
     /// Validates everything (label names, templates, URL, TLS files) and builds the sink.
     pub fn build(&self) -> anyhow::Result<Loki> {
-        let mut url = self.endpoint.clone();
+        let mut url = self.sink.endpoint.clone();
         url.set_path(&push_path(url.path()));
-        let settings = HttpSettings {
-            batch: self.batch.clone(),
-            compression: self.compression,
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-            buffer: self.buffer.clone(),
-        };
-        let allowed: &[Compression] = match self.encoding {
+        let allowed: &[Compression] = match self.sink.encoding {
             LokiEncoding::Protobuf => &[Compression::Snappy],
             LokiEncoding::Json => &[Compression::Gzip, Compression::None],
         };
-        let driver = settings.build(url, allowed)?;
+        let driver = self
+            .http
+            .settings(BatchConfig::default())
+            .build(url, allowed)?;
         Ok(Loki {
             driver,
-            settings: Arc::new(self.settings()?),
+            settings: Arc::new(self.sink.settings()?),
         })
     }
 
     /// The encoder alone, with unregistered counters (benches, tests).
     pub fn codec(&self) -> anyhow::Result<LokiCodec> {
         Ok(LokiCodec::new(
-            Arc::new(self.settings()?),
+            Arc::new(self.sink.settings()?),
             Counter::default(),
             Counter::default(),
         ))
     }
+}
 
+impl LokiKeys {
     fn settings(&self) -> anyhow::Result<LokiSettings> {
         crate::bounds::check(
             "max_streams",

@@ -30,9 +30,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::driver::{
-    judge_status, AuthConfig, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest,
-    HttpDriver, HttpSettings, HttpSinkCodec, Judgement, Refusals, Reply, RequestConfig,
-    RetryConfig, TlsConfig, Unnamed, Verdict,
+    judge_status, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
+    HttpSinkCodec, HttpSinkConfig, Judgement, Refusals, Reply, Unnamed, Verdict,
 };
 use super::{SinkContext, SinkInput};
 use crate::batch::Batch;
@@ -41,10 +40,15 @@ use crate::health::Progress;
 use crate::otlp::proto;
 use mapping::Mapping;
 
-/// `type: opentelemetry` settings.
+/// `type: opentelemetry` settings: its own keys ([`OpenTelemetrySinkKeys`]) beside the
+/// shared network-sink keys ([`HttpKeys`](super::driver::HttpKeys)); `compression:` is
+/// `gzip` (default) or `none`, and one `buffer:` serves both signals.
+pub type OpenTelemetrySinkConfig = HttpSinkConfig<OpenTelemetrySinkKeys>;
+
+/// The keys of `type: opentelemetry` beside the shared network-sink keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OpenTelemetrySinkConfig {
+pub struct OpenTelemetrySinkKeys {
     /// Base URL of the receiver; `/v1/logs` and `/v1/metrics` are appended.
     pub endpoint: Url,
     /// Resource attributes added to every resource that lacks them (e.g. `service.name:
@@ -57,38 +61,6 @@ pub struct OpenTelemetrySinkConfig {
     /// `deployment.`, `telemetry.`, `faas.`, `device.`, `webengine.`).
     #[serde(default)]
     pub resource_fields: Option<Vec<String>>,
-    /// Batching limits (`max_events`, `max_bytes`, `timeout_ms`).
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// `gzip` (default) or `none`; `{ algorithm: gzip, level: 6 }` sets a level.
-    #[serde(default)]
-    pub compression: Option<CompressionConfig>,
-    /// In-flight requests (`concurrency`) and per-request `timeout_ms`.
-    #[serde(default)]
-    pub request: RequestConfig,
-    /// Backoff (`initial_backoff_ms`, `max_backoff_ms`) and optional `max_duration_secs`.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS for `https://` endpoints.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// `{ strategy: basic, user, password }` or `{ strategy: bearer, token }`.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Extra HTTP headers sent with every request (e.g. `X-Scope-OrgID` for Loki).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTTP(S) proxy URL; unset: direct connection.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// `/health` fails when nothing was delivered for this long while data waits.
-    #[serde(default = "super::driver::unhealthy_after_secs_default")]
-    pub unhealthy_after_secs: u64,
-    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
-    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue). One buffer for
-    /// both signals.
-    #[serde(default)]
-    pub buffer: crate::buffer::BufferConfig,
 }
 
 /// `base` with `signal` (`logs`, `metrics`) appended: `/v1/<signal>` under its path.
@@ -102,31 +74,25 @@ fn signal_url(base: &Url, signal: &str) -> Url {
 impl OpenTelemetrySinkConfig {
     /// Validates everything and builds the sink (two drivers, one per signal).
     pub fn build(&self) -> anyhow::Result<OpenTelemetrySink> {
-        let settings = HttpSettings {
-            batch: self.batch.clone(),
-            compression: Some(
-                self.compression
-                    .unwrap_or(CompressionConfig::Algorithm(Compression::Gzip)),
-            ),
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-            buffer: self.buffer.clone(),
-        };
+        let mut settings = self.http.settings(BatchConfig::default());
+        settings.compression = Some(
+            settings
+                .compression
+                .unwrap_or(CompressionConfig::Algorithm(Compression::Gzip)),
+        );
         let allowed = &[Compression::Gzip, Compression::None];
-        let logs = settings.build(signal_url(&self.endpoint, "logs"), allowed)?;
-        let metrics = settings.build(signal_url(&self.endpoint, "metrics"), allowed)?;
+        let endpoint = &self.sink.endpoint;
+        let logs = settings.build(signal_url(endpoint, "logs"), allowed)?;
+        let metrics = settings.build(signal_url(endpoint, "metrics"), allowed)?;
         Ok(OpenTelemetrySink {
             logs,
             metrics,
-            settings: Arc::new(self.settings()?),
+            settings: Arc::new(self.sink.settings()?),
         })
     }
+}
 
+impl OpenTelemetrySinkKeys {
     fn settings(&self) -> anyhow::Result<Settings> {
         for name in self.resource_attributes.keys() {
             anyhow::ensure!(
@@ -374,20 +340,10 @@ mod tests {
 
     #[test]
     fn reads_partial_success_and_status_replies() {
-        let codec = OpenTelemetrySinkConfig {
+        let codec = OpenTelemetrySinkKeys {
             endpoint: Url::parse("http://x").unwrap(),
             resource_attributes: BTreeMap::new(),
             resource_fields: None,
-            batch: BatchConfig::default(),
-            compression: None,
-            request: RequestConfig::default(),
-            retry: RetryConfig::default(),
-            tls: TlsConfig::default(),
-            auth: None,
-            headers: BTreeMap::new(),
-            proxy: None,
-            unhealthy_after_secs: 60,
-            buffer: Default::default(),
         }
         .logs_codec()
         .unwrap();

@@ -36,9 +36,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::driver::{
-    judge_status, retry_after, AuthConfig, BatchConfig, Compression, CompressionConfig, Encoded,
-    EncodedRequest, HttpDriver, HttpSettings, HttpSinkCodec, Reply, RequestConfig, RetryConfig,
-    TlsConfig, Verdict,
+    judge_status, retry_after, BatchConfig, Compression, Encoded, EncodedRequest, HttpDriver,
+    HttpSinkCodec, HttpSinkConfig, Reply, Verdict,
 };
 use super::{SinkContext, SinkInput};
 use crate::event::{Event, Metric};
@@ -48,10 +47,16 @@ use series::{Admit, Identity, SeriesTable};
 /// The protocol version header value of remote-write 1.0.
 pub const PROTOCOL_VERSION: &str = "0.1.0";
 
-/// `type: prometheus_remote_write` settings.
+/// `type: prometheus_remote_write` settings: its own keys ([`PrometheusRemoteWriteKeys`])
+/// beside the shared network-sink keys ([`HttpKeys`](super::driver::HttpKeys)); `batch:`
+/// counts metric events, `compression:` is `snappy` (the only one remote-write allows) and
+/// one series always uses one lane of `request.concurrency`.
+pub type PrometheusRemoteWriteConfig = HttpSinkConfig<PrometheusRemoteWriteKeys>;
+
+/// The keys of `type: prometheus_remote_write` beside the shared network-sink keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PrometheusRemoteWriteConfig {
+pub struct PrometheusRemoteWriteKeys {
     /// The receiver's full write URL, e.g. `http://prometheus:9090/api/v1/write`.
     pub endpoint: Url,
     /// Labels added to every series that does not already have a label of that name
@@ -65,37 +70,6 @@ pub struct PrometheusRemoteWriteConfig {
     /// Most samples in one request; a batch with more is split (series stay in time order).
     #[serde(default = "default_max_samples_per_request")]
     pub max_samples_per_request: usize,
-    /// Batching limits in metric events (`max_events`, `max_bytes`, `timeout_ms`).
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// `snappy`, the only compression remote-write allows (the default).
-    #[serde(default)]
-    pub compression: Option<CompressionConfig>,
-    /// In-flight requests (`concurrency`; one series always uses one lane) and `timeout_ms`.
-    #[serde(default)]
-    pub request: RequestConfig,
-    /// Backoff (`initial_backoff_ms`, `max_backoff_ms`) and optional `max_duration_secs`.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS for `https://` endpoints.
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// `{ strategy: basic, user, password }` or `{ strategy: bearer, token }`.
-    #[serde(default)]
-    pub auth: Option<AuthConfig>,
-    /// Extra HTTP headers sent with every request (e.g. `X-Scope-OrgID` for Mimir).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// HTTP(S) proxy URL; unset: direct connection.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// `/health` fails when nothing was delivered for this long while data waits.
-    #[serde(default = "super::driver::unhealthy_after_secs_default")]
-    pub unhealthy_after_secs: u64,
-    /// Between the pipeline and the sink: `{ type: memory | disk, max_bytes, when_full,
-    /// sync_interval_ms }` (default: memory, the pipeline's bounded queue).
-    #[serde(default)]
-    pub buffer: crate::buffer::BufferConfig,
 }
 
 fn default_expire_after_secs() -> u64 {
@@ -109,33 +83,26 @@ fn default_max_samples_per_request() -> usize {
 impl PrometheusRemoteWriteConfig {
     /// Validates everything (external labels, URL, TLS files) and builds the sink.
     pub fn build(&self) -> anyhow::Result<PrometheusRemoteWrite> {
-        let settings = HttpSettings {
-            batch: self.batch.clone(),
-            compression: self.compression,
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-            buffer: self.buffer.clone(),
-        };
-        let driver = settings.build(self.endpoint.clone(), &[Compression::Snappy])?;
+        let driver = self
+            .http
+            .settings(BatchConfig::default())
+            .build(self.sink.endpoint.clone(), &[Compression::Snappy])?;
         Ok(PrometheusRemoteWrite {
             driver,
-            settings: Arc::new(self.settings()?),
+            settings: Arc::new(self.sink.settings()?),
         })
     }
 
     /// The encoder alone, with unregistered counters (benches, tests).
     pub fn codec(&self) -> anyhow::Result<RemoteWriteCodec> {
         Ok(RemoteWriteCodec::new(
-            Arc::new(self.settings()?),
+            Arc::new(self.sink.settings()?),
             Counters::default(),
         ))
     }
+}
 
+impl PrometheusRemoteWriteKeys {
     fn settings(&self) -> anyhow::Result<Settings> {
         use crate::bounds::{self, check};
         check(
