@@ -1,6 +1,6 @@
 //! The command line: `sluice [--log-format F] <run|validate|test|tap|buffer inspect> ...`,
 //! `--help` (also `help [COMMAND]`) and `--version`, parsed with `lexopt` and the help text
-//! written here. clap did the same for 0.4 MB of the binary (`cargo bloat`, see
+//! written here. clap did the same for 0.35 MB of the binary (`cargo bloat`, see
 //! docs/decisions.md); the agent's footprint goal is a few megabytes.
 //!
 //! Owns: argument syntax, the environment fallbacks (`SLUICE_LOG_FORMAT`,
