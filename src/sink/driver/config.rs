@@ -1,7 +1,6 @@
 //! Config shared by every network sink (batching, compression, requests, retries, TLS,
-//! auth, headers, proxy) and [`HttpSettings::build`], which turns it into an [`HttpDriver`].
+//! auth, headers, proxy) and [`HttpKeys::build`], which turns the keys into an [`HttpDriver`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,39 +14,26 @@ use super::*;
 // Config shared by every network sink
 // ---------------------------------------------------------------------------------------
 
-/// `batch:` when a batch is sent: whichever limit is reached first.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `batch:` limits a driver sends by, whichever is reached first: [`BatchKeys`] resolved
+/// against the sink's defaults.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchConfig {
     /// Most events per request.
-    #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// Most bytes (estimated, before compression) per request.
-    #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// Longest time an event waits for its batch to fill, in milliseconds.
-    #[serde(default = "default_batch_timeout_ms")]
     pub timeout_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: default_max_events(),
-            max_bytes: default_max_bytes(),
-            timeout_ms: default_batch_timeout_ms(),
+            max_events: 5000,
+            max_bytes: 1024 * 1024,
+            timeout_ms: 1000,
         }
     }
-}
-
-fn default_max_events() -> usize {
-    5000
-}
-fn default_max_bytes() -> usize {
-    1024 * 1024
-}
-fn default_batch_timeout_ms() -> u64 {
-    1000
 }
 
 /// A compression algorithm for request bodies. (zstd is not built in.)
@@ -334,47 +320,23 @@ pub fn unhealthy_after_secs_default() -> u64 {
     default_unhealthy_after_secs()
 }
 
-/// The common network-sink settings, gathered by a sink's config from its own keys (serde
-/// cannot flatten into a `deny_unknown_fields` struct).
-#[derive(Debug, Clone, Default)]
-pub struct HttpSettings {
-    /// `batch:`.
-    pub batch: BatchConfig,
-    /// `compression:`; `None` takes the codec's default.
-    pub compression: Option<CompressionConfig>,
-    /// `request:`.
-    pub request: RequestConfig,
-    /// `retry:`.
-    pub retry: RetryConfig,
-    /// `tls:`.
-    pub tls: TlsConfig,
-    /// `auth:`.
-    pub auth: Option<AuthConfig>,
-    /// `headers:` sent with every request.
-    pub headers: BTreeMap<String, String>,
-    /// `proxy:` URL of an HTTP(S) proxy; unset: direct connections (environment proxies
-    /// are ignored).
-    pub proxy: Option<String>,
-    /// `unhealthy_after_secs:`.
-    pub unhealthy_after_secs: u64,
-    /// `buffer:` between the pipeline and this sink (memory or disk).
-    pub buffer: crate::buffer::BufferConfig,
-}
-
-impl HttpSettings {
-    /// Validates the settings and builds the driver for `url`. `allowed` lists the
-    /// compressions the protocol accepts; the first is the default.
+impl HttpKeys {
+    /// Validates the keys and builds the driver for `url`, with [`BatchConfig`]'s defaults
+    /// for the `batch:` limits left out. `allowed` lists the compressions the protocol
+    /// accepts; the first is the default.
     pub fn build(&self, url: Url, allowed: &[Compression]) -> anyhow::Result<HttpDriver> {
-        self.build_endpoints(vec![url], allowed)
+        self.build_endpoints(vec![url], allowed, &BatchConfig::default())
     }
 
-    /// Like [`HttpSettings::build`] for several equivalent endpoints (cluster nodes):
-    /// requests go to them in turn, and one that fails to connect or answers 5xx is
-    /// skipped for a while, so the retry goes to the next one (failover).
+    /// Like [`HttpKeys::build`] for several equivalent endpoints (cluster nodes), with the
+    /// sink's own `batch:` defaults: requests go to the endpoints in turn, and one that
+    /// fails to connect or answers 5xx is skipped for a while, so the retry goes to the
+    /// next one (failover).
     pub fn build_endpoints(
         &self,
         urls: Vec<Url>,
         allowed: &[Compression],
+        default_batch: &BatchConfig,
     ) -> anyhow::Result<HttpDriver> {
         anyhow::ensure!(!urls.is_empty(), "endpoint: at least one URL is needed");
         for url in &urls {
@@ -384,7 +346,7 @@ impl HttpSettings {
             );
         }
         use crate::bounds::{self, check};
-        let batch = &self.batch;
+        let batch = &self.batch.resolve(default_batch);
         check("batch.max_events", batch.max_events, 1..=bounds::MAX_EVENTS)?;
         check("batch.max_bytes", batch.max_bytes, 1..=bounds::MAX_BYTES)?;
         check("batch.timeout_ms", batch.timeout_ms, 1..=bounds::MAX_MS)?;
@@ -499,18 +461,16 @@ impl HttpSettings {
                 .with_context(|| format!("headers.{name}: not a valid header value"))?;
             map.insert(name, value);
         }
+        use base64::{engine::general_purpose::STANDARD, Engine as _};
         let authorization = match &self.auth {
             None => None,
-            Some(AuthConfig::Basic { user, password }) => {
-                use base64_lite::encode;
-                Some(format!(
-                    "Basic {}",
-                    encode(format!("{user}:{password}").as_bytes())
-                ))
-            }
+            Some(AuthConfig::Basic { user, password }) => Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{user}:{password}").as_bytes())
+            )),
             Some(AuthConfig::Bearer { token }) => Some(format!("Bearer {token}")),
             Some(AuthConfig::ApiKey { key }) if key.contains(':') => {
-                Some(format!("ApiKey {}", base64_lite::encode(key.as_bytes())))
+                Some(format!("ApiKey {}", STANDARD.encode(key.as_bytes())))
             }
             Some(AuthConfig::ApiKey { key }) => Some(format!("ApiKey {key}")),
         };
@@ -525,31 +485,6 @@ impl HttpSettings {
             HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
         );
         Ok(map)
-    }
-}
-
-/// Standard base64 for basic auth (the only place it is needed; no dependency for it).
-pub(super) mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(input: &[u8]) -> String {
-        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
     }
 }
 

@@ -4,7 +4,7 @@
 //! `condition:` is ([`crate::yaml::beside`]), so unknown keys stay errors that list both.
 //!
 //! Owns: the shared keys and their defaults. Never: validates (that is
-//! [`HttpSettings::build`]'s job, which also names the key of a bad value).
+//! [`HttpKeys::build`]'s job, in `config.rs`, which also names the key of a bad value).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,8 @@ use serde::de::{self, MapAccess};
 use serde::Deserialize;
 
 use super::{
-    unhealthy_after_secs_default, AuthConfig, BatchConfig, CompressionConfig, HttpSettings,
-    RequestConfig, RetryConfig, TlsConfig,
+    unhealthy_after_secs_default, AuthConfig, BatchConfig, CompressionConfig, RequestConfig,
+    RetryConfig, TlsConfig,
 };
 use crate::yaml::beside::{self, BesideKeys};
 
@@ -33,7 +33,19 @@ pub struct BatchKeys {
     pub timeout_ms: Option<u64>,
 }
 
-/// The keys every network sink accepts besides its own.
+impl BatchKeys {
+    /// The limits, with `defaults`' for those left out.
+    pub fn resolve(&self, defaults: &BatchConfig) -> BatchConfig {
+        BatchConfig {
+            max_events: self.max_events.unwrap_or(defaults.max_events),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+        }
+    }
+}
+
+/// The keys every network sink accepts besides its own; [`HttpKeys::build`] validates them
+/// and makes the sink's [`super::HttpDriver`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpKeys {
     /// `batch:` limits (`max_events`, `max_bytes`, `timeout_ms`).
@@ -113,28 +125,6 @@ impl BesideKeys for HttpKeys {
             other => return Err(de::Error::unknown_field(other, Self::KEYS)),
         }
         Ok(())
-    }
-}
-
-impl HttpKeys {
-    /// The driver settings, with `batch` the sink's default limits for those left out.
-    pub fn settings(&self, batch: BatchConfig) -> HttpSettings {
-        HttpSettings {
-            batch: BatchConfig {
-                max_events: self.batch.max_events.unwrap_or(batch.max_events),
-                max_bytes: self.batch.max_bytes.unwrap_or(batch.max_bytes),
-                timeout_ms: self.batch.timeout_ms.unwrap_or(batch.timeout_ms),
-            },
-            compression: self.compression,
-            request: self.request.clone(),
-            retry: self.retry.clone(),
-            tls: self.tls.clone(),
-            auth: self.auth.clone(),
-            headers: self.headers.clone(),
-            proxy: self.proxy.clone(),
-            unhealthy_after_secs: self.unhealthy_after_secs,
-            buffer: self.buffer.clone(),
-        }
     }
 }
 

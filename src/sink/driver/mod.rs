@@ -4,8 +4,8 @@
 //!
 //! A sink file implements [`HttpSinkCodec`] (which events it takes, how a batch becomes one
 //! or more request bodies, how a reply is judged); its config is an [`HttpSinkConfig`]: its
-//! own keys beside the common ones ([`HttpKeys`]), which become the [`HttpSettings`] it hands
-//! to [`HttpSettings::build`]. Everything else happens here:
+//! own keys beside the common ones ([`HttpKeys`]), whose [`HttpKeys::build`] makes its
+//! [`HttpDriver`]. Everything else happens here:
 //!
 //! ```text
 //! SinkInput ─▶ accumulate per lane (max_events / max_bytes / timeout_ms)
@@ -44,7 +44,6 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {
-    use super::config::base64_lite;
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
     use url::Url;
@@ -121,19 +120,6 @@ mod tests {
     }
 
     #[test]
-    fn encodes_basic_auth() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("user:pass", "dXNlcjpwYXNz"),
-        ] {
-            assert_eq!(base64_lite::encode(input.as_bytes()), expected);
-        }
-    }
-
-    #[test]
     fn compresses_round_trip() {
         use std::io::Read as _;
         let body = b"hello hello hello hello".to_vec();
@@ -150,14 +136,13 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_honours_retry_after() {
-        let settings = HttpSettings {
+        let settings = HttpKeys {
             retry: RetryConfig {
                 initial_backoff_ms: 100,
                 max_backoff_ms: 1000,
                 max_duration_secs: None,
             },
-            unhealthy_after_secs: 30,
-            ..HttpSettings::default()
+            ..HttpKeys::default()
         };
         let driver = settings
             .build("http://127.0.0.1:1/".parse().unwrap(), &[Compression::None])
@@ -179,25 +164,22 @@ mod tests {
 
     #[test]
     fn refuses_bad_settings() {
-        let good = HttpSettings {
-            unhealthy_after_secs: 30,
-            ..HttpSettings::default()
-        };
+        let good = HttpKeys::default();
         let url: Url = "http://127.0.0.1:3100/".parse().unwrap();
         assert!(good.build(url.clone(), &[Compression::Snappy]).is_ok());
-        let cases: Vec<(HttpSettings, &str)> = vec![
+        let cases: Vec<(HttpKeys, &str)> = vec![
             (
-                HttpSettings {
-                    batch: BatchConfig {
-                        max_events: 0,
-                        ..BatchConfig::default()
+                HttpKeys {
+                    batch: BatchKeys {
+                        max_events: Some(0),
+                        ..BatchKeys::default()
                     },
                     ..good.clone()
                 },
                 "max_events",
             ),
             (
-                HttpSettings {
+                HttpKeys {
                     request: RequestConfig {
                         concurrency: 0,
                         timeout_ms: 1,
@@ -207,21 +189,21 @@ mod tests {
                 "concurrency",
             ),
             (
-                HttpSettings {
+                HttpKeys {
                     compression: Some(CompressionConfig::Algorithm(Compression::Gzip)),
                     ..good.clone()
                 },
                 "not supported",
             ),
             (
-                HttpSettings {
+                HttpKeys {
                     headers: [("bad name".into(), "x".into())].into(),
                     ..good.clone()
                 },
                 "header name",
             ),
             (
-                HttpSettings {
+                HttpKeys {
                     tls: TlsConfig {
                         cert_file: Some("/x".into()),
                         ..TlsConfig::default()

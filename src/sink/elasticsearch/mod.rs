@@ -192,7 +192,7 @@ impl ElasticsearchConfig {
             .into_iter()
             .map(|url| self.sink.bulk_url(url))
             .collect::<Vec<_>>();
-        let mut http = self.http.settings(default_batch());
+        let mut http = self.http.clone();
         http.compression = match http.compression {
             None => Some(CompressionConfig::WithLevel {
                 algorithm: Compression::Gzip,
@@ -206,7 +206,11 @@ impl ElasticsearchConfig {
             }
             other => other,
         };
-        let driver = http.build_endpoints(urls, &[Compression::Gzip, Compression::None])?;
+        let driver = http.build_endpoints(
+            urls,
+            &[Compression::Gzip, Compression::None],
+            &default_batch(),
+        )?;
         Ok(Elasticsearch {
             driver,
             settings: Arc::new(settings),

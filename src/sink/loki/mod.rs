@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use super::driver::{BatchConfig, Compression, HttpDriver, HttpSinkConfig};
+use super::driver::{Compression, HttpDriver, HttpSinkConfig};
 use super::{SinkContext, SinkInput};
 use crate::event::LogEvent;
 use crate::telemetry::Counter;
@@ -144,10 +144,7 @@ impl LokiConfig {
             LokiEncoding::Protobuf => &[Compression::Snappy],
             LokiEncoding::Json => &[Compression::Gzip, Compression::None],
         };
-        let driver = self
-            .http
-            .settings(BatchConfig::default())
-            .build(url, allowed)?;
+        let driver = self.http.build(url, allowed)?;
         Ok(Loki {
             driver,
             settings: Arc::new(self.sink.settings()?),

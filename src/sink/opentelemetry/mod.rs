@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use super::driver::{
-    judge_status, BatchConfig, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
+    judge_status, Compression, CompressionConfig, Encoded, EncodedRequest, HttpDriver,
     HttpSinkCodec, HttpSinkConfig, Judgement, Refusals, Reply, Unnamed, Verdict,
 };
 use super::{SinkContext, SinkInput};
@@ -74,16 +74,15 @@ fn signal_url(base: &Url, signal: &str) -> Url {
 impl OpenTelemetrySinkConfig {
     /// Validates everything and builds the sink (two drivers, one per signal).
     pub fn build(&self) -> anyhow::Result<OpenTelemetrySink> {
-        let mut settings = self.http.settings(BatchConfig::default());
-        settings.compression = Some(
-            settings
-                .compression
+        let mut http = self.http.clone();
+        http.compression = Some(
+            http.compression
                 .unwrap_or(CompressionConfig::Algorithm(Compression::Gzip)),
         );
         let allowed = &[Compression::Gzip, Compression::None];
         let endpoint = &self.sink.endpoint;
-        let logs = settings.build(signal_url(endpoint, "logs"), allowed)?;
-        let metrics = settings.build(signal_url(endpoint, "metrics"), allowed)?;
+        let logs = http.build(signal_url(endpoint, "logs"), allowed)?;
+        let metrics = http.build(signal_url(endpoint, "metrics"), allowed)?;
         Ok(OpenTelemetrySink {
             logs,
             metrics,

@@ -36,8 +36,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::driver::{
-    judge_status, retry_after, BatchConfig, Compression, Encoded, EncodedRequest, HttpDriver,
-    HttpSinkCodec, HttpSinkConfig, Reply, Verdict,
+    judge_status, retry_after, Compression, Encoded, EncodedRequest, HttpDriver, HttpSinkCodec,
+    HttpSinkConfig, Reply, Verdict,
 };
 use super::{SinkContext, SinkInput};
 use crate::event::{Event, Metric};
@@ -85,7 +85,6 @@ impl PrometheusRemoteWriteConfig {
     pub fn build(&self) -> anyhow::Result<PrometheusRemoteWrite> {
         let driver = self
             .http
-            .settings(BatchConfig::default())
             .build(self.sink.endpoint.clone(), &[Compression::Snappy])?;
         Ok(PrometheusRemoteWrite {
             driver,
