@@ -480,6 +480,55 @@ fn read_messages(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A file as systemd 247 writes it (LZ4 data objects, no keyed hash, not compact; see
+/// tests/data/journal/README.md): every entry as `journalctl --file` shows it.
+#[test]
+fn lz4_journal_from_systemd_247_reads_as_journalctl_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("old.journal");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/journal/lz4-systemd247.journal.gz");
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(fixture).unwrap()),
+        &mut bytes,
+    )
+    .unwrap();
+    std::fs::write(&journal, bytes).unwrap();
+    let reference = journalctl_json(&["--file", &journal.display().to_string()]);
+    assert_eq!(reference.len(), 300, "journalctl reads the fixture");
+    let out = dir.path().join("out.json");
+    let source = format!(
+        "        files: [{}]\n        read_from: beginning\n        all_fields: true",
+        journal.display()
+    );
+    let agent = Agent::start(dir.path(), &config(dir.path(), &source, &file_sink(&out)));
+    wait_for("every entry", Duration::from_secs(30), || {
+        read_messages(&out).len() >= reference.len()
+    });
+    let events = support::read_json_lines(&out);
+    assert_eq!(events.len(), reference.len());
+    for (event, want) in events.iter().zip(&reference) {
+        assert_eq!(event["message"], want["MESSAGE"]);
+        assert_eq!(event["BIG"], want["BIG"], "{}", want["MESSAGE"]);
+        let binary: Vec<u8> = want["BIN"]
+            .as_array()
+            .expect("journalctl prints binary values as byte arrays")
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        assert_eq!(
+            event["BIN"].as_str().unwrap(),
+            String::from_utf8_lossy(&binary)
+        );
+        let priority: usize = want["PRIORITY"].as_str().unwrap().parse().unwrap();
+        assert_eq!(event["severity"], SEVERITIES[priority]);
+    }
+    let errors = agent.metric_sum("sluice_journal_errors_total", &[]);
+    assert_eq!(errors, 0.0, "no journal errors");
+    assert!(agent.terminate().success());
+}
+
 #[test]
 fn journal_remote_files_regular_and_compact_with_compressed_fields() {
     let dir = tempfile::tempdir().unwrap();
