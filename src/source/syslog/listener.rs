@@ -62,8 +62,9 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
             let socket = std::net::UdpSocket::bind(address)
                 .with_context(|| format!("bind udp {address}"))?;
             socket.set_nonblocking(true)?;
+            let buffer = set_receive_buffer(&socket, settings.receive_buffer_bytes);
             let socket = tokio::net::UdpSocket::from_std(socket)?;
-            tracing::info!(source = %id, %address, "syslog listening on udp");
+            tracing::info!(source = %id, %address, receive_buffer_bytes = buffer, "syslog listening on udp");
             runtime.spawn(serve_datagrams(shared, Datagrams::Udp(socket), None))
         }
         Listen::Tcp(address) => {
@@ -88,12 +89,24 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
                 .with_context(|| format!("bind unix socket {}", path.display()))?;
             set_socket_mode(&path, mode)?;
             socket.set_nonblocking(true)?;
+            let buffer = set_receive_buffer(&socket, settings.receive_buffer_bytes);
             let socket = tokio::net::UnixDatagram::from_std(socket)?;
-            tracing::info!(source = %id, path = %path.display(), "syslog listening on unix datagram socket");
+            tracing::info!(source = %id, path = %path.display(), receive_buffer_bytes = buffer, "syslog listening on unix datagram socket");
             runtime.spawn(serve_datagrams(shared, Datagrams::Unix(socket), Some(path)))
         }
     };
     Ok(Running::Task(task))
+}
+
+/// Asks for a `bytes` receive buffer (`SO_RCVBUF`; the kernel caps it at
+/// `net.core.rmem_max` and doubles it for its bookkeeping) and returns what it granted.
+/// A refusal leaves the system default: not a reason to stop.
+fn set_receive_buffer(socket: impl std::os::fd::AsFd, bytes: usize) -> usize {
+    let socket = socket2::SockRef::from(&socket);
+    if let Err(error) = socket.set_recv_buffer_size(bytes) {
+        tracing::warn!(%error, bytes, "could not set the socket's receive buffer");
+    }
+    socket.recv_buffer_size().unwrap_or(0)
 }
 
 fn bind_tcp(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
@@ -160,6 +173,21 @@ impl Shared {
     }
 
     /// Hands `events` to the pipeline, waiting while it is full. False when stopping.
+    /// Adds the datagram of `len` bytes in `buf` (cut at `max_message_bytes`) to `events`;
+    /// returns the bytes kept.
+    fn push_datagram(
+        &self,
+        events: &mut Vec<Event>,
+        buf: &[u8],
+        len: usize,
+        peer: Option<SocketAddr>,
+    ) -> usize {
+        let kept = len.min(self.settings.max_message_bytes);
+        let peer = peer.map(|peer| peer.ip().to_string());
+        events.push(self.event(&buf[..kept], len > kept, peer.as_deref(), Timestamp::now()));
+        kept
+    }
+
     async fn flush(&self, stream_key: u64, events: &mut Vec<Event>) -> bool {
         if events.is_empty() {
             return true;
@@ -436,29 +464,31 @@ impl Datagrams {
     }
 }
 
+/// How long a datagram batch waits for room in a full pipeline before it is dropped.
+const FULL_WAIT: Duration = Duration::from_millis(500);
+
 /// Receives datagrams (one message each), batching what is queued, until the agent stops.
-/// While the pipeline is full, datagrams are dropped and counted as `udp_overflow`.
+/// A batch that finds the pipeline full waits up to [`FULL_WAIT`] for room (the socket's
+/// receive buffer holds new datagrams meanwhile); when the pipeline stays full, datagrams
+/// are dropped as they come and counted as `udp_overflow` until there is room again.
 async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<PathBuf>) {
     let settings = shared.settings;
     let stream_key = crate::hash_str(&shared.ctx.id);
     // One byte over the limit tells a too-long datagram from one that just fits.
     let mut buf = vec![0u8; settings.max_message_bytes.saturating_add(1).min(1 << 20)];
     let mut events = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut overflowing = false;
     loop {
-        let mut batch_bytes = 0usize;
         let first = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
             first = socket.recv(&mut buf) => first,
         };
-        let received = Timestamp::now();
         let mut next = first;
         loop {
             match next {
                 Ok((len, peer)) => {
-                    let kept = len.min(settings.max_message_bytes);
-                    batch_bytes += kept;
-                    let peer = peer.map(|peer| peer.ip().to_string());
-                    events.push(shared.event(&buf[..kept], len > kept, peer.as_deref(), received));
+                    batch_bytes += shared.push_datagram(&mut events, &buf, len, peer)
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) => {
@@ -471,16 +501,64 @@ async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<Pa
             }
             next = socket.try_recv(&mut buf);
         }
-        if shared.ctx.out.is_full(stream_key) {
+        let full = shared.ctx.out.is_full(stream_key);
+        if full && overflowing {
             shared.ctx.metrics.events_in.add(events.len() as u64);
             shared.counters.udp_overflow.add(events.len() as u64);
             events.clear();
+            batch_bytes = 0;
             continue;
         }
-        if !shared.flush(stream_key, &mut events).await {
-            break;
+        let n = events.len() as u64;
+        shared.ctx.metrics.events_in.add(n);
+        let batch = Batch::new(std::mem::replace(&mut events, Vec::with_capacity(64)));
+        batch_bytes = 0;
+        let send = shared.ctx.out.send_async(stream_key, batch);
+        if !full {
+            overflowing = false;
+            if send.await.is_err() {
+                break;
+            }
+            continue;
+        }
+        // A pipeline full for a moment (a sink task late on a busy runtime thread): wait
+        // for room, still reading the socket into the next batch so the kernel drops
+        // nothing; past that batch's limits, a datagram is dropped and counted.
+        let deadline = tokio::time::sleep(FULL_WAIT);
+        tokio::pin!(send, deadline);
+        loop {
+            tokio::select! {
+                sent = &mut send => {
+                    if sent.is_err() {
+                        return remove_socket_file(path);
+                    }
+                    overflowing = false;
+                    break;
+                }
+                () = &mut deadline => {
+                    // Still full: this batch is dropped (with the send) and, while the
+                    // pipeline stays full, every datagram as it comes, counted.
+                    shared.counters.udp_overflow.add(n);
+                    overflowing = true;
+                    break;
+                }
+                got = socket.recv(&mut buf) => {
+                    let Ok((len, peer)) = got else { continue };
+                    if events.len() < settings.batch_events && batch_bytes < settings.batch_bytes {
+                        batch_bytes += shared.push_datagram(&mut events, &buf, len, peer);
+                    } else {
+                        shared.ctx.metrics.events_in.add(1);
+                        shared.counters.udp_overflow.add(1);
+                    }
+                }
+            }
         }
     }
+    remove_socket_file(path);
+}
+
+/// Removes a Unix datagram socket's file when its source stops.
+fn remove_socket_file(path: Option<PathBuf>) {
     if let Some(path) = path {
         let _ = std::fs::remove_file(path);
     }

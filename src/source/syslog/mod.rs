@@ -109,7 +109,15 @@ pub struct SyslogConfig {
     /// is over is closed and counted (`sluice_syslog_buffer_closes_total`). Default 32 MiB.
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: usize,
+    /// Receive buffer of a datagram socket (`udp`, `unix` datagram), in bytes: what the
+    /// kernel holds while the pipeline is briefly full. Default 4 MiB; the kernel caps it
+    /// at `net.core.rmem_max` (the effective size is logged at start).
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<usize>,
 }
+
+/// The datagram sockets' receive buffer unless `receive_buffer_bytes` says otherwise.
+const DEFAULT_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
 fn default_max_buffered_bytes() -> usize {
     32 << 20
@@ -166,8 +174,17 @@ impl SyslogConfig {
             self.idle_timeout_secs,
             1..=bounds::MAX_SECS,
         )?;
+        bounds::check_opt(
+            "receive_buffer_bytes",
+            self.receive_buffer_bytes,
+            4096..=(1 << 30),
+        )?;
         let listen = self.listen()?;
         let streams = matches!(listen, Listen::Tcp(_) | Listen::UnixStream(..));
+        anyhow::ensure!(
+            !streams || self.receive_buffer_bytes.is_none(),
+            "receive_buffer_bytes applies to datagram sockets (udp, unix datagram) only"
+        );
         anyhow::ensure!(
             streams || self.framing.is_none(),
             "framing applies to tcp and unix stream sockets only"
@@ -200,6 +217,9 @@ impl SyslogConfig {
                 batch_events: self.batch_events,
                 batch_bytes: self.batch_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,
+                receive_buffer_bytes: self
+                    .receive_buffer_bytes
+                    .unwrap_or(DEFAULT_RECEIVE_BUFFER_BYTES),
             },
         })
     }
@@ -271,6 +291,7 @@ struct Settings {
     batch_events: usize,
     batch_bytes: usize,
     max_buffered_bytes: usize,
+    receive_buffer_bytes: usize,
 }
 
 /// A built syslog source.
