@@ -26,6 +26,7 @@
 //! Never: decodes a record the reader has not checked, or acknowledges what is not on disk.
 
 mod codec;
+mod housekeeper;
 pub mod inspect;
 mod reader;
 mod recovery;
@@ -309,7 +310,7 @@ pub fn attach(
             .spawn(move || reader::run(for_reader, output))?,
         std::thread::Builder::new()
             .name(format!("buffer-keep-{name}"))
-            .spawn(move || writer::housekeep(for_keeper))?,
+            .spawn(move || housekeeper::housekeep(for_keeper))?,
     ];
     let guard = BufferGuard {
         shared: Some(shared.clone()),

@@ -1,8 +1,7 @@
-//! The writing side of a disk buffer: appends one record per batch from the workers, applies
-//! `when_full`, and acknowledges a batch's copy for this sink once its record is on disk
-//! (fsynced, by `sync_interval_ms` or `always`). Also the housekeeping thread: periodic
-//! fsyncs, deleting segments the sink has acknowledged, saving the read position, and the
-//! buffer's gauges and `/health`.
+//! The writing side of a disk buffer: opens (recovers) it, appends one record per batch
+//! from the workers, applies `when_full`, and acknowledges a batch's copy for this sink
+//! once its record is on disk (fsynced at once with `always`; else by the housekeeping
+//! thread, `housekeeper.rs`, every `sync_interval_ms`).
 //!
 //! Owns: the segment being written (one writer per buffer, behind one lock) and the space
 //! accounting. Never: acknowledges a batch before its record is fsynced, or lets two
@@ -15,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::housekeeper::health;
 use super::segment::{self, HEADER_BYTES};
 use super::{BufferSettings, SyncPolicy, WhenFull};
 use crate::ack::{AckRef, StreamTracker};
@@ -25,7 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 
 /// How often the housekeeper wakes (it fsyncs only every `sync_interval_ms`).
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 /// The file holding the acknowledged position.
 pub(super) const POSITION_FILE: &str = "acknowledged";
 
@@ -87,6 +87,11 @@ pub(super) struct State {
 impl State {
     pub fn write_end(&self) -> u64 {
         self.segments.last_key_value().map_or(0, |(_, end)| *end)
+    }
+
+    /// A writer waits for room.
+    pub fn waiting(&self) -> bool {
+        self.waiting > 0
     }
 }
 
@@ -235,12 +240,6 @@ pub(super) fn read_position(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn save_position(dir: &Path, position: u64) -> io::Result<()> {
-    let tmp = dir.join(format!("{POSITION_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{position}\n"))?;
-    std::fs::rename(tmp, dir.join(POSITION_FILE))
-}
-
 /// Closes the segment being written (fsynced) and starts one at `start`.
 fn start_segment(shared: &Shared, state: &mut State, start: u64) -> io::Result<()> {
     if let Some(old) = state.active.take() {
@@ -273,7 +272,11 @@ pub(super) enum Appended {
 /// Appends `batch` as one record. Runs on a worker thread; blocks while the buffer is full
 /// with `when_full: block`.
 pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Appended {
-    let Batch { events, acks, home } = batch;
+    let Batch {
+        events,
+        mut acks,
+        home,
+    } = batch;
     encoded.clear();
     super::codec::encode(&events, encoded);
     let n_events = events.len() as u32;
@@ -282,49 +285,11 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
     }
     let record_bytes =
         segment::RECORD_HEADER_BYTES + (segment::PAYLOAD_HEADER_BYTES + encoded.len()) as u64;
-    let mut state = lock(shared);
-    let mut waited = false;
-    while state.bytes + record_bytes > shared.settings.max_bytes && state.events > 0 {
-        match shared.settings.when_full {
-            WhenFull::DropNewest => {
-                drop(state);
-                shared.gauges.dropped_full.add(u64::from(n_events));
-                for ack in acks {
-                    ack.done();
-                }
-                return Appended::DroppedFull;
-            }
-            // At shutdown the reader has stopped: room will not come. The acks are abandoned
-            // (files read it again); events of other sources are lost, counted.
-            WhenFull::Block if shared.shutdown.is_triggered() => {
-                state.waiting -= u32::from(waited);
-                drop(state);
-                if acks.is_empty() {
-                    shared.gauges.not_buffered.add(u64::from(n_events));
-                }
-                tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
-                return Appended::Failed;
-            }
-            // The first wait says so on `/health` at once: the pipeline is stuck from now on,
-            // and the housekeeper may not look before the senders notice.
-            WhenFull::Block if !waited => {
-                waited = true;
-                state.waiting += 1;
-                let bytes = state.bytes;
-                drop(state);
-                health(shared, bytes, shared.settings.max_bytes, true);
-                state = lock(shared);
-            }
-            WhenFull::Block => {
-                state = shared
-                    .room
-                    .wait_timeout(state, TICK)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-        }
-    }
-    state.waiting -= u32::from(waited);
+    let state = lock(shared);
+    let mut state = match make_room(shared, state, record_bytes, n_events, &mut acks) {
+        Ok(state) => state,
+        Err(appended) => return appended,
+    };
     match write_record(shared, &mut state, n_events, encoded) {
         Ok(()) => {}
         Err(error) => {
@@ -355,6 +320,60 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
     }
     state.unsynced.extend(acks);
     Appended::Buffered
+}
+
+/// Waits for room for a record of `record_bytes` as `when_full` says: the lock back when
+/// it fits, else what became of the batch (`acks` settled when it was dropped).
+fn make_room<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    record_bytes: u64,
+    n_events: u32,
+    acks: &mut Vec<AckRef>,
+) -> Result<MutexGuard<'a, State>, Appended> {
+    let mut waited = false;
+    while state.bytes + record_bytes > shared.settings.max_bytes && state.events > 0 {
+        match shared.settings.when_full {
+            WhenFull::DropNewest => {
+                drop(state);
+                shared.gauges.dropped_full.add(u64::from(n_events));
+                for ack in acks.drain(..) {
+                    ack.done();
+                }
+                return Err(Appended::DroppedFull);
+            }
+            // At shutdown the reader has stopped: room will not come. The acks are abandoned
+            // (files read it again); events of other sources are lost, counted.
+            WhenFull::Block if shared.shutdown.is_triggered() => {
+                state.waiting -= u32::from(waited);
+                drop(state);
+                if acks.is_empty() {
+                    shared.gauges.not_buffered.add(u64::from(n_events));
+                }
+                tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
+                return Err(Appended::Failed);
+            }
+            // The first wait says so on `/health` at once: the pipeline is stuck from now on,
+            // and the housekeeper may not look before the senders notice.
+            WhenFull::Block if !waited => {
+                waited = true;
+                state.waiting += 1;
+                let bytes = state.bytes;
+                drop(state);
+                health(shared, bytes, shared.settings.max_bytes, true);
+                state = lock(shared);
+            }
+            WhenFull::Block => {
+                state = shared
+                    .room
+                    .wait_timeout(state, TICK)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+    state.waiting -= u32::from(waited);
+    Ok(state)
 }
 
 fn write_record(
@@ -413,46 +432,8 @@ pub(super) fn close(shared: &Shared) {
     }
 }
 
-/// The housekeeping loop (its own thread), until the sink and the reader are done.
-pub(super) fn housekeep(shared: Arc<Shared>) {
-    let sync_every = match shared.settings.sync {
-        SyncPolicy::Always => None,
-        SyncPolicy::Interval(every) => Some(every),
-    };
-    let mut last_sync = Instant::now();
-    let mut saved = u64::MAX;
-    loop {
-        let done = {
-            let state = lock(&shared);
-            let state = shared
-                .data
-                .wait_timeout(state, TICK)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            state.sink_done && state.reader_done
-        };
-        if sync_every.is_some_and(|every| last_sync.elapsed() >= every) || done {
-            last_sync = Instant::now();
-            sync(&shared);
-        }
-        let committed = shared.tracker.committed();
-        collect(&shared, committed);
-        if committed != saved {
-            match save_position(&shared.dir, committed) {
-                Ok(()) => saved = committed,
-                Err(error) => {
-                    tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: read position not saved")
-                }
-            }
-        }
-        if done {
-            shared.health.ok();
-            return;
-        }
-    }
-}
-
-fn sync(shared: &Shared) {
+/// Fsyncs the segment being written, then acknowledges the batches written since.
+pub(super) fn sync(shared: &Shared) {
     let (file, acks) = {
         let mut state = lock(shared);
         let file = state.active.as_ref().and_then(|f| f.try_clone().ok());
@@ -466,71 +447,5 @@ fn sync(shared: &Shared) {
         Err(error) => {
             tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer fsync failed: its batches are not acknowledged");
         }
-    }
-}
-
-/// Deletes acknowledged segments, updates the gauges and `/health`.
-fn collect(shared: &Shared, committed: u64) {
-    let mut state = lock(shared);
-    while let Some(&(end, n, _)) = state.in_flight.front() {
-        if end > committed {
-            break;
-        }
-        state.in_flight.pop_front();
-        state.events = state.events.saturating_sub(u64::from(n));
-    }
-    let active = state.segments.last_key_value().map(|(s, _)| *s);
-    let done: Vec<(u64, u64)> = state
-        .segments
-        .iter()
-        .filter(|(start, end)| **end <= committed && Some(**start) != active)
-        .map(|(s, e)| (*s, *e))
-        .collect();
-    for (start, end) in done {
-        state.unread.remove(&start);
-        match std::fs::remove_file(shared.dir.join(segment::file_name(start))) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => {
-                tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: acknowledged segment not deleted");
-                continue;
-            }
-        }
-        state.segments.remove(&start);
-        state.bytes = state.bytes.saturating_sub(end - start);
-    }
-    let oldest = state
-        .in_flight
-        .front()
-        .map(|(_, _, at)| *at)
-        .or(state.oldest_unread);
-    let age = match (state.events, oldest) {
-        (0, _) | (_, None) => 0,
-        (_, Some(at)) => (Timestamp::now().0.saturating_sub(at) / 1_000_000_000).max(0),
-    };
-    shared.gauges.oldest_seconds.set(age);
-    shared.gauges.events.set(state.events as i64);
-    shared.gauges.bytes.set(state.bytes as i64);
-    let (bytes, max, waiting) = (state.bytes, shared.settings.max_bytes, state.waiting > 0);
-    drop(state);
-    shared.room.notify_all();
-    health(shared, bytes, max, waiting);
-}
-
-/// `waiting`: a writer waits for room, whatever the bytes say (a large batch does not fit
-/// though the buffer is some way below `max`).
-fn health(shared: &Shared, bytes: u64, max: u64, waiting: bool) {
-    let percent = bytes.saturating_mul(100) / max.max(1);
-    let full = waiting || bytes + segment::RECORD_HEADER_BYTES * 1024 >= max;
-    if full && shared.settings.when_full == WhenFull::Block {
-        shared.health.fail(format!(
-            "disk buffer full ({bytes} of {max} bytes): its pipeline waits (when_full: block)"
-        ));
-    } else if percent >= 80 {
-        shared.health.warn(format!(
-            "disk buffer {percent}% full ({bytes} of {max} bytes)"
-        ));
-    } else {
-        shared.health.ok();
     }
 }

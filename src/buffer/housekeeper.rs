@@ -1,0 +1,127 @@
+//! The housekeeping thread of a disk buffer: periodic fsyncs (then the batches written
+//! since are acknowledged), deleting segments the sink has acknowledged, saving the read
+//! position, and the buffer's gauges and `/health`.
+//!
+//! Owns: the housekeeper loop and what it does each tick. Never: writes records (the
+//! writer does) or deletes the segment being written.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::segment;
+use super::writer::{lock, sync, Shared, POSITION_FILE, TICK};
+use super::{SyncPolicy, WhenFull};
+use crate::event::Timestamp;
+
+/// The housekeeping loop (its own thread), until the sink and the reader are done.
+pub(super) fn housekeep(shared: Arc<Shared>) {
+    let sync_every = match shared.settings.sync {
+        SyncPolicy::Always => None,
+        SyncPolicy::Interval(every) => Some(every),
+    };
+    let mut last_sync = Instant::now();
+    let mut saved = u64::MAX;
+    loop {
+        let done = {
+            let state = lock(&shared);
+            let state = shared
+                .data
+                .wait_timeout(state, TICK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            state.sink_done && state.reader_done
+        };
+        if sync_every.is_some_and(|every| last_sync.elapsed() >= every) || done {
+            last_sync = Instant::now();
+            sync(&shared);
+        }
+        let committed = shared.tracker.committed();
+        collect(&shared, committed);
+        if committed != saved {
+            match save_position(&shared.dir, committed) {
+                Ok(()) => saved = committed,
+                Err(error) => {
+                    tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: read position not saved")
+                }
+            }
+        }
+        if done {
+            shared.health.ok();
+            return;
+        }
+    }
+}
+
+/// Deletes acknowledged segments, updates the gauges and `/health`.
+fn collect(shared: &Shared, committed: u64) {
+    let mut state = lock(shared);
+    while let Some(&(end, n, _)) = state.in_flight.front() {
+        if end > committed {
+            break;
+        }
+        state.in_flight.pop_front();
+        state.events = state.events.saturating_sub(u64::from(n));
+    }
+    let active = state.segments.last_key_value().map(|(s, _)| *s);
+    let done: Vec<(u64, u64)> = state
+        .segments
+        .iter()
+        .filter(|(start, end)| **end <= committed && Some(**start) != active)
+        .map(|(s, e)| (*s, *e))
+        .collect();
+    for (start, end) in done {
+        state.unread.remove(&start);
+        match std::fs::remove_file(shared.dir.join(segment::file_name(start))) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: acknowledged segment not deleted");
+                continue;
+            }
+        }
+        state.segments.remove(&start);
+        state.bytes = state.bytes.saturating_sub(end - start);
+    }
+    let oldest = state
+        .in_flight
+        .front()
+        .map(|(_, _, at)| *at)
+        .or(state.oldest_unread);
+    let age = match (state.events, oldest) {
+        (0, _) | (_, None) => 0,
+        (_, Some(at)) => (Timestamp::now().0.saturating_sub(at) / 1_000_000_000).max(0),
+    };
+    shared.gauges.oldest_seconds.set(age);
+    shared.gauges.events.set(state.events as i64);
+    shared.gauges.bytes.set(state.bytes as i64);
+    let (bytes, max, waiting) = (state.bytes, shared.settings.max_bytes, state.waiting());
+    drop(state);
+    shared.room.notify_all();
+    health(shared, bytes, max, waiting);
+}
+
+/// `waiting`: a writer waits for room, whatever the bytes say (a large batch does not fit
+/// though the buffer is some way below `max`).
+pub(super) fn health(shared: &Shared, bytes: u64, max: u64, waiting: bool) {
+    let percent = bytes.saturating_mul(100) / max.max(1);
+    let full = waiting || bytes + segment::RECORD_HEADER_BYTES * 1024 >= max;
+    if full && shared.settings.when_full == WhenFull::Block {
+        shared.health.fail(format!(
+            "disk buffer full ({bytes} of {max} bytes): its pipeline waits (when_full: block)"
+        ));
+    } else if percent >= 80 {
+        shared.health.warn(format!(
+            "disk buffer {percent}% full ({bytes} of {max} bytes)"
+        ));
+    } else {
+        shared.health.ok();
+    }
+}
+
+fn save_position(dir: &Path, position: u64) -> io::Result<()> {
+    let tmp = dir.join(format!("{POSITION_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{position}\n"))?;
+    std::fs::rename(tmp, dir.join(POSITION_FILE))
+}

@@ -1,0 +1,214 @@
+//! Lines into events: the oversize rule and UTF-8 check of each physical line, CRI and
+//! docker decoding with partial lines reassembled per stream, multiline records, then one
+//! [`LogEvent`] per record with the file's fields, pod labels, its origin offset and a read
+//! time that stays the same when the line is read again (see [`stamps`]).
+//!
+//! Owns: [`Tailer`]'s line → piece → event path. Never: reads the file or makes batches
+//! (the read loop in `mod.rs` does).
+//!
+//! [`stamps`]: super::super::stamps
+
+use std::time::Instant;
+
+use super::lines::RawLine;
+use super::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
+use crate::event::{Event, LogEvent, Map, Origin, Timestamp, Value};
+use crate::source::file::kubernetes;
+use crate::source::file::multiline::{floor_char_boundary, Piece};
+use crate::source::file::stamps::StampRecord;
+
+impl Tailer {
+    /// One physical line: oversize rule, UTF-8, container format.
+    pub(super) fn take_line(
+        &mut self,
+        line: RawLine<'_>,
+        settings: &ReadSettings,
+        counters: &ReadCounters,
+        pieces: &mut Vec<Piece>,
+    ) {
+        if line.truncated {
+            if settings.oversize == Oversize::Drop {
+                counters.lines_dropped.inc();
+                return;
+            }
+            counters.lines_truncated.inc();
+        }
+        let text = match std::str::from_utf8(line.bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => {
+                counters.invalid_utf8.inc();
+                String::from_utf8_lossy(line.bytes).into_owned()
+            }
+        };
+        let piece = Piece {
+            text,
+            start: line.start,
+            end: line.end,
+            timestamp: None,
+            stream: None,
+            truncated: line.truncated,
+        };
+        match settings.format {
+            LineFormat::None => pieces.push(piece),
+            LineFormat::Cri | LineFormat::Docker => {
+                self.take_container_line(piece, settings, counters, pieces)
+            }
+        }
+    }
+
+    fn take_container_line(
+        &mut self,
+        piece: Piece,
+        settings: &ReadSettings,
+        counters: &ReadCounters,
+        pieces: &mut Vec<Piece>,
+    ) {
+        let parsed = match settings.format {
+            LineFormat::Cri => kubernetes::parse_cri(&piece.text).map(|line| {
+                let stream = if line.stream == "stderr" {
+                    "stderr"
+                } else {
+                    "stdout"
+                };
+                (
+                    line.timestamp,
+                    stream,
+                    line.partial,
+                    line.message.into_owned(),
+                )
+            }),
+            _ => kubernetes::parse_docker(&piece.text).map(|line| {
+                (
+                    line.timestamp,
+                    line.stream,
+                    line.partial,
+                    line.message.into_owned(),
+                )
+            }),
+        };
+        let Some((timestamp, stream, partial, message)) = parsed else {
+            counters.parse_errors.inc();
+            pieces.push(piece);
+            return;
+        };
+        let slot = usize::from(stream == "stderr");
+        let assembled = match self.partials[slot].take() {
+            Some(mut head) => {
+                let room = settings.max_line_bytes.saturating_sub(head.text.len());
+                if message.len() > room {
+                    head.truncated = true;
+                }
+                head.text
+                    .push_str(&message[..floor_char_boundary(&message, room)]);
+                head.end = piece.end;
+                head
+            }
+            None => Piece {
+                text: message,
+                start: piece.start,
+                end: piece.end,
+                timestamp,
+                stream: Some(stream),
+                truncated: piece.truncated,
+            },
+        };
+        if partial {
+            self.partials[slot] = Some(assembled);
+        } else {
+            pieces.push(assembled);
+        }
+    }
+
+    pub(super) fn assemble_events(
+        &mut self,
+        pieces: &mut Vec<Piece>,
+        settings: &ReadSettings,
+        stamp: Timestamp,
+        events: &mut Vec<Event>,
+    ) {
+        if pieces.is_empty() {
+            return;
+        }
+        let taken = std::mem::take(pieces);
+        let records = match &mut self.multiline {
+            Some(multiline) => {
+                let now = Instant::now();
+                let mut records = Vec::with_capacity(taken.len());
+                for piece in taken {
+                    multiline.push(piece, now, &mut records);
+                }
+                records
+            }
+            None => taken,
+        };
+        self.pieces_to_events(records, settings, stamp, events);
+    }
+
+    /// The time of a line without one, starting at `offset`, read at `now`: the time it got
+    /// before a crash if the journal has it; else its batch's base (`now`, or later than the
+    /// previous line) plus its distance in bytes from the batch's first line. Strictly
+    /// increasing in file order, and the same when the line is read again (see [`stamps`]).
+    ///
+    /// [`stamps`]: super::stamps
+    fn stamp_of(&mut self, offset: u64, now: i64) -> i64 {
+        while self.replay.front().is_some_and(|r| r.last < offset) {
+            self.replay.pop_front();
+        }
+        if let Some(stamp) = self.replay.front().and_then(|r| r.stamp(offset)) {
+            self.last_stamp = stamp;
+            return stamp;
+        }
+        let next = self.last_stamp.saturating_add(1);
+        let record = self.fresh.get_or_insert(StampRecord {
+            first: offset,
+            last: offset,
+            base: now.max(next),
+        });
+        record.last = record.last.max(offset);
+        // A line before the batch's first (not expected) gets a time that is not journaled.
+        let stamp = record.stamp(offset).unwrap_or(next).max(next);
+        self.last_stamp = stamp;
+        stamp
+    }
+
+    pub(super) fn pieces_to_events(
+        &mut self,
+        pieces: Vec<Piece>,
+        settings: &ReadSettings,
+        stamp: Timestamp,
+        events: &mut Vec<Event>,
+    ) {
+        events.reserve(pieces.len());
+        for piece in pieces {
+            let mut fields = Map::new();
+            fields.insert("file", Value::String(self.path_text.clone()));
+            if let Some(name) = &settings.offset_field {
+                fields.insert(name.clone(), Value::Int(piece.start as i64));
+            }
+            if let Some(stream) = piece.stream {
+                fields.insert("stream", Value::from(stream));
+            }
+            if let Some(labels) = &self.labels {
+                fields.insert("namespace", Value::from(labels.namespace.as_str()));
+                fields.insert("pod", Value::from(labels.pod.as_str()));
+                fields.insert("container", Value::from(labels.container.as_str()));
+                if let Some(uid) = &labels.pod_uid {
+                    fields.insert("pod_uid", Value::from(uid.as_str()));
+                }
+            }
+            let timestamp = match piece.timestamp {
+                Some(timestamp) => timestamp,
+                None => Timestamp(self.stamp_of(piece.start, stamp.0)),
+            };
+            events.push(Event::Log(LogEvent {
+                timestamp,
+                message: Value::String(piece.text),
+                fields,
+                origin: Some(Origin {
+                    stream: self.key.clone(),
+                    offset: piece.start,
+                }),
+            }));
+        }
+    }
+}
