@@ -7,7 +7,7 @@ mod support;
 
 use std::io::Write as _;
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::fake_loki::FakeLoki;
 use support::{wait_for, Agent};
@@ -55,30 +55,9 @@ pipelines:
         endpoint = loki.endpoint(),
     );
     let agent = Agent::start(dir.path(), &yaml);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let started = Instant::now();
-    let mut sent = 0u64;
-    // 5,000 msgs/s in 50 bursts of 100 per second.
-    while started.elapsed() < Duration::from_secs(4) {
-        for _ in 0..100 {
-            let message = format!("<13>Nov 26 12:00:00 host app: udp message {sent}");
-            socket
-                .send_to(message.as_bytes(), ("127.0.0.1", udp_port))
-                .unwrap();
-            sent += 1;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let received = |agent: &Agent| {
-        agent.metric_sum(
-            "sluice_events_received_total",
-            &[("pipeline", "syslog"), ("component_kind", "source")],
-        )
-    };
-    wait_for("every datagram counted", Duration::from_secs(10), || {
-        received(&agent) >= sent as f64
-    });
-    let overflow = agent.metric_sum("sluice_events_dropped_total", &[("reason", "udp_overflow")]);
+    // 5,000 msgs/s in 50 bursts of 100 per second, for 4 s.
+    let sent = send_bursts(udp_port, 200, 100, Duration::from_millis(20));
+    let overflow = counted_overflow(&agent, sent);
     assert!(
         loki.entry_count() > 0,
         "the Loki side did not run meanwhile"
@@ -115,31 +94,41 @@ pipelines:
         data = dir.path().join("data").display(),
     );
     let agent = Agent::start(dir.path(), &yaml);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut sent = 0u64;
-    for _ in 0..100 {
-        for _ in 0..200 {
-            let message = format!("<13>Nov 26 12:00:00 host app: message {sent}");
-            socket
-                .send_to(message.as_bytes(), ("127.0.0.1", udp_port))
-                .unwrap();
-            sent += 1;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let received = |agent: &Agent| {
-        agent.metric_sum(
-            "sluice_events_received_total",
-            &[("pipeline", "syslog"), ("component_kind", "source")],
-        )
-    };
-    wait_for("every datagram counted", Duration::from_secs(20), || {
-        received(&agent) >= sent as f64
-    });
-    let overflow = agent.metric_sum("sluice_events_dropped_total", &[("reason", "udp_overflow")]);
+    let sent = send_bursts(udp_port, 100, 200, Duration::from_millis(10));
+    let overflow = counted_overflow(&agent, sent);
     assert!(
         overflow > 0.0 && overflow < sent as f64,
         "{overflow} of {sent} counted as udp_overflow"
     );
     assert!(agent.terminate().success());
+}
+
+/// Sends `bursts` bursts of `per_burst` syslog datagrams to `port`, `pause` apart; returns
+/// how many were sent.
+fn send_bursts(port: u16, bursts: usize, per_burst: usize, pause: Duration) -> u64 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0u64;
+    for _ in 0..bursts {
+        for _ in 0..per_burst {
+            let message = format!("<13>Nov 26 12:00:00 host app: udp message {sent}");
+            socket
+                .send_to(message.as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+            sent += 1;
+        }
+        std::thread::sleep(pause);
+    }
+    sent
+}
+
+/// Waits until the syslog source has counted every one of `sent` datagrams (none lost
+/// uncounted), then returns how many it counted as `udp_overflow`.
+fn counted_overflow(agent: &Agent, sent: u64) -> f64 {
+    wait_for("every datagram counted", Duration::from_secs(20), || {
+        agent.metric_sum(
+            "sluice_events_received_total",
+            &[("pipeline", "syslog"), ("component_kind", "source")],
+        ) >= sent as f64
+    });
+    agent.metric_sum("sluice_events_dropped_total", &[("reason", "udp_overflow")])
 }
