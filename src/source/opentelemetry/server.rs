@@ -492,10 +492,9 @@ mod tests {
         let (shared, queue) = shared("otlp_decoder_gone");
         drop(queue);
         let (job, outcome) = job(&shared);
-        let refusal = decode_and_enqueue(&shared, job, outcome, deadline())
-            .await
-            .err()
-            .expect("refused");
+        let Err(refusal) = decode_and_enqueue(&shared, job, outcome, deadline()).await else {
+            panic!("refused");
+        };
         assert_unavailable(&shared, refusal);
     }
 
@@ -505,10 +504,9 @@ mod tests {
         // A decoder that takes the request and ends without answering (as a panic would).
         let decoder = tokio::spawn(async move { drop(queue.recv().await) });
         let (job, outcome) = job(&shared);
-        let refusal = decode_and_enqueue(&shared, job, outcome, deadline())
-            .await
-            .err()
-            .expect("refused");
+        let Err(refusal) = decode_and_enqueue(&shared, job, outcome, deadline()).await else {
+            panic!("refused");
+        };
         decoder.await.unwrap();
         assert_unavailable(&shared, refusal);
     }
