@@ -18,13 +18,17 @@
 //! as `attributes.<key>`, so nothing the sender set is lost. Scope attributes and dropped
 //! counts are not kept.
 //!
-//! Owns: the mapping. Never: does I/O.
+//! Owns: the mapping (reading each record here; putting its fields in order in
+//! `logs/plan.rs`). Never: does I/O.
 
 use super::proto;
 pub use super::reader::{any_to_value, hex};
-use super::reader::{key, read_any, read_key_value, Reader};
+use super::reader::{read_any, read_key_value, Reader};
 use super::Decoded;
-use crate::event::{Event, Key, LogEvent, Map, Timestamp, Value};
+use crate::event::{Event, Key, LogEvent, Timestamp, Value};
+use plan::{
+    skeleton, Plan, Scope, EVENT_NAME, SEVERITY, SEVERITY_NUMBER, SPAN_ID, TRACE_FLAGS, TRACE_ID,
+};
 
 /// Field names this mapping writes itself: an attribute with one of these keys is renamed.
 const OWN_FIELDS: &[&str] = &[
@@ -41,6 +45,8 @@ const OWN_FIELDS: &[&str] = &[
 ];
 
 pub use crate::otlp::severity_name;
+
+mod plan;
 
 /// Maps every record of `request` to a log event, appended to `out` (the JSON path and
 /// tests: the request is encoded and read by [`decode`], so both formats map alike).
@@ -111,50 +117,6 @@ fn read_resource_logs(
     Ok(())
 }
 
-/// The event's own fields, by slot (see [`OWN_SLOTS`]).
-const EVENT_NAME: usize = 0;
-const SEVERITY: usize = 1;
-const SEVERITY_NUMBER: usize = 2;
-const SPAN_ID: usize = 3;
-const TRACE_FLAGS: usize = 4;
-const TRACE_ID: usize = 5;
-/// Names of the own-field slots a record may fill.
-const OWN_SLOTS: [&str; 6] = [
-    "event_name",
-    "severity",
-    "severity_number",
-    "span_id",
-    "trace_flags",
-    "trace_id",
-];
-
-/// One entry of a scope's field skeleton, in name order.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// Resource attribute `i` (cloned into each event).
-    Resource(usize),
-    /// `otel.scope.name` / `otel.scope.version` (cloned into each event).
-    ScopeName,
-    ScopeVersion,
-    /// One of [`OWN_SLOTS`], when the record has it.
-    Own(usize),
-}
-
-/// How a record's fields are put together: which attribute keys it had (as read), their
-/// field names, the attributes kept (sorted, last of equal names), and the merged order of
-/// the skeleton and those attributes. Records of one scope nearly always have the same
-/// attribute keys, so the plan of the last record is reused when they match: no sorting,
-/// no merging, no key lookups.
-#[derive(Default)]
-struct Plan {
-    /// The attribute keys as read (copies: compared with the next record's).
-    raw_keys: Vec<Box<str>>,
-    /// The field name of each attribute as read.
-    names: Vec<Key>,
-    /// Steps: `Ok(j)` takes skeleton entry `j`, `Err(i)` attribute `i` (as read).
-    steps: Vec<Result<usize, usize>>,
-}
-
 fn read_scope_logs(
     bytes: &[u8],
     resource: &[(Key, Value)],
@@ -177,26 +139,7 @@ fn read_scope_logs(
             }
         }
     }
-    // The skeleton: every field a record of this scope may have besides its attributes.
-    let mut skeleton: Vec<(&str, Slot)> = resource
-        .iter()
-        .enumerate()
-        .map(|(i, (key, _))| (key.as_ref(), Slot::Resource(i)))
-        .collect();
-    if !name.is_empty() {
-        skeleton.push(("otel.scope.name", Slot::ScopeName));
-    }
-    if !version.is_empty() {
-        skeleton.push(("otel.scope.version", Slot::ScopeVersion));
-    }
-    skeleton.extend(
-        OWN_SLOTS
-            .iter()
-            .enumerate()
-            .map(|(i, key)| (*key, Slot::Own(i))),
-    );
-    // Resource keys never equal the others (attributes named like them were renamed).
-    skeleton.sort_by(|a, b| a.0.cmp(b.0));
+    let skeleton = skeleton(resource, name, version);
     let scope = Scope {
         resource,
         skeleton: &skeleton,
@@ -217,68 +160,76 @@ fn read_scope_logs(
     Ok(())
 }
 
-/// What the records of one scope share.
-struct Scope<'a> {
-    resource: &'a [(Key, Value)],
-    skeleton: &'a [(&'a str, Slot)],
-    name: Value,
-    version: Value,
+/// A log record's own fields as read off the wire (attributes go to `Scratch::raw`).
+#[derive(Default)]
+struct Wire<'a> {
+    time: u64,
+    observed: u64,
+    severity_number: i32,
+    flags: u32,
+    severity_text: &'a str,
+    event_name: &'a str,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    body: Option<&'a [u8]>,
 }
 
-impl Plan {
-    /// True when `raw` (attribute keys as read) are the ones this plan was made for.
-    fn fits(&self, bytes: &[u8], raw: &[(usize, usize, usize, usize)]) -> bool {
-        self.raw_keys.len() == raw.len()
-            && self
-                .raw_keys
-                .iter()
-                .zip(raw)
-                .all(|(known, &(start, end, _, _))| known.as_bytes() == &bytes[start..end])
+impl<'a> Wire<'a> {
+    /// Reads a `LogRecord`; the spans of its attributes are left in `scratch.raw`.
+    fn read(bytes: &'a [u8], scratch: &mut Scratch) -> Result<Self, String> {
+        let mut record = Wire::default();
+        scratch.raw.clear();
+        let mut reader = Reader::new(bytes);
+        while let Some((field, wire)) = reader.next()? {
+            match field {
+                1 => record.time = wire.fixed64("LogRecord.time_unix_nano")?,
+                11 => record.observed = wire.fixed64("LogRecord.observed_time_unix_nano")?,
+                2 => record.severity_number = wire.varint("LogRecord.severity_number")? as i32,
+                3 => record.severity_text = wire.text("LogRecord.severity_text")?,
+                5 => record.body = Some(wire.bytes("LogRecord.body")?),
+                6 => {
+                    let kv = wire.bytes("LogRecord.attributes")?;
+                    scratch.raw.push(key_value_span(bytes, kv)?);
+                }
+                8 => record.flags = wire.fixed32("LogRecord.flags")?,
+                9 => record.trace_id = wire.bytes("LogRecord.trace_id")?,
+                10 => record.span_id = wire.bytes("LogRecord.span_id")?,
+                12 => record.event_name = wire.text("LogRecord.event_name")?,
+                _ => {}
+            }
+        }
+        Ok(record)
     }
 
-    /// A new plan for attribute keys `raw` (valid UTF-8, checked when read) and `skeleton`.
-    fn make(
-        &mut self,
-        bytes: &[u8],
-        raw: &[(usize, usize, usize, usize)],
-        skeleton: &[(&str, Slot)],
-    ) {
-        let text = |start: usize, end: usize| std::str::from_utf8(&bytes[start..end]).unwrap_or("");
-        self.raw_keys = raw
-            .iter()
-            .map(|&(s, e, _, _)| Box::from(text(s, e)))
-            .collect();
-        self.names = raw
-            .iter()
-            .map(|&(s, e, _, _)| clear_of_own(key(text(s, e))))
-            .collect();
-        // Attributes in name order; of equal names the last as read.
-        let mut order: Vec<usize> = (0..raw.len()).collect();
-        order.sort_by(|a, b| self.names[*a].cmp(&self.names[*b]).then(b.cmp(a)));
-        order.dedup_by(|later, earlier| self.names[*later] == self.names[*earlier]);
-        // Merge with the skeleton; an attribute shadows a resource attribute of its name.
-        self.steps.clear();
-        let mut attributes = order.into_iter().peekable();
-        for (j, (key, _)) in skeleton.iter().enumerate() {
-            while let Some(&i) = attributes.peek() {
-                match self.names[i].as_ref().cmp(key) {
-                    std::cmp::Ordering::Less => {
-                        self.steps.push(Err(i));
-                        attributes.next();
-                    }
-                    std::cmp::Ordering::Equal => break,
-                    std::cmp::Ordering::Greater => break,
-                }
-            }
-            if attributes
-                .peek()
-                .is_some_and(|&i| self.names[i].as_ref() == *key)
-            {
-                continue; // shadowed: the attribute comes next
-            }
-            self.steps.push(Ok(j));
+    /// The event time: the record's, else the observed time, else when it was received.
+    fn timestamp(&self, received: Timestamp) -> Timestamp {
+        match (self.time, self.observed) {
+            (0, 0) => received,
+            (0, observed) => nanos(observed),
+            (time, _) => nanos(time),
         }
-        self.steps.extend(attributes.map(Err));
+    }
+
+    /// The values of the own-field slots ([`plan::OWN_SLOTS`]) the record fills; a malformed
+    /// trace or span id is left out with a warning in `decoded`.
+    fn own_fields(&self, decoded: &mut Decoded) -> [Option<Value>; 6] {
+        let mut own: [Option<Value>; 6] = Default::default();
+        if !self.event_name.is_empty() {
+            own[EVENT_NAME] = Some(Value::from(self.event_name));
+        }
+        own[SEVERITY] = match self.severity_text {
+            "" => severity_name(self.severity_number).map(Value::from),
+            text => Some(Value::from(text)),
+        };
+        if self.severity_number != 0 {
+            own[SEVERITY_NUMBER] = Some(Value::Int(i64::from(self.severity_number)));
+        }
+        own[SPAN_ID] = trace_id_hex(self.span_id, 8, "span_id", decoded).map(Value::String);
+        if self.flags & 0xff != 0 {
+            own[TRACE_FLAGS] = Some(Value::Int(i64::from(self.flags & 0xff)));
+        }
+        own[TRACE_ID] = trace_id_hex(self.trace_id, 16, "trace_id", decoded).map(Value::String);
+        own
     }
 }
 
@@ -290,36 +241,9 @@ fn read_record(
     decoded: &mut Decoded,
     scratch: &mut Scratch,
 ) -> Result<LogEvent, String> {
-    let (mut time, mut observed, mut severity_number, mut flags) = (0u64, 0u64, 0i32, 0u32);
-    let (mut severity_text, mut event_name) = ("", "");
-    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
-    let mut body: Option<&[u8]> = None;
-    scratch.raw.clear();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.next()? {
-        match field {
-            1 => time = wire.fixed64("LogRecord.time_unix_nano")?,
-            11 => observed = wire.fixed64("LogRecord.observed_time_unix_nano")?,
-            2 => severity_number = wire.varint("LogRecord.severity_number")? as i32,
-            3 => severity_text = wire.text("LogRecord.severity_text")?,
-            5 => body = Some(wire.bytes("LogRecord.body")?),
-            6 => {
-                let kv = wire.bytes("LogRecord.attributes")?;
-                scratch.raw.push(key_value_span(bytes, kv)?);
-            }
-            8 => flags = wire.fixed32("LogRecord.flags")?,
-            9 => trace_id = wire.bytes("LogRecord.trace_id")?,
-            10 => span_id = wire.bytes("LogRecord.span_id")?,
-            12 => event_name = wire.text("LogRecord.event_name")?,
-            _ => {}
-        }
-    }
-    let timestamp = match (time, observed) {
-        (0, 0) => received,
-        (0, observed) => nanos(observed),
-        (time, _) => nanos(time),
-    };
-    let message = match body {
+    let record = Wire::read(bytes, scratch)?;
+    let timestamp = record.timestamp(received);
+    let message = match record.body {
         Some(body) => read_any(body, 4)?,
         None => Value::Null,
     };
@@ -331,54 +255,14 @@ fn read_record(
         };
         scratch.values.push(Some(value));
     }
-    let mut own: [Option<Value>; 6] = Default::default();
-    if !event_name.is_empty() {
-        own[EVENT_NAME] = Some(Value::from(event_name));
-    }
-    own[SEVERITY] = match severity_text {
-        "" => severity_name(severity_number).map(Value::from),
-        text => Some(Value::from(text)),
-    };
-    if severity_number != 0 {
-        own[SEVERITY_NUMBER] = Some(Value::Int(i64::from(severity_number)));
-    }
-    own[SPAN_ID] = trace_id_hex(span_id, 8, "span_id", decoded).map(Value::String);
-    if flags & 0xff != 0 {
-        own[TRACE_FLAGS] = Some(Value::Int(i64::from(flags & 0xff)));
-    }
-    own[TRACE_ID] = trace_id_hex(trace_id, 16, "trace_id", decoded).map(Value::String);
+    let own = record.own_fields(decoded);
     if !plan.fits(bytes, &scratch.raw) {
         plan.make(bytes, &scratch.raw, scope.skeleton);
-    }
-    // Own fields, attributes and resource attributes, already in name order: the map is
-    // built without sorting.
-    let mut fields: Vec<(Key, Value)> = Vec::with_capacity(plan.steps.len());
-    for step in &plan.steps {
-        match *step {
-            Err(i) => {
-                let value = scratch.values[i].take().unwrap_or_default();
-                fields.push((plan.names[i].clone(), value));
-            }
-            Ok(j) => match scope.skeleton[j].1 {
-                Slot::Resource(r) => fields.push(scope.resource[r].clone()),
-                Slot::ScopeName => {
-                    fields.push((Key::Borrowed("otel.scope.name"), scope.name.clone()))
-                }
-                Slot::ScopeVersion => {
-                    fields.push((Key::Borrowed("otel.scope.version"), scope.version.clone()))
-                }
-                Slot::Own(k) => {
-                    if let Some(value) = own[k].take() {
-                        fields.push((Key::Borrowed(OWN_SLOTS[k]), value));
-                    }
-                }
-            },
-        }
     }
     Ok(LogEvent {
         timestamp,
         message,
-        fields: fields.into_iter().collect::<Map>(),
+        fields: plan.fields(scope, &mut scratch.values, own),
         origin: None,
     })
 }

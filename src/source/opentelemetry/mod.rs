@@ -28,9 +28,10 @@
 //! Mapping: logs in `logs.rs` (read straight off the wire with `reader.rs`), metrics in
 //! `metrics.rs` (with `delta.rs`, the running totals of delta series, and `exponential.rs`);
 //! their module notes are the reference. Owns: the config, the HTTP side (`server.rs`,
-//! replies in `reply.rs`), the decoder thread (`decoder.rs`), OTLP/JSON (`json.rs`; the
-//! protobuf messages are `crate::otlp::proto`, shared with the sink). Never: blocks the
-//! runtime (bodies are decompressed and decoded on the source's decoder thread).
+//! request reading in `request.rs`, replies in `reply.rs`), the decoder thread
+//! (`decoder.rs`), OTLP/JSON (`json.rs`; the protobuf messages are `crate::otlp::proto`,
+//! shared with the sink). Never: blocks the runtime (bodies are decompressed and decoded on
+//! the source's decoder thread).
 
 mod decoder;
 mod delta;
@@ -41,6 +42,7 @@ pub mod metrics;
 pub use crate::otlp::proto;
 mod reader;
 mod reply;
+mod request;
 mod server;
 
 use std::net::{SocketAddr, ToSocketAddrs};

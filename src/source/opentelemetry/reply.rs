@@ -152,19 +152,20 @@ pub(super) fn bad_request(format: Format, message: String) -> Refusal {
 
 /// The receiver's refusal counters (`sluice_otlp_requests_refused_total{reason}`).
 pub(super) struct Counters {
-    refused: [Counter; 6],
+    refused: [Counter; 7],
     pub(super) rejected_items: Counter,
     pub(super) connections_refused: Counter,
 }
 
 /// Reasons a request was refused, in [`Counters::refused`] order.
-const REFUSALS: [&str; 6] = [
+const REFUSALS: [&str; 7] = [
     "bad_request",
     "too_large",
     "unsupported",
     "busy",
     "not_delivered",
     "not_found",
+    "unavailable",
 ];
 
 impl Counters {
@@ -172,7 +173,7 @@ impl Counters {
         let refused = REFUSALS.map(|reason| {
             ctx.metrics.counter(
                 "sluice_otlp_requests_refused_total",
-                "OTLP requests answered with an error, by reason (busy and not_delivered are the retryable 429/503).",
+                "OTLP requests answered with an error, by reason (busy, not_delivered and unavailable are the retryable 429/503).",
                 &[("reason", reason)],
             )
         });

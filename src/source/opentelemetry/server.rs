@@ -8,7 +8,9 @@
 //! decoded; queued, waiting in the queue's own wait for room) → wait for the delivery
 //! acknowledgement → 200. One deadline (`delivery_timeout_secs`) covers the waits; past it,
 //! 503. While the pipeline is full, the decoder thread waits with one decoded request and
-//! the others wait for it holding their bytes (the job queue is bounded): no polling.
+//! the others wait for it holding their bytes (the job queue is bounded): no polling. If
+//! the decoder thread is gone (it panicked), every request is answered 503 and the source
+//! fails `/health`.
 //!
 //! Owns: the request lifecycle and its replies. Never: holds more request memory than
 //! `max_buffered_bytes` (a semaphore of bytes, taken before a body is read and released once
@@ -16,24 +18,25 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::decoder::{permits, Decoder, Encoding, Failure, Job, Outcome, JOB_QUEUE};
+use super::decoder::{permits, Decoder, Failure, Job, Outcome, JOB_QUEUE};
 use super::metrics::DeltaTotals;
 use super::reply::{bad_request, too_large, Counters, Format, Refusal, Reply, Signal};
-use super::{OpenTelemetry, Settings};
+use super::{request, Decoded, OpenTelemetry, Settings};
+use crate::ack::AckWatch;
 use crate::event::Timestamp;
+use crate::health::HealthCheck;
 use crate::source::{Running, SourceContext};
 use crate::supervision::propagate_panic;
 
@@ -41,8 +44,6 @@ use crate::supervision::propagate_panic;
 const LISTEN_BACKLOG: u32 = 1024;
 /// A client must send its request headers within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// ... and its body within this.
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest `Retry-After` sent.
 const MAX_RETRY_AFTER_SECS: u64 = 30;
 
@@ -59,6 +60,8 @@ struct Shared {
     next_stream: AtomicU64,
     /// Requests for the decoder thread.
     jobs: tokio::sync::mpsc::Sender<Job>,
+    /// Set once the decoder thread was found gone (logged and reported once).
+    decoder_gone: AtomicBool,
 }
 
 impl Shared {
@@ -115,6 +118,7 @@ pub(super) fn start(source: OpenTelemetry, ctx: SourceContext) -> anyhow::Result
         started: Instant::now(),
         next_stream: AtomicU64::new(0),
         jobs,
+        decoder_gone: AtomicBool::new(false),
         settings,
         ctx,
     });
@@ -219,158 +223,33 @@ async fn handle(
     .into_response()
 }
 
-fn busy(shared: &Shared, format: Format, status: StatusCode, message: &str) -> Refusal {
-    let mut reply = Reply::status(format, status, message);
-    reply.retry_after = Some(shared.retry_after());
-    let reason = if status == StatusCode::TOO_MANY_REQUESTS {
-        "busy"
-    } else {
-        "not_delivered"
-    };
-    (reason, reply)
-}
-
+/// Answers a request: route and headers checked (`request.rs`), budget taken for its body,
+/// body read, handed to the decoder thread, then the reply once its events are delivered.
 async fn receive(
     shared: &Shared,
     stream_key: u64,
     request: Request<Incoming>,
 ) -> Result<Reply, Refusal> {
-    let signal = match request.uri().path() {
-        "/v1/logs" => Signal::Logs,
-        "/v1/metrics" => Signal::Metrics,
-        _ => {
-            return Err((
-                "not_found",
-                Reply::text(
-                    StatusCode::NOT_FOUND,
-                    "not found: OTLP/HTTP takes POST /v1/logs and /v1/metrics",
-                ),
-            ))
-        }
-    };
-    if request.method() != Method::POST {
-        let reply = Reply::text(StatusCode::METHOD_NOT_ALLOWED, "OTLP/HTTP takes POST only");
-        return Err(("not_found", reply));
-    }
-    let headers = request.headers();
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let format = match media.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
-        "application/json" => Format::Json,
-        _ => {
-            return Err((
-                "unsupported",
-                Reply::text(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    &format!(
-                        "Content-Type {content_type:?} not supported: use application/x-protobuf or application/json"
-                    ),
-                ),
-            ))
-        }
-    };
-    let encoding = match headers
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") | Some("identity") => Encoding::Identity,
-        Some("gzip") | Some("x-gzip") => Encoding::Gzip,
-        Some("deflate") => Encoding::Deflate,
-        Some("zstd") => Encoding::Zstd,
-        Some(other) => {
-            return Err((
-                "unsupported",
-                Reply::status(
-                    format,
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    &format!(
-                        "Content-Encoding {other:?} not supported: use gzip, deflate, zstd or none"
-                    ),
-                ),
-            ))
-        }
-    };
+    let signal = request::route(&request)?;
+    let (format, encoding) = request::negotiate(request.headers())?;
     let max = shared.settings.max_request_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large(format, max));
-    }
+    let declared = request::declared_length(request.headers(), format, max)?;
     if shared.ctx.shutdown.is_triggered() {
-        return Err(busy(
-            shared,
-            format,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the agent is stopping",
-        ));
+        return Err(stopping(shared, format));
     }
     // One deadline for the whole request: room in the pipeline, then delivery.
     let deadline = tokio::time::Instant::now() + shared.settings.delivery_timeout;
-    // Room for the body as sent; topped up to its decoded size below.
+    // Room for the body as sent; topped up to its decoded size on the decoder thread.
     let reserve = declared.map_or(max, |n| n as usize).max(1);
     let Ok(permit) = shared
         .budget
         .clone()
         .try_acquire_many_owned(permits(reserve))
     else {
-        return Err(busy(
-            shared,
-            format,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many request bytes in progress (max_buffered_bytes): retry later",
-        ));
+        return Err(no_budget(shared, format));
     };
     let received = Timestamp::now();
-    let body = match tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(request.into_body(), max).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err((
-                "bad_request",
-                Reply::status(
-                    format,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the body did not arrive in time",
-                ),
-            ))
-        }
-        Ok(Err(error))
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large(format, max))
-        }
-        Ok(Err(error)) => {
-            return Err((
-                "bad_request",
-                Reply::status(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading the body: {error}"),
-                ),
-            ))
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-
-    // Decompressed, decoded, mapped and queued on the decoder thread.
+    let body = request::read_body(request.into_body(), format, max).await?;
     let (reply, outcome) = tokio::sync::oneshot::channel();
     let job = Job {
         signal,
@@ -384,42 +263,49 @@ async fn receive(
         deadline: deadline.into_std(),
         reply,
     };
+    let (decoded, watch) = decode_and_enqueue(shared, job, outcome, deadline).await?;
+    answer(shared, (signal, format), decoded, watch, deadline).await
+}
+
+/// Hands `job` to the decoder thread (decompressed, decoded, mapped and queued there) and
+/// waits for what it made of it: the partial-success numbers and the delivery to watch.
+async fn decode_and_enqueue(
+    shared: &Shared,
+    job: Job,
+    outcome: tokio::sync::oneshot::Receiver<Outcome>,
+    deadline: tokio::time::Instant,
+) -> Result<(Decoded, Option<AckWatch>), Refusal> {
+    let format = job.format;
     match tokio::time::timeout_at(deadline, shared.jobs.send(job)).await {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => panic!(
-            "the OTLP decoder thread of source {} is gone",
-            shared.ctx.id
-        ),
+        // The decoder thread ended (it panicked): its queue is closed.
+        Ok(Err(_)) => return Err(decoder_gone(shared, format)),
         Err(_) => return Err(full(shared, format)),
     }
-    let (decoded, watch) = match outcome.await {
-        Ok(Outcome::Queued { decoded, watch }) => (decoded, watch),
-        Ok(Outcome::Failed(Failure::Busy)) => {
-            return Err(busy(
-                shared,
-                format,
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many request bytes in progress (max_buffered_bytes): retry later",
-            ))
-        }
+    match outcome.await {
+        Ok(Outcome::Queued { decoded, watch }) => Ok((decoded, watch)),
+        Ok(Outcome::Failed(Failure::Busy)) => Err(no_budget(shared, format)),
         Ok(Outcome::Failed(Failure::TooLarge)) => {
-            return Err(too_large(format, shared.settings.max_request_bytes))
+            Err(too_large(format, shared.settings.max_request_bytes))
         }
-        Ok(Outcome::Failed(Failure::Invalid(message))) => return Err(bad_request(format, message)),
-        Ok(Outcome::Full) => return Err(full(shared, format)),
-        Ok(Outcome::Stopped) => {
-            return Err(busy(
-                shared,
-                format,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the agent is stopping",
-            ))
-        }
-        Err(_) => panic!(
-            "the OTLP decoder thread of source {} panicked",
-            shared.ctx.id
-        ),
-    };
+        Ok(Outcome::Failed(Failure::Invalid(message))) => Err(bad_request(format, message)),
+        Ok(Outcome::Full) => Err(full(shared, format)),
+        Ok(Outcome::Stopped) => Err(stopping(shared, format)),
+        // The decoder thread dropped the job unanswered: it panicked.
+        Err(_) => Err(decoder_gone(shared, format)),
+    }
+}
+
+/// The reply once the events are queued: 200 with the partial-success numbers, at once
+/// (`wait_for_delivery: false`, or nothing to deliver) or when delivered before `deadline`;
+/// 503 otherwise.
+async fn answer(
+    shared: &Shared,
+    (signal, format): (Signal, Format),
+    decoded: Decoded,
+    watch: Option<AckWatch>,
+    deadline: tokio::time::Instant,
+) -> Result<Reply, Refusal> {
     if decoded.rejected > 0 {
         shared.counters.rejected_items.add(decoded.rejected as u64);
     }
@@ -451,6 +337,17 @@ async fn receive(
     }
 }
 
+fn busy(shared: &Shared, format: Format, status: StatusCode, message: &str) -> Refusal {
+    let mut reply = Reply::status(format, status, message);
+    reply.retry_after = Some(shared.retry_after());
+    let reason = if status == StatusCode::TOO_MANY_REQUESTS {
+        "busy"
+    } else {
+        "not_delivered"
+    };
+    (reason, reply)
+}
+
 fn full(shared: &Shared, format: Format) -> Refusal {
     busy(
         shared,
@@ -458,4 +355,159 @@ fn full(shared: &Shared, format: Format) -> Refusal {
         StatusCode::SERVICE_UNAVAILABLE,
         "the pipeline is full: retry later",
     )
+}
+
+fn stopping(shared: &Shared, format: Format) -> Refusal {
+    busy(
+        shared,
+        format,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the agent is stopping",
+    )
+}
+
+fn no_budget(shared: &Shared, format: Format) -> Refusal {
+    busy(
+        shared,
+        format,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many request bytes in progress (max_buffered_bytes): retry later",
+    )
+}
+
+/// The decoder thread is gone (it panicked): the source can take nothing more. A 503 with
+/// `Retry-After` (counted as `reason="unavailable"`); the first time, an ERROR log and a
+/// `/health` failure for the source, so the agent is restarted by whoever watches it.
+fn decoder_gone(shared: &Shared, format: Format) -> Refusal {
+    if !shared.decoder_gone.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            pipeline = %shared.ctx.pipeline,
+            source = %shared.ctx.id,
+            "the OTLP decoder thread is gone: every request is answered 503; restart the agent"
+        );
+        HealthCheck::new(format!("{}/source/{}", shared.ctx.pipeline, shared.ctx.id))
+            .fail("the OTLP decoder thread is gone: requests are answered 503");
+    }
+    let (_, reply) = busy(
+        shared,
+        format,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the OTLP decoder is not running: retry later",
+    );
+    ("unavailable", reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Checkpoints;
+    use crate::shutdown::Shutdown;
+    use crate::source::BatchSender;
+    use crate::telemetry::{registry, ComponentMetrics};
+
+    /// A receiver's shared state whose decoder side is `queue` (not running).
+    fn shared(id: &str) -> (Arc<Shared>, tokio::sync::mpsc::Receiver<Job>) {
+        let (tx, _rx) = flume::bounded(1);
+        let depth = registry().gauge("test_otlp_queue", "test", &[("test", id)]);
+        let shutdown = Shutdown::new();
+        let metrics = ComponentMetrics::new("test", "source", id);
+        let ctx = SourceContext {
+            pipeline: "test".into(),
+            id: id.into(),
+            out: BatchSender::new(vec![(tx, depth)], shutdown.clone(), metrics.clone()),
+            shutdown,
+            checkpoints: Checkpoints::in_memory(),
+            metrics,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let settings = super::super::OpenTelemetryConfig {
+            address: "127.0.0.1:0".into(),
+            max_request_bytes: 1 << 20,
+            max_buffered_bytes: 4 << 20,
+            max_connections: 1,
+            wait_for_delivery: true,
+            delivery_timeout_secs: 5,
+            batch_events: 1000,
+            max_delta_series: 0,
+        }
+        .build()
+        .expect("valid settings")
+        .settings;
+        let (jobs, queue) = tokio::sync::mpsc::channel(JOB_QUEUE);
+        let shared = Arc::new(Shared {
+            counters: Counters::new(&ctx),
+            budget: Arc::new(Semaphore::new(settings.max_buffered_bytes)),
+            pressure_since_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            next_stream: AtomicU64::new(0),
+            jobs,
+            decoder_gone: AtomicBool::new(false),
+            settings,
+            ctx,
+        });
+        (shared, queue)
+    }
+
+    fn job(shared: &Shared) -> (Job, tokio::sync::oneshot::Receiver<Outcome>) {
+        let permit = shared.budget.clone().try_acquire_many_owned(1).unwrap();
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = Job {
+            signal: Signal::Logs,
+            format: Format::Json,
+            encoding: super::super::decoder::Encoding::Identity,
+            body: Bytes::from_static(b"{}"),
+            reserve: 1,
+            permit,
+            received: Timestamp::now(),
+            stream_key: 0,
+            deadline: Instant::now() + Duration::from_secs(5),
+            reply,
+        };
+        (job, outcome)
+    }
+
+    fn deadline() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    fn assert_unavailable(shared: &Shared, refusal: Refusal) {
+        let (reason, reply) = refusal;
+        assert_eq!(reason, "unavailable");
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(reply.retry_after.is_some(), "a 503 tells when to retry");
+        let key = format!("test/source/{}", shared.ctx.id);
+        assert!(
+            crate::health::failures().contains_key(&key),
+            "the source fails /health"
+        );
+        assert_eq!(
+            shared.budget.available_permits(),
+            shared.settings.max_buffered_bytes,
+            "the request's budget is given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gone_decoder_thread_is_a_503_not_a_panic() {
+        let (shared, queue) = shared("otlp_decoder_gone");
+        drop(queue);
+        let (job, outcome) = job(&shared);
+        let Err(refusal) = decode_and_enqueue(&shared, job, outcome, deadline()).await else {
+            panic!("refused");
+        };
+        assert_unavailable(&shared, refusal);
+    }
+
+    #[tokio::test]
+    async fn a_decoder_thread_that_drops_the_request_is_a_503_not_a_panic() {
+        let (shared, mut queue) = shared("otlp_decoder_dropped");
+        // A decoder that takes the request and ends without answering (as a panic would).
+        let decoder = tokio::spawn(async move { drop(queue.recv().await) });
+        let (job, outcome) = job(&shared);
+        let Err(refusal) = decode_and_enqueue(&shared, job, outcome, deadline()).await else {
+            panic!("refused");
+        };
+        decoder.await.unwrap();
+        assert_unavailable(&shared, refusal);
+    }
 }

@@ -6,6 +6,7 @@
 //! acknowledgements of a finished batch), `state.rs` (delivery metrics and `/health`).
 
 mod endpoints;
+mod partial;
 mod send;
 mod settle;
 mod state;

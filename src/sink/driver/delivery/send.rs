@@ -1,6 +1,7 @@
 //! One request of the driver: encode, compress, post, judge the reply; retries with
-//! backoff and `Retry-After`, follow-ups for a partial reply's retried items, refusals.
+//! backoff and `Retry-After` (a partial reply's follow-ups and refusals: `partial.rs`).
 
+use super::partial::PartialVerdict;
 use super::*;
 
 /// The tries of one request and of the follow-ups that carry its retried items.
@@ -19,21 +20,41 @@ impl Tries {
     }
 }
 
-/// A [`Verdict::Partial`] with the request's items and the server's `Retry-After`.
-pub(super) struct PartialVerdict<'a> {
-    pub(super) items: &'a [usize],
-    pub(super) retry: Vec<usize>,
-    pub(super) retry_reason: String,
-    pub(super) reject: Vec<(usize, String)>,
-    pub(super) retry_after: Option<Duration>,
-}
-
 /// Why a try failed, for the retry decision.
 pub(super) struct Failed {
     pub(super) reason: String,
     pub(super) server_said: String,
     pub(super) retry_after: Option<Duration>,
     pub(super) endpoint_failed: bool,
+}
+
+/// What one try of a request gave: the codec's judgement, the server's words, the delay
+/// it asked for, and whether the endpoint failed (no reply, or a 5xx).
+struct Tried {
+    judgement: Judgement,
+    server_said: String,
+    asked_delay: Option<Duration>,
+    endpoint_failed: bool,
+}
+
+/// A request the server rejected: logged, counted, its events dead-lettered with the
+/// reason followed by the server's words (the metric label is the part before the first
+/// colon).
+fn reject(
+    items: &[usize],
+    reason: String,
+    server_said: &str,
+    outcomes: &mut [Outcome],
+    ctx: &SinkContext,
+    state: &State,
+) {
+    tracing::warn!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "request rejected; events dead-lettered");
+    let reason = match server_said.is_empty() {
+        true => reason,
+        false => format!("{reason}: {server_said}"),
+    };
+    state.rejected(&reason);
+    mark(outcomes, items, Outcome::Rejected(reason.into()));
 }
 
 /// A reply read off the wire, or why there was none.
@@ -64,53 +85,19 @@ impl HttpDriver {
             items,
             path_segment,
         } = request;
-        let uncompressed = body.len();
-        let body = Bytes::from(self.compress(body).await);
-        state.bytes_uncompressed.add(uncompressed as u64);
-        state.batch_events.observe(items.len() as f64);
-        state.batch_bytes.observe(body.len() as f64);
+        let body = self.compressed(body, items.len(), state).await;
         let headers = self.request_headers(&*codec, content_type, extra);
+        let path_segment = path_segment.as_deref();
         loop {
-            state.bytes_compressed.add(body.len() as u64);
-            let limit = codec.max_reply_bytes();
-            let result = self
-                .attempt(
-                    headers.clone(),
-                    body.clone(),
-                    path_segment.as_deref(),
-                    limit,
-                    state,
-                )
+            let post = (&headers, &body, path_segment);
+            let tried = self
+                .try_once(&*codec, (events, &items), post, ctx, state)
                 .await;
-            let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
-            let mut server_said = String::new();
-            let mut asked_delay = None;
-            let verdict = match result {
-                Ok(reply) => {
-                    state.request_counter(ctx, &reply.status.to_string()).inc();
-                    server_said = server_words(reply.status, &reply.body);
-                    asked_delay = retry_after(&reply.headers, chrono::Utc::now());
-                    let reply = Reply {
-                        status: reply.status,
-                        headers: &reply.headers,
-                        body: &reply.body,
-                        items: items.len(),
-                        path_segment: path_segment.as_deref(),
-                    };
-                    match codec.judge_events(&reply, events, &items) {
-                        Judgement::Verdict(verdict) => verdict,
-                        Judgement::Refused(refusals) => {
-                            self.refused(&items, refusals, &server_said, outcomes, ctx, state);
-                            return (Vec::new(), tries);
-                        }
-                    }
-                }
-                Err(kind) => {
-                    state.request_counter(ctx, kind).inc();
-                    Verdict::Retry {
-                        reason: kind.to_owned(),
-                        retry_after: None,
-                    }
+            let verdict = match tried.judgement {
+                Judgement::Verdict(verdict) => verdict,
+                Judgement::Refused(refusals) => {
+                    self.refused(&items, refusals, &tried.server_said, outcomes, ctx, state);
+                    return (Vec::new(), tries);
                 }
             };
             let (reason, retry_after) = match verdict {
@@ -120,15 +107,7 @@ impl HttpDriver {
                     return (Vec::new(), tries);
                 }
                 Verdict::Reject { reason } => {
-                    tracing::warn!(sink = %ctx.id, %reason, reply = %server_said, n_events = items.len(), "request rejected; events dead-lettered");
-                    // The dead letters keep the server's words after the reason (the
-                    // metric label is the part before the first colon).
-                    let reason = match server_said.is_empty() {
-                        true => reason,
-                        false => format!("{reason}: {server_said}"),
-                    };
-                    state.rejected(&reason);
-                    mark(outcomes, &items, Outcome::Rejected(reason.into()));
+                    reject(&items, reason, &tried.server_said, outcomes, ctx, state);
                     return (Vec::new(), tries);
                 }
                 Verdict::Partial {
@@ -141,7 +120,7 @@ impl HttpDriver {
                         retry,
                         retry_reason,
                         reject,
-                        retry_after: asked_delay,
+                        retry_after: tried.asked_delay,
                     };
                     let follow_ups = self
                         .partial(codec, events, verdict, &mut tries, outcomes, ctx, state)
@@ -155,15 +134,75 @@ impl HttpDriver {
             };
             let failed = Failed {
                 reason,
-                server_said,
+                server_said: tried.server_said,
                 retry_after,
-                endpoint_failed,
+                endpoint_failed: tried.endpoint_failed,
             };
             if !self
                 .wait_to_retry(failed, &mut tries, &items, outcomes, ctx, state)
                 .await
             {
                 return (Vec::new(), tries);
+            }
+        }
+    }
+
+    /// The body compressed, with its sizes and event count observed.
+    async fn compressed(&self, body: Vec<u8>, events: usize, state: &State) -> Bytes {
+        let uncompressed = body.len();
+        let body = Bytes::from(self.compress(body).await);
+        state.bytes_uncompressed.add(uncompressed as u64);
+        state.batch_events.observe(events as f64);
+        state.batch_bytes.observe(body.len() as f64);
+        body
+    }
+
+    /// One try of a request: posted, its reply counted and judged by the codec (a reply
+    /// that never came is a retry with the transport's reason).
+    async fn try_once<C: HttpSinkCodec>(
+        &self,
+        codec: &C,
+        (events, items): (&[Event], &[usize]),
+        (headers, body, path_segment): (&HeaderMap, &Bytes, Option<&str>),
+        ctx: &SinkContext,
+        state: &State,
+    ) -> Tried {
+        state.bytes_compressed.add(body.len() as u64);
+        let limit = codec.max_reply_bytes();
+        let result = self
+            .attempt(headers.clone(), body.clone(), path_segment, limit, state)
+            .await;
+        let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
+        match result {
+            Ok(reply) => {
+                state.request_counter(ctx, &reply.status.to_string()).inc();
+                let server_said = server_words(reply.status, &reply.body);
+                let asked_delay = retry_after(&reply.headers, chrono::Utc::now());
+                let reply = Reply {
+                    status: reply.status,
+                    headers: &reply.headers,
+                    body: &reply.body,
+                    items: items.len(),
+                    path_segment,
+                };
+                Tried {
+                    judgement: codec.judge_events(&reply, events, items),
+                    server_said,
+                    asked_delay,
+                    endpoint_failed,
+                }
+            }
+            Err(kind) => {
+                state.request_counter(ctx, kind).inc();
+                Tried {
+                    judgement: Judgement::Verdict(Verdict::Retry {
+                        reason: kind.to_owned(),
+                        retry_after: None,
+                    }),
+                    server_said: String::new(),
+                    asked_delay: None,
+                    endpoint_failed,
+                }
             }
         }
     }
@@ -230,124 +269,6 @@ impl HttpDriver {
         tries.attempt = tries.attempt.saturating_add(1);
         tokio::time::sleep(delay).await;
         true
-    }
-
-    /// Records a partial success and encodes the items to retry, after a backoff that grows
-    /// with `tries` (or the server's `Retry-After`); once `retry.max_duration_secs` has run
-    /// out since the first try, the items still failing are dead-lettered instead.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn partial<C: HttpSinkCodec>(
-        &self,
-        codec: &mut C,
-        events: &[Event],
-        verdict: PartialVerdict<'_>,
-        tries: &mut Tries,
-        outcomes: &mut [Outcome],
-        ctx: &SinkContext,
-        state: &State,
-    ) -> Vec<EncodedRequest> {
-        let PartialVerdict {
-            items,
-            retry,
-            retry_reason,
-            reject,
-            retry_after,
-        } = verdict;
-        mark(outcomes, items, Outcome::Delivered);
-        let n_accepted = items.len().saturating_sub(retry.len() + reject.len());
-        if let Some((_, reason)) = reject.first() {
-            if n_accepted == 0 {
-                state.rejected(reason);
-            }
-        }
-        for (position, reason) in reject {
-            if let Some(&index) = items.get(position) {
-                outcomes[index] = Outcome::Rejected(reason.into());
-            }
-        }
-        let retry_indices: Vec<usize> = retry
-            .iter()
-            .filter_map(|&p| items.get(p).copied())
-            .collect();
-        for &index in &retry_indices {
-            outcomes[index] = Outcome::Waiting;
-        }
-        // Only a request that delivered something is a success: items answered 429 for
-        // ever must not keep `/health` green.
-        if n_accepted > 0 {
-            self.succeeded(state, ctx);
-        }
-        if retry_indices.is_empty() {
-            return Vec::new();
-        }
-        if self.retries_exhausted(tries) {
-            let reason = format!("retry_exhausted: {retry_reason}");
-            tracing::error!(sink = %ctx.id, %reason, n_events = retry_indices.len(), "item retries exhausted; events dead-lettered");
-            state.rejected(&reason);
-            let reason: Arc<str> = reason.into();
-            for &index in &retry_indices {
-                outcomes[index] = Outcome::Rejected(reason.clone());
-            }
-            return Vec::new();
-        }
-        state.retries.inc();
-        let delay = self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered());
-        tracing::warn!(sink = %ctx.id, reason = %retry_reason, n_events = retry_indices.len(), attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "items failed; retrying them");
-        tries.attempt = tries.attempt.saturating_add(1);
-        tokio::time::sleep(delay).await;
-        let subset: Vec<Event> = retry_indices.iter().map(|&i| events[i].clone()).collect();
-        let encoded = codec.encode(&subset);
-        for (position, reason) in encoded.dropped {
-            if let Some(&index) = retry_indices.get(position) {
-                outcomes[index] = Outcome::Dropped(reason);
-            }
-        }
-        encoded
-            .requests
-            .into_iter()
-            .map(|mut request| {
-                request.items = request
-                    .items
-                    .iter()
-                    .filter_map(|&p| retry_indices.get(p).copied())
-                    .collect();
-                request
-            })
-            .collect()
-    }
-
-    /// Records a reply that stored every entry but the refused ones.
-    pub(super) fn refused(
-        &self,
-        items: &[usize],
-        refusals: Refusals,
-        server_said: &str,
-        outcomes: &mut [Outcome],
-        ctx: &SinkContext,
-        state: &State,
-    ) {
-        mark(outcomes, items, Outcome::Delivered);
-        let n_named = refusals.named.len();
-        for (position, reason) in refusals.named {
-            if let Some(&index) = items.get(position) {
-                outcomes[index] = Outcome::Rejected(reason.into());
-            }
-        }
-        let mut n_unnamed = 0;
-        for group in refusals.unnamed {
-            n_unnamed += group.refused;
-            let share = Arc::new(Unconfirmed {
-                refused: group.refused.min(group.positions.len()),
-                reason: group.reason.into(),
-            });
-            for position in group.positions {
-                if let Some(&index) = items.get(position) {
-                    outcomes[index] = Outcome::Unconfirmed(share.clone());
-                }
-            }
-        }
-        tracing::warn!(sink = %ctx.id, reply = %server_said, n_events = items.len(), n_refused = n_named, n_refused_unnamed = n_unnamed, "server stored a request except refused entries; those dead-lettered");
-        self.succeeded(state, ctx);
     }
 
     /// Compresses a body on the blocking pool, not on the runtime's threads: gzip of a 1 MiB

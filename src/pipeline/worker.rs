@@ -1,0 +1,174 @@
+//! The transform workers: OS threads, each taking batches from its own bounded queue,
+//! running them through the transforms in order, ticking and flushing stateful transforms,
+//! and sending each sink its copy (routed by its `condition:`).
+//!
+//! Owns: the workers' queues and threads, the order of transforms, fan-out to sinks. Never:
+//! decides what a transform does with an event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flume::{Receiver, RecvTimeoutError, Sender};
+
+use super::sinks::SinkOutput;
+use super::{RunningPipeline, Shared};
+use crate::batch::Batch;
+use crate::config::Built;
+use crate::event::Event;
+use crate::route;
+use crate::shutdown::Shutdown;
+use crate::supervision::PanicGuard;
+use crate::tap::{Point, TapPoints};
+use crate::telemetry::{registry, ComponentMetrics, Gauge};
+use crate::transform::Transform;
+
+/// How often workers call [`Transform::tick`] and check for the end of input.
+const TICK: Duration = Duration::from_millis(100);
+
+impl RunningPipeline {
+    pub(super) fn start_workers(
+        &mut self,
+        transforms: &[Built<Transform>],
+        sinks: Arc<Vec<SinkOutput>>,
+        capacity: usize,
+        shared: &Shared,
+    ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
+        let name = &self.name;
+        let mut partitions = Vec::new();
+        for index in 0..shared.workers.max(1) {
+            let (tx, rx) = flume::bounded(capacity);
+            let depth = registry().gauge(
+                "sluice_queue_batches",
+                "Batches waiting in a queue.",
+                &[("pipeline", name), ("queue", &format!("worker:{index}"))],
+            );
+            depth.set(0);
+            partitions.push((tx, depth.clone()));
+            let worker = Worker {
+                _panic_guard: shared
+                    .supervisor
+                    .guard(name, "worker", &format!("worker-{index}")),
+                input: rx,
+                depth,
+                transforms: transforms
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.component.clone(),
+                            ComponentMetrics::new(name, "transform", &t.id),
+                        )
+                    })
+                    .collect(),
+                sinks: sinks.clone(),
+                input_closed: self.input_closed.clone(),
+                tap: self.tap.clone(),
+            };
+            self.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{name}-{index}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(partitions)
+    }
+}
+
+struct Worker {
+    /// First field, so a panic is reported before the rest of the worker is dropped.
+    _panic_guard: PanicGuard,
+    input: Receiver<Batch>,
+    depth: Gauge,
+    transforms: Vec<(Transform, ComponentMetrics)>,
+    sinks: Arc<Vec<SinkOutput>>,
+    input_closed: Shutdown,
+    tap: TapPoints,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut last_tick = Instant::now();
+        loop {
+            match self.input.recv_timeout(TICK) {
+                Ok(batch) => {
+                    self.depth.add(-1);
+                    let Batch { events, acks, home } = batch;
+                    self.tap.observe(Point::Input, &events);
+                    let events = self.apply(0, events);
+                    self.forward(Batch { events, acks, home });
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.input_closed.is_triggered() && self.input.is_empty() {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick(last_tick);
+            }
+        }
+        self.flush();
+    }
+
+    /// Runs `events` through transforms `from..`.
+    fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
+        for (index, (transform, metrics)) in self.transforms.iter_mut().enumerate().skip(from) {
+            metrics.events_in.add(events.len() as u64);
+            let mut out = Vec::with_capacity(events.len());
+            transform.process(events, &mut out);
+            metrics.events_out.add(out.len() as u64);
+            self.tap.observe(Point::Transform(index), &out);
+            events = out;
+        }
+        events
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for index in 0..self.transforms.len() {
+            let mut emitted = Vec::new();
+            self.transforms[index].0.tick(now, &mut emitted);
+            if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
+                let events = self.apply(index + 1, emitted);
+                self.forward(Batch::new(events));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for index in 0..self.transforms.len() {
+            let mut emitted = Vec::new();
+            self.transforms[index].0.flush(&mut emitted);
+            if !emitted.is_empty() {
+                self.tap.observe(Point::Transform(index), &emitted);
+                let events = self.apply(index + 1, emitted);
+                self.forward(Batch::new(events));
+            }
+        }
+    }
+
+    /// Sends `batch` to every sink (a routed sink gets the events its condition takes); a
+    /// batch or copy with no events is settled here (dropped and sampled events, and events
+    /// a sink's condition refuses, count as done for it).
+    fn forward(&self, batch: Batch) {
+        if batch.events.is_empty() {
+            batch.settle();
+            return;
+        }
+        let last = self.sinks.len().saturating_sub(1);
+        let mut batch = Some(batch);
+        for (index, sink) in self.sinks.iter().enumerate() {
+            let Some(copy) = route::copy_for(sink.route.as_ref(), &mut batch, index == last) else {
+                return;
+            };
+            if copy.events.is_empty() {
+                copy.settle();
+                continue;
+            }
+            self.tap.observe(Point::Sink(index), &copy.events);
+            // To the sink's queue or its disk buffer; waits while it is full (`block`).
+            sink.sender.send(copy);
+        }
+    }
+}
