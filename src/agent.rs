@@ -135,7 +135,7 @@ async fn run_async(
         sources_running: Arc::new(AtomicUsize::new(0)),
         supervisor: Supervisor::new(),
     };
-    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let deadline = Duration::from_secs(config.shutdown_timeout_secs);
     // Pipelines first (their listeners are bound when `start_all` returns), then the API:
     // an agent whose `/health` answers is ready to take data. An API that cannot listen
@@ -158,6 +158,27 @@ async fn run_async(
         interval,
     ));
 
+    serve_until_stopped(&source, &mut active, &shared, reload_rx, deadline).await?;
+    stop_all(
+        active.pipelines.into_values(),
+        deadline,
+        StopReason::Shutdown,
+    )
+    .await;
+    writer.abort();
+    let saved = save_checkpoints(&checkpoints, true).await;
+    exit_status(&shared, saved)
+}
+
+/// Runs until SIGTERM, SIGINT, a component failure or the end of every source, reloading on
+/// SIGHUP and `POST /reload`.
+async fn serve_until_stopped(
+    source: &ConfigSource,
+    active: &mut Active,
+    shared: &Shared,
+    mut reload_rx: mpsc::Receiver<ReloadRequest>,
+    deadline: Duration,
+) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -167,10 +188,10 @@ async fn run_async(
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break }
             _ = shared.supervisor.wait() => break,
             _ = hangup.recv() => {
-                let _ = reload(&source, &mut active, &shared, deadline).await;
+                let _ = reload(source, active, shared, deadline).await;
             }
             Some(reply) = reload_rx.recv() => {
-                let outcome = reload(&source, &mut active, &shared, deadline).await;
+                let outcome = reload(source, active, shared, deadline).await;
                 let _ = reply.send(outcome);
             }
             _ = shared.sources_finished.notified() => {
@@ -181,14 +202,11 @@ async fn run_async(
             }
         }
     }
-    stop_all(
-        active.pipelines.into_values(),
-        deadline,
-        StopReason::Shutdown,
-    )
-    .await;
-    writer.abort();
-    let saved = save_checkpoints(&checkpoints, true).await;
+    Ok(())
+}
+
+/// The run's outcome after the final drain and checkpoint save.
+fn exit_status(shared: &Shared, saved: std::io::Result<bool>) -> anyhow::Result<()> {
     // Checked after the drain too: a worker or source that panicked may have ended its
     // sources (and so the run) before the panic was seen.
     if let Some(component) = shared.supervisor.failure() {

@@ -388,59 +388,74 @@ impl Words {
             },
             "tap" => {
                 no_positional(&self)?;
-                let api = match self.take("--api") {
-                    Some(value) => string(value, usage)?,
-                    None => env("SLUICE_API_ADDRESS").unwrap_or_else(|| "127.0.0.1:8686".into()),
-                };
-                let token = match self.take("--token") {
-                    Some(value) => Some(string(value, usage)?),
-                    None => env("SLUICE_API_TOKEN"),
-                };
-                let pipeline = self
-                    .take("--pipeline")
-                    .map(|v| string(v, usage))
-                    .transpose()?;
-                let component = self
-                    .take("--component")
-                    .map(|v| string(v, usage))
-                    .transpose()?;
-                let limit = match self.take("--limit") {
-                    Some(value) => Some(string(value, usage)?.parse().map_err(|_| {
-                        error("invalid value for '--limit <LIMIT>': not a number".into())
-                    })?),
-                    None => None,
-                };
-                Command::Tap(tap::Options {
-                    api,
-                    config,
-                    token,
-                    pipeline,
-                    component,
-                    limit,
-                })
+                Command::Tap(self.tap(config, usage, env)?)
             }
-            _ => {
-                // `buffer inspect DIR`.
-                let mut words = self.positional.into_iter();
-                let sub = words
-                    .next()
-                    .ok_or_else(|| error("a subcommand is required: inspect".into()))?;
-                if sub != "inspect" {
-                    let sub = sub.to_string_lossy();
-                    return Err(error(format!("unrecognized subcommand '{sub}'")));
-                }
-                let dir = words
-                    .next()
-                    .ok_or_else(|| error("the argument '<DIR>' is required".into()))?;
-                if let Some(extra) = words.next() {
-                    let extra = extra.to_string_lossy();
-                    return Err(error(format!("unexpected argument '{extra}' found")));
-                }
-                Command::BufferInspect {
-                    dir: PathBuf::from(dir),
-                }
-            }
+            _ => Command::BufferInspect {
+                dir: self.buffer_inspect(usage)?,
+            },
         })
+    }
+
+    /// `tap`'s options, with `SLUICE_API_ADDRESS` and `SLUICE_API_TOKEN` as fallbacks.
+    fn tap(
+        mut self,
+        config: Option<PathBuf>,
+        usage: &'static str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<tap::Options, UsageError> {
+        let error = |message: String| UsageError { message, usage };
+        let api = match self.take("--api") {
+            Some(value) => string(value, usage)?,
+            None => env("SLUICE_API_ADDRESS").unwrap_or_else(|| "127.0.0.1:8686".into()),
+        };
+        let token = match self.take("--token") {
+            Some(value) => Some(string(value, usage)?),
+            None => env("SLUICE_API_TOKEN"),
+        };
+        let pipeline = self
+            .take("--pipeline")
+            .map(|v| string(v, usage))
+            .transpose()?;
+        let component = self
+            .take("--component")
+            .map(|v| string(v, usage))
+            .transpose()?;
+        let limit =
+            match self.take("--limit") {
+                Some(value) => Some(string(value, usage)?.parse().map_err(|_| {
+                    error("invalid value for '--limit <LIMIT>': not a number".into())
+                })?),
+                None => None,
+            };
+        Ok(tap::Options {
+            api,
+            config,
+            token,
+            pipeline,
+            component,
+            limit,
+        })
+    }
+
+    /// `buffer inspect DIR`: the directory.
+    fn buffer_inspect(self, usage: &'static str) -> Result<PathBuf, UsageError> {
+        let error = |message: String| UsageError { message, usage };
+        let mut words = self.positional.into_iter();
+        let sub = words
+            .next()
+            .ok_or_else(|| error("a subcommand is required: inspect".into()))?;
+        if sub != "inspect" {
+            let sub = sub.to_string_lossy();
+            return Err(error(format!("unrecognized subcommand '{sub}'")));
+        }
+        let dir = words
+            .next()
+            .ok_or_else(|| error("the argument '<DIR>' is required".into()))?;
+        if let Some(extra) = words.next() {
+            let extra = extra.to_string_lossy();
+            return Err(error(format!("unexpected argument '{extra}' found")));
+        }
+        Ok(PathBuf::from(dir))
     }
 }
 

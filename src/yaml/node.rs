@@ -65,7 +65,7 @@ pub(super) fn parse(text: &str) -> R<Node> {
         })?;
         let (line, col) = (mark.line(), mark.col() + 1);
         let too_deep = || err(format!("nesting deeper than {MAX_DEPTH} levels"), line, col);
-        let (mut node, anchor) = match event {
+        let (node, anchor) = match event {
             Event::StreamEnd => break,
             Event::DocumentStart if docs > 0 => {
                 let msg = "multiple YAML documents in one config file are not supported";
@@ -76,18 +76,7 @@ pub(super) fn parse(text: &str) -> R<Node> {
                 continue;
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let forced = check_tag(tag.as_ref(), line, col)?;
-                let plain = style == TScalarStyle::Plain && !forced;
-                let style = if plain {
-                    ScalarStyle::Plain
-                } else {
-                    ScalarStyle::Quoted
-                };
-                let kind = match text.as_str() {
-                    "" | "~" | "null" | "Null" | "NULL" if plain => NodeKind::Null,
-                    _ => NodeKind::Scalar { text, style },
-                };
-                (Node { kind, line, col }, anchor)
+                (scalar(text, style, tag.as_ref(), line, col)?, anchor)
             }
             Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
                 check_tag(tag.as_ref(), line, col)?;
@@ -117,47 +106,76 @@ pub(super) fn parse(text: &str) -> R<Node> {
                     let msg = format!("aliases expand to more than {MAX_ALIAS_NODES} nodes");
                     err(msg, line, col)
                 })?;
-                (
-                    Node {
-                        line,
-                        col,
-                        ..target.clone()
-                    },
-                    0,
-                )
+                let node = Node {
+                    line,
+                    col,
+                    ..target.clone()
+                };
+                (node, 0)
             }
             _ => continue,
         };
         if anchor != 0 {
             anchors.insert(anchor, node.clone());
         }
-        let Some((parent, _, key)) = stack.last_mut() else {
+        if let Some(node) = attach(&mut stack, node) {
             root = Some(node);
-            continue;
-        };
-        match (&mut parent.kind, key.take()) {
-            (NodeKind::Seq(items), _) => items.push(node),
-            (NodeKind::Map(entries), None) => {
-                // Block maps are reported after their first key: use the key's position.
-                if entries.is_empty() && (node.line, node.col) < (parent.line, parent.col) {
-                    (parent.line, parent.col) = (node.line, node.col);
-                }
-                *key = Some(node);
-            }
-            (NodeKind::Map(entries), Some(k)) => {
-                // An empty value is reported at the next token: use its key's position.
-                if node.kind == NodeKind::Null && (node.line, node.col) > (k.line, k.col) {
-                    (node.line, node.col) = (k.line, k.col);
-                }
-                entries.push((k, node));
-            }
-            _ => {}
         }
     }
     match root {
         Some(node) if node.kind != NodeKind::Null => Ok(node),
         _ => Err(err("empty config", 1, 1)),
     }
+}
+
+/// A scalar's node: plain `null`, `~` or nothing is null; a quote or a string tag keeps the
+/// text a string.
+fn scalar(
+    text: String,
+    style: TScalarStyle,
+    tag: Option<&Tag>,
+    line: usize,
+    col: usize,
+) -> R<Node> {
+    let forced = check_tag(tag, line, col)?;
+    let plain = style == TScalarStyle::Plain && !forced;
+    let style = if plain {
+        ScalarStyle::Plain
+    } else {
+        ScalarStyle::Quoted
+    };
+    let kind = match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" if plain => NodeKind::Null,
+        _ => NodeKind::Scalar { text, style },
+    };
+    Ok(Node { kind, line, col })
+}
+
+/// Adds a finished `node` to the innermost open collection (as an item, a map key, or the
+/// value of the waiting key); returns it when no collection is open (it is the root).
+fn attach(stack: &mut [(Node, usize, Option<Node>)], mut node: Node) -> Option<Node> {
+    let Some((parent, _, key)) = stack.last_mut() else {
+        return Some(node);
+    };
+    match (&mut parent.kind, key.take()) {
+        (NodeKind::Seq(items), _) => items.push(node),
+        (NodeKind::Map(entries), None) => {
+            // Block maps are reported after their first key: use the key's position.
+            if entries.is_empty() && (node.line, node.col) < (parent.line, parent.col) {
+                (parent.line, parent.col) = (node.line, node.col);
+            }
+            *key = Some(node);
+        }
+        (NodeKind::Map(entries), Some(k)) => {
+            // An empty value is reported at the next token: use its key's position.
+            if node.kind == NodeKind::Null && (node.line, node.col) > (k.line, k.col) {
+                (node.line, node.col) = (k.line, k.col);
+            }
+            entries.push((k, node));
+        }
+        _ => {}
+    }
+    None
 }
 
 /// Accepts core-schema and non-specific tags; returns whether the tag forces a string.

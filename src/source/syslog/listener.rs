@@ -524,37 +524,67 @@ async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<Pa
         // A pipeline full for a moment (a sink task late on a busy runtime thread): wait
         // for room, still reading the socket into the next batch so the kernel drops
         // nothing; past that batch's limits, a datagram is dropped and counted.
-        let deadline = tokio::time::sleep(FULL_WAIT);
-        tokio::pin!(send, deadline);
-        loop {
-            tokio::select! {
-                sent = &mut send => {
-                    if sent.is_err() {
-                        return remove_socket_file(path);
-                    }
-                    overflowing = false;
-                    break;
-                }
-                () = &mut deadline => {
-                    // Still full: this batch is dropped (with the send) and, while the
-                    // pipeline stays full, every datagram as it comes, counted.
-                    shared.counters.udp_overflow.add(n);
-                    overflowing = true;
-                    break;
-                }
-                got = socket.recv(&mut buf) => {
-                    let Ok((len, peer)) = got else { continue };
-                    if events.len() < settings.batch_events && batch_bytes < settings.batch_bytes {
-                        batch_bytes += shared.push_datagram(&mut events, &buf, len, peer);
-                    } else {
-                        shared.ctx.metrics.events_in.add(1);
-                        shared.counters.udp_overflow.add(1);
-                    }
-                }
+        match wait_for_room(
+            &shared,
+            &socket,
+            &mut buf,
+            send,
+            &mut events,
+            &mut batch_bytes,
+        )
+        .await
+        {
+            Waited::Sent => overflowing = false,
+            Waited::Stopped => break,
+            Waited::StillFull => {
+                // This batch is dropped (with the send) and, while the pipeline stays full,
+                // every datagram as it comes, counted.
+                shared.counters.udp_overflow.add(n);
+                overflowing = true;
             }
         }
     }
     remove_socket_file(path);
+}
+
+/// How a wait for room in a full pipeline ended.
+enum Waited {
+    Sent,
+    StillFull,
+    Stopped,
+}
+
+/// Waits up to [`FULL_WAIT`] for `send` to find room, still reading datagrams into
+/// `events` (the next batch) up to the batch limits; past them, a datagram is dropped and
+/// counted.
+async fn wait_for_room(
+    shared: &Shared,
+    socket: &Datagrams,
+    buf: &mut [u8],
+    send: impl std::future::Future<Output = Result<(), crate::source::Stopped>>,
+    events: &mut Vec<Event>,
+    batch_bytes: &mut usize,
+) -> Waited {
+    let settings = shared.settings;
+    let deadline = tokio::time::sleep(FULL_WAIT);
+    tokio::pin!(send, deadline);
+    loop {
+        tokio::select! {
+            sent = &mut send => {
+                return if sent.is_ok() { Waited::Sent } else { Waited::Stopped };
+            }
+            () = &mut deadline => return Waited::StillFull,
+            got = socket.recv(buf) => {
+                let Ok((len, peer)) = got else { continue };
+                if events.len() < settings.batch_events && *batch_bytes < settings.batch_bytes {
+                    *batch_bytes += shared.push_datagram(events, buf, len, peer);
+                } else {
+                    shared.ctx.metrics.events_in.add(1);
+                    shared.counters.udp_overflow.add(1);
+                }
+            }
+        }
+    }
 }
 
 /// Removes a Unix datagram socket's file when its source stops.
