@@ -65,6 +65,25 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(
+        ctx: SourceContext,
+        settings: Settings,
+        budget: Arc<Semaphore>,
+        jobs: tokio::sync::mpsc::Sender<Job>,
+    ) -> Shared {
+        Shared {
+            counters: Counters::new(&ctx),
+            budget,
+            pressure_since_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            next_stream: AtomicU64::new(0),
+            jobs,
+            decoder_gone: AtomicBool::new(false),
+            settings,
+            ctx,
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64 + 1
     }
@@ -111,17 +130,7 @@ pub(super) fn start(source: OpenTelemetry, ctx: SourceContext) -> anyhow::Result
         .name(format!("otlp-{}", ctx.id))
         .spawn(move || decoder.run(queue))
         .context("start the OTLP decoder thread")?;
-    let shared = Arc::new(Shared {
-        counters: Counters::new(&ctx),
-        budget,
-        pressure_since_ms: AtomicU64::new(0),
-        started: Instant::now(),
-        next_stream: AtomicU64::new(0),
-        jobs,
-        decoder_gone: AtomicBool::new(false),
-        settings,
-        ctx,
-    });
+    let shared = Arc::new(Shared::new(ctx, settings, budget, jobs));
     let runtime = shared.ctx.runtime.clone();
     Ok(Running::Task(runtime.spawn(serve(shared, listener))))
 }
@@ -434,17 +443,8 @@ mod tests {
         .expect("valid settings")
         .settings;
         let (jobs, queue) = tokio::sync::mpsc::channel(JOB_QUEUE);
-        let shared = Arc::new(Shared {
-            counters: Counters::new(&ctx),
-            budget: Arc::new(Semaphore::new(settings.max_buffered_bytes)),
-            pressure_since_ms: AtomicU64::new(0),
-            started: Instant::now(),
-            next_stream: AtomicU64::new(0),
-            jobs,
-            decoder_gone: AtomicBool::new(false),
-            settings,
-            ctx,
-        });
+        let budget = Arc::new(Semaphore::new(settings.max_buffered_bytes));
+        let shared = Arc::new(Shared::new(ctx, settings, budget, jobs));
         (shared, queue)
     }
 
