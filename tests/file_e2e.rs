@@ -389,6 +389,46 @@ fn logrotate(dir: &Path, log: &Path, directives: &str) {
     );
 }
 
+/// Waits until every seq below `target` was delivered; on timeout, fails with what is
+/// missing, the files on disk and the agent's file metrics (a stuck rotation shows there).
+fn wait_caught_up(setup: &Setup, agent: &Agent, round: usize, target: u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got: std::collections::HashSet<u64> =
+            seqs(&tolerant_messages(&setup.out())).into_iter().collect();
+        if (0..target).all(|n| got.contains(&n)) {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let missing: Vec<u64> = (0..target).filter(|n| !got.contains(n)).collect();
+            let files: Vec<String> = fs::read_dir(setup.logs())
+                .unwrap()
+                .flatten()
+                .map(|e| {
+                    let meta = e.metadata().unwrap();
+                    format!("{:?} ino={} len={}", e.file_name(), meta.ino(), meta.len())
+                })
+                .collect();
+            let metrics: Vec<String> = agent
+                .metrics()
+                .lines()
+                .filter(|l| l.starts_with("sluice_file") || l.contains("lost"))
+                .map(str::to_owned)
+                .collect();
+            panic!(
+                "round {round}: agent did not catch up before copytruncate within {WAIT:?}: \
+                 {} of {target} seqs missing (first {:?}, last {:?}); files {files:?}; \
+                 metrics {metrics:#?}",
+                missing.len(),
+                missing.first(),
+                missing.last()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A real logrotate rotates a file being written at a steady rate: `create` (rename),
 /// `copytruncate`, and `compress` + `delaycompress`, three rounds each. Every line arrives
 /// exactly once. Guarantee for copytruncate: lines the tailer read before logrotate's
@@ -437,9 +477,7 @@ fn real_logrotate_create_copytruncate_delaycompress() {
         {
             let _held = pause.lock().unwrap();
             let target = written.load(Ordering::Relaxed);
-            wait_for("agent caught up before copytruncate", WAIT, || {
-                delivered() >= target
-            });
+            wait_caught_up(&setup, &agent, round, target);
             logrotate(setup.dir.path(), &log, "    copytruncate");
         }
         std::thread::sleep(Duration::from_millis(300));

@@ -137,7 +137,7 @@ fn value(out: &mut Vec<u8>, value_: &Value) {
         Value::Map(map) => {
             out.push(7);
             varint(out, map.len() as u64);
-            for (key, item) in map {
+            for (key, item) in map.iter() {
                 string(out, key);
                 value(out, item);
             }
@@ -319,7 +319,7 @@ impl<'a> Reader<'a> {
                     let item = self.value(depth + 1)?;
                     map.insert(key, item);
                 }
-                Value::Map(map)
+                Value::from(map)
             }
             _ => return None,
         })
@@ -350,7 +350,7 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
                 prop::collection::btree_map("[a-z]{0,6}", inner, 0..4)
-                    .prop_map(|m| Value::Map(m.into_iter().collect())),
+                    .prop_map(|m| Value::from(m.into_iter().collect::<crate::event::Map>())),
             ]
         })
     }

@@ -7,6 +7,8 @@
 //! way home in `recycle.rs`.
 //! Never: does I/O, knows about a particular source or sink.
 
+use std::sync::Arc;
+
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 mod map;
@@ -35,11 +37,21 @@ pub enum Value {
     String(String),
     /// An ordered list.
     Array(Vec<Value>),
-    /// A nested object.
-    Map(Map),
+    /// A nested object, shared: cloning the value (a pod's labels added to each of its
+    /// lines, say) counts a reference instead of copying every entry; changing it copies
+    /// only when it is shared ([`Value::map_mut`]).
+    Map(Arc<Map>),
 }
 
 impl Value {
+    /// The map of a map value, to change: copied first only if another value shares it.
+    pub fn map_mut(&mut self) -> Option<&mut Map> {
+        match self {
+            Value::Map(map) => Some(Arc::make_mut(map)),
+            _ => None,
+        }
+    }
+
     /// The text of a string value, `None` for other kinds.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -97,6 +109,12 @@ impl From<f64> for Value {
     }
 }
 
+impl From<Map> for Value {
+    fn from(map: Map) -> Self {
+        Value::Map(Arc::new(map))
+    }
+}
+
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Bool(b)
@@ -116,9 +134,11 @@ impl From<serde_json::Value> for Value {
             serde_json::Value::Array(items) => {
                 Value::Array(items.into_iter().map(Value::from).collect())
             }
-            serde_json::Value::Object(map) => {
-                Value::Map(map.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
-            }
+            serde_json::Value::Object(map) => Value::from(
+                map.into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect::<Map>(),
+            ),
         }
     }
 }
@@ -142,7 +162,7 @@ impl Serialize for Value {
             }
             Value::Map(map) => {
                 let mut out = serializer.serialize_map(Some(map.len()))?;
-                for (key, value) in map {
+                for (key, value) in map.iter() {
                     out.serialize_entry(key, value)?;
                 }
                 out.end()
@@ -450,7 +470,7 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
                 prop::collection::btree_map("[a-z]{0,3}", inner, 0..3)
-                    .prop_map(|m| Value::Map(m.into_iter().collect())),
+                    .prop_map(|m| Value::from(m.into_iter().collect::<Map>())),
             ]
         })
     }

@@ -86,7 +86,7 @@ impl ParseJson {
         };
         match (parsed, &self.config.target) {
             (value, Some(target)) => log.insert(target, value),
-            (Value::Map(map), None) => merge(log, map),
+            (Value::Map(map), None) => merge(log, std::sync::Arc::unwrap_or_clone(map)),
             (_, None) => return false,
         }
         true
@@ -197,7 +197,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         while let Some((key, JsonValue(value))) = access.next_entry::<String, JsonValue>()? {
             map.insert(key, value);
         }
-        Ok(Value::Map(map))
+        Ok(Value::from(map))
     }
 }
 
@@ -256,13 +256,10 @@ mod tests {
             Some(&[
                 (
                     "n",
-                    Value::Map(
-                        [(
-                            "m".to_string(),
-                            Value::Array(vec![Value::Int(1), "two".into()]),
-                        )]
-                        .into(),
-                    ),
+                    Value::from(crate::event::Map::from([(
+                        "m".to_string(),
+                        Value::Array(vec![Value::Int(1), "two".into()]),
+                    )])),
                 ),
                 ("big", Value::Float(18446744073709551615.0)),
             ]),
@@ -282,7 +279,7 @@ mod tests {
             r#"{"a":1}"#.into(),
             Some(&[(
                 "json",
-                Value::Map([("a".to_string(), Value::Int(1))].into()),
+                Value::from(crate::event::Map::from([("a".to_string(), Value::Int(1))])),
             )]),
         );
         check(None, "[1,2]".into(), None);

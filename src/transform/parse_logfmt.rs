@@ -83,7 +83,7 @@ impl ParseLogfmt {
             return false;
         };
         match &self.config.target {
-            Some(target) => log.insert(target, Value::Map(map)),
+            Some(target) => log.insert(target, Value::from(map)),
             None => merge(log, map),
         }
         true
@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0].as_log().unwrap().get("kv"),
-            Some(&Value::Map([("a".to_string(), "1".into())].into()))
+            Some(&Value::from(crate::event::Map::from([(
+                "a".to_string(),
+                "1".into()
+            )])))
         );
         assert_eq!(out[1].as_log().unwrap().fields.len(), 0);
         assert_eq!(ctx.failures("invalid_logfmt").get(), 1);

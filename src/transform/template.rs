@@ -151,7 +151,7 @@ mod tests {
         event.insert("tags", Value::Array(vec!["a".into(), Value::Int(1)]));
         let mut http = crate::event::Map::new();
         http.insert("status", Value::Int(200));
-        event.insert("http", Value::Map(http));
+        event.insert("http", Value::from(http));
         event.insert("dotted.name", "flat");
         match (Template::parse(template), expected) {
             (Ok(t), Ok(text)) => assert_eq!(t.render(&event), text, "template {template:?}"),
@@ -178,7 +178,7 @@ mod tests {
         let mut labels = crate::event::Map::new();
         labels.insert("app.kubernetes.io/name", Value::from("shop"));
         let mut event = LogEvent::new("x");
-        event.insert("pod_labels", Value::Map(labels));
+        event.insert("pod_labels", Value::from(labels));
         let t = Template::parse("{{ pod_labels.app.kubernetes.io/name }}").unwrap();
         assert_eq!(t.render(&event), "shop", "a key with dots inside a map");
         check("héllo {{ host }} ü", Ok("héllo web-1 ü"));

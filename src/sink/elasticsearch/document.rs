@@ -163,7 +163,7 @@ mod tests {
                 ("f", Value::Float(1.5)),
                 ("nan", Value::Float(f64::NAN)),
                 ("z", Value::Null),
-                ("a", Value::Map(nested)),
+                ("a", Value::from(nested)),
                 ("l", Value::Array(vec![Value::Int(1), "x".into()])),
             ],
             r#"{"@timestamp":"1970-01-01T00:00:01.500Z","message":"say \"x\"\n","a":{"b":true},"f":1.5,"l":[1,"x"],"n":-3,"nan":null,"z":null}"#,

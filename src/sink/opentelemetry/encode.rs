@@ -161,7 +161,7 @@ fn write_any(w: &mut Writer, field: u32, value: &Value) {
         }
         Value::Map(map) => {
             let list = w.begin(6);
-            for (key, item) in map {
+            for (key, item) in map.iter() {
                 let kv = w.begin(1);
                 w.string(1, key);
                 write_any(w, 2, item);
@@ -550,7 +550,10 @@ mod tests {
                     ("service.name", "shop".into()),
                     ("host", "h1".into()),
                     ("host.name", "h2".into()),
-                    ("nested", Value::Map([("k", Value::from("v"))].into())),
+                    (
+                        "nested",
+                        Value::from(crate::event::Map::from([("k", Value::from("v"))])),
+                    ),
                 ],
             ),
         ];

@@ -734,7 +734,7 @@ mod tests {
         let fields: Vec<String> = events
             .iter()
             .map(|e| {
-                serde_json::to_string(&Value::Map(e.as_log().unwrap().fields.clone())).unwrap()
+                serde_json::to_string(&Value::from(e.as_log().unwrap().fields.clone())).unwrap()
             })
             .collect();
         assert_eq!(

@@ -5,7 +5,7 @@
 //! decides where a value goes in an event (`logs.rs`).
 
 use super::proto::{any_value, AnyValue};
-use crate::event::{Key, Value};
+use crate::event::{Key, Map, Value};
 
 /// Most nested messages below the request (prost's default recursion limit).
 const MAX_DEPTH: u32 = 100;
@@ -186,7 +186,7 @@ pub(super) fn read_any(bytes: &[u8], depth: u32) -> Result<Value, String> {
                         )?);
                     }
                 }
-                Value::Map(entries.into_iter().collect())
+                Value::from(entries.into_iter().collect::<Map>())
             }
             7 => Value::String(base64(wire.bytes("AnyValue.bytes_value")?)),
             _ => continue,
@@ -311,11 +311,11 @@ pub fn any_to_value(value: AnyValue) -> Value {
         Some(any_value::Value::ArrayValue(array)) => {
             Value::Array(array.values.into_iter().map(any_to_value).collect())
         }
-        Some(any_value::Value::KvlistValue(list)) => Value::Map(
+        Some(any_value::Value::KvlistValue(list)) => Value::from(
             list.values
                 .into_iter()
                 .map(|kv| (kv.key, kv.value.map(any_to_value).unwrap_or_default()))
-                .collect(),
+                .collect::<Map>(),
         ),
     }
 }

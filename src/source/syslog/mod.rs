@@ -368,12 +368,12 @@ pub fn message_to_event(raw: &[u8], received: Timestamp, zone: Zone) -> (LogEven
                 )
             });
             // A repeated SD-ID merges into the first (RFC 5424 forbids repeats; be kind).
-            let slot = elements.get_or_insert_with(element.id, || Value::Map(Map::new()));
-            if let Value::Map(map) = slot {
+            let slot = elements.get_or_insert_with(element.id, || Value::from(Map::new()));
+            if let Some(map) = slot.map_mut() {
                 map.extend(params);
             }
         }
-        fields.insert("structured_data", Value::Map(elements));
+        fields.insert("structured_data", Value::from(elements));
     }
     if let Some(version) = message.version {
         fields.insert("version", Value::Int(i64::from(version)));

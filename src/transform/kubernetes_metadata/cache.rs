@@ -66,7 +66,7 @@ impl KeyFilter {
             .filter(|(k, _)| self.keeps(k))
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        Value::Map(map)
+        Value::from(map)
     }
 }
 

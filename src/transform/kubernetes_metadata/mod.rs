@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use self::cache::{FieldSet, NamespaceEntry, PodEntry, Shared};
-use crate::event::{Event, LogEvent, Value};
+use crate::event::{Event, Key, LogEvent, Value};
 use crate::telemetry::Counter;
 
 /// The watcher, started on first use.
@@ -116,6 +116,8 @@ pub struct KubernetesMetadata {
     /// This worker's last lookup: (uid, namespace, pod), the cache generation, the result.
     /// Batches come from one file at a time, so most events hit it.
     last: Option<(LastKey, u64, Option<Found>)>,
+    /// The fields being added to one event (kept to reuse its allocation).
+    scratch: Vec<(Key, Value)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,7 +199,13 @@ impl KubernetesMetadata {
                         self.inner.excluded.inc();
                         continue;
                     }
-                    enrich(&mut log, &pod, ns.as_deref(), self.inner.fields);
+                    enrich(
+                        &mut log,
+                        &pod,
+                        ns.as_deref(),
+                        self.inner.fields,
+                        &mut self.scratch,
+                    );
                 }
                 None => self.inner.misses.inc(),
             }
@@ -280,40 +288,46 @@ impl KubernetesMetadata {
 }
 
 /// Adds the fields of `pod` (and its namespace) to `log`.
-fn enrich(log: &mut LogEvent, pod: &PodEntry, ns: Option<&NamespaceEntry>, fields: FieldSet) {
-    let image = if fields.container_image {
-        log.fields
-            .get("container")
-            .and_then(Value::as_str)
-            .and_then(|c| pod.images.iter().find(|(name, _)| name == c))
-            .map(|(_, image)| image.clone())
-    } else {
-        None
-    };
-    let out = &mut log.fields;
-    out.reserve(8);
-    if let Some(labels) = &pod.labels {
-        out.insert("pod_labels", labels.clone());
-    }
-    if let Some(annotations) = &pod.annotations {
-        out.insert("pod_annotations", annotations.clone());
+/// Adds the pod's fields to `log`: the maps are shared with the cache (a reference count,
+/// not a copy), and every field goes in with one merge. `scratch` is the worker's reused
+/// list of fields to add.
+fn enrich(
+    log: &mut LogEvent,
+    pod: &PodEntry,
+    ns: Option<&NamespaceEntry>,
+    fields: FieldSet,
+    scratch: &mut Vec<(Key, Value)>,
+) {
+    scratch.clear();
+    let mut add =
+        |name: &'static str, value: &Value| scratch.push((Key::Borrowed(name), value.clone()));
+    // In name order (bytes), as `Map::merge_sorted` takes them.
+    if fields.container_image {
+        let container = log.fields.get("container").and_then(Value::as_str);
+        if let Some((_, image)) = container.and_then(|c| pod.images.iter().find(|(n, _)| n == c)) {
+            add("container_image", image);
+        }
     }
     if let Some(labels) = ns.and_then(|ns| ns.labels.as_ref()) {
-        out.insert("namespace_labels", labels.clone());
-    }
-    if let Some((kind, name)) = &pod.workload {
-        out.insert("workload_kind", kind.clone());
-        out.insert("workload_name", name.clone());
+        add("namespace_labels", labels);
     }
     if let Some(node) = &pod.node_name {
-        out.insert("node_name", node.clone());
+        add("node_name", node);
+    }
+    if let Some(annotations) = &pod.annotations {
+        add("pod_annotations", annotations);
     }
     if let Some(ip) = &pod.pod_ip {
-        out.insert("pod_ip", ip.clone());
+        add("pod_ip", ip);
     }
-    if let Some(image) = image {
-        out.insert("container_image", image);
+    if let Some(labels) = &pod.labels {
+        add("pod_labels", labels);
     }
+    if let Some((kind, name)) = &pod.workload {
+        add("workload_kind", kind);
+        add("workload_name", name);
+    }
+    log.fields.merge_sorted(scratch.drain(..));
 }
 
 #[cfg(test)]
