@@ -12,6 +12,7 @@
 //! silently (a message that does not parse is kept raw with a `parse_error` field; an
 //! over-long one is cut and marked `truncated`), panics on input, or blocks the runtime.
 
+mod datagrams;
 pub mod framing;
 mod listener;
 pub mod message;

@@ -1,0 +1,188 @@
+//! The datagram side of a syslog source (UDP and Unix datagram sockets): one message per
+//! datagram, batched from what the socket has queued, and what happens when the pipeline is
+//! full (a batch waits up to [`FULL_WAIT`] while the socket is still read; past that,
+//! datagrams are dropped and counted as `udp_overflow`).
+//!
+//! Owns: the receive loop and its overflow accounting. Never: binds sockets (see
+//! `listener.rs`) or parses messages.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use crate::batch::Batch;
+use crate::event::{Event, Timestamp};
+
+/// A datagram socket of either family.
+pub(super) enum Datagrams {
+    Udp(tokio::net::UdpSocket),
+    Unix(tokio::net::UnixDatagram),
+}
+
+impl Datagrams {
+    /// Waits for one datagram: (length, sender's IP for UDP).
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>)> {
+        match self {
+            Datagrams::Udp(socket) => socket.recv_from(buf).await.map(|(n, peer)| (n, Some(peer))),
+            Datagrams::Unix(socket) => socket.recv(buf).await.map(|n| (n, None)),
+        }
+    }
+
+    /// One more datagram if one is queued, else `WouldBlock`.
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>)> {
+        match self {
+            Datagrams::Udp(socket) => socket.try_recv_from(buf).map(|(n, peer)| (n, Some(peer))),
+            Datagrams::Unix(socket) => socket.try_recv(buf).map(|n| (n, None)),
+        }
+    }
+}
+
+/// How long a datagram batch waits for room in a full pipeline before it is dropped.
+const FULL_WAIT: Duration = Duration::from_millis(500);
+
+/// Receives datagrams (one message each), batching what is queued, until the agent stops.
+/// A batch that finds the pipeline full waits up to [`FULL_WAIT`] for room (the socket's
+/// receive buffer holds new datagrams meanwhile); when the pipeline stays full, datagrams
+/// are dropped as they come and counted as `udp_overflow` until there is room again.
+pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path: Option<PathBuf>) {
+    let settings = shared.settings;
+    let stream_key = crate::hash_str(&shared.ctx.id);
+    // One byte over the limit tells a too-long datagram from one that just fits.
+    let mut buf = vec![0u8; settings.max_message_bytes.saturating_add(1).min(1 << 20)];
+    let mut events = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut overflowing = false;
+    loop {
+        let first = tokio::select! {
+            _ = shared.ctx.shutdown.wait() => break,
+            first = socket.recv(&mut buf) => first,
+        };
+        let mut next = first;
+        loop {
+            match next {
+                Ok((len, peer)) => {
+                    batch_bytes += shared.push_datagram(&mut events, &buf, len, peer)
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    tracing::debug!(source = %shared.ctx.id, %error, "syslog datagram receive failed");
+                    break;
+                }
+            }
+            if events.len() >= settings.batch_events || batch_bytes >= settings.batch_bytes {
+                break;
+            }
+            next = socket.try_recv(&mut buf);
+        }
+        let full = shared.ctx.out.is_full(stream_key);
+        if full && overflowing {
+            shared.ctx.metrics.events_in.add(events.len() as u64);
+            shared.counters.udp_overflow.add(events.len() as u64);
+            events.clear();
+            batch_bytes = 0;
+            continue;
+        }
+        let n = events.len() as u64;
+        shared.ctx.metrics.events_in.add(n);
+        let batch = Batch::new(std::mem::replace(&mut events, Vec::with_capacity(64)));
+        batch_bytes = 0;
+        let send = shared.ctx.out.send_async(stream_key, batch);
+        if !full {
+            overflowing = false;
+            if send.await.is_err() {
+                break;
+            }
+            continue;
+        }
+        // A pipeline full for a moment (a sink task late on a busy runtime thread): wait
+        // for room, still reading the socket into the next batch so the kernel drops
+        // nothing; past that batch's limits, a datagram is dropped and counted.
+        match wait_for_room(
+            &shared,
+            &socket,
+            &mut buf,
+            send,
+            &mut events,
+            &mut batch_bytes,
+        )
+        .await
+        {
+            Waited::Sent => overflowing = false,
+            Waited::Stopped => break,
+            Waited::StillFull => {
+                // This batch is dropped (with the send) and, while the pipeline stays full,
+                // every datagram as it comes, counted.
+                shared.counters.udp_overflow.add(n);
+                overflowing = true;
+            }
+        }
+    }
+    remove_socket_file(path);
+}
+
+/// How a wait for room in a full pipeline ended.
+enum Waited {
+    Sent,
+    StillFull,
+    Stopped,
+}
+
+/// Waits up to [`FULL_WAIT`] for `send` to find room, still reading datagrams into
+/// `events` (the next batch) up to the batch limits; past them, a datagram is dropped and
+/// counted.
+async fn wait_for_room(
+    shared: &Shared,
+    socket: &Datagrams,
+    buf: &mut [u8],
+    send: impl std::future::Future<Output = Result<(), crate::source::Stopped>>,
+    events: &mut Vec<Event>,
+    batch_bytes: &mut usize,
+) -> Waited {
+    let settings = shared.settings;
+    let deadline = tokio::time::sleep(FULL_WAIT);
+    tokio::pin!(send, deadline);
+    loop {
+        tokio::select! {
+            sent = &mut send => {
+                return if sent.is_ok() { Waited::Sent } else { Waited::Stopped };
+            }
+            () = &mut deadline => return Waited::StillFull,
+            got = socket.recv(buf) => {
+                let Ok((len, peer)) = got else { continue };
+                if events.len() < settings.batch_events && *batch_bytes < settings.batch_bytes {
+                    *batch_bytes += shared.push_datagram(events, buf, len, peer);
+                } else {
+                    shared.ctx.metrics.events_in.add(1);
+                    shared.counters.udp_overflow.add(1);
+                }
+            }
+        }
+    }
+}
+
+/// Removes a Unix datagram socket's file when its source stops.
+fn remove_socket_file(path: Option<PathBuf>) {
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+impl Shared {
+    /// Adds the datagram of `len` bytes in `buf` (cut at `max_message_bytes`) to `events`;
+    /// returns the bytes kept.
+    fn push_datagram(
+        &self,
+        events: &mut Vec<Event>,
+        buf: &[u8],
+        len: usize,
+        peer: Option<SocketAddr>,
+    ) -> usize {
+        let kept = len.min(self.settings.max_message_bytes);
+        let peer = peer.map(|peer| peer.ip().to_string());
+        events.push(self.event(&buf[..kept], len > kept, peer.as_deref(), Timestamp::now()));
+        kept
+    }
+}
