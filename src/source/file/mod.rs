@@ -42,6 +42,7 @@ mod config;
 pub mod discovery;
 pub mod identity;
 pub mod kubernetes;
+mod metrics;
 pub mod multiline;
 mod open;
 pub mod recovery;
@@ -61,11 +62,10 @@ use serde::Deserialize;
 use super::{Running, SendError, SourceContext, Stopped};
 use crate::ack::{Meta, StreamTracker};
 use crate::batch::Batch;
-
 use crate::health::Heartbeat;
-use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 use discovery::{Matcher, Watcher};
 use identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile};
+use metrics::FileMetrics;
 use multiline::MultilineConfig;
 use tailer::{LineFormat, Oversize, ReadCounters, ReadSettings, Tailer};
 
@@ -95,29 +95,6 @@ impl FileSource {
             let mut reader = Reader::new(self, ctx);
             reader.run();
         })
-    }
-}
-
-/// Source-level metrics beyond the per-line counters.
-struct FileMetrics {
-    watched: Gauge,
-    open: Gauge,
-    rotations: Counter,
-    truncations: Counter,
-    lag_total: Gauge,
-    lag_max: Gauge,
-    recovered: Counter,
-    lost_bytes: ComponentMetrics,
-}
-
-impl FileMetrics {
-    /// `sluice_file_lost_bytes_total{reason}`.
-    fn lost_bytes(&self, reason: &str) -> Counter {
-        self.lost_bytes.counter(
-            "sluice_file_lost_bytes_total",
-            "Unread bytes of files that were gone (deleted, truncated) before they could be read, by reason.",
-            &[("reason", reason)],
-        )
     }
 }
 
@@ -182,36 +159,7 @@ impl Reader {
         }
         let heartbeat = Heartbeat::new(format!("{}/source/{}", ctx.pipeline, ctx.id), STUCK_AFTER);
         let metrics = &ctx.metrics;
-        let file_metrics = FileMetrics {
-            watched: metrics.gauge("sluice_file_watched", "Files matched and tracked.", &[]),
-            open: metrics.gauge("sluice_file_open", "Files open for reading.", &[]),
-            rotations: metrics.counter(
-                "sluice_file_rotations_total",
-                "Open files that left every matched path (renamed away by rotation, or deleted).",
-                &[],
-            ),
-            truncations: metrics.counter(
-                "sluice_file_truncations_total",
-                "Files found truncated or rewritten, read again from the start.",
-                &[],
-            ),
-            lag_total: metrics.gauge(
-                "sluice_file_lag_bytes",
-                "Bytes not yet read, summed over all tracked files.",
-                &[],
-            ),
-            lag_max: metrics.gauge(
-                "sluice_file_max_lag_bytes",
-                "Bytes not yet read in the file furthest behind.",
-                &[],
-            ),
-            recovered: metrics.counter(
-                "sluice_file_recovered_total",
-                "Unread parts of files found again after they left the globs (rotated, copied, compressed, moved to another device).",
-                &[],
-            ),
-            lost_bytes: metrics.clone(),
-        };
+        let file_metrics = FileMetrics::new(metrics);
         Reader {
             counters: ReadCounters::new(metrics),
             metrics: file_metrics,
