@@ -11,6 +11,16 @@
 //! only, records per CPU-second, wall time and peak RSS (VmHWM).
 //!
 //! `cargo bench --bench otlp` (`SLUICE_BENCH_EVENTS` for another count, default 1,000,000).
+//!
+//! `SLUICE_BENCH_STAGES=1` runs instead, in this process and on one thread, the two stages
+//! that take the agent's CPU on this path: the source's decoding of the same request bodies
+//! into events, and the Loki sink's work on them (lane choice, batch size, encoding, snappy),
+//! and reports each one's thread CPU time per record: figures steady enough for an A/B of
+//! either, and a workload to run under `perf` or `callgrind` without the HTTP around it.
+
+/// The agent's allocator, so the stages' figures match what the binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/agent.rs"]
 mod agent;
@@ -192,6 +202,75 @@ fn read_reply(reader: &mut BufReader<TcpStream>) -> Option<(u16, u64)> {
     Some((status, retry_after))
 }
 
+/// This thread's CPU time in seconds (`/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        / 1e9
+}
+
+/// The stages alone (see the module notes): decoding, then the Loki sink's work, each
+/// timed on this thread; events are dropped on this thread too, as the agent's recycling
+/// does.
+fn stages(bodies: &[Arc<Vec<u8>>], count: usize) {
+    use sluice::event::{Event, Timestamp};
+    use sluice::sink::driver::{Compression, HttpSinkCodec};
+    use sluice::source::opentelemetry::logs;
+
+    let config: sluice::sink::loki::LokiConfig = serde_json::from_value(serde_json::json!({
+        "endpoint": "http://127.0.0.1:3100",
+        "labels": { "job": "bench", "service_name": "{{ service.name }}" },
+    }))
+    .expect("bench config");
+    let mut codec = config.codec().expect("bench codec");
+    let (mut decode_cpu, mut sink_cpu, mut drop_cpu, mut wire) = (0.0, 0.0, 0.0, 0usize);
+    // As the sink's driver batches (one lane, the default: no `partition`): up to 5000
+    // events or 1 MiB by `size_hint`.
+    let (max_events, max_bytes) = (5000, 1 << 20);
+    let mut pending: Vec<Event> = Vec::with_capacity(max_events);
+    let mut pending_bytes = 0;
+    let mut flush = |pending: &mut Vec<Event>, sink_cpu: &mut f64, drop_cpu: &mut f64| {
+        let started = thread_cpu();
+        let encoded = codec.encode(pending);
+        for request in encoded.requests {
+            wire += Compression::Snappy.compress(request.body, 6).len();
+        }
+        *sink_cpu += thread_cpu() - started;
+        let started = thread_cpu();
+        pending.clear();
+        *drop_cpu += thread_cpu() - started;
+    };
+    for body in bodies {
+        let started = thread_cpu();
+        let mut events = Vec::new();
+        logs::decode(body, Timestamp(0), &mut events).expect("a valid request");
+        decode_cpu += thread_cpu() - started;
+        let started = thread_cpu();
+        for event in events {
+            pending_bytes += event.size_hint();
+            pending.push(event);
+            if pending.len() >= max_events || pending_bytes >= max_bytes {
+                sink_cpu += thread_cpu() - started;
+                flush(&mut pending, &mut sink_cpu, &mut drop_cpu);
+                pending_bytes = 0;
+            }
+        }
+        sink_cpu += thread_cpu() - started;
+    }
+    flush(&mut pending, &mut sink_cpu, &mut drop_cpu);
+    let per = |cpu: f64| cpu * 1e9 / count as f64;
+    println!(
+        "otlp stages: {count} records on one thread: decode {:.0} ns/record, Loki sink {:.0} ns/record, drop {:.0} ns/record; total {:.0}k records/CPU-s ({:.1} MiB snappy out)",
+        per(decode_cpu),
+        per(sink_cpu),
+        per(drop_cpu),
+        count as f64 / (decode_cpu + sink_cpu + drop_cpu) / 1000.0,
+        wire as f64 / (1024.0 * 1024.0),
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -210,6 +289,9 @@ fn main() {
         .map(|i| Arc::new(request((i * RECORDS_PER_REQUEST) as u64)))
         .collect();
     let wire: usize = bodies.iter().map(|b| b.len()).sum();
+    if std::env::var_os("SLUICE_BENCH_STAGES").is_some() {
+        return stages(&bodies, count);
+    }
 
     let loki = fake_loki::FakeLoki::start();
     let dir = tempfile::tempdir().expect("temp dir");

@@ -122,6 +122,12 @@ impl LokiCodec {
                 .tenant
                 .as_ref()
                 .is_none_or(|t| t.as_static().is_some());
+        // The last event's stream (fingerprint, group, sent to the overflow stream): events
+        // of one stream mostly come together, and the same stream gets the same answer
+        // from `admit` within one call (the table only grows, and a refused stream is
+        // refused again until the next sweep, 10 s on).
+        let (mut fingerprint, mut scratch) = (Vec::new(), String::new());
+        let mut last: Option<(Vec<u8>, usize, bool)> = None;
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else {
                 dropped.push((i, "not_a_log"));
@@ -131,28 +137,56 @@ impl LokiCodec {
                 groups[0].items.push(i);
                 continue;
             }
-            let mut pairs = settings.label_pairs(log);
-            let tenant = settings.tenant(log);
-            let mut key = label_key(&pairs);
-            let table_key = format!("{tenant}\u{0}{key}");
-            if !self.admit(&table_key, now_secs) {
-                self.overflow.inc();
-                key = settings.overflow_key.clone();
-                pairs = settings.overflow.clone();
+            settings.stream_fingerprint(log, &mut scratch, &mut fingerprint);
+            if let Some((known, at, overflowed)) = &last {
+                if *known == fingerprint {
+                    if *overflowed {
+                        self.overflow.inc();
+                    }
+                    groups[*at].items.push(i);
+                    continue;
+                }
             }
-            let group_key = format!("{tenant}\u{0}{key}");
-            let at = *index.entry(group_key).or_insert_with(|| {
-                groups.push(Group {
-                    tenant,
-                    key,
-                    pairs,
-                    items: Vec::new(),
-                });
-                groups.len() - 1
-            });
+            let (at, overflowed) = self.stream_of(log, &mut groups, &mut index, now_secs);
             groups[at].items.push(i);
+            let mut known = last.take().map(|(known, ..)| known).unwrap_or_default();
+            std::mem::swap(&mut known, &mut fingerprint);
+            last = Some((known, at, overflowed));
         }
         (groups, dropped)
+    }
+
+    /// The group of `log`'s stream (added to `groups` if new; true when it is the overflow
+    /// stream because the stream table is full).
+    fn stream_of(
+        &mut self,
+        log: &crate::event::LogEvent,
+        groups: &mut Vec<Group>,
+        index: &mut HashMap<String, usize>,
+        now_secs: u64,
+    ) -> (usize, bool) {
+        let settings = self.settings.clone();
+        let mut pairs = settings.label_pairs(log);
+        let tenant = settings.tenant(log);
+        let mut key = label_key(&pairs);
+        let table_key = format!("{tenant}\u{0}{key}");
+        let overflowed = !self.admit(&table_key, now_secs);
+        if overflowed {
+            self.overflow.inc();
+            key = settings.overflow_key.clone();
+            pairs = settings.overflow.clone();
+        }
+        let group_key = format!("{tenant}\u{0}{key}");
+        let at = *index.entry(group_key).or_insert_with(|| {
+            groups.push(Group {
+                tenant,
+                key,
+                pairs,
+                items: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        (at, overflowed)
     }
 
     /// Sorts each group by time and applies the out-of-order policy; returns the entry
@@ -624,6 +658,56 @@ mod tests {
                 r#"{s="x"}"#,
                 &[r#"{"k":"v","message":"m","timestamp":"1970-01-01T00:00:00Z"}"#],
             )],
+        );
+    }
+
+    #[test]
+    fn runs_of_one_stream_group_and_count_as_one_by_one() {
+        // Consecutive events of a stream take the last event's group: the same streams,
+        // and every event sent to the overflow stream counted.
+        let yaml = "endpoint: http://x\nlabels: { u: '{{ user }}', v: '{{ v }}' }\nmax_streams: 1";
+        let settings = Arc::new(config(yaml).sink.settings().unwrap());
+        let overflow = Counter::default();
+        let mut codec = LokiCodec::new(settings, overflow.clone(), Counter::default());
+        let users = ["1", "1", "2", "2", "2", "1"];
+        let events: Vec<Event> = users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| event(&i.to_string(), 1, &[("user", user)]))
+            .collect();
+        let mut got = Vec::new();
+        for request in &codec.encode(&events).requests {
+            for stream in decode(&request.body).streams {
+                let lines: Vec<String> = stream.entries.iter().map(|e| e.line.clone()).collect();
+                got.push((stream.labels, lines));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (
+                    r#"{u="1"}"#.to_owned(),
+                    vec!["0".into(), "1".into(), "5".into()]
+                ),
+                (
+                    r#"{overflow="true"}"#.to_owned(),
+                    vec!["2".into(), "3".into(), "4".into()]
+                ),
+            ]
+        );
+        assert_eq!(overflow.get(), 3);
+        // Renderings that join to the same text are still different streams.
+        check(
+            "endpoint: http://x\nlabels: { a: '{{ x }}', b: '{{ y }}' }",
+            &[
+                ("p", 1, &[("x", "ab"), ("y", "c")]),
+                ("q", 1, &[("x", "a"), ("y", "bc")]),
+                ("r", 1, &[("x", "a"), ("y", "bc")]),
+            ],
+            &[
+                (r#"{a="ab", b="c"}"#, &["p"]),
+                (r#"{a="a", b="bc"}"#, &["q", "r"]),
+            ],
         );
     }
 

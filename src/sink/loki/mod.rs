@@ -273,6 +273,22 @@ impl LokiSettings {
         pairs
     }
 
+    /// Writes to `out` what decides the event's stream: the renderings of the tenant and of
+    /// the labels that have templates (static ones are the same for every event), each
+    /// after its length, so two events with the same bytes here have the same label pairs
+    /// and tenant. Comparing these bytes is much cheaper than rendering and joining the
+    /// labels: the codec does that only when an event's stream differs from the last one's.
+    fn stream_fingerprint(&self, log: &LogEvent, scratch: &mut String, out: &mut Vec<u8>) {
+        out.clear();
+        let templates = self.tenant.iter().chain(self.labels.iter().map(|(_, t)| t));
+        for template in templates.filter(|t| t.as_static().is_none()) {
+            scratch.clear();
+            template.render_into(log, scratch);
+            out.extend_from_slice(&scratch.len().to_le_bytes());
+            out.extend_from_slice(scratch.as_bytes());
+        }
+    }
+
     fn tenant(&self, log: &LogEvent) -> String {
         let mut out = String::new();
         if let Some(template) = &self.tenant {

@@ -157,29 +157,34 @@ impl Plan {
         values: &mut [Option<Value>],
         mut own: [Option<Value>; 6],
     ) -> Map {
-        let mut fields: Vec<(Key, Value)> = Vec::with_capacity(self.steps.len());
+        // Inserted in name order, each `insert` is one comparison and a push (collecting a
+        // `Vec` into a `Map` moved every field again: 5% of the decoder thread, perf).
+        let mut fields = Map::with_capacity(self.steps.len());
         for step in &self.steps {
             match *step {
                 Err(i) => {
                     let value = values[i].take().unwrap_or_default();
-                    fields.push((self.names[i].clone(), value));
+                    fields.insert(self.names[i].clone(), value);
                 }
                 Ok(j) => match scope.skeleton[j].1 {
-                    Slot::Resource(r) => fields.push(scope.resource[r].clone()),
+                    Slot::Resource(r) => {
+                        let (key, value) = &scope.resource[r];
+                        fields.insert(key.clone(), value.clone());
+                    }
                     Slot::ScopeName => {
-                        fields.push((Key::Borrowed("otel.scope.name"), scope.name.clone()))
+                        fields.insert(Key::Borrowed("otel.scope.name"), scope.name.clone());
                     }
                     Slot::ScopeVersion => {
-                        fields.push((Key::Borrowed("otel.scope.version"), scope.version.clone()))
+                        fields.insert(Key::Borrowed("otel.scope.version"), scope.version.clone());
                     }
                     Slot::Own(k) => {
                         if let Some(value) = own[k].take() {
-                            fields.push((Key::Borrowed(OWN_SLOTS[k]), value));
+                            fields.insert(Key::Borrowed(OWN_SLOTS[k]), value);
                         }
                     }
                 },
             }
         }
-        fields.into_iter().collect::<Map>()
+        fields
     }
 }
