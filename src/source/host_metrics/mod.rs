@@ -5,8 +5,8 @@
 //! `collector/<name>_linux.go`.
 //!
 //! Every `interval_secs` (first at start) the enabled collectors run one after the other
-//! on this source's own thread (a stuck `statfs` on a dead NFS mount must not stall the
-//! async runtime); all samples of one collection share one timestamp. Like node_exporter,
+//! on the async runtime's blocking pool (a stuck `statfs` on a dead NFS mount must not
+//! stall the runtime; no thread of its own idles between collections); all samples of one collection share one timestamp. Like node_exporter,
 //! each collector also reports `node_scrape_collector_success{collector}` and
 //! `node_scrape_collector_duration_seconds{collector}`. A series that was produced by the
 //! previous collection and not by this one (an unmounted filesystem, a removed interface)
@@ -337,38 +337,68 @@ impl HostMetrics {
     /// Samples are taken anew.
     pub const REPLAYABLE: bool = false;
 
-    /// Starts the collection loop on its own thread.
+    /// Starts the collection loop as a task on the async runtime; each collection runs
+    /// on the runtime's blocking pool, so a stuck read (`statfs` on a dead NFS mount)
+    /// never stalls the runtime, and the source keeps no thread of its own between
+    /// collections (the pool's threads, which the sinks' encoding uses too, are shared).
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        let name = format!("host_metrics-{}", ctx.id);
-        Running::thread(name, move || self.run(ctx))
+        let runtime = ctx.runtime.clone();
+        Ok(Running::Task(runtime.spawn(self.run(ctx))))
     }
 
-    fn run(mut self, ctx: SourceContext) {
+    async fn run(self, ctx: SourceContext) {
         let stream_key = crate::hash_str(&ctx.checkpoint_key("host_metrics"));
-        let mut previous: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut state = Some((self, HashSet::new()));
         loop {
-            let started = Instant::now();
-            let timestamp = Timestamp::now();
-            let mut metrics = self.collect(timestamp);
-            let current: HashSet<_> = metrics
-                .iter()
-                .map(|m| (m.name.clone(), m.labels.clone()))
-                .collect();
-            for (name, labels) in previous.difference(&current) {
-                metrics.push(stale_marker(name, labels, timestamp));
-            }
-            previous = current;
-            let events: Vec<Event> = metrics.into_iter().map(Event::Metric).collect();
-            ctx.metrics.events_in.add(events.len() as u64);
-            if ctx.out.send(stream_key, Batch::new(events)).is_err() {
-                return;
-            }
-            let wait = self.interval.saturating_sub(started.elapsed());
-            if ctx.shutdown.wait_timeout(wait) {
-                return;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = ctx.shutdown.wait() => return,
             }
             ctx.out.free_returned();
+            let (mut source, mut previous) = state.take().expect("the state is put back");
+            let collected = tokio::task::spawn_blocking(move || {
+                let metrics = source.collect_with_staleness(&mut previous, Timestamp::now());
+                (source, previous, metrics)
+            })
+            .await;
+            let (source, previous, metrics) = match collected {
+                Ok(collected) => collected,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => return,
+            };
+            state = Some((source, previous));
+            let events: Vec<Event> = metrics.into_iter().map(Event::Metric).collect();
+            ctx.metrics.events_in.add(events.len() as u64);
+            if ctx
+                .out
+                .send_async(stream_key, Batch::new(events))
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
+    }
+
+    /// One collection, plus a staleness marker for each series of `previous` (the last
+    /// collection's) that is gone; `previous` becomes this collection's series.
+    fn collect_with_staleness(
+        &mut self,
+        previous: &mut HashSet<(String, Vec<(String, String)>)>,
+        timestamp: Timestamp,
+    ) -> Vec<Metric> {
+        let mut metrics = self.collect(timestamp);
+        let current: HashSet<_> = metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.labels.clone()))
+            .collect();
+        for (name, labels) in previous.difference(&current) {
+            metrics.push(stale_marker(name, labels, timestamp));
+        }
+        *previous = current;
+        metrics
     }
 
     /// One collection: every enabled collector, plus node_exporter's per-collector

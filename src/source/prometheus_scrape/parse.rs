@@ -72,51 +72,95 @@ pub fn parse<'a>(
 ) -> Result<(), ParseError> {
     let mut family: (&str, Kind) = ("", Kind::Untyped);
     let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(8);
-    for (index, line) in body.split('\n').enumerate() {
+    let bytes = body.as_bytes();
+    let mut start = 0;
+    let mut number = 0;
+    while start < bytes.len() {
+        number += 1;
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // `\n` is ASCII: both ends are character boundaries.
+        let line = &body[start..end];
+        start = end + 1;
         let error = |reason| ParseError {
-            line: index + 1,
+            line: number,
             reason,
         };
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let comment = comment.trim_start_matches(' ');
-            if comment == "EOF" {
-                break;
-            }
-            if let Some(rest) = comment.strip_prefix("TYPE ") {
-                let mut parts = rest.split_ascii_whitespace();
-                let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
-                    return Err(error("malformed TYPE line"));
-                };
-                if !valid_name(name) {
-                    return Err(error("invalid metric name in TYPE line"));
-                }
-                family = (
+        match line.as_bytes().first() {
+            None => continue,
+            Some(b'#') => match comment(&line[1..]) {
+                Comment::Eof => break,
+                Comment::Type(Ok(declared)) => family = declared,
+                Comment::Type(Err(reason)) => return Err(error(reason)),
+                Comment::Other => {}
+            },
+            Some(_) => {
+                labels.clear();
+                let (name, value, timestamp_ms) =
+                    sample_line(line, family.0, &mut labels).map_err(error)?;
+                let (kind, cumulative) = classify(name, family);
+                let more = each(&Sample {
                     name,
-                    kind_of(kind).ok_or_else(|| error("unknown metric type"))?,
-                );
+                    labels: &labels,
+                    value,
+                    timestamp_ms,
+                    kind,
+                    cumulative,
+                });
+                if !more {
+                    break;
+                }
             }
-            continue;
-        }
-        labels.clear();
-        let (name, value, timestamp_ms) = sample_line(line, &mut labels).map_err(error)?;
-        let (kind, cumulative) = classify(name, family);
-        let more = each(&Sample {
-            name,
-            labels: &labels,
-            value,
-            timestamp_ms,
-            kind,
-            cumulative,
-        });
-        if !more {
-            break;
         }
     }
     Ok(())
+}
+
+/// What a `#` line says.
+enum Comment<'a> {
+    /// `# EOF`.
+    Eof,
+    /// `# TYPE name kind`: the family, or why the line is malformed.
+    Type(Result<(&'a str, Kind), &'static str>),
+    /// `# HELP`, `# UNIT`, anything else.
+    Other,
+}
+
+/// `comment` is a `#` line without its `#`.
+fn comment(comment: &str) -> Comment<'_> {
+    let comment = comment.trim_start_matches(' ');
+    if comment == "EOF" {
+        return Comment::Eof;
+    }
+    let Some(rest) = comment.strip_prefix("TYPE ") else {
+        return Comment::Other;
+    };
+    // `name kind`, separated and surrounded by ASCII whitespace; more words are ignored.
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    // One pass: the run of name bytes, which is the whole word when the name is valid.
+    let valid_end = name_len(rest.as_bytes(), false);
+    let name_end = valid_end
+        + rest.as_bytes()[valid_end..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .unwrap_or(rest.len() - valid_end);
+    let (name, rest) = rest.split_at(name_end);
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let kind = &rest[..rest
+        .bytes()
+        .position(|b| b.is_ascii_whitespace())
+        .unwrap_or(rest.len())];
+    if name.is_empty() || kind.is_empty() {
+        return Comment::Type(Err("malformed TYPE line"));
+    }
+    if name_end != valid_end || name.as_bytes()[0].is_ascii_digit() {
+        return Comment::Type(Err("invalid metric name in TYPE line"));
+    }
+    Comment::Type(
+        kind_of(kind)
+            .map(|kind| (name, kind))
+            .ok_or("unknown metric type"),
+    )
 }
 
 fn kind_of(text: &str) -> Option<Kind> {
@@ -148,56 +192,118 @@ fn classify(name: &str, (family, kind): (&str, Kind)) -> (Kind, bool) {
     }
 }
 
+/// Bytes of a metric name after the first: `[a-zA-Z0-9_:]`; `1` also for a label name
+/// (no `:`), `2` for a metric name only.
+const NAME_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            table[byte] = 1;
+        } else if b == b':' {
+            table[byte] = 2;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// The length of the run of name bytes at the start of `bytes` (`label`: without `:`).
+fn name_len(bytes: &[u8], label: bool) -> usize {
+    let allowed = if label { 1 } else { 2 };
+    bytes
+        .iter()
+        .position(|b| !(1..=allowed).contains(&NAME_BYTES[usize::from(*b)]))
+        .unwrap_or(bytes.len())
+}
+
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && !bytes[0].is_ascii_digit()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b':')
+    !bytes.is_empty() && !bytes[0].is_ascii_digit() && name_len(bytes, false) == bytes.len()
+}
+
+fn is_blank(byte: &u8) -> bool {
+    *byte == b' ' || *byte == b'\t'
+}
+
+/// `text` without its leading spaces and tabs.
+fn skip_blanks(text: &str) -> &str {
+    let blanks = text.bytes().take_while(is_blank).count();
+    &text[blanks..]
+}
+
+/// `text` split at its first space or tab: (before, from the blank on).
+fn split_at_blank(text: &str) -> (&str, &str) {
+    let at = text
+        .bytes()
+        .position(|b| is_blank(&b))
+        .unwrap_or(text.len());
+    text.split_at(at)
 }
 
 type Parsed<'a> = (&'a str, f64, Option<i64>);
 
+/// `family` is the name of the last `# TYPE` (valid, or empty).
 fn sample_line<'a>(
     line: &'a str,
+    family: &str,
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
 ) -> Result<Parsed<'a>, &'static str> {
-    let name_end = line
-        .find(['{', ' ', '\t'])
-        .ok_or("a sample without a value")?;
-    let name = &line[..name_end];
-    if !valid_name(name) {
+    let bytes = line.as_bytes();
+    // Most samples start with their family's name, already checked on its TYPE line.
+    let known = if bytes.starts_with(family.as_bytes()) {
+        family.len()
+    } else {
+        0
+    };
+    let name_end = known + name_len(&bytes[known..], false);
+    if !matches!(bytes.get(name_end), Some(b'{' | b' ' | b'\t')) {
+        // The name runs up to the first `{`, space or tab: none at all, or another byte
+        // before it.
+        let delimited = bytes[name_end..]
+            .iter()
+            .any(|b| matches!(b, b'{' | b' ' | b'\t'));
+        return Err(if delimited {
+            "invalid metric name"
+        } else {
+            "a sample without a value"
+        });
+    }
+    if name_end == 0 || bytes[0].is_ascii_digit() {
         return Err("invalid metric name");
     }
+    let name = &line[..name_end];
     let mut rest = &line[name_end..];
     if let Some(after) = rest.strip_prefix('{') {
         rest = label_set(after, labels)?;
     }
-    let rest = rest.trim_start_matches([' ', '\t']);
-    let (value_text, rest) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    let (value_text, rest) = split_at_blank(skip_blanks(rest));
     let value = parse_value(value_text).ok_or("invalid value")?;
-    let rest = rest.trim_start_matches([' ', '\t']);
+    let rest = skip_blanks(rest);
     if rest.is_empty() || rest.starts_with('#') {
         return Ok((name, value, None));
     }
-    let (timestamp_text, rest) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-    let rest = rest.trim_start_matches([' ', '\t']);
+    let (timestamp_text, rest) = split_at_blank(rest);
+    let rest = skip_blanks(rest);
     if !rest.is_empty() && !rest.starts_with('#') {
         return Err("text after the timestamp");
     }
-    let timestamp_ms = if timestamp_text.contains(['.', 'e', 'E']) {
-        // OpenMetrics: seconds.
-        let seconds: f64 = timestamp_text.parse().map_err(|_| "invalid timestamp")?;
+    Ok((name, value, Some(timestamp(timestamp_text)?)))
+}
+
+/// Milliseconds (text format), or seconds with a fraction or exponent (OpenMetrics).
+fn timestamp(text: &str) -> Result<i64, &'static str> {
+    if text.contains(['.', 'e', 'E']) {
+        let seconds: f64 = text.parse().map_err(|_| "invalid timestamp")?;
         if !seconds.is_finite() {
             return Err("invalid timestamp");
         }
-        (seconds * 1000.0).round() as i64
+        Ok((seconds * 1000.0).round() as i64)
     } else {
-        timestamp_text.parse().map_err(|_| "invalid timestamp")?
-    };
-    Ok((name, value, Some(timestamp_ms)))
+        text.parse().map_err(|_| "invalid timestamp")
+    }
 }
 
 /// Parses `name="value",...}`; returns what follows the `}`.
@@ -206,23 +312,34 @@ fn label_set<'a>(
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
 ) -> Result<&'a str, &'static str> {
     loop {
-        rest = rest.trim_start_matches([' ', '\t']);
+        rest = skip_blanks(rest);
         if let Some(after) = rest.strip_prefix('}') {
             return Ok(after);
         }
-        let eq = rest.find('=').ok_or("unterminated label set")?;
-        let name = rest[..eq].trim_end_matches([' ', '\t']);
-        if !valid_name(name) || name.contains(':') {
+        let name_end = name_len(rest.as_bytes(), true);
+        let name = &rest[..name_end];
+        let after_name = skip_blanks(&rest[name_end..]);
+        let Some(after) = after_name.strip_prefix('=') else {
+            // The name runs up to the first `=`: none at all, or a byte that is not
+            // part of a label name (nor a trailing blank) before it.
+            return Err(if rest.contains('=') {
+                "invalid label name"
+            } else {
+                "unterminated label set"
+            });
+        };
+        if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
             return Err("invalid label name");
         }
-        let after = rest[eq + 1..].trim_start_matches([' ', '\t']);
-        let quoted = after.strip_prefix('"').ok_or("label value not quoted")?;
+        let quoted = skip_blanks(after)
+            .strip_prefix('"')
+            .ok_or("label value not quoted")?;
         let (value, after) = label_value(quoted)?;
         if labels.iter().any(|(k, _)| *k == name) {
             return Err("duplicate label name");
         }
         labels.push((name, value));
-        rest = after.trim_start_matches([' ', '\t']);
+        rest = skip_blanks(after);
         if let Some(after) = rest.strip_prefix(',') {
             rest = after;
         } else if !rest.starts_with('}') {
@@ -233,11 +350,10 @@ fn label_set<'a>(
 
 /// A quoted value's content up to the closing quote, unescaped; and what follows.
 fn label_value(text: &str) -> Result<(Cow<'_, str>, &str), &'static str> {
-    let bytes = text.as_bytes();
-    let Some(end) = bytes.iter().position(|b| *b == b'"' || *b == b'\\') else {
+    let Some(end) = memchr::memchr2(b'"', b'\\', text.as_bytes()) else {
         return Err("unterminated label value");
     };
-    if bytes[end] == b'"' {
+    if text.as_bytes()[end] == b'"' {
         return Ok((Cow::Borrowed(&text[..end]), &text[end + 1..]));
     }
     let mut value = String::with_capacity(text.len().min(256));
@@ -264,14 +380,24 @@ fn label_value(text: &str) -> Result<(Cow<'_, str>, &str), &'static str> {
 
 /// A float, or `NaN`, `+Inf`, `-Inf`, `Inf` (any case).
 fn parse_value(text: &str) -> Option<f64> {
+    // Most values are small integers (counts, bytes, zeros): up to 15 digits fit an
+    // f64's 53-bit mantissa exactly, so this is what `f64::from_str` would return.
+    let bytes = text.as_bytes();
+    if !bytes.is_empty() && bytes.len() <= 15 && bytes.iter().all(u8::is_ascii_digit) {
+        let integer = bytes.iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+        return Some(integer as f64);
+    }
     if let Ok(value) = text.parse::<f64>() {
         return Some(value);
     }
-    match text.to_ascii_lowercase().as_str() {
-        "nan" => Some(f64::NAN),
-        "+inf" | "inf" => Some(f64::INFINITY),
-        "-inf" => Some(f64::NEG_INFINITY),
-        _ => None,
+    if text.eq_ignore_ascii_case("nan") {
+        Some(f64::NAN)
+    } else if text.eq_ignore_ascii_case("+inf") || text.eq_ignore_ascii_case("inf") {
+        Some(f64::INFINITY)
+    } else if text.eq_ignore_ascii_case("-inf") {
+        Some(f64::NEG_INFINITY)
+    } else {
+        None
     }
 }
 
@@ -353,9 +479,48 @@ mod tests {
             ("a{", 1, "unterminated label set"),
             ("a\n", 1, "a sample without a value"),
             ("a{b=\"\\", 1, "unterminated label value"),
+            // The name runs to the first `{`, space or tab, whatever it holds.
+            ("a-b\n", 1, "a sample without a value"),
+            ("a-b 1\n", 1, "invalid metric name"),
+            ("\u{e9} 1\n", 1, "invalid metric name"),
+            ("# TYPE a gauge\na-b 1\n", 2, "invalid metric name"),
+            ("{b=\"1\"} 1\n", 1, "invalid metric name"),
+            // A label name runs to the first `=`.
+            ("a{b:c=\"1\"} 1\n", 1, "invalid label name"),
+            ("a{b c=\"1\"} 1\n", 1, "invalid label name"),
+            ("a{1b=\"1\"} 1\n", 1, "invalid label name"),
+            ("a{=\"1\"} 1\n", 1, "invalid label name"),
+            ("a{b} 1\n", 1, "unterminated label set"),
+            ("# TYPE a\n", 1, "malformed TYPE line"),
+            ("# TYPE a-b\n", 1, "malformed TYPE line"),
+            (
+                "# TYPE a-b counter\n",
+                1,
+                "invalid metric name in TYPE line",
+            ),
+            ("# TYPE 1a gauge\n", 1, "invalid metric name in TYPE line"),
         ] {
             check(body, Err(ParseError { line, reason }));
         }
+    }
+
+    #[test]
+    fn names_values_and_families() {
+        check(
+            "# TYPE a counter extra words\na_total 00012\nab 123456789012345\na{b =\"1\"} 12345678901234567\n\
+             # TYPE b\tgauge\nb 1e3\nb{x=\"1\"} inf\nb{x=\"2\"} -Inf\nb{x=\"3\"} +inf\nb{x=\"4\"} NAN\nb{x=\"5\"} -0\n",
+            Ok(&[
+                "a_total{} 12 None Counter true",
+                "ab{} 123456789012345 None Untyped false",
+                "a{b=1} 12345678901234568 None Counter true",
+                "b{} 1000 None Gauge false",
+                "b{x=1} inf None Gauge false",
+                "b{x=2} -inf None Gauge false",
+                "b{x=3} inf None Gauge false",
+                "b{x=4} NaN None Gauge false",
+                "b{x=5} -0 None Gauge false",
+            ]),
+        );
     }
 
     proptest::proptest! {
