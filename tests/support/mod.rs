@@ -18,12 +18,22 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sluice")
 }
 
-/// A free TCP port on 127.0.0.1 (bind :0, read it, release it).
+/// A free TCP port on 127.0.0.1 (bind :0, read it, release it), never one this test
+/// process handed out before: the kernel may give a just-released port again, and two
+/// listeners of one agent (say syslog and the API) must not be configured on the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `condition` holds, polling every 20 ms; panics with `what` after `timeout`.
