@@ -3,6 +3,17 @@
 
 pub mod proto;
 
+/// The event fields a log record's own parts become (beside its body, time and
+/// attributes), in name order: the source fills them, the sink maps them back.
+pub const RECORD_FIELDS: [&str; 6] = [
+    "event_name",
+    "severity",
+    "severity_number",
+    "span_id",
+    "trace_flags",
+    "trace_id",
+];
+
 /// The short names of severity numbers 1..=24 (the log data model's `SeverityText` names).
 const SEVERITY_NAMES: [&str; 24] = [
     "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2",

@@ -322,15 +322,8 @@ fn split_labels<'a>(
     )
 }
 
-/// Record parts of log events that are plain labels on metrics.
-const RECORD_PARTS: &[&str] = &[
-    "event_name",
-    "severity",
-    "severity_number",
-    "span_id",
-    "trace_flags",
-    "trace_id",
-];
+/// Record parts of log events; a metric has none, so labels of these names are attributes.
+const RECORD_PARTS: &[&str] = &crate::otlp::RECORD_FIELDS;
 
 /// Metric kind, as OTLP writes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -34,7 +34,9 @@ use crate::batch::Batch;
 use crate::event::{Event, Home};
 use crate::health::HealthCheck;
 use crate::supervision::propagate_panic;
-use crate::telemetry::{Counter, Gauge, Histogram, BYTE_BUCKETS, EVENT_COUNT_BUCKETS};
+use crate::telemetry::{
+    Counter, Gauge, Histogram, LabelledCounter, BYTE_BUCKETS, EVENT_COUNT_BUCKETS,
+};
 
 // ---------------------------------------------------------------------------------------
 // The driver

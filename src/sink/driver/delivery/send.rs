@@ -90,9 +90,7 @@ impl HttpDriver {
         let path_segment = path_segment.as_deref();
         loop {
             let post = (&headers, &body, path_segment);
-            let tried = self
-                .try_once(&*codec, (events, &items), post, ctx, state)
-                .await;
+            let tried = self.try_once(&*codec, (events, &items), post, state).await;
             let verdict = match tried.judgement {
                 Judgement::Verdict(verdict) => verdict,
                 Judgement::Refused(refusals) => {
@@ -164,7 +162,6 @@ impl HttpDriver {
         codec: &C,
         (events, items): (&[Event], &[usize]),
         (headers, body, path_segment): (&HeaderMap, &Bytes, Option<&str>),
-        ctx: &SinkContext,
         state: &State,
     ) -> Tried {
         state.bytes_compressed.add(body.len() as u64);
@@ -175,7 +172,10 @@ impl HttpDriver {
         let endpoint_failed = result.as_ref().map_or(true, |reply| reply.status >= 500);
         match result {
             Ok(reply) => {
-                state.request_counter(ctx, &reply.status.to_string()).inc();
+                match reqwest::StatusCode::from_u16(reply.status) {
+                    Ok(code) => state.requests.add(code.as_str(), 1),
+                    Err(_) => state.requests.add(&reply.status.to_string(), 1),
+                }
                 let server_said = server_words(reply.status, &reply.body);
                 let asked_delay = retry_after(&reply.headers, chrono::Utc::now());
                 let reply = Reply {
@@ -193,7 +193,7 @@ impl HttpDriver {
                 }
             }
             Err(kind) => {
-                state.request_counter(ctx, kind).inc();
+                state.requests.add(kind, 1);
                 Tried {
                     judgement: Judgement::Verdict(Verdict::Retry {
                         reason: kind.to_owned(),

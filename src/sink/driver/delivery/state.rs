@@ -11,6 +11,8 @@ pub(super) struct State {
     pub(super) bytes_uncompressed: Counter,
     pub(super) bytes_compressed: Counter,
     pub(super) in_flight: Gauge,
+    /// `sluice_sink_requests_total{status}`.
+    pub(super) requests: LabelledCounter,
     /// Milliseconds since `started` of the last 2xx.
     pub(super) last_success_ms: AtomicU64,
     /// Milliseconds since `started` when the driver last went from idle to busy.
@@ -55,6 +57,11 @@ impl State {
                 &[("stage", "compressed")],
             ),
             in_flight: metrics.gauge("sluice_sink_in_flight_requests", "Requests in flight.", &[]),
+            requests: metrics.labelled_counter(
+                "sluice_sink_requests_total",
+                "Requests sent by a sink, by HTTP status or transport error.",
+                "status",
+            ),
             last_success_ms: AtomicU64::new(0),
             busy_since_ms: AtomicU64::new(0),
             pending_batches: AtomicUsize::new(0),
@@ -114,14 +121,6 @@ impl State {
             .unwrap_or_default();
         let elapsed = self.now_ms().saturating_add(1).saturating_sub(since);
         Some((Duration::from_millis(elapsed), reason))
-    }
-
-    pub(super) fn request_counter(&self, ctx: &SinkContext, status: &str) -> Counter {
-        ctx.metrics.counter(
-            "sluice_sink_requests_total",
-            "Requests sent by a sink, by HTTP status or transport error.",
-            &[("status", status)],
-        )
     }
 }
 

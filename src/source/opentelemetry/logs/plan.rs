@@ -17,15 +17,8 @@ pub(super) const SEVERITY_NUMBER: usize = 2;
 pub(super) const SPAN_ID: usize = 3;
 pub(super) const TRACE_FLAGS: usize = 4;
 pub(super) const TRACE_ID: usize = 5;
-/// Names of the own-field slots a record may fill.
-pub(super) const OWN_SLOTS: [&str; 6] = [
-    "event_name",
-    "severity",
-    "severity_number",
-    "span_id",
-    "trace_flags",
-    "trace_id",
-];
+/// Names of the own-field slots a record may fill (the slot constants above index it).
+pub(super) const OWN_SLOTS: [&str; 6] = crate::otlp::RECORD_FIELDS;
 
 /// One entry of a scope's field skeleton, in name order.
 #[derive(Debug, Clone, Copy)]
