@@ -448,3 +448,40 @@ fn stores_that_serve_only_bulk_get_every_line_with_the_defaults() {
         assert!(agent.terminate().success());
     }
 }
+
+/// `id: xxh3`: every document's `_id` is XXH3-128 of the documented framing (origin
+/// `<dev>-<ino>` in hex, byte offset, line), computed here from the file itself.
+#[test]
+fn xxh3_ids_are_recomputable_from_origin_offset_and_line() {
+    let count = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = write_lines(&dir.path().join("in.log"), count);
+    let es = FakeElasticsearch::start();
+    let sink = "        index: logs\n        id: xxh3\n";
+    let _agent = Agent::start(dir.path(), &config(dir.path(), &es.endpoint(), "", sink));
+    wait_for("every line indexed", Duration::from_secs(30), || {
+        es.doc_count() >= count as usize
+    });
+    assert_no_protocol_errors(&es);
+    let stream = {
+        let meta = std::fs::metadata(dir.path().join("in.log")).unwrap();
+        format!("{:x}-{:x}", meta.dev(), meta.ino())
+    };
+    let ids: HashMap<u64, String> = es
+        .docs()
+        .iter()
+        .map(|d| (seq_of(&d.message), d.id.clone()))
+        .collect();
+    assert_eq!(ids.len() as u64, count);
+    for seq in 0..count {
+        let text = line(seq);
+        let mut framed = Vec::new();
+        framed.extend_from_slice(&(stream.len() as u64).to_le_bytes());
+        framed.extend_from_slice(stream.as_bytes());
+        framed.extend_from_slice(&offsets[seq as usize].to_le_bytes());
+        framed.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        framed.extend_from_slice(text.as_bytes());
+        let expected = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&framed));
+        assert_eq!(ids[&seq], expected, "line {seq}");
+    }
+}

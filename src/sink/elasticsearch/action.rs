@@ -10,7 +10,8 @@
 //! stable across processes and releases, so a line read again after a crash gets the same
 //! `_id` and is not indexed twice. The message is part of it because a stream key can
 //! restart at offset 0 (copytruncate, inode reuse): key and offset alone would make new
-//! lines overwrite old documents.
+//! lines overwrite old documents. `id: auto` uses sluice's own frozen hash (the first
+//! releases' ids); `id: xxh3` the same framing under XXH3-128, which anyone can recompute.
 //!
 //! Owns: index names, `_id`s, action lines. Never: writes the document (that is
 //! [`super::document`]) or judges replies.
@@ -124,6 +125,9 @@ impl DateCache {
 pub enum IdSource {
     /// A hash of the origin (stream, offset) and the message; none without an origin.
     Auto,
+    /// XXH3-128 of the same framing as `Auto`: (u64 LE stream length, stream, u64 LE
+    /// offset, u64 LE message length, message).
+    Xxh3,
     /// Never set: Elasticsearch assigns ids (a replay can duplicate).
     None,
     /// The value of this field (as text); no `_id` when it is missing or empty.
@@ -135,10 +139,14 @@ impl IdSource {
     pub fn write(&self, log: &LogEvent, out: &mut String) -> bool {
         match self {
             IdSource::None => false,
-            IdSource::Auto => match &log.origin {
+            IdSource::Auto | IdSource::Xxh3 => match &log.origin {
                 Some(origin) => {
                     let message = log.message.to_text();
-                    let hash = hash128(&origin.stream, origin.offset, message.as_bytes());
+                    let hash = if matches!(self, IdSource::Auto) {
+                        hash128(&origin.stream, origin.offset, message.as_bytes())
+                    } else {
+                        xxh3_id(&origin.stream, origin.offset, message.as_bytes())
+                    };
                     write_hex(hash, out);
                     true
                 }
@@ -349,6 +357,18 @@ pub fn hash128(stream: &str, offset: u64, message: &[u8]) -> u128 {
     (u128::from(a) << 64) | u128::from(b)
 }
 
+/// XXH3-128 (seed 0) of (u64 LE stream length, stream, u64 LE offset, u64 LE message
+/// length, message): `id: xxh3`.
+pub fn xxh3_id(stream: &str, offset: u64, message: &[u8]) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&(stream.len() as u64).to_le_bytes());
+    hasher.update(stream.as_bytes());
+    hasher.update(&offset.to_le_bytes());
+    hasher.update(&(message.len() as u64).to_le_bytes());
+    hasher.update(message);
+    hasher.digest128()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +448,36 @@ mod tests {
     fn id_of(source: &IdSource, log: &LogEvent) -> Option<String> {
         let mut out = String::new();
         source.write(log, &mut out).then_some(out)
+    }
+
+    /// `id: xxh3` against values from the reference XXH3 (the C library behind Python's
+    /// `xxhash` 3.x package, `xxh3_128_hexdigest` of the documented framing), so an operator
+    /// can recompute an `_id` outside sluice.
+    #[test]
+    fn xxh3_ids_match_the_reference_implementation() {
+        let cases = [
+            ("2049-1234", 42, "hello", "dfdd70e2822b80bcbfae2f2308e712d3"),
+            ("", 0, "", "10e45c7ce2292320743df94ee4c78a2a"),
+        ];
+        for (stream, offset, message, expected) in cases {
+            let mut out = String::new();
+            write_hex(xxh3_id(stream, offset, message.as_bytes()), &mut out);
+            assert_eq!(out, expected, "{stream} {offset} {message}");
+        }
+        let (stream, message) = ("x".repeat(100), "é".repeat(300));
+        let mut out = String::new();
+        write_hex(xxh3_id(&stream, 1 << 63, message.as_bytes()), &mut out);
+        assert_eq!(out, "3f53b892b9aeef0d984c15e6b199c73f");
+        let mut log = LogEvent::new("hello");
+        assert_eq!(id_of(&IdSource::Xxh3, &log), None, "no origin, no id");
+        log.origin = Some(Origin {
+            stream: "2049-1234".into(),
+            offset: 42,
+        });
+        assert_eq!(
+            id_of(&IdSource::Xxh3, &log).as_deref(),
+            Some("dfdd70e2822b80bcbfae2f2308e712d3")
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum IdMode {
     /// idempotent. Events without an origin (syslog) get no `_id`.
     #[default]
     Auto,
+    /// The same inputs hashed with XXH3-128, a specified hash other tools can recompute
+    /// (`auto` stays as it is, so existing ids do not change on upgrade).
+    Xxh3,
     /// No `_id`: Elasticsearch assigns one (a replay after a crash can duplicate).
     None,
 }
@@ -197,7 +200,9 @@ impl ElasticsearchKeys {
                 IdSource::Field(field.clone())
             }
             (Some(_), IdMode::None) => anyhow::bail!("id: none and id_field contradict"),
+            (Some(_), IdMode::Xxh3) => anyhow::bail!("id: xxh3 and id_field contradict"),
             (None, IdMode::Auto) => IdSource::Auto,
+            (None, IdMode::Xxh3) => IdSource::Xxh3,
             (None, IdMode::None) => IdSource::None,
         };
         if let Some(pipeline) = &self.pipeline {
