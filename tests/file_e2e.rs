@@ -132,6 +132,39 @@ fn read_from_end_skips_existing_lines_but_reads_new_files_whole() {
     agent.terminate();
 }
 
+/// Files at their end are checked when a change notification names them, and all of
+/// them every 250 ms besides: a matched path that is a symlink into a directory nobody
+/// watches (no notification for its writes) still gets every line, in order.
+#[test]
+fn writes_that_notifications_miss_are_still_read() {
+    let setup = Setup::new();
+    let elsewhere = setup.dir.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let real = elsewhere.join("real.log");
+    append(&real, &numbered("s", 0..10));
+    std::os::unix::fs::symlink(&real, setup.logs().join("app.log")).unwrap();
+    let watched = setup.logs().join("busy.log");
+    append(&watched, &numbered("w", 0..10));
+    let agent = setup.start("");
+    setup.wait_messages(20);
+    for round in 1..=10 {
+        append(&real, &numbered("s", round * 10..round * 10 + 10));
+        append(&watched, &numbered("w", round * 10..round * 10 + 10));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let messages = setup.wait_messages(220);
+    let of = |prefix: &str| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of("s "), expect("s", 0..110));
+    assert_eq!(of("w "), expect("w", 0..110));
+    agent.terminate();
+}
+
 #[test]
 fn truncation_replacement_rename_and_growth_from_empty() {
     let setup = Setup::new();

@@ -251,6 +251,11 @@ impl Watcher {
         (watcher, changes)
     }
 
+    /// Whether notifications cover every root directory of `matcher`.
+    pub fn covers(&self, matcher: &Matcher) -> bool {
+        self.inner.is_some() && matcher.roots().all(|(root, _)| self.watched.contains(root))
+    }
+
     /// Watches the matcher's root directories that exist and are not watched yet.
     pub fn watch_roots(&mut self, matcher: &Matcher) {
         use notify::Watcher as _;

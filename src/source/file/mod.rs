@@ -125,6 +125,13 @@ struct Reader {
     sizes: HashMap<(u64, u64), u64>,
     /// Files with an open descriptor.
     open: HashSet<(u64, u64)>,
+    /// Open files at their end that a change notification named since the last round.
+    notified: HashSet<(u64, u64)>,
+    /// Whether change notifications cover every root the globs read (else every open file
+    /// at its end is checked every round).
+    watching: bool,
+    /// When every open file at its end is next checked, notified or not.
+    next_eof_poll: Instant,
     /// Matched files found at start to hold a saved position of another identity (a
     /// renumbered device): the offset they resume at.
     adopted: HashMap<(u64, u64), u64>,
@@ -142,6 +149,11 @@ struct Reader {
 
 /// How long the reader loop may not come round before `/health` fails.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
+/// How often every open file at its end is checked for growth even without a change
+/// notification: the safety net for writes inotify does not report (a rotated name the
+/// globs do not match is checked every round anyway; a path reached through a symlink
+/// into an unwatched directory is not).
+const EOF_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Reader {
     fn new(source: FileSource, ctx: SourceContext) -> Self {
@@ -176,6 +188,9 @@ impl Reader {
             adopted: HashMap::new(),
             known_paths: HashSet::new(),
             next_scan: Instant::now(),
+            notified: HashSet::new(),
+            watching: false,
+            next_eof_poll: Instant::now(),
             discovering: false,
             heartbeat,
             buf: vec![0u8; 64 * 1024],
@@ -202,6 +217,7 @@ impl Reader {
             let now = Instant::now();
             if rescan || now >= self.next_scan {
                 watcher.watch_roots(&self.source.matcher);
+                self.watching = watcher.covers(&self.source.matcher);
                 if self.scan(false).is_err() {
                     return;
                 }
@@ -262,9 +278,14 @@ impl Reader {
     /// One turn for every open file. Returns bytes read.
     fn read_round(&mut self) -> Result<usize, Stopped> {
         let ids: Vec<(u64, u64)> = self.open.iter().copied().collect();
+        let now = Instant::now();
+        let poll_all = !self.watching || now >= self.next_eof_poll;
+        if poll_all {
+            self.next_eof_poll = now + EOF_POLL_INTERVAL;
+        }
         let mut total = 0;
         for id in ids {
-            if !self.has_news(id) {
+            if !self.has_news(id, poll_all) {
                 continue;
             }
             let Some(tailer) = self.files.get_mut(&id) else {
@@ -287,14 +308,20 @@ impl Reader {
                 }
             }
         }
+        if poll_all {
+            self.notified.clear();
+        }
         Ok(total)
     }
 
-    /// Whether a file is worth a read. A file at its end costs one `fstat` per round: no
-    /// growth, no read. A size below the read offset is a truncation; growth after being
-    /// at the end checks the first bytes first, so a file truncated and rewritten past the
-    /// old offset is not read from the middle.
-    fn has_news(&mut self, id: (u64, u64)) -> bool {
+    /// Whether a file is worth a read. A file at its end costs one `fstat` when a change
+    /// notification named it, when it was rotated away (its new name may not match), when
+    /// notifications do not cover every root, and otherwise every [`EOF_POLL_INTERVAL`]
+    /// (`poll_all`): so the cost follows the files written, not the files watched. No
+    /// growth, no read. A size below the read offset is a truncation; growth after being at
+    /// the end checks the first bytes first, so a file truncated and rewritten past the old
+    /// offset is not read from the middle.
+    fn has_news(&mut self, id: (u64, u64), poll_all: bool) -> bool {
         let Some(tailer) = self.files.get(&id) else {
             return false;
         };
@@ -306,6 +333,9 @@ impl Reader {
         };
         if !tailer.at_eof {
             return true;
+        }
+        if !poll_all && tailer.gone_since.is_none() && !self.notified.remove(&id) {
+            return false;
         }
         let Ok(metadata) = file.metadata() else {
             return true;

@@ -14,7 +14,8 @@ impl Reader {
         };
         let id = dev_ino(&metadata);
         if self.open.contains(&id) && self.paths.get(path) == Some(&id) {
-            return; // open files are read every round anyway
+            self.notified.insert(id); // checked in the next round
+            return;
         }
         if metadata.is_file() {
             self.seen(path.to_path_buf(), &metadata, false);
