@@ -95,10 +95,14 @@ impl Running {
     }
 
     fn metric(&self, name: &str) -> f64 {
+        self.metric_labelled(name, &[])
+    }
+
+    fn metric_labelled(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = support::http_get(self.api, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default();
-        support::metric_sum(&text, name, &[])
+        support::metric_sum(&text, name, labels)
     }
 }
 
@@ -253,10 +257,10 @@ fn files() {
     let written = writer.join().expect("writer thread");
     report_files(&samples, warmup.as_secs_f64(), n_files, written, minutes);
     println!(
-        "  agent CPU {:.2}s, VmHWM {:.1} MiB, refused requests retried: sent {:.0} events",
+        "  agent CPU {:.2}s, VmHWM {:.1} MiB, Loki sink delivered {:.0} events",
         cpu_seconds(pid),
         status_mib(pid, "VmHWM:"),
-        agent.metric("sluice_events_sent_total"),
+        agent.metric_labelled("sluice_events_sent_total", &[("component_kind", "sink")]),
     );
 }
 
