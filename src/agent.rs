@@ -157,6 +157,7 @@ async fn run_async(
         checkpoints.clone(),
         interval,
     ));
+    let memory_return = tokio::spawn(crate::memory_return::return_freed_memory_periodically());
 
     serve_until_stopped(&source, &mut active, &shared, reload_rx, deadline).await?;
     stop_all(
@@ -166,6 +167,7 @@ async fn run_async(
     )
     .await;
     writer.abort();
+    memory_return.abort();
     let saved = save_checkpoints(&checkpoints, true).await;
     exit_status(&shared, saved)
 }

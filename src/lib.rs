@@ -39,6 +39,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod health;
 pub mod limits;
+pub mod memory_return;
 pub mod otlp;
 pub mod pipeline;
 pub mod route;

@@ -59,11 +59,12 @@ fn partial_frames_are_bounded_in_total_and_memory_comes_back() {
     wait_for("connections closed", Duration::from_secs(10), || {
         agent.metric_sum("sluice_syslog_connections_open", &[]) == 0.0
     });
-    // Back down a few seconds later. Not yet near idle: about 19 MiB stay (measured 26 MiB
-    // after vs 7 MiB idle), not yet traced (recycled event buffers or allocator caches).
+    // Back near idle a few seconds later: the agent starts a short-lived thread every 2 s
+    // whose exit makes mimalloc purge the freed ranges (`src/memory_return.rs`); before it,
+    // RSS stayed about 19 MiB over idle. What stays is held in runtime threads' pages.
     let mut after = rss_mib(pid);
     for _ in 0..50 {
-        if after - idle < 24.0 {
+        if after - idle < 12.0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -76,7 +77,7 @@ fn partial_frames_are_bounded_in_total_and_memory_comes_back() {
         "peak {peak:.1} MiB over idle {idle:.1} MiB: partial frames not bounded"
     );
     assert!(
-        after - idle < 24.0,
+        after - idle < 12.0,
         "after closing: {after:.1} MiB vs idle {idle:.1} MiB"
     );
     assert!(agent.terminate().success());
