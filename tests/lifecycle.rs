@@ -527,3 +527,57 @@ pipelines:
         "every rejected event is on disk"
     );
 }
+
+/// A `stdin` source on a pipe nobody writes to does not hold up SIGTERM: the agent stops
+/// at once, delivers what it read, and does not claim at ERROR that anything was lost.
+#[test]
+fn sigterm_with_a_quiet_stdin_pipe_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let port = free_port();
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = dir.path().join("sluice.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_dir: {data}\nshutdown_timeout_secs: 120\napi: {{ address: \"{api}\" }}\npipelines:\n  p:\n    sources:\n      - {{ type: stdin }}\n    sinks:\n      - {{ type: file, path: {out} }}\n",
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(support::binary())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("SLUICE_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    stdin.flush().unwrap();
+    wait_for("two lines delivered", Duration::from_secs(30), || {
+        support::read_json_lines(&out).len() >= 2
+    });
+    signal(&child, "TERM");
+    // Far below the 120 s shutdown deadline, which is what a stop blocked on the pipe
+    // would wait for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no exit within 30 s of SIGTERM with stdin open and quiet");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    drop(stdin);
+    assert!(status.success(), "exit status {status}\n{log}");
+    assert!(!log.contains("ERROR"), "an ERROR on a clean stop:\n{log}");
+}

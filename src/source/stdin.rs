@@ -2,7 +2,9 @@
 //! has ended, so `cat file | sluice run -c pipe.yaml` exits after the last line is delivered.
 //! Positions are not replayable, so batches carry no acknowledgement.
 
-use std::io::BufRead;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -49,25 +51,28 @@ impl Stdin {
     }
 
     fn run(self, ctx: SourceContext) {
-        let stdin = std::io::stdin();
-        let mut reader = stdin.lock();
+        let mut stdin = std::io::stdin().lock();
         let truncated = ctx.metrics.dropped("truncated");
         let mut line: Vec<u8> = Vec::new();
         let mut skipping = false;
+        // Larger than std's own stdin buffer, which reads then bypass: waiting on the
+        // descriptor says truly whether a read would block.
+        let mut buf = vec![0u8; 64 * 1024];
         while !ctx.shutdown.is_triggered() {
-            let chunk = match reader.fill_buf() {
-                Ok(chunk) => chunk,
+            if !readable_within(&stdin, Duration::from_millis(100)) {
+                continue; // look at shutdown again: a quiet pipe must not hold up a stop
+            }
+            let n_bytes = match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     tracing::warn!(%error, "stdin read failed");
                     break;
                 }
             };
-            if chunk.is_empty() {
-                break;
-            }
-            let n_bytes = chunk.len();
             let mut events = Vec::new();
-            for (i, piece) in chunk.split(|b| *b == b'\n').enumerate() {
+            for (i, piece) in buf[..n_bytes].split(|b| *b == b'\n').enumerate() {
                 if i > 0 {
                     events.push(self.event(&line));
                     line.clear();
@@ -83,7 +88,6 @@ impl Stdin {
                     skipping = true;
                 }
             }
-            reader.consume(n_bytes);
             if events.is_empty() {
                 continue;
             }
@@ -101,5 +105,22 @@ impl Stdin {
     fn event(&self, line: &[u8]) -> Event {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         Event::Log(LogEvent::new(String::from_utf8_lossy(line)))
+    }
+}
+
+/// Whether `fd` has data (or its end, or an error) within `timeout`. A descriptor that
+/// cannot be polled counts as readable, so the caller reads (and blocks) as before.
+fn readable_within(fd: &impl AsFd, timeout: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(rustix::io::Errno::INTR) => false,
+        Err(_) => true,
     }
 }
