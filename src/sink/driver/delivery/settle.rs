@@ -1,5 +1,5 @@
-//! Settling a finished batch: counting delivered, rejected and dropped events, writing
-//! the rejected ones to the dead-letter file, then acknowledging.
+//! Settling a finished batch: writing the rejected events to the dead-letter file, then
+//! counting delivered, rejected and dropped events, then acknowledging.
 
 use super::*;
 
@@ -34,26 +34,23 @@ pub(super) async fn settle(
         }
     }
     let mut to_write: Vec<(Arc<str>, Vec<Event>)> = Vec::new();
+    // Drops by metric label: counted once the dead letters are on disk, so whoever reads
+    // the metrics finds them in the file, and a batch whose letters could not be written
+    // (read again) is not counted twice. A reason may carry the server's free text after
+    // a colon (Elasticsearch item errors): the file keeps it all, the label only the kind.
+    let mut refusals: Vec<(Arc<str>, u64)> = Vec::new();
     // Of an unconfirmed group, exactly `refused` are counted as dropped and the rest as
     // delivered; all of them go to the dead-letter file, under a reason that says so.
     for (group, events) in unconfirmed.into_values() {
         let refused = group.refused.min(events.len());
         delivered += (events.len() - refused) as u64;
-        let label = group.reason.split(':').next().unwrap_or(&group.reason);
-        ctx.metrics.dropped(label).add(refused as u64);
+        refusals.push((group.reason.clone(), refused as u64));
         to_write.push((group.reason.clone(), events));
     }
-    ctx.metrics.events_out.add(delivered);
-    for (reason, n) in dropped {
-        ctx.metrics.dropped(reason).add(n);
+    for (reason, events) in rejected {
+        refusals.push((reason.clone(), events.len() as u64));
+        to_write.push((reason, events));
     }
-    for (reason, events) in &rejected {
-        // A reason may carry the server's free text after a colon (Elasticsearch item
-        // errors): the dead-letter file keeps it all, the metric label only the kind.
-        let label = reason.split(':').next().unwrap_or(reason);
-        ctx.metrics.dropped(label).add(events.len() as u64);
-    }
-    to_write.extend(rejected);
     if !to_write.is_empty()
         && !ctx
             .dead_letters
@@ -62,6 +59,14 @@ pub(super) async fn settle(
     {
         // Not on disk: leave the batch unacknowledged (abandoned), so it is read again.
         return;
+    }
+    ctx.metrics.events_out.add(delivered);
+    for (reason, n) in dropped {
+        ctx.metrics.dropped(reason).add(n);
+    }
+    for (reason, n) in refusals {
+        let label = reason.split(':').next().unwrap_or(&reason);
+        ctx.metrics.dropped(label).add(n);
     }
     ctx.progress.mark();
     for ack in acks {
