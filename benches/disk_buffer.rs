@@ -28,7 +28,10 @@ mod fake_loki;
 mod http_request;
 #[path = "support/lines.rs"]
 mod lines;
+#[path = "support/procfs.rs"]
+mod procfs;
 
+use procfs::{cpu_seconds, status_mib};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -76,28 +79,6 @@ fn metric(api: SocketAddr, name: &str) -> Option<f64> {
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum(),
     )
-}
-
-/// CPU seconds (user + system) of process `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name: utime is field 14, stime 15 (1-based, whole line).
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-/// `key` (`VmRSS:`, `VmHWM:`) of process `pid` in MiB.
-fn status_mib(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 /// Samples a process's VmRSS every 50 ms until dropped; keeps the highest.

@@ -16,6 +16,8 @@ mod fake_elasticsearch;
 mod http_request;
 #[path = "support/lines.rs"]
 mod lines;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use procfs::{cpu_seconds, status_kib};
 use sluice::event::Timestamp;
 use sluice::source::demo::{line, time_text, DemoFormat};
 
@@ -119,28 +122,6 @@ fn sink_events(text: &str) -> f64 {
         .sum()
 }
 
-fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn run(scenario: &Scenario, dir: &Path, es: &str) {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
@@ -183,8 +164,8 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = proc_cpu_seconds(pid);
-    let peak_kib = proc_status_kib(pid, "VmHWM:");
+    let cpu = cpu_seconds(pid);
+    let peak_kib = status_kib(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     let n = scenario.events as f64;
@@ -226,7 +207,7 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
     }
     let mut child = command.spawn().expect("start agent");
     std::thread::sleep(Duration::from_secs(3));
-    let rss = proc_status_kib(child.id(), "VmRSS:");
+    let rss = status_kib(child.id(), "VmRSS:");
     let _ = child.kill();
     let _ = child.wait();
     println!("{name:<22} idle RSS {:.1} MiB", rss as f64 / 1024.0);

@@ -9,7 +9,10 @@
 
 #[path = "support/agent.rs"]
 mod agent;
+#[path = "support/procfs.rs"]
+mod procfs;
 
+use procfs::{cpu_seconds, status_kib};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -141,8 +144,8 @@ fn sluice(dir: &Path, n: u64) -> (f64, Duration, u64) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let wall = started.elapsed();
-    let cpu = proc_cpu_seconds(pid);
-    let rss = proc_status_kib(pid, "VmHWM:");
+    let cpu = cpu_seconds(pid);
+    let rss = status_kib(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     (cpu, wall, rss)
@@ -172,27 +175,4 @@ fn sink_events(text: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
-}
-
-fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (in parentheses): utime is the 14th, stime the 15th.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|v| v.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -16,6 +16,8 @@ mod fake_kube_api;
 mod fake_loki;
 #[path = "../tests/support/http_request.rs"]
 mod http_request;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -23,18 +25,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_kube_api::{namespace, owned, pod, FakeKube, Pki, Resource};
+use procfs::cpu_seconds;
 use serde_json::json;
 
 const PODS: usize = 100;
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
 
 /// `pods/<ns>_<pod>_<uid>/app/0.log` for pod `i`.
 fn pod_name(i: usize) -> (String, String, String) {

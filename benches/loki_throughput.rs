@@ -14,25 +14,16 @@ mod fake_loki;
 mod http_request;
 #[path = "support/lines.rs"]
 mod lines;
+#[path = "support/procfs.rs"]
+mod procfs;
 
+use procfs::{cpu_seconds, status_kib};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// (agent CPU-seconds, peak RSS in KiB).
 fn proc_stats(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the command name: state is field 3, utime 14, stime 15 (1-based, whole line).
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (ticks as f64 / 100.0, hwm_kib)
+    (cpu_seconds(pid), status_kib(pid, "VmHWM:"))
 }
 
 /// Appends lines `seqs` as plain 150-byte lines.

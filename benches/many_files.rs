@@ -22,7 +22,10 @@ mod http_request;
 #[path = "support/lines.rs"]
 #[allow(dead_code)]
 mod lines;
+#[path = "support/procfs.rs"]
+mod procfs;
 
+use procfs::{cpu_seconds, open_fds, status_kib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,22 +39,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// (CPU-seconds, VmRSS KiB, open descriptors) of `pid`.
 fn proc_stats(pid: u32) -> (f64, u64, usize) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    (ticks as f64 / 100.0, rss_kib, fds)
+    (cpu_seconds(pid), status_kib(pid, "VmRSS:"), open_fds(pid))
 }
 
 /// Waits until the fake holds `count` entries, sampling the agent's descriptors; returns

@@ -16,39 +16,20 @@
 
 #[path = "support/agent.rs"]
 mod agent;
+#[path = "support/procfs.rs"]
+mod procfs;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use procfs::{cpu_seconds, status_mib};
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `VmRSS`/`VmHWM`-style line of `/proc/<pid>/status`, in MiB (0 if the process is gone).
-fn status_mib(pid: u32, key: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 fn rss(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
-}
-
-/// The agent's user + system CPU seconds (`/proc/<pid>/stat`, USER_HZ = 100).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

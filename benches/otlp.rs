@@ -28,6 +28,8 @@ mod agent;
 mod fake_loki;
 #[path = "../tests/support/http_request.rs"]
 mod http_request;
+#[path = "support/procfs.rs"]
+mod procfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,6 +37,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use procfs::{cpu_seconds, status_kib};
 use prost::Message as _;
 use sluice::otlp::proto::{
     any_value, AnyValue, ExportLogsServiceRequest, InstrumentationScope, KeyValue, LogRecord,
@@ -43,20 +46,9 @@ use sluice::otlp::proto::{
 
 const RECORDS_PER_REQUEST: usize = 512;
 
+/// (agent CPU-seconds, peak RSS in KiB).
 fn proc_stats(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (ticks as f64 / 100.0, hwm_kib)
+    (cpu_seconds(pid), status_kib(pid, "VmHWM:"))
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
