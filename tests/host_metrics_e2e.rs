@@ -575,6 +575,19 @@ pipelines:
                 })
         },
     );
+    // The counters move before the `up` samples reach the file sink: wait for those too.
+    wait_for(
+        "an up sample of every target",
+        Duration::from_secs(40),
+        || {
+            let events = read_events(&out);
+            instances.values().all(|instance| {
+                events
+                    .iter()
+                    .any(|e| e["name"] == "up" && e["labels"]["instance"] == instance.as_str())
+            })
+        },
+    );
     let events = read_events(&out);
     let up = |path: &str| -> Vec<f64> {
         events
