@@ -133,7 +133,7 @@ impl KubernetesMetadataConfig {
                 started: AtomicBool::new(false),
             }),
             last: None,
-            scratch: Vec::new(),
+            overlay: None,
         })
     }
 

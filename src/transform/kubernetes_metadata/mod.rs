@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use self::cache::{FieldSet, NamespaceEntry, PodEntry, Shared};
-use crate::event::{Event, Key, LogEvent, Value};
+use crate::event::{Event, Key, LogEvent, Map, Value};
 use crate::telemetry::Counter;
 
 /// The watcher, started on first use.
@@ -116,8 +116,35 @@ pub struct KubernetesMetadata {
     /// This worker's last lookup: (uid, namespace, pod), the cache generation, the result.
     /// Batches come from one file at a time, so most events hit it.
     last: Option<(LastKey, u64, Option<Found>)>,
-    /// The fields being added to one event (kept to reuse its allocation).
-    scratch: Vec<(Key, Value)>,
+    /// The fields this worker last added, shared by every event of that pod and container
+    /// (one reference count per event instead of a copy of each field).
+    overlay: Option<Overlay>,
+}
+
+/// The fields added to the events of one pod's container, built once.
+#[derive(Debug, Clone)]
+struct Overlay {
+    pod: Arc<PodEntry>,
+    namespace: Option<Arc<NamespaceEntry>>,
+    container: Option<String>,
+    fields: Arc<Map>,
+}
+
+impl Overlay {
+    fn is_for(
+        &self,
+        pod: &Arc<PodEntry>,
+        ns: Option<&Arc<NamespaceEntry>>,
+        container: Option<&str>,
+    ) -> bool {
+        Arc::ptr_eq(&self.pod, pod)
+            && match (&self.namespace, ns) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.container.as_deref() == container
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,13 +226,22 @@ impl KubernetesMetadata {
                         self.inner.excluded.inc();
                         continue;
                     }
-                    enrich(
-                        &mut log,
-                        &pod,
-                        ns.as_deref(),
-                        self.inner.fields,
-                        &mut self.scratch,
-                    );
+                    let container = log.fields.get("container").and_then(Value::as_str);
+                    let overlay = match &self.overlay {
+                        Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container) => overlay,
+                        _ => self.overlay.insert(Overlay {
+                            fields: Arc::new(fields_of(
+                                &pod,
+                                ns.as_deref(),
+                                container,
+                                self.inner.fields,
+                            )),
+                            container: container.map(str::to_owned),
+                            pod,
+                            namespace: ns,
+                        }),
+                    };
+                    log.fields.share(overlay.fields.clone());
                 }
                 None => self.inner.misses.inc(),
             }
@@ -287,23 +323,17 @@ impl KubernetesMetadata {
     }
 }
 
-/// Adds the fields of `pod` (and its namespace) to `log`.
-/// Adds the pod's fields to `log`: the maps are shared with the cache (a reference count,
-/// not a copy), and every field goes in with one merge. `scratch` is the worker's reused
-/// list of fields to add.
-fn enrich(
-    log: &mut LogEvent,
+/// The fields added to the events of `pod`'s `container`, in one map that they share.
+fn fields_of(
     pod: &PodEntry,
     ns: Option<&NamespaceEntry>,
+    container: Option<&str>,
     fields: FieldSet,
-    scratch: &mut Vec<(Key, Value)>,
-) {
-    scratch.clear();
+) -> Map {
+    let mut out: Vec<(Key, Value)> = Vec::with_capacity(8);
     let mut add =
-        |name: &'static str, value: &Value| scratch.push((Key::Borrowed(name), value.clone()));
-    // In name order (bytes), as `Map::merge_sorted` takes them.
+        |name: &'static str, value: &Value| out.push((Key::Borrowed(name), value.clone()));
     if fields.container_image {
-        let container = log.fields.get("container").and_then(Value::as_str);
         if let Some((_, image)) = container.and_then(|c| pod.images.iter().find(|(n, _)| n == c)) {
             add("container_image", image);
         }
@@ -327,7 +357,7 @@ fn enrich(
         add("workload_kind", kind);
         add("workload_name", name);
     }
-    log.fields.merge_sorted(scratch.drain(..));
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
