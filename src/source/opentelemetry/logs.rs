@@ -26,9 +26,7 @@ pub use super::reader::{any_to_value, hex};
 use super::reader::{read_any, read_key_value, Reader};
 use super::Decoded;
 use crate::event::{Event, Key, LogEvent, Timestamp, Value};
-use plan::{
-    skeleton, Plan, Scope, EVENT_NAME, SEVERITY, SEVERITY_NUMBER, SPAN_ID, TRACE_FLAGS, TRACE_ID,
-};
+use plan::{Plan, Scope, EVENT_NAME, SEVERITY, SEVERITY_NUMBER, SPAN_ID, TRACE_FLAGS, TRACE_ID};
 
 /// Field names this mapping writes itself: an attribute with one of these keys is renamed.
 const OWN_FIELDS: &[&str] = &[
@@ -139,15 +137,9 @@ fn read_scope_logs(
             }
         }
     }
-    let skeleton = skeleton(resource, name, version);
-    let scope = Scope {
-        resource,
-        skeleton: &skeleton,
-        name: Value::from(name),
-        version: Value::from(version),
-    };
+    let scope = Scope::new(resource, name, version);
     let mut plan = Plan::default();
-    plan.make(bytes, &[], &skeleton);
+    plan.make(bytes, &[]);
     let mut reader = Reader::new(bytes);
     while let Some((field, wire)) = reader.next()? {
         if field == 2 {
@@ -235,7 +227,7 @@ impl<'a> Wire<'a> {
 
 fn read_record(
     bytes: &[u8],
-    scope: &Scope<'_>,
+    scope: &Scope,
     plan: &mut Plan,
     received: Timestamp,
     decoded: &mut Decoded,
@@ -257,7 +249,7 @@ fn read_record(
     }
     let own = record.own_fields(decoded);
     if !plan.fits(bytes, &scratch.raw) {
-        plan.make(bytes, &scratch.raw, scope.skeleton);
+        plan.make(bytes, &scratch.raw);
     }
     Ok(LogEvent {
         timestamp,

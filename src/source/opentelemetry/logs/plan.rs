@@ -1,10 +1,12 @@
-//! How the fields of an OTLP log record are put together: the scope's skeleton (resource
-//! attributes, scope name and version, the record's own slots) merged in name order with
-//! the record's attributes, and the plan of that merge, reused while a scope's records
-//! carry the same attribute keys.
+//! How the fields of an OTLP log record are put together: the record's own slots merged in
+//! name order with its attributes (the plan of that merge reused while a scope's records
+//! carry the same attribute keys), over the scope's shared fields (resource attributes,
+//! scope name and version), which every record's event refers to instead of copying.
 //!
 //! Owns: field order and shadowing (an attribute wins over a resource attribute of its
 //! name). Never: reads the wire (`logs.rs` does).
+
+use std::sync::Arc;
 
 use super::clear_of_own;
 use crate::event::{Key, Map, Value};
@@ -20,21 +22,9 @@ pub(super) const TRACE_ID: usize = 5;
 /// Names of the own-field slots a record may fill (the slot constants above index it).
 pub(super) const OWN_SLOTS: [&str; 6] = crate::otlp::RECORD_FIELDS;
 
-/// One entry of a scope's field skeleton, in name order.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Slot {
-    /// Resource attribute `i` (cloned into each event).
-    Resource(usize),
-    /// `otel.scope.name` / `otel.scope.version` (cloned into each event).
-    ScopeName,
-    ScopeVersion,
-    /// One of [`OWN_SLOTS`], when the record has it.
-    Own(usize),
-}
-
 /// How a record's fields are put together: which attribute keys it had (as read), their
 /// field names, the attributes kept (sorted, last of equal names), and the merged order of
-/// the skeleton and those attributes. Records of one scope nearly always have the same
+/// the own slots and those attributes. Records of one scope nearly always have the same
 /// attribute keys, so the plan of the last record is reused when they match: no sorting,
 /// no merging, no key lookups.
 #[derive(Default)]
@@ -43,45 +33,31 @@ pub(super) struct Plan {
     raw_keys: Vec<Box<str>>,
     /// The field name of each attribute as read.
     names: Vec<Key>,
-    /// Steps: `Ok(j)` takes skeleton entry `j`, `Err(i)` attribute `i` (as read).
+    /// Steps: `Ok(k)` takes own slot `k`, `Err(i)` attribute `i` (as read).
     steps: Vec<Result<usize, usize>>,
 }
 
-/// The skeleton of a scope: every field a record of it may have besides its attributes
-/// (resource attributes, scope name and version when set, the own slots), in name order.
-pub(super) fn skeleton<'a>(
-    resource: &'a [(Key, Value)],
-    name: &str,
-    version: &str,
-) -> Vec<(&'a str, Slot)> {
-    let mut skeleton: Vec<(&str, Slot)> = resource
-        .iter()
-        .enumerate()
-        .map(|(i, (key, _))| (key.as_ref(), Slot::Resource(i)))
-        .collect();
-    if !name.is_empty() {
-        skeleton.push(("otel.scope.name", Slot::ScopeName));
-    }
-    if !version.is_empty() {
-        skeleton.push(("otel.scope.version", Slot::ScopeVersion));
-    }
-    skeleton.extend(
-        OWN_SLOTS
-            .iter()
-            .enumerate()
-            .map(|(i, key)| (*key, Slot::Own(i))),
-    );
-    // Resource keys never equal the others (attributes named like them were renamed).
-    skeleton.sort_by(|a, b| a.0.cmp(b.0));
-    skeleton
+/// What the records of one scope share: its resource attributes, scope name and version,
+/// in one map each record's event refers to instead of copying (under its own fields).
+pub(super) struct Scope {
+    pub(super) shared: Arc<Map>,
 }
 
-/// What the records of one scope share.
-pub(super) struct Scope<'a> {
-    pub(super) resource: &'a [(Key, Value)],
-    pub(super) skeleton: &'a [(&'a str, Slot)],
-    pub(super) name: Value,
-    pub(super) version: Value,
+impl Scope {
+    /// The shared fields of a scope: `resource` (sorted, renamed clear of own fields), the
+    /// scope's name and version when set.
+    pub(super) fn new(resource: &[(Key, Value)], name: &str, version: &str) -> Scope {
+        let mut shared: Map = resource.iter().cloned().collect();
+        if !name.is_empty() {
+            shared.insert(Key::Borrowed("otel.scope.name"), Value::from(name));
+        }
+        if !version.is_empty() {
+            shared.insert(Key::Borrowed("otel.scope.version"), Value::from(version));
+        }
+        Scope {
+            shared: Arc::new(shared),
+        }
+    }
 }
 
 impl Plan {
@@ -95,13 +71,8 @@ impl Plan {
                 .all(|(known, &(start, end, _, _))| known.as_bytes() == &bytes[start..end])
     }
 
-    /// A new plan for attribute keys `raw` (valid UTF-8, checked when read) and `skeleton`.
-    pub(super) fn make(
-        &mut self,
-        bytes: &[u8],
-        raw: &[(usize, usize, usize, usize)],
-        skeleton: &[(&str, Slot)],
-    ) {
+    /// A new plan for attribute keys `raw` (valid UTF-8, checked when read).
+    pub(super) fn make(&mut self, bytes: &[u8], raw: &[(usize, usize, usize, usize)]) {
         let text = |start: usize, end: usize| std::str::from_utf8(&bytes[start..end]).unwrap_or("");
         self.raw_keys = raw
             .iter()
@@ -115,38 +86,26 @@ impl Plan {
         let mut order: Vec<usize> = (0..raw.len()).collect();
         order.sort_by(|a, b| self.names[*a].cmp(&self.names[*b]).then(b.cmp(a)));
         order.dedup_by(|later, earlier| self.names[*later] == self.names[*earlier]);
-        // Merge with the skeleton; an attribute shadows a resource attribute of its name.
+        // Merge with the own slots (attributes named like them were renamed: never equal).
         self.steps.clear();
         let mut attributes = order.into_iter().peekable();
-        for (j, (key, _)) in skeleton.iter().enumerate() {
-            while let Some(&i) = attributes.peek() {
-                match self.names[i].as_ref().cmp(key) {
-                    std::cmp::Ordering::Less => {
-                        self.steps.push(Err(i));
-                        attributes.next();
-                    }
-                    std::cmp::Ordering::Equal => break,
-                    std::cmp::Ordering::Greater => break,
-                }
+        for (k, key) in OWN_SLOTS.iter().enumerate() {
+            while let Some(i) = attributes.next_if(|&i| self.names[i].as_ref() < *key) {
+                self.steps.push(Err(i));
             }
-            if attributes
-                .peek()
-                .is_some_and(|&i| self.names[i].as_ref() == *key)
-            {
-                continue; // shadowed: the attribute comes next
-            }
-            self.steps.push(Ok(j));
+            self.steps.push(Ok(k));
         }
         self.steps.extend(attributes.map(Err));
     }
 }
 
 impl Plan {
-    /// The event's fields: own fields, attributes (moved out of `values`) and resource
-    /// attributes, already in name order, so the map is built without sorting.
+    /// The event's fields: own fields and attributes (moved out of `values`), already in
+    /// name order, so the map is built without sorting, over the scope's shared fields (an
+    /// attribute shadows a resource attribute of its name).
     pub(super) fn fields(
         &self,
-        scope: &Scope<'_>,
+        scope: &Scope,
         values: &mut [Option<Value>],
         mut own: [Option<Value>; 6],
     ) -> Map {
@@ -159,25 +118,16 @@ impl Plan {
                     let value = values[i].take().unwrap_or_default();
                     fields.insert(self.names[i].clone(), value);
                 }
-                Ok(j) => match scope.skeleton[j].1 {
-                    Slot::Resource(r) => {
-                        let (key, value) = &scope.resource[r];
-                        fields.insert(key.clone(), value.clone());
+                Ok(k) => {
+                    if let Some(value) = own[k].take() {
+                        fields.insert(Key::Borrowed(OWN_SLOTS[k]), value);
                     }
-                    Slot::ScopeName => {
-                        fields.insert(Key::Borrowed("otel.scope.name"), scope.name.clone());
-                    }
-                    Slot::ScopeVersion => {
-                        fields.insert(Key::Borrowed("otel.scope.version"), scope.version.clone());
-                    }
-                    Slot::Own(k) => {
-                        if let Some(value) = own[k].take() {
-                            fields.insert(Key::Borrowed(OWN_SLOTS[k]), value);
-                        }
-                    }
-                },
+                }
             }
         }
-        fields
+        if scope.shared.is_empty() {
+            return fields;
+        }
+        Map::layered(fields, scope.shared.clone())
     }
 }
