@@ -76,8 +76,13 @@ impl Map {
         if !self.entries.is_empty() && !shared.entries.is_empty() {
             let mut theirs = shared.entries.iter().peekable();
             self.entries.retain(|(name, _)| {
-                while theirs.next_if(|(their, _)| their < name).is_some() {}
-                theirs.peek().is_none_or(|(their, _)| their != name)
+                while theirs
+                    .next_if(|(their, _)| order(their, name) == Ordering::Less)
+                    .is_some()
+                {}
+                theirs
+                    .peek()
+                    .is_none_or(|(their, _)| order(their, name) != Ordering::Equal)
             });
         }
         self.base = Some(shared);
@@ -109,7 +114,7 @@ impl Map {
         let mut theirs = base.entries.iter().peekable();
         loop {
             let order = match (own.peek(), theirs.peek()) {
-                (Some((a, _)), Some((b, _))) => a.cmp(b),
+                (Some((a, _)), Some((b, _))) => order(a, b),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (None, None) => break,
@@ -141,7 +146,7 @@ impl Map {
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(name, _)| (**name).cmp(key))
+        self.entries.binary_search_by(|(name, _)| order(name, key))
     }
 
     /// Number of fields.
@@ -191,7 +196,11 @@ impl Map {
 
     fn insert_own(&mut self, key: Key, value: Value) -> Option<Value> {
         // Builders mostly add names in order: one comparison instead of a search.
-        if self.entries.last().is_none_or(|(last, _)| *last < key) {
+        if self
+            .entries
+            .last()
+            .is_none_or(|(last, _)| order(last, &key) == Ordering::Less)
+        {
             if self.entries.capacity() == 0 {
                 self.entries.reserve_exact(1);
             }
@@ -224,7 +233,7 @@ impl Map {
         let mut old = old.into_iter().peekable();
         loop {
             let order = match (old.peek(), add.peek()) {
-                (Some((a, _)), Some((b, _))) => a.cmp(b),
+                (Some((a, _)), Some((b, _))) => order(a, b),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
                 (None, None) => break,
@@ -318,6 +327,20 @@ impl Map {
     }
 }
 
+/// The order of names (their bytes', as `str::cmp`), compared in line: field names are
+/// short, and a call to `memcmp` per comparison was a quarter of the CPU of a Kubernetes
+/// enrichment run (perf: `Map::get` and `memcmp` 25%).
+#[inline]
+fn order(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Iterator over `(&name, &value)`, in name order: the map's own fields merged with the
 /// shared ones they do not shadow.
 #[derive(Debug, Clone)]
@@ -333,7 +356,7 @@ impl<'a> Iterator for Iter<'a> {
         let next = match (self.own.as_slice().first(), self.base.as_slice().first()) {
             (Some(_), None) => self.own.next(),
             (None, _) => self.base.next(),
-            (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+            (Some((a, _)), Some((b, _))) => match order(a, b) {
                 Ordering::Less => self.own.next(),
                 Ordering::Greater => self.base.next(),
                 Ordering::Equal => {
