@@ -38,8 +38,8 @@ pub type Key = Cow<'static, str>;
 pub struct Map {
     entries: Vec<(Key, Value)>,
     /// Fields shared with other maps, read through; a name in `entries` shadows the same
-    /// name here. Never itself has a base.
-    base: Option<Arc<Map>>,
+    /// name here.
+    base: Option<Arc<Shared>>,
 }
 
 impl Map {
@@ -63,18 +63,10 @@ impl Map {
     /// reference to it instead of copying its fields: the later reads see them, the first
     /// change to one of them copies them in. A map that already shares one copies the old
     /// one in first (one level of sharing).
-    pub fn share(&mut self, shared: Arc<Map>) {
+    pub fn share(&mut self, shared: Arc<Shared>) {
         self.flatten();
-        let shared = match shared.base {
-            Some(_) => {
-                let mut flat = Map::clone(&shared);
-                flat.flatten();
-                Arc::new(flat)
-            }
-            None => shared,
-        };
-        if !self.entries.is_empty() && !shared.entries.is_empty() {
-            let mut theirs = shared.entries.iter().peekable();
+        if !self.entries.is_empty() && !shared.fields.entries.is_empty() {
+            let mut theirs = shared.fields.entries.iter().peekable();
             self.entries.retain(|(name, _)| {
                 while theirs
                     .next_if(|(their, _)| order(their, name) == Ordering::Less)
@@ -91,16 +83,23 @@ impl Map {
     /// `own` over `shared`: the fields of both, an own field shadowing a shared one of its
     /// name (what an OTLP record's attributes do to its resource's), `shared` kept by
     /// reference.
-    pub fn layered(mut own: Map, shared: Arc<Map>) -> Map {
+    pub fn layered(mut own: Map, shared: Arc<Shared>) -> Map {
         own.flatten();
-        if shared.base.is_some() {
-            let mut flat = Map::clone(&shared);
-            flat.flatten();
-            own.base = Some(Arc::new(flat));
-        } else {
-            own.base = Some(shared);
-        }
+        own.base = Some(shared);
         own
+    }
+
+    /// The rough size of the shared fields ([`Shared::weight`]), 0 without.
+    pub fn shared_weight(&self) -> usize {
+        self.base.as_ref().map_or(0, |base| base.weight)
+    }
+
+    /// The map's own fields, without the shared ones, in name order.
+    pub fn own(&self) -> Iter<'_> {
+        Iter {
+            own: self.entries.iter(),
+            base: [].iter(),
+        }
     }
 
     /// Copies the shared fields in (before a change that could touch one of them).
@@ -109,9 +108,9 @@ impl Map {
             return;
         };
         let own = std::mem::take(&mut self.entries);
-        let mut merged = Vec::with_capacity(own.len() + base.entries.len());
+        let mut merged = Vec::with_capacity(own.len() + base.fields.entries.len());
         let mut own = own.into_iter().peekable();
-        let mut theirs = base.entries.iter().peekable();
+        let mut theirs = base.fields.entries.iter().peekable();
         loop {
             let order = match (own.peek(), theirs.peek()) {
                 (Some((a, _)), Some((b, _))) => order(a, b),
@@ -137,7 +136,7 @@ impl Map {
     fn base_has(&self, key: &str) -> bool {
         self.base
             .as_ref()
-            .is_some_and(|base| base.find(key).is_ok())
+            .is_some_and(|base| base.fields.find(key).is_ok())
     }
 
     /// Makes room for `additional` more fields.
@@ -159,14 +158,14 @@ impl Map {
 
     /// True without fields.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.base.as_ref().is_none_or(|base| base.is_empty())
+        self.entries.is_empty() && self.base.as_ref().is_none_or(|base| base.fields.is_empty())
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self.find(key) {
             Ok(i) => Some(&self.entries[i].1),
-            Err(_) => self.base.as_ref().and_then(|base| base.get(key)),
+            Err(_) => self.base.as_ref().and_then(|base| base.fields.get(key)),
         }
     }
 
@@ -188,7 +187,7 @@ impl Map {
         let key = key.into();
         if let Some(base) = &self.base {
             // Shadows a shared field of that name: that field is what it replaced.
-            let shadowed = base.get(&key).cloned();
+            let shadowed = base.fields.get(&key).cloned();
             return self.insert_own(key, value).or(shadowed);
         }
         self.insert_own(key, value)
@@ -287,7 +286,7 @@ impl Map {
             base: self
                 .base
                 .as_ref()
-                .map_or([].iter(), |base| base.entries.iter()),
+                .map_or([].iter(), |base| base.fields.entries.iter()),
         }
     }
 
@@ -324,6 +323,28 @@ impl Map {
             }
         }
         self.entries = out;
+    }
+}
+
+/// Fields several maps share ([`Map::share`], [`Map::layered`]), with their rough size in
+/// bytes counted once (what [`super::Event::size_hint`] adds for them).
+#[derive(Debug)]
+pub struct Shared {
+    fields: Map,
+    weight: usize,
+}
+
+impl Shared {
+    /// `fields`, to be shared.
+    pub fn new(mut fields: Map) -> Arc<Shared> {
+        fields.flatten();
+        let weight = super::fields_size(&fields);
+        Arc::new(Shared { fields, weight })
+    }
+
+    /// The shared fields.
+    pub fn fields(&self) -> &Map {
+        &self.fields
     }
 }
 
@@ -538,14 +559,14 @@ mod tests {
                             pairs.into_iter().map(|(k, v)| (k, Value::Int(v))).collect();
                         let shared: Map = pairs.clone().into_iter().collect();
                         let before = shared.clone();
-                        let shared = Arc::new(shared);
+                        let shared = Shared::new(shared);
                         map.share(shared.clone());
                         model.extend(pairs);
                         // Another map sharing the same fields, changed: ours is not.
                         let mut other = Map::new();
                         other.share(shared.clone());
                         other.retain(|_, _| false);
-                        prop_assert_eq!(&*shared, &before);
+                        prop_assert_eq!(shared.fields(), &before);
                     }
                     Op::Layer(pairs) => {
                         // Our fields over the shared ones: ours win.
@@ -553,7 +574,7 @@ mod tests {
                         for (k, v) in shared.iter() {
                             model.entry(k.to_owned()).or_insert(v.clone());
                         }
-                        map = Map::layered(std::mem::take(&mut map), Arc::new(shared));
+                        map = Map::layered(std::mem::take(&mut map), Shared::new(shared));
                     }
                     Op::Bump(k) => {
                         if let Some(Value::Int(n)) = map.get_mut(&k) {

@@ -16,7 +16,7 @@ mod recycle;
 mod stream;
 mod timestamp;
 
-pub use map::{Key, Map};
+pub use map::{Key, Map, Shared};
 pub use recycle::{Home, Recycler, RETURNED_BATCHES, RETURNED_EVENTS};
 pub use stream::StreamName;
 pub use timestamp::{civil_from_days, days_from_civil, Timestamp, RFC3339_MAX};
@@ -403,12 +403,10 @@ impl Event {
     pub fn size_hint(&self) -> usize {
         match self {
             Event::Log(log) => {
-                let fields: usize = log
-                    .fields
-                    .iter()
-                    .map(|(k, v)| k.len() + value_size(v))
-                    .sum();
-                32 + value_size(&log.message) + fields
+                // Shared fields are counted once, when shared (a field shadowing one of
+                // them counts twice: rough, as said).
+                let own: usize = log.fields.own().map(|(k, v)| k.len() + value_size(v)).sum();
+                32 + value_size(&log.message) + own + log.fields.shared_weight()
             }
             Event::Metric(metric) => {
                 let labels: usize = metric.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -418,16 +416,16 @@ impl Event {
     }
 }
 
+/// The rough size of `fields`, as [`Event::size_hint`] counts it.
+fn fields_size(fields: &Map) -> usize {
+    fields.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
 fn value_size(value: &Value) -> usize {
     match value {
         Value::String(text) => text.len(),
         Value::Array(items) => items.iter().map(value_size).sum::<usize>() + 2,
-        Value::Map(map) => {
-            map.iter()
-                .map(|(k, v)| k.len() + value_size(v))
-                .sum::<usize>()
-                + 2
-        }
+        Value::Map(map) => fields_size(map) + 2,
         _ => 8,
     }
 }
@@ -456,6 +454,23 @@ mod tests {
             assert_eq!(Timestamp(nanos).to_rfc3339(), text);
             assert_eq!(chrono_rfc3339(Timestamp(nanos)), text);
         }
+    }
+
+    #[test]
+    fn shared_fields_are_counted_once_in_the_size() {
+        let mut pod = Map::new();
+        pod.insert("pod_labels", Value::from(Map::from([("app", Value::from("web"))])));
+        pod.insert("node_name", Value::from("node-1"));
+        let shared = Shared::new(pod.clone());
+        let mut flat = LogEvent::new("line");
+        flat.insert("container", "app");
+        let mut layered = flat.clone();
+        flat.fields.merge_sorted(pod.clone());
+        layered.fields.share(shared.clone());
+        assert_eq!(layered.fields, flat.fields);
+        let (flat, layered) = (Event::Log(flat), Event::Log(layered));
+        assert_eq!(layered.size_hint(), flat.size_hint());
+        assert!(flat.size_hint() > 32 + 4 + "container".len() + 3);
     }
 
     fn value() -> impl Strategy<Value = Value> {

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use self::cache::{FieldSet, NamespaceEntry, PodEntry, Shared};
-use crate::event::{Event, Key, LogEvent, Map, Value};
+use crate::event::{self, Event, Key, LogEvent, Map, Value};
 use crate::telemetry::Counter;
 
 /// The watcher, started on first use.
@@ -127,7 +127,7 @@ struct Overlay {
     pod: Arc<PodEntry>,
     namespace: Option<Arc<NamespaceEntry>>,
     container: Option<String>,
-    fields: Arc<Map>,
+    fields: Arc<event::Shared>,
 }
 
 impl Overlay {
@@ -230,7 +230,7 @@ impl KubernetesMetadata {
                     let overlay = match &self.overlay {
                         Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container) => overlay,
                         _ => self.overlay.insert(Overlay {
-                            fields: Arc::new(fields_of(
+                            fields: event::Shared::new(fields_of(
                                 &pod,
                                 ns.as_deref(),
                                 container,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::clear_of_own;
-use crate::event::{Key, Map, Value};
+use crate::event::{Key, Map, Shared, Value};
 use crate::source::opentelemetry::reader::key;
 
 /// The event's own fields, by slot (see [`OWN_SLOTS`]).
@@ -40,7 +40,7 @@ pub(super) struct Plan {
 /// What the records of one scope share: its resource attributes, scope name and version,
 /// in one map each record's event refers to instead of copying (under its own fields).
 pub(super) struct Scope {
-    pub(super) shared: Arc<Map>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl Scope {
@@ -55,7 +55,7 @@ impl Scope {
             shared.insert(Key::Borrowed("otel.scope.version"), Value::from(version));
         }
         Scope {
-            shared: Arc::new(shared),
+            shared: Shared::new(shared),
         }
     }
 }
@@ -125,7 +125,7 @@ impl Plan {
                 }
             }
         }
-        if scope.shared.is_empty() {
+        if scope.shared.fields().is_empty() {
             return fields;
         }
         Map::layered(fields, scope.shared.clone())
