@@ -45,6 +45,9 @@ pub(crate) struct StreamState {
     pub(crate) meta: Meta,
     /// Changed since the checkpoint file was last written.
     pub(crate) dirty: bool,
+    /// Changes so far (position or meta): the checkpoint file's entry for the stream is
+    /// encoded again only when this moved since it was last encoded.
+    pub(crate) changes: u64,
 }
 
 impl StreamState {
@@ -55,6 +58,7 @@ impl StreamState {
             committed: start,
             meta,
             dirty: true,
+            changes: 0,
         }
     }
 
@@ -77,6 +81,7 @@ impl StreamState {
             self.base_seq += 1;
             self.committed = end;
             self.dirty = true;
+            self.changes += 1;
         }
     }
 
@@ -140,6 +145,7 @@ impl StreamTracker {
         let mut state = lock(&self.stream);
         state.meta = meta;
         state.dirty = true;
+        state.changes += 1;
     }
 }
 
