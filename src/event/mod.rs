@@ -459,7 +459,10 @@ mod tests {
     #[test]
     fn shared_fields_are_counted_once_in_the_size() {
         let mut pod = Map::new();
-        pod.insert("pod_labels", Value::from(Map::from([("app", Value::from("web"))])));
+        pod.insert(
+            "pod_labels",
+            Value::from(Map::from([("app", Value::from("web"))])),
+        );
         pod.insert("node_name", Value::from("node-1"));
         let shared = Shared::new(pod.clone());
         let mut flat = LogEvent::new("line");
