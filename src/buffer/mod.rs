@@ -45,7 +45,7 @@ use crate::health::HealthCheck;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
 
-pub use codec::{decode, encode};
+pub use codec::{decode, decode_into, encode};
 
 /// `buffer:` of a network sink.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -248,6 +248,7 @@ fn sink_done(shared: &writer::Shared) {
     let mut state = writer::lock(shared);
     state.sink_done = true;
     shared.data.notify_all();
+    shared.ended.notify_all();
 }
 
 /// Everything [`attach`] needs to know about the sink.
