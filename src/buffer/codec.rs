@@ -18,7 +18,7 @@
 //!
 //! Why relative: a batch's events mostly share their fields (a file's path, a pod's
 //! labels, a host) and stream, and their timestamps and offsets are close: the first
-//! layout spent 213 bytes on a 149-byte line read from a file, this one 155 (fewer bytes to
+//! layout spent 213 bytes on a 149-byte line read from a file, this one 157 (fewer bytes to
 //! write, fsync, read back and check), and a field or stream that repeats is decoded by
 //! copying the previous event's (no UTF-8 check, no comparison). A binary from before the
 //! relative layout cannot read records written after it (counted as undecodable).
