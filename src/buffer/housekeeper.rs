@@ -24,11 +24,16 @@ pub(super) fn housekeep(shared: Arc<Shared>) {
     let mut last_sync = Instant::now();
     let mut saved = u64::MAX;
     loop {
+        // Every tick, or sooner for the next fsync; not at each record (the writer wakes
+        // only the reader).
+        let wait = sync_every.map_or(TICK, |every| {
+            TICK.min(every.saturating_sub(last_sync.elapsed()))
+        });
         let done = {
             let state = lock(&shared);
             let state = shared
-                .data
-                .wait_timeout(state, TICK)
+                .ended
+                .wait_timeout(state, wait)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
             state.sink_done && state.reader_done

@@ -79,15 +79,27 @@ pub fn header(start: u64) -> [u8; HEADER_BYTES as usize] {
 
 /// Builds a record holding `events_bytes` (from `codec::encode`) into `out`.
 pub fn record(n_events: u32, written_at: i64, events_bytes: &[u8], out: &mut Vec<u8>) {
-    let length = (PAYLOAD_HEADER_BYTES + events_bytes.len()) as u32;
-    out.clear();
-    out.reserve(RECORD_HEADER_BYTES as usize + length as usize);
-    out.extend_from_slice(&length.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.push(KIND_EVENTS);
-    out.extend_from_slice(&n_events.to_le_bytes());
-    out.extend_from_slice(&written_at.to_le_bytes());
+    begin_record(out);
     out.extend_from_slice(events_bytes);
+    finish_record(out, n_events, written_at);
+}
+
+/// Starts a record in `out` (cleared): room for its headers, after which the caller appends
+/// the events' bytes (`codec::encode`) and calls [`finish_record`]. The events are encoded
+/// where they are written, not copied there.
+pub fn begin_record(out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(RECORD_HEADER_BYTES as usize + PAYLOAD_HEADER_BYTES, 0);
+}
+
+/// Completes the record begun by [`begin_record`] in `out`: its length, payload header and
+/// CRC (again after `written_at` changed).
+pub fn finish_record(out: &mut [u8], n_events: u32, written_at: i64) {
+    let length = (out.len() - RECORD_HEADER_BYTES as usize) as u32;
+    out[..4].copy_from_slice(&length.to_le_bytes());
+    out[8] = KIND_EVENTS;
+    out[9..13].copy_from_slice(&n_events.to_le_bytes());
+    out[13..21].copy_from_slice(&written_at.to_le_bytes());
     let crc = checksum(&out[..4], &out[8..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -197,7 +209,8 @@ impl Segment {
         if end > limit {
             return Ok(Some(Err(Damage::Torn { offset })));
         }
-        payload.clear();
+        // Resized, not cleared: only a record longer than the last one zeroes its extra bytes
+        // before they are read over.
         payload.resize(length.0 as usize, 0);
         self.file
             .read_exact_at(payload, offset + RECORD_HEADER_BYTES)?;

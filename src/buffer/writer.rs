@@ -38,6 +38,9 @@ pub(super) struct Shared {
     pub room: Condvar,
     /// The reader waits here for records.
     pub data: Condvar,
+    /// The housekeeper waits here between ticks: woken early only when the sink or the
+    /// reader ends (not by every record, as it was when it shared `data`).
+    pub ended: Condvar,
     /// The read side's acknowledgements (positions).
     pub tracker: StreamTracker,
     pub shutdown: Shutdown,
@@ -81,7 +84,8 @@ pub(super) struct State {
     pub unread: BTreeMap<u64, u64>,
     /// Writers waiting for room (`when_full: block`): the buffer is full for `/health`.
     waiting: u32,
-    record: Vec<u8>,
+    /// The reader waits on `data`: a record appended wakes it (else no wake-up is sent).
+    pub reader_waiting: bool,
 }
 
 impl State {
@@ -168,6 +172,7 @@ pub(super) fn open(
             state: Mutex::new(state),
             room: Condvar::new(),
             data: Condvar::new(),
+            ended: Condvar::new(),
             tracker: StreamTracker::detached(0),
             shutdown,
             gauges,
@@ -228,7 +233,7 @@ fn empty_state() -> State {
         bytes: 0,
         unread: BTreeMap::new(),
         waiting: 0,
-        record: Vec::new(),
+        reader_waiting: false,
     }
 }
 
@@ -269,28 +274,34 @@ pub(super) enum Appended {
     Failed,
 }
 
-/// Appends `batch` as one record. Runs on a worker thread; blocks while the buffer is full
-/// with `when_full: block`.
-pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Appended {
+/// Appends `batch` as one record, built in `record` (the worker thread's scratch). Runs on
+/// a worker thread; blocks while the buffer is full with `when_full: block`.
+pub(super) fn append(shared: &Shared, batch: Batch, record: &mut Vec<u8>) -> Appended {
     let Batch {
         events,
         mut acks,
         home,
     } = batch;
-    encoded.clear();
-    super::codec::encode(&events, encoded);
+    // The whole record (headers, events, CRC) is built here, outside the lock: the lock
+    // covers only the `write`.
+    segment::begin_record(record);
+    super::codec::encode(&events, record);
     let n_events = events.len() as u32;
     if let Some(home) = home {
         home.give(events);
     }
-    let record_bytes =
-        segment::RECORD_HEADER_BYTES + (segment::PAYLOAD_HEADER_BYTES + encoded.len()) as u64;
+    segment::finish_record(record, n_events, Timestamp::now().0);
+    let record_bytes = record.len() as u64;
     let state = lock(shared);
-    let mut state = match make_room(shared, state, record_bytes, n_events, &mut acks) {
-        Ok(state) => state,
+    let (mut state, waited) = match make_room(shared, state, record_bytes, n_events, &mut acks) {
+        Ok(room) => room,
         Err(appended) => return appended,
     };
-    match write_record(shared, &mut state, n_events, encoded) {
+    if waited {
+        // Written now, not when it was built.
+        segment::finish_record(record, n_events, Timestamp::now().0);
+    }
+    match write_record(shared, &mut state, record) {
         Ok(()) => {}
         Err(error) => {
             drop(state);
@@ -307,7 +318,9 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
     }
     shared.gauges.events.set(state.events as i64);
     shared.gauges.bytes.set(state.bytes as i64);
-    shared.data.notify_all();
+    if state.reader_waiting {
+        shared.data.notify_all();
+    }
     if shared.settings.sync == SyncPolicy::Always {
         let result = state.active.as_ref().map_or(Ok(()), File::sync_data);
         drop(state);
@@ -323,14 +336,15 @@ pub(super) fn append(shared: &Shared, batch: Batch, encoded: &mut Vec<u8>) -> Ap
 }
 
 /// Waits for room for a record of `record_bytes` as `when_full` says: the lock back when
-/// it fits, else what became of the batch (`acks` settled when it was dropped).
+/// it fits (and whether that took a wait), else what became of the batch (`acks` settled
+/// when it was dropped).
 fn make_room<'a>(
     shared: &'a Shared,
     mut state: MutexGuard<'a, State>,
     record_bytes: u64,
     n_events: u32,
     acks: &mut Vec<AckRef>,
-) -> Result<MutexGuard<'a, State>, Appended> {
+) -> Result<(MutexGuard<'a, State>, bool), Appended> {
     let mut waited = false;
     while state.bytes + record_bytes > shared.settings.max_bytes && state.events > 0 {
         match shared.settings.when_full {
@@ -373,15 +387,10 @@ fn make_room<'a>(
         }
     }
     state.waiting -= u32::from(waited);
-    Ok(state)
+    Ok((state, waited))
 }
 
-fn write_record(
-    shared: &Shared,
-    state: &mut State,
-    n_events: u32,
-    encoded: &[u8],
-) -> io::Result<()> {
+fn write_record(shared: &Shared, state: &mut State, record: &[u8]) -> io::Result<()> {
     let end = state.write_end();
     let (start, _) = state
         .segments
@@ -394,14 +403,11 @@ fn write_record(
         state.roll_requested = false;
         start_segment(shared, state, end)?;
     }
-    let mut record = std::mem::take(&mut state.record);
-    segment::record(n_events, Timestamp::now().0, encoded, &mut record);
     let result = match state.active.as_mut() {
-        Some(file) => file.write_all(&record),
+        Some(file) => file.write_all(record),
         None => Err(io::Error::other("no segment open")),
     };
     let len = record.len() as u64;
-    state.record = record;
     if let Err(error) = result {
         // Whatever part was written is cut at the next start; write after it no more.
         state.active = None;
