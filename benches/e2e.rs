@@ -287,7 +287,9 @@ fn idle_host_metrics(dir: &Path) {
     }
     let min = added.iter().copied().fold(f64::INFINITY, f64::min);
     let max = added.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    println!("idle_host_metrics adds {min:+.2} to {max:+.2} MiB VmRSS over {runs} rounds (target +1.00)");
+    println!(
+        "idle_host_metrics adds {min:+.2} to {max:+.2} MiB VmRSS over {runs} rounds (target +1.00)"
+    );
 }
 
 fn main() {
