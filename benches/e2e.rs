@@ -207,7 +207,9 @@ fn idle_sample(dir: &Path, name: &str, config: Option<&str>, after: Duration) ->
         )
         .env("SYSLOG_UDP_ADDRESS", format!("127.0.0.1:{}", free_port()))
         .env("SYSLOG_TCP_ADDRESS", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::null());
+        // Sinks with no server retry with a WARN each time: not the bench's output.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if let Some(config) = config {
         let path = data.join("idle.yaml");
         std::fs::write(
