@@ -7,6 +7,10 @@
 //! Each scenario's pipeline has an extra idle source so the agent stays up after the work
 //! is done; the harness polls `/metrics` until the sinks report every event, then reads the
 //! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
+//!
+//! `idle`: VmRSS of idle agents (bare, embedded default, the Debian package's pipeline);
+//! `idle_host_metrics`: what the package's `host_metrics` pipeline adds to it (with and
+//! without, rounds interleaved: `SLUICE_BENCH_RUNS`, `SLUICE_BENCH_IDLE_SECS`).
 
 #[path = "support/agent.rs"]
 mod agent;
@@ -177,7 +181,17 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     );
 }
 
-fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
+/// What `/proc/<pid>/status` says of an idle agent, in KiB (and its thread count).
+struct IdleSample {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    threads: u64,
+}
+
+/// Starts the agent on `config` (the embedded default when `None`) in `dir/name`, waits
+/// `after`, reads its memory and kills it.
+fn idle_sample(dir: &Path, name: &str, config: Option<&str>, after: Duration) -> IdleSample {
     let api = format!("127.0.0.1:{}", free_port());
     let data = dir.join(name);
     std::fs::create_dir_all(&data).expect("data dir");
@@ -193,7 +207,9 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
         )
         .env("SYSLOG_UDP_ADDRESS", format!("127.0.0.1:{}", free_port()))
         .env("SYSLOG_TCP_ADDRESS", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::null());
+        // Sinks with no server retry with a WARN each time: not the bench's output.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if let Some(config) = config {
         let path = data.join("idle.yaml");
         std::fs::write(
@@ -206,11 +222,76 @@ fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
         command.arg("-c").arg(path);
     }
     let mut child = command.spawn().expect("start agent");
-    std::thread::sleep(Duration::from_secs(3));
-    let rss = status_kib(child.id(), "VmRSS:");
+    std::thread::sleep(after);
+    let pid = child.id();
+    let sample = IdleSample {
+        rss: status_kib(pid, "VmRSS:"),
+        anon: status_kib(pid, "RssAnon:"),
+        file: status_kib(pid, "RssFile:"),
+        // A count, not kB: `status_kib` reads it the same way.
+        threads: status_kib(pid, "Threads:"),
+    };
     let _ = child.kill();
     let _ = child.wait();
-    println!("{name:<22} idle RSS {:.1} MiB", rss as f64 / 1024.0);
+    sample
+}
+
+fn idle_rss(dir: &Path, name: &str, config: Option<&str>) {
+    let sample = idle_sample(dir, name, config, Duration::from_secs(3));
+    println!("{name:<22} idle RSS {:.1} MiB", sample.rss as f64 / 1024.0);
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Issue 22: what the host-agent pipeline's `host_metrics` pipeline (the source and its
+/// remote-write sink with a disk buffer) adds to idle RSS. The Debian package's pipeline
+/// without and with it, `SLUICE_BENCH_RUNS` (default 3) rounds interleaved, VmRSS after
+/// `SLUICE_BENCH_IDLE_SECS` (default 4) seconds.
+fn idle_host_metrics(dir: &Path) {
+    let runs: usize = std::env::var("SLUICE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let after = Duration::from_secs(
+        std::env::var("SLUICE_BENCH_IDLE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4),
+    );
+    let with = include_str!("../pipelines/host-agent.yaml");
+    let cut = with
+        .find("\n  host_metrics:\n")
+        .expect("pipelines/host-agent.yaml has a `host_metrics` pipeline");
+    let without = &with[..=cut];
+    let line = |what: &str, s: &IdleSample| {
+        println!(
+            "idle_host_metrics {what:<8} VmRSS {:>6.2} MiB  RssAnon {:>5.2}  RssFile {:>5.2}  threads {}",
+            mib(s.rss), mib(s.anon), mib(s.file), s.threads
+        );
+    };
+    let mut added = Vec::new();
+    for round in 0..runs {
+        let a = idle_sample(dir, &format!("hm_without_{round}"), Some(without), after);
+        let b = idle_sample(dir, &format!("hm_with_{round}"), Some(with), after);
+        line("without", &a);
+        line("with", &b);
+        let delta = |b: u64, a: u64| mib(b) - mib(a);
+        println!(
+            "idle_host_metrics added   VmRSS {:+.2} MiB  RssAnon {:+.2}  RssFile {:+.2}  threads {:+}",
+            delta(b.rss, a.rss),
+            delta(b.anon, a.anon),
+            delta(b.file, a.file),
+            b.threads as i64 - a.threads as i64
+        );
+        added.push(delta(b.rss, a.rss));
+    }
+    let min = added.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = added.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "idle_host_metrics adds {min:+.2} to {max:+.2} MiB VmRSS over {runs} rounds (target +1.00)"
+    );
 }
 
 fn main() {
@@ -229,6 +310,9 @@ fn main() {
             "idle_host_agent",
             Some(include_str!("../pipelines/host-agent.yaml")),
         );
+    }
+    if wanted("idle_host_metrics") {
+        idle_host_metrics(dir.path());
     }
     // Started only when a scenario needs it; lean: it keeps no document bodies.
     let es =

@@ -100,11 +100,15 @@ pub fn run(source: ConfigSource) -> anyhow::Result<()> {
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(crate::memory_return::thread_parking)
+            .on_thread_unpark(crate::memory_return::thread_unparked)
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
+            .on_thread_park(crate::memory_return::thread_parking)
+            .on_thread_unpark(crate::memory_return::thread_unparked)
             .build()?
     };
     let result = runtime.block_on(run_async(source, config, pipelines, threads));

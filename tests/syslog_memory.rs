@@ -60,11 +60,13 @@ fn partial_frames_are_bounded_in_total_and_memory_comes_back() {
         agent.metric_sum("sluice_syslog_connections_open", &[]) == 0.0
     });
     // Back near idle a few seconds later: the agent starts a short-lived thread every 2 s
-    // whose exit makes mimalloc purge the freed ranges (`src/memory_return.rs`); before it,
-    // RSS stayed about 19 MiB over idle. What stays is held in runtime threads' pages.
+    // whose exit makes mimalloc purge the freed ranges, and runtime threads that worked
+    // make mimalloc collect their own pages as they park (`src/memory_return.rs`). Before
+    // either, RSS stayed about 19 MiB over idle; with the thread alone 5–7.
+    let near_idle = 4.0;
     let mut after = rss_mib(pid);
     for _ in 0..50 {
-        if after - idle < 12.0 {
+        if after - idle < near_idle {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -77,7 +79,7 @@ fn partial_frames_are_bounded_in_total_and_memory_comes_back() {
         "peak {peak:.1} MiB over idle {idle:.1} MiB: partial frames not bounded"
     );
     assert!(
-        after - idle < 12.0,
+        after - idle < near_idle,
         "after closing: {after:.1} MiB vs idle {idle:.1} MiB"
     );
     assert!(agent.terminate().success());
