@@ -89,8 +89,8 @@ pub fn thread_unparked() {
 }
 
 /// For the runtime's `on_thread_park` (a worker about to sleep has nothing better to do):
-/// after [`BUSY_BEFORE_COLLECTING`] of work, makes the allocator collect the calling
-/// thread's heap [`COLLECTIONS_AFTER_BUSY`] times, at most once per [`PERIOD`].
+/// after `BUSY_BEFORE_COLLECTING` of work, makes the allocator collect the calling
+/// thread's heap `COLLECTIONS_AFTER_BUSY` times, at most once per `PERIOD`.
 pub fn thread_parking() {
     let now = Instant::now();
     let due = ACTIVITY.with(|activity| {

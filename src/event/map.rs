@@ -89,7 +89,7 @@ impl Map {
         own
     }
 
-    /// The rough size of the shared fields ([`Shared::weight`]), 0 without.
+    /// The rough size of the shared fields (computed once, by [`Shared::new`]), 0 without.
     pub fn shared_weight(&self) -> usize {
         self.base.as_ref().map_or(0, |base| base.weight)
     }
@@ -112,13 +112,13 @@ impl Map {
         let mut own = own.into_iter().peekable();
         let mut theirs = base.fields.entries.iter().peekable();
         loop {
-            let order = match (own.peek(), theirs.peek()) {
+            let which = match (own.peek(), theirs.peek()) {
                 (Some((a, _)), Some((b, _))) => order(a, b),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (None, None) => break,
             };
-            match order {
+            match which {
                 Ordering::Less => merged.extend(own.next()),
                 Ordering::Greater => {
                     merged.extend(theirs.next().map(|(k, v)| (k.clone(), v.clone())))
