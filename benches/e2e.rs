@@ -148,13 +148,7 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     );
     let path = data.join("bench.yaml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(agent::binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start agent");
+    let mut child = agent::start(&path);
     let pid = child.id();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(600);

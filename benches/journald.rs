@@ -131,13 +131,7 @@ fn sluice(dir: &Path, n: u64) -> (f64, Duration, u64) {
     )
     .unwrap();
     let started = Instant::now();
-    let mut child = Command::new(agent::binary())
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice");
+    let mut child = agent::start(&config);
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(600);
     while sink_events(&metrics(api)) < n as f64 && Instant::now() < deadline {

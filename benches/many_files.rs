@@ -27,7 +27,7 @@ mod procfs;
 
 use procfs::{cpu_seconds, open_fds, status_kib};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -96,13 +96,7 @@ fn round(files: u64, active: u64, events: u64, rate: u64) -> Round {
     );
     let config_path = dir.path().join("sluice.yaml");
     std::fs::write(&config_path, config).expect("write config");
-    let mut child = Command::new(agent::binary())
-        .args(["run", "-c"])
-        .arg(&config_path)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice");
+    let mut child = agent::start(&config_path);
     wait_delivered(&loki, &mut child, files as usize);
     // Let the start-up work (discovery, checkpoints) settle and the files read once go
     // idle and be closed before the measured phase.

@@ -33,7 +33,6 @@ mod procfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -310,13 +309,7 @@ fn main() {
     );
     let path = dir.path().join("sluice.yaml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(agent::binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice");
+    let mut child = agent::start(&path);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(otlp).is_err() {
         assert!(Instant::now() < deadline, "the agent did not listen");

@@ -20,7 +20,6 @@ mod procfs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procfs::{cpu_seconds, status_kib};
@@ -86,13 +85,7 @@ fn main() {
         .map(|c| payload(c, connections, count))
         .collect();
     let bytes: usize = payloads.iter().map(Vec::len).sum();
-    let mut child = Command::new(agent::binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice");
+    let mut child = agent::start(&path);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !api_up(api) {
         assert!(Instant::now() < deadline, "the agent did not start");
