@@ -321,13 +321,17 @@ fn kill9_rotation_and_vacuum_lose_nothing() {
     // lane's two Loki batches (5000 each), with the 100 ms checkpoint interval's worth on
     // top: 13,000 per kill bounds it.
     assert!(duplicates <= kills * 13_000, "{duplicates} duplicates");
-    let errors = agent
-        .as_ref()
-        .unwrap()
-        .metric_sum("sluice_journal_errors_total", &[]);
+    let agent = agent.unwrap();
+    let errors = agent.metric_sum("sluice_journal_errors_total", &[]);
+    let by_reason: Vec<String> = agent
+        .metrics()
+        .lines()
+        .filter(|line| line.starts_with("sluice_journal_errors_total"))
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         errors, 0.0,
-        "nothing lost: no position_lost or deleted errors"
+        "nothing lost: no position_lost or deleted errors: {by_reason:?}"
     );
 }
 
@@ -659,6 +663,86 @@ fn bad_files_are_counted_and_the_others_read() {
         errors("deleted")
     );
     assert!(agent.terminate().success(), "no panic, clean exit");
+}
+
+/// journald's vacuum frees a file's blocks even while a reader holds it open
+/// (`unlinkat_deallocate`), and it may do so before the reader has seen the file's header
+/// say "archived". A file journald had renamed to its archived name, read to its end, is
+/// complete: its zeroing is not an error, and neither is its absence after a restart. The
+/// same zeroing of a file still under its online name is counted (the control).
+#[test]
+fn vacuum_of_an_archived_file_read_to_its_end_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journals = dir.path().join("journals");
+    std::fs::create_dir_all(&journals).unwrap();
+    let online = journals.join("system.journal");
+    let control = journals.join("user-1000.journal");
+    if !journal_remote(&online, &varied_export(300, "sealed"), true) {
+        return;
+    }
+    journal_remote(&control, &varied_export(200, "control"), true);
+    // As journald leaves its files while it writes them: state ONLINE (header byte 16).
+    for path in [&online, &control] {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[16] = 1;
+        std::fs::write(path, bytes).unwrap();
+    }
+    let loki = FakeLoki::start();
+    let source = format!(
+        "        directory: {}\n        read_from: beginning",
+        journals.display()
+    );
+    let yaml = config(dir.path(), &source, &loki_sink(&loki));
+    let agent = Agent::start(dir.path(), &yaml);
+    wait_for("every entry", Duration::from_secs(30), || {
+        loki.entries().len() >= 500
+    });
+    // Rotation: journald renames the file, then (later) marks it archived.
+    let archived = journals
+        .join("system@0123456789abcdef0123456789abcdef-0000000000000001-0005f0d5c0a0b0c0.journal");
+    std::fs::rename(&online, &archived).unwrap();
+    let checkpoints = dir.path().join("data/checkpoints.json");
+    wait_for(
+        "the archived file's entry count checkpointed",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&checkpoints).is_ok_and(|text| text.contains("n_entries")),
+    );
+    // The vacuum: every block of both files freed through another descriptor.
+    for path in [&archived, &control] {
+        let len = std::fs::metadata(path).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(0).unwrap();
+        file.set_len(len).unwrap();
+    }
+    let errors = |agent: &Agent| agent.metric_sum("sluice_journal_errors_total", &[]);
+    wait_for("the control file counted", Duration::from_secs(15), || {
+        errors(&agent) >= 1.0
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        errors(&agent),
+        1.0,
+        "only the file still under its online name: {}",
+        agent.metrics()
+    );
+    assert!(agent.terminate().success());
+    // Both vacuumed away while the agent was down: only the control's position is lost.
+    std::fs::remove_file(&archived).unwrap();
+    std::fs::remove_file(&control).unwrap();
+    let agent = Agent::start(dir.path(), &yaml);
+    let lost = |agent: &Agent| {
+        agent.metric_sum(
+            "sluice_journal_errors_total",
+            &[("reason", "position_lost")],
+        )
+    };
+    wait_for("the start-up check", Duration::from_secs(10), || {
+        lost(&agent) >= 1.0
+    });
+    assert_eq!(lost(&agent), 1.0, "{}", agent.metrics());
+    let lines: BTreeSet<String> = loki.entries().into_iter().map(|e| e.line).collect();
+    assert_eq!(lines.len(), 500, "every entry once");
+    assert!(agent.terminate().success());
 }
 
 /// Where a journal file's objects after its hash tables begin, and where the last ends

@@ -73,6 +73,16 @@ impl Reader {
     pub(super) fn failed(&mut self, index: usize, error: Error) {
         let open = &mut self.open[index];
         open.head = None;
+        if open.sealed.is_some_and(|n| open.journal.n_read() >= n) {
+            // Archived and read to its end: a vacuum zeroed or truncated it before its
+            // header said archived (journald frees a vacuumed file's blocks even while it is
+            // open). Nothing was lost.
+            tracing::debug!(file = %open.journal.path().display(), %error, "archived journal file read to its end became unreadable (vacuumed)");
+            let open = self.open.remove(index);
+            self.finish(open);
+            self.files_open.set(self.open.len() as i64);
+            return;
+        }
         let online = open.journal.header().state == FileState::Online;
         if online && matches!(error, Error::Truncated | Error::Corrupt(_)) {
             let since = *open.failing_since.get_or_insert_with(Instant::now);
@@ -125,12 +135,21 @@ impl Reader {
                 continue;
             }
             let open = self.open.remove(index);
-            let mut meta = file_meta(open.journal.path());
-            meta.insert("n_entries".into(), open.journal.header().n_entries.into());
-            open.tracker.set_meta(meta);
-            self.finished.insert(open.identity, open.key);
+            self.finish(open);
         }
         self.files_open.set(self.open.len() as i64);
+    }
+
+    /// Lets go of a file read to its end, keeping its identity (the scan does not open it
+    /// again) and its entry count beside its position (so that its absence after a restart
+    /// is not a lost position).
+    fn finish(&mut self, open: Open) {
+        let n_entries = open.sealed.unwrap_or(open.journal.header().n_entries);
+        if open.sealed != Some(n_entries) {
+            open.tracker
+                .set_meta(finished_meta(open.journal.path(), n_entries));
+        }
+        self.finished.insert(open.identity, open.key);
     }
 
     /// Finds journal files: opens new ones, follows renamed ones, lets go of deleted ones.
@@ -153,7 +172,10 @@ impl Reader {
                 open.present = true;
                 if open.journal.path() != path {
                     open.journal.set_path(path.clone());
-                    open.tracker.set_meta(file_meta(&path));
+                    open.tracker.set_meta(match open.sealed {
+                        Some(n_entries) => finished_meta(&path, n_entries),
+                        None => file_meta(&path),
+                    });
                 }
                 continue;
             }
@@ -227,10 +249,12 @@ impl Reader {
             self.broken.insert(identity, state_of(metadata));
             return;
         }
-        let tracker = self
-            .ctx
-            .checkpoints
-            .track(&key, journal.n_read(), file_meta(&path));
+        let sealed = archived_name(&path).then(|| journal.header().n_entries);
+        let meta = match sealed {
+            Some(n_entries) => finished_meta(&path, n_entries),
+            None => file_meta(&path),
+        };
+        let tracker = self.ctx.checkpoints.track(&key, journal.n_read(), meta);
         tracing::debug!(file = %path.display(), position = journal.n_read(), "journal file opened");
         self.open.push(Open {
             stream: StreamName::from(key.as_str()),
@@ -244,6 +268,7 @@ impl Reader {
             deleted_counted: false,
             failing_since: None,
             paused: false,
+            sealed,
         });
     }
 }
@@ -259,4 +284,18 @@ pub(super) fn file_meta(path: &Path) -> Meta {
     let mut meta = Meta::new();
     meta.insert("path".into(), path.display().to_string().into());
     meta
+}
+
+/// A complete file's metadata: its path and how many entries it holds.
+pub(super) fn finished_meta(path: &Path, n_entries: u64) -> Meta {
+    let mut meta = file_meta(path);
+    meta.insert("n_entries".into(), n_entries.into());
+    meta
+}
+
+/// journald's name for a file it archived (`system@….journal`, `user-1000@….journal~`);
+/// it appends nothing to a file after giving it such a name.
+pub(super) fn archived_name(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().contains('@'))
 }

@@ -8,7 +8,9 @@
 //!   `system@….journal`) keeps reading the same open file to its end.
 //! - An archived file read to its end is closed; its stream is forgotten when the file is
 //!   gone (vacuumed). A file deleted while unread is read to its end through the open
-//!   descriptor (counted as `reason="deleted"`).
+//!   descriptor (counted as `reason="deleted"`). journald's vacuum may zero a file still
+//!   open; one read to the end of the entries it held when it got its archived name
+//!   (`…@….journal`: journald appends nothing after the rename) is complete, not broken.
 //! - Order: entries of one sequence-number space by `seqnum`, else of one boot by the
 //!   monotonic clock, else by realtime (`journalctl`'s rule); an entry equal to the one
 //!   before it (the same entry in `/run` and `/var` during journald's flush) is read once.
@@ -98,6 +100,11 @@ struct Open {
     failing_since: Option<Instant>,
     /// Failed this turn: tried again at the next one.
     paused: bool,
+    /// The file's entry count once journald has archived it: read from a header after the
+    /// file was seen under an archived name (`…@….journal`), and journald appends nothing
+    /// to a file after renaming it. Read that far, the file is complete even if a vacuum
+    /// then zeroes or deletes it before its header says archived.
+    sealed: Option<u64>,
 }
 
 struct Reader {
@@ -217,7 +224,14 @@ impl Reader {
                 continue;
             }
             match open.journal.refresh() {
-                Ok(()) => {}
+                Ok(()) => {
+                    if open.sealed.is_none() && files::archived_name(open.journal.path()) {
+                        let n_entries = open.journal.header().n_entries;
+                        open.sealed = Some(n_entries);
+                        open.tracker
+                            .set_meta(files::finished_meta(open.journal.path(), n_entries));
+                    }
+                }
                 Err(error) => failed.push((index, error)),
             }
         }
