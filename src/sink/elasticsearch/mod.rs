@@ -47,8 +47,8 @@ pub const BULK_PATH: &str = "/_bulk";
 pub const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
 /// The gzip level when `compression` does not set one. Level 6 is the last whose extra
 /// bytes saved are worth their CPU at the cheapest billed egress: on access logs it sends
-/// 16% fewer bytes than level 1 (with `_id`s; 23% without) for ~0.8 more CPU-seconds per
-/// million documents, about 10 MB saved per CPU-second, against ~1.3 MB at which a
+/// 16% fewer bytes than level 1 (with `_id`s; 23% without) for 0.3–0.8 more CPU-seconds
+/// per million documents, 10–25 MB saved per CPU-second, against ~1.3 MB at which a
 /// CPU-second and cross-zone egress cost the same; level 7 saves 0.5 MB per CPU-second
 /// more. Figures and prices in docs/decisions.md ("Elasticsearch gzip level").
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
