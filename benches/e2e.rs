@@ -8,6 +8,11 @@
 //! is done; the harness polls `/metrics` until the sinks report every event, then reads the
 //! process's CPU time (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) and kills it.
 //!
+//! `file_to_elasticsearch` reads 1M access-log lines of about 148 bytes (the issue 26
+//! comparison's input) and also reports the `_bulk` bodies' bytes as sent (gzip) and as
+//! NDJSON; `SLUICE_BENCH_ES_LEVEL` sets the gzip level (unset: the sink's default) and
+//! `SLUICE_BENCH_ES_KEYS` adds sink keys (`id: none`).
+//!
 //! `idle`: VmRSS of idle agents (bare, embedded default, the Debian package's pipeline);
 //! `idle_host_metrics`: what the package's `host_metrics` pipeline adds to it (with and
 //! without, rounds interleaved: `SLUICE_BENCH_RUNS`, `SLUICE_BENCH_IDLE_SECS`).
@@ -42,8 +47,69 @@ struct Scenario {
     /// `pipelines:` body; `{data}` is the scenario's temp dir, `{es}` the fake
     /// Elasticsearch's URL.
     pipeline: String,
-    /// Lines of 150 bytes written to `{data}/in/bench.log` before the agent starts.
+    /// Lines written to `{data}/in/bench.log` before the agent starts.
     file_lines: u64,
+    /// What those lines are.
+    input: Input,
+}
+
+/// The lines a file scenario reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    /// 150-byte lines padded with `x` ([`lines::append_lines`]).
+    Plain,
+    /// Access-log lines of about 148 bytes ([`append_access_lines`]): what compresses
+    /// like real logs, for wire bytes.
+    AccessLog,
+}
+
+/// Combined-format access-log lines, about 148 bytes with the newline: the demo source's
+/// lines (client, method, path, status, size, agent varying per line, one timestamp per
+/// 100 lines) with a referer. Returns the bytes written.
+fn append_access_lines(path: &Path, n: u64) -> u64 {
+    const REFERERS: &[&str] = &[
+        "https://shop.example.com/catalog/",
+        "https://shop.example.com/cart/checkout",
+        "https://www.example.org/search?q=shoes",
+        "-",
+    ];
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create input"));
+    let start = Timestamp(1_714_557_600_000_000_000);
+    let mut time = String::new();
+    let mut total = 0;
+    for seq in 0..n {
+        if seq % 100 == 0 {
+            time = time_text(
+                DemoFormat::ApacheCombined,
+                Timestamp(start.0 + (seq / 100) as i64 * 1_000_000_000),
+            );
+        }
+        let demo = line(DemoFormat::ApacheCombined, seq, &time);
+        let referer = REFERERS[(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as usize];
+        let text = demo.replacen("\"-\"", &format!("\"{referer}\""), 1);
+        std::io::Write::write_all(&mut out, text.as_bytes()).expect("write input");
+        std::io::Write::write_all(&mut out, b"\n").expect("write input");
+        total += text.len() as u64 + 1;
+    }
+    std::io::Write::flush(&mut out).expect("flush input");
+    total
+}
+
+/// The Elasticsearch sink of the `file_to_elasticsearch` scenario, with
+/// `SLUICE_BENCH_ES_LEVEL` and `SLUICE_BENCH_ES_KEYS` applied.
+fn elasticsearch_sink() -> String {
+    let mut keys = String::new();
+    if let Ok(level) = std::env::var("SLUICE_BENCH_ES_LEVEL") {
+        keys.push_str(&format!(
+            ", compression: {{ algorithm: gzip, level: {level} }}"
+        ));
+    }
+    if let Ok(extra) = std::env::var("SLUICE_BENCH_ES_KEYS") {
+        keys.push_str(&format!(", {extra}"));
+    }
+    format!(
+        "      - {{ type: elasticsearch, endpoint: \"{{es}}\", index: \"logs-%Y.%m.%d\"{keys} }}\n"
+    )
 }
 
 fn demo_bytes() -> f64 {
@@ -65,6 +131,7 @@ fn scenarios() -> Vec<Scenario> {
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 2000000 }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
             file_lines: 0,
+            input: Input::Plain,
         },
         Scenario {
             name: "demo_to_file",
@@ -72,6 +139,7 @@ fn scenarios() -> Vec<Scenario> {
             bytes_per_event: bytes,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: demo, rate: 0, count: 1000000 }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
             file_lines: 0,
+            input: Input::Plain,
         },
         Scenario {
             name: "file_to_blackhole",
@@ -79,6 +147,7 @@ fn scenarios() -> Vec<Scenario> {
             bytes_per_event: 150.0,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: blackhole }}\n"),
             file_lines: 2_000_000,
+            input: Input::Plain,
         },
         Scenario {
             name: "file_to_file",
@@ -86,13 +155,15 @@ fn scenarios() -> Vec<Scenario> {
             bytes_per_event: 150.0,
             pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: file, path: \"{{data}}/out.jsonl\" }}\n"),
             file_lines: 1_000_000,
+            input: Input::Plain,
         },
         Scenario {
             name: "file_to_elasticsearch",
             events: 1_000_000,
-            bytes_per_event: 150.0,
-            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n      - {{ type: elasticsearch, endpoint: \"{{es}}\", index: \"logs-%Y.%m.%d\" }}\n"),
+            bytes_per_event: 148.0,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    sinks:\n{}", elasticsearch_sink()),
             file_lines: 1_000_000,
+            input: Input::AccessLog,
         },
     ]
 }
@@ -126,24 +197,34 @@ fn sink_events(text: &str) -> f64 {
         .sum()
 }
 
-fn run(scenario: &Scenario, dir: &Path, es: &str) {
+fn run(scenario: &Scenario, dir: &Path, es: Option<&fake_elasticsearch::FakeElasticsearch>) {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("address");
     let data = dir.join(scenario.name);
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).expect("data dir");
+    let mut bytes_per_event = scenario.bytes_per_event;
     if scenario.file_lines > 0 {
         std::fs::create_dir_all(data.join("in")).expect("input dir");
-        lines::append_lines(&data.join("in/bench.log"), 0..scenario.file_lines);
-        lines::settle(&data.join("in/bench.log"));
+        let input = data.join("in/bench.log");
+        match scenario.input {
+            Input::Plain => lines::append_lines(&input, 0..scenario.file_lines),
+            Input::AccessLog => {
+                let bytes = append_access_lines(&input, scenario.file_lines);
+                bytes_per_event = bytes as f64 / scenario.file_lines as f64;
+            }
+        }
+        lines::settle(&input);
     }
+    let es_url = es.map(|es| es.endpoint()).unwrap_or_default();
+    let es_before = es.map(|es| (es.wire_bytes(), es.ndjson_bytes()));
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n{}",
         scenario
             .pipeline
             .replace("{data}", &data.display().to_string())
-            .replace("{es}", es),
+            .replace("{es}", &es_url),
         data = data.display()
     );
     let path = data.join("bench.yaml");
@@ -167,12 +248,30 @@ fn run(scenario: &Scenario, dir: &Path, es: &str) {
     let _ = child.kill();
     let _ = child.wait();
     let n = scenario.events as f64;
-    let mib = n * scenario.bytes_per_event / (1024.0 * 1024.0);
+    let mib = n * bytes_per_event / (1024.0 * 1024.0);
     println!(
         "{:<22} {:>10.0} ev/s  {:>10.0} ev/CPU-s  {:>7.1} MiB/s  {:>7.1} MiB/CPU-s  peak RSS {:>6.1} MiB  ({} events, {:.2} s wall, {:.2} s CPU)",
         scenario.name, n / wall, n / cpu.max(0.01), mib / wall, mib / cpu.max(0.01),
         peak_kib as f64 / 1024.0, scenario.events, wall, cpu
     );
+    if let (Some(es), Some((wire_before, ndjson_before))) = (es, es_before) {
+        // Requests the agent sent again after a reply was lost would count twice; the
+        // fake answers every one, so there are none in this scenario.
+        let wire = es.wire_bytes() - wire_before;
+        let ndjson = es.ndjson_bytes() - ndjson_before;
+        println!(
+            "{:<22} level {}  input {:.1} bytes/line  wire {:.1} MB ({:.1} bytes/event)  NDJSON {:.1} MB ({:.1}:1)  {:.1} MB input per wire MB  {:.1} wire MB per agent CPU-s",
+            scenario.name,
+            std::env::var("SLUICE_BENCH_ES_LEVEL").unwrap_or_else(|_| "default".into()),
+            bytes_per_event,
+            wire as f64 / 1e6,
+            wire as f64 / n,
+            ndjson as f64 / 1e6,
+            ndjson as f64 / wire.max(1) as f64,
+            n * bytes_per_event / wire.max(1) as f64,
+            wire as f64 / 1e6 / cpu.max(0.01),
+        );
+    }
 }
 
 /// What `/proc/<pid>/status` says of an idle agent, in KiB (and its thread count).
@@ -311,10 +410,12 @@ fn main() {
     // Started only when a scenario needs it; lean: it keeps no document bodies.
     let es =
         wanted("file_to_elasticsearch").then(fake_elasticsearch::FakeElasticsearch::start_lean);
-    let es_url = es.as_ref().map(|es| es.endpoint()).unwrap_or_default();
     for scenario in scenarios() {
         if wanted(scenario.name) {
-            run(&scenario, dir.path(), &es_url);
+            let es = (scenario.name == "file_to_elasticsearch")
+                .then_some(es.as_ref())
+                .flatten();
+            run(&scenario, dir.path(), es);
         }
     }
 }

@@ -107,6 +107,13 @@ fn million_lines_once_each_in_date_indices() {
         es.doc_count() >= count as usize
     });
     assert_no_protocol_errors(&es);
+    // gzip by default: the bodies on the wire are a fraction of their NDJSON.
+    assert!(
+        es.wire_bytes() * 3 < es.ndjson_bytes(),
+        "{} bytes sent for {} bytes of NDJSON",
+        es.wire_bytes(),
+        es.ndjson_bytes()
+    );
     let docs = es.docs();
     assert_eq!(docs.len() as u64, count, "one document per line");
     let mut seqs = HashSet::with_capacity(count as usize);

@@ -10,7 +10,8 @@
 //! `es_rejected_execution_exception` or 400 `mapper_parsing_exception`. `filter_path` is
 //! honoured for the `items.*.status` / `items.*.error.*` form the agent sends.
 //! Whole requests misbehave on demand: a status (503), garbage instead of JSON, or a reply
-//! with one item too few. `GET /` answers a version document.
+//! with one item too few. `GET /` answers a version document. Body bytes are summed as
+//! they arrived and decompressed (`wire_bytes`, `ndjson_bytes`) for the benches.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -75,6 +76,10 @@ struct State {
     auto_ids: u64,
     requests: u64,
     items_received: u64,
+    /// `_bulk` request bodies as they arrived (compressed when gzip), summed.
+    wire_bytes: u64,
+    /// The same bodies decompressed (NDJSON), summed.
+    ndjson_bytes: u64,
     errors: Vec<String>,
     authorization: Vec<String>,
     paths: Vec<String>,
@@ -196,6 +201,16 @@ impl FakeElasticsearch {
     /// Items received over all requests.
     pub fn items_received(&self) -> u64 {
         self.state.lock().unwrap().items_received
+    }
+
+    /// `_bulk` body bytes received as sent (after compression), summed over requests.
+    pub fn wire_bytes(&self) -> u64 {
+        self.state.lock().unwrap().wire_bytes
+    }
+
+    /// `_bulk` body bytes after decompression (the NDJSON), summed over requests.
+    pub fn ndjson_bytes(&self) -> u64 {
+        self.state.lock().unwrap().ndjson_bytes
     }
 
     /// Protocol violations seen.
@@ -321,6 +336,11 @@ fn bulk(request: &HttpRequest, path: &str, query: &str, state: &Mutex<State>) ->
         }
         Some(other) => return protocol_error(state, format!("content-encoding {other}")),
     };
+    {
+        let mut state = state.lock().unwrap();
+        state.wire_bytes += request.body.len() as u64;
+        state.ndjson_bytes += body.len() as u64;
+    }
     let items = match parse_bulk(&body, default_index.as_deref()) {
         Ok(items) => items,
         Err(error) => return protocol_error(state, error),

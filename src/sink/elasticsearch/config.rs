@@ -111,7 +111,7 @@ fn default_ds_namespace() -> String {
 
 /// `type: elasticsearch` settings: its own keys ([`ElasticsearchKeys`]) beside the shared
 /// network-sink keys ([`HttpKeys`](crate::sink::driver::HttpKeys)); `batch:` defaults to 2000
-/// documents, 1 MiB, 1 s; `compression:` is `gzip` (default, level 1) or `none`; `auth:`
+/// documents, 1 MiB, 1 s; `compression:` is `gzip` (default, level 6) or `none`; `auth:`
 /// also takes `{ strategy: api_key, key }`.
 pub type ElasticsearchConfig = HttpSinkConfig<ElasticsearchKeys>;
 

@@ -45,9 +45,13 @@ pub const BULK_PATH: &str = "/_bulk";
 /// Asks Elasticsearch for only what the verdict reads (about 25 bytes per item instead of
 /// about 200), so replies to large batches stay small.
 pub const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
-/// The gzip level when `compression` does not set one: on access-log NDJSON, level 1
-/// compresses 4.6:1 at twice the speed of level 6 (7.1:1); see `benches/elasticsearch.rs`.
-pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+/// The gzip level when `compression` does not set one. Level 6 is the last whose extra
+/// bytes saved are worth their CPU at the cheapest billed egress: on access logs it sends
+/// 16% fewer bytes than level 1 (with `_id`s; 23% without) for 0.3–0.8 more CPU-seconds
+/// per million documents, 10–25 MB saved per CPU-second, against ~1.3 MB at which a
+/// CPU-second and cross-zone egress cost the same; level 7 saves 0.5 MB per CPU-second
+/// more. Figures and prices in docs/decisions.md ("Elasticsearch gzip level").
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 /// The largest reply read (replies are per item; 64 MiB covers 100k failed items).
 const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -474,6 +478,23 @@ mod tests {
             ]
         );
         assert_eq!(built.driver.compression(), Compression::Gzip);
+        assert_eq!(
+            built.driver.compression_level(),
+            6,
+            "the default gzip level"
+        );
+        for (yaml, level) in [
+            ("endpoint: http://x\ncompression: gzip", 6),
+            (
+                "endpoint: http://x\ncompression: { algorithm: gzip, level: 1 }",
+                1,
+            ),
+        ] {
+            assert_eq!(
+                config(yaml).build().unwrap().driver.compression_level(),
+                level
+            );
+        }
         for (yaml, expected) in [
             ("endpoint: http://x\nindex: 'a-%Q'", "unknown strftime"),
             ("endpoint: http://x\nindex: '{{ a'", "without a closing"),

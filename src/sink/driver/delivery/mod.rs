@@ -111,6 +111,11 @@ impl HttpDriver {
         self.compression
     }
 
+    /// The compression level in use (gzip's 0..=9).
+    pub fn compression_level(&self) -> u32 {
+        self.level
+    }
+
     /// The sink's `buffer:` (the pipeline puts it in front of the sink).
     pub fn buffer(&self) -> &crate::buffer::BufferSettings {
         &self.buffer
