@@ -35,7 +35,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use regex::Regex;
 use serde::Deserialize;
 
 use super::{Running, SourceContext};
@@ -81,7 +80,8 @@ pub struct HostMetricsConfig {
     /// udev's database, for `node_disk_info` (`--path.udev.data`), default `/run/udev/data`.
     #[serde(default = "default_udev_data_path")]
     pub udev_data_path: PathBuf,
-    /// Mount points not reported (node_exporter's default).
+    /// Mount points not reported (node_exporter's default); Go regexp semantics, see
+    /// [`Exclude`].
     #[serde(default = "filesystem::default_mount_points_exclude")]
     pub filesystem_mount_points_exclude: String,
     /// Filesystem types not reported (node_exporter's default).
@@ -116,8 +116,29 @@ fn default_udev_data_path() -> PathBuf {
     "/run/udev/data".into()
 }
 
-fn regex(key: &str, pattern: &str) -> anyhow::Result<Regex> {
-    Regex::new(pattern).map_err(|error| anyhow::anyhow!("{key}: {error}"))
+/// An exclusion pattern (`*_exclude`), matched as node_exporter's Go regexps match: its
+/// Perl classes `\d`, `\s`, `\w` and `\b` are ASCII, as in Go's RE2. The pattern is compiled
+/// without Unicode mode (`.` and classes match the name's UTF-8 bytes, `(?i)` folds ASCII
+/// only; `(?u:...)` turns Unicode on for part of a pattern): a Unicode `\d` or `.` made
+/// the regex crate build ~120 KiB of automata and ~350 KiB of scratch per pattern at
+/// start-up, most of the source's idle memory (issue 22; docs/decisions.md).
+#[derive(Debug, Clone)]
+pub struct Exclude(regex::bytes::Regex);
+
+impl Exclude {
+    /// Compiles `pattern`; the error names the config `key`.
+    pub fn new(key: &str, pattern: &str) -> anyhow::Result<Exclude> {
+        regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            .build()
+            .map(Exclude)
+            .map_err(|error| anyhow::anyhow!("{key}: {error}"))
+    }
+
+    /// True when `name` matches the pattern anywhere (anchor it with `^...$`).
+    pub fn is_match(&self, name: &str) -> bool {
+        self.0.is_match(name.as_bytes())
+    }
 }
 
 impl HostMetricsConfig {
@@ -149,7 +170,7 @@ impl HostMetricsConfig {
             labels.push((name.clone(), value.clone()));
         }
         let netdev_exclude = match &self.netdev_device_exclude {
-            Some(pattern) => Some(regex("netdev_device_exclude", pattern)?),
+            Some(pattern) => Some(Exclude::new("netdev_device_exclude", pattern)?),
             None => None,
         };
         Ok(HostMetrics {
@@ -160,15 +181,18 @@ impl HostMetricsConfig {
                 sys: self.sys_path.clone(),
                 rootfs: self.rootfs_path.clone(),
                 udev_data: self.udev_data_path.clone(),
-                mount_points_exclude: regex(
+                mount_points_exclude: Exclude::new(
                     "filesystem_mount_points_exclude",
                     &self.filesystem_mount_points_exclude,
                 )?,
-                fs_types_exclude: regex(
+                fs_types_exclude: Exclude::new(
                     "filesystem_fs_types_exclude",
                     &self.filesystem_fs_types_exclude,
                 )?,
-                disk_exclude: regex("diskstats_device_exclude", &self.diskstats_device_exclude)?,
+                disk_exclude: Exclude::new(
+                    "diskstats_device_exclude",
+                    &self.diskstats_device_exclude,
+                )?,
                 netdev_exclude,
             },
             labels,
@@ -189,13 +213,13 @@ pub struct Roots {
     /// udev's database.
     pub udev_data: PathBuf,
     /// Mount points left out.
-    pub mount_points_exclude: Regex,
+    pub mount_points_exclude: Exclude,
     /// Filesystem types left out.
-    pub fs_types_exclude: Regex,
+    pub fs_types_exclude: Exclude,
     /// Block devices left out.
-    pub disk_exclude: Regex,
+    pub disk_exclude: Exclude,
     /// Network devices left out.
-    pub netdev_exclude: Option<Regex>,
+    pub netdev_exclude: Option<Exclude>,
 }
 
 impl Roots {
@@ -519,6 +543,80 @@ mod tests {
             let error = format!("{:#}", config.build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
+    }
+
+    fn check_exclude(exclude: &Exclude, cases: &[(&str, bool)]) {
+        for (name, excluded) in cases {
+            assert_eq!(exclude.is_match(name), *excluded, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn default_exclusions_decide_as_node_exporter_does() {
+        let roots = Roots::at(Path::new("/proc"), Path::new("/sys"));
+        check_exclude(
+            &roots.mount_points_exclude,
+            &[
+                ("/", false),
+                ("/dev", true),
+                ("/dev/shm", true),
+                ("/devices", false),
+                ("/proc/sys/fs/binfmt_misc", true),
+                ("/sys", true),
+                ("/run", false),
+                ("/run/credentials", false),
+                ("/run/credentials/getty.service", true),
+                ("/var/lib/docker", false),
+                ("/var/lib/docker/overlay2/ab/merged", true),
+                ("/var/lib/containers/storage/é", true),
+                ("/home/é", false),
+            ],
+        );
+        check_exclude(
+            &roots.fs_types_exclude,
+            &[
+                ("ext4", false),
+                ("tmpfs", false),
+                ("cgroup", true),
+                ("cgroup2", true),
+                ("cgroup3", false),
+                ("sysfs", true),
+                ("xsysfs", false),
+            ],
+        );
+        check_exclude(
+            &roots.disk_exclude,
+            &[
+                ("sda", false),
+                ("sda1", true),
+                ("xvda12", true),
+                ("nvme0n1", false),
+                ("nvme0n1p2", true),
+                ("loop7", true),
+                ("ram0", true),
+                ("fd0", true),
+                ("dm-0", false),
+                // Go's `\d` is ASCII: an Arabic-Indic digit is no partition number.
+                ("sda\u{661}", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn user_exclusions_keep_go_semantics() {
+        let exclude = |pattern: &str| Exclude::new("k", pattern).unwrap();
+        check_exclude(&exclude("^/mnt/.+$"), &[("/mnt/é", true), ("/mnt/", false)]);
+        check_exclude(&exclude("(?i)^LO$"), &[("lo", true), ("lo0", false)]);
+        check_exclude(
+            &exclude(r"^eth\d$"),
+            &[("eth0", true), ("eth\u{661}", false)],
+        );
+        check_exclude(&exclude(r"^(?u:\pL)+$"), &[("été", true), ("e1", false)]);
+        let error = Exclude::new("netdev_device_exclude", "(").unwrap_err();
+        assert!(
+            error.to_string().starts_with("netdev_device_exclude: "),
+            "{error}"
+        );
     }
 
     #[test]
