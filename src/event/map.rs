@@ -328,7 +328,12 @@ impl Map {
 
 /// Fields several maps share ([`Map::share`], [`Map::layered`]), with their rough size in
 /// bytes counted once (what [`super::Event::size_hint`] adds for them).
+///
+/// Aligned to a cache line so that the `Arc`'s reference counts, which every event built
+/// on one core and dropped on another writes, are not in the line readers of the fields
+/// need.
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Shared {
     fields: Map,
     weight: usize,

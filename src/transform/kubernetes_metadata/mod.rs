@@ -209,6 +209,15 @@ impl KubernetesMetadata {
                 out.push(event);
                 continue;
             };
+            let cached = EventKey::of(&log).and_then(|key| {
+                let container = log.fields.get("container").and_then(Value::as_str);
+                self.cached(&key, container)
+            });
+            if let Some(fields) = cached {
+                log.fields.share(fields);
+                out.push(Event::Log(log));
+                continue;
+            }
             let found = match EventKey::of(&log) {
                 None => {
                     out.push(Event::Log(log));
@@ -252,6 +261,30 @@ impl KubernetesMetadata {
     /// Starts the watcher with the pipeline (workers tick every 100 ms), before any line.
     pub fn tick(&mut self, _now: Instant, _out: &mut Vec<Event>) {
         self.inner.ensure_started();
+    }
+
+    /// The fields for an event of the pod and container this worker enriched last, while
+    /// the cache has not changed: most events, as batches come from one file at a time.
+    /// Touches no reference count but the overlay's (the pod's and namespace's are shared
+    /// with the other workers and the watcher; two increments and decrements of them per
+    /// event were lines bouncing between cores).
+    fn cached(&self, key: &EventKey<'_>, container: Option<&str>) -> Option<Arc<event::Shared>> {
+        let (last, at, found) = self.last.as_ref()?;
+        let (pod, Some(ns)) = found.as_ref()? else {
+            return None;
+        };
+        let generation = self
+            .inner
+            .shared
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if *at != generation || !key.matches(last) || pod.excluded || ns.excluded {
+            return None;
+        }
+        let overlay = self.overlay.as_ref()?;
+        overlay
+            .is_for(pod, Some(ns), container)
+            .then(|| overlay.fields.clone())
     }
 
     fn lookup(&mut self, key: &EventKey<'_>) -> Option<Found> {
