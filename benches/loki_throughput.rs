@@ -84,13 +84,7 @@ fn main() {
     };
     // Experiments: SLUICE_BENCH_PIPELINE holds extra pipeline keys (`queue_batches: 4`),
     // SLUICE_BENCH_LOKI extra sink keys (`batch: { max_events: 2000 }`), one per line.
-    let extra = |name: &str, indent: &str| {
-        std::env::var(name)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| format!("{indent}{line}\n"))
-            .collect::<String>()
-    };
+    let extra = agent::extra_keys;
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n{pipeline}    sources:\n      - type: file\n        include: [\"{input}/*.log\"]\n    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench }}\n{loki}  keep_alive:\n    sources:\n      - type: stdin\n    sinks:\n      - type: blackhole\n",
         data = dir.path().join("data").display(),

@@ -293,13 +293,7 @@ fn main() {
     };
     let (api, otlp) = (free(), free());
     // SLUICE_BENCH_SOURCE / SLUICE_BENCH_LOKI: extra keys for the source / sink, one a line.
-    let extra = |name: &str, indent: &str| {
-        std::env::var(name)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| format!("{indent}{line}\n"))
-            .collect::<String>()
-    };
+    let extra = agent::extra_keys;
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n    sources:\n      - type: opentelemetry\n        address: {otlp}\n{source}    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench, service_name: \"{{{{ service.name }}}}\" }}\n{loki}",
         data = dir.path().join("data").display(),

@@ -76,13 +76,7 @@ fn main() {
     let (api, syslog) = (free_addr(), free_addr());
     // Extra keys, one per line: SLUICE_BENCH_PIPELINE (`queue_batches: 1`), SLUICE_BENCH_SYSLOG
     // (`batch_events: 100`), SLUICE_BENCH_LOKI (`batch: { max_events: 1000 }`).
-    let extra = |name: &str, indent: &str| {
-        std::env::var(name)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| format!("{indent}{line}\n"))
-            .collect::<String>()
-    };
+    let extra = agent::extra_keys;
     let config = format!(
         "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  bench:\n{pipeline}    sources:\n      - type: syslog\n        mode: tcp\n        address: \"{syslog}\"\n        timezone: utc\n{source}    sinks:\n      - type: loki\n        endpoint: {endpoint}\n        labels: {{ job: bench, app: \"{{{{ appname }}}}\" }}\n{loki}",
         data = dir.path().join("data").display(),

@@ -1,5 +1,6 @@
 //! Which agent binary the end-to-end benches run: `SLUICE_BIN` when set (e.g. an older
-//! build, for an A/B comparison), else the one Cargo built for the bench; and starting it.
+//! build, for an A/B comparison), else the one Cargo built for the bench; starting it; and
+//! extra config keys a run takes from the environment.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -21,4 +22,15 @@ pub fn start(config: &Path) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("start sluice")
+}
+
+/// Config keys from the environment variable `name` (one a line, e.g.
+/// `SLUICE_BENCH_LOKI='batch: { max_events: 1000 }'`), each indented by `indent` to sit
+/// inside the bench's YAML; empty when unset.
+pub fn extra_keys(name: &str, indent: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| format!("{indent}{line}\n"))
+        .collect()
 }
