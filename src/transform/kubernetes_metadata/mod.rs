@@ -209,25 +209,20 @@ impl KubernetesMetadata {
                 out.push(event);
                 continue;
             };
-            let cached = EventKey::of(&log).and_then(|key| {
-                let container = log.fields.get("container").and_then(Value::as_str);
-                self.cached(&key, container)
-            });
-            if let Some(fields) = cached {
+            let Some(key) = EventKey::of(&log) else {
+                out.push(Event::Log(log));
+                continue;
+            };
+            let container = log.fields.get("container").and_then(Value::as_str);
+            if let Some(fields) = self.cached(&key, container) {
                 log.fields.share(fields);
                 out.push(Event::Log(log));
                 continue;
             }
-            let found = match EventKey::of(&log) {
-                None => {
-                    out.push(Event::Log(log));
-                    continue;
-                }
-                Some(key) => match self.lookup(&key) {
-                    Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
-                    Some(found) => Some(found),
-                    None => self.wait_for(&key),
-                },
+            let found = match self.lookup(&key) {
+                Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
+                Some(found) => Some(found),
+                None => self.wait_for(&key),
             };
             match found {
                 Some((pod, ns)) => {
@@ -235,7 +230,6 @@ impl KubernetesMetadata {
                         self.inner.excluded.inc();
                         continue;
                     }
-                    let container = log.fields.get("container").and_then(Value::as_str);
                     let overlay = match &self.overlay {
                         Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container) => overlay,
                         _ => self.overlay.insert(Overlay {
