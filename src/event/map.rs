@@ -13,7 +13,7 @@
 //! event (`file`, `host`, `severity`), so those cost no allocation, or an owned `String`.
 //!
 //! Shared fields: a map may read through to a `base` map shared with other maps
-//! ([`Map::share`]): what every line of one pod, or every record of one OTLP request, has in
+//! ([`Map::share`]): what every line of one file or pod, or every record of one OTLP request, has in
 //! common is then one reference count per event instead of a copy of each field, and one
 //! release instead of a free of each. The map's own fields shadow the base's; a change that
 //! could touch a base field (`get_mut`, `remove`, `retain`…) copies the base in first, so a
@@ -76,6 +76,22 @@ impl Map {
                     .peek()
                     .is_none_or(|(their, _)| order(their, name) != Ordering::Equal)
             });
+        }
+        self.base = Some(shared);
+    }
+
+    /// The shared fields this map reads through, if any.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.base.as_ref()
+    }
+
+    /// What `share` of a map holding `added` gives, when `shared` is this map's shared
+    /// fields extended by `added` ([`Shared::extended`]): the old shared fields are not
+    /// copied in. The fields `added` names replace own fields of their names; other own
+    /// fields still shadow the old shared ones.
+    pub fn reshare(&mut self, shared: Arc<Shared>, added: &Map) {
+        if !self.entries.is_empty() && !added.is_empty() {
+            self.entries.retain(|(name, _)| !added.contains_key(name));
         }
         self.base = Some(shared);
     }
@@ -351,6 +367,18 @@ impl Shared {
     pub fn fields(&self) -> &Map {
         &self.fields
     }
+
+    /// These fields and `added`'s (which replace fields of their names), to share with
+    /// [`Map::reshare`] in place of these.
+    pub fn extended(&self, added: &Map) -> Arc<Shared> {
+        let mut fields = self.fields.clone();
+        fields.merge_sorted(
+            added
+                .iter()
+                .map(|(k, v)| (Key::Owned(k.to_owned()), v.clone())),
+        );
+        Shared::new(fields)
+    }
 }
 
 /// The order of names (their bytes', as `str::cmp`), compared in line: field names are
@@ -523,6 +551,7 @@ mod tests {
         Extend(Vec<(String, i64)>),
         Share(Vec<(String, i64)>),
         Layer(Vec<(String, i64)>),
+        Reshare(Vec<(String, i64)>),
         Bump(String),
         RetainEven,
     }
@@ -535,6 +564,7 @@ mod tests {
             prop::collection::vec((key, any::<i64>()), 0..4).prop_map(Op::Extend),
             prop::collection::vec((key, any::<i64>()), 0..6).prop_map(Op::Share),
             prop::collection::vec((key, any::<i64>()), 0..6).prop_map(Op::Layer),
+            prop::collection::vec((key, any::<i64>()), 0..6).prop_map(Op::Reshare),
             key.prop_map(Op::Bump),
             Just(Op::RetainEven),
         ]
@@ -572,6 +602,18 @@ mod tests {
                         other.share(shared.clone());
                         other.retain(|_, _| false);
                         prop_assert_eq!(shared.fields(), &before);
+                    }
+                    Op::Reshare(pairs) => {
+                        // What `share` of these fields gives, without copying ours in.
+                        let pairs: Vec<(String, Value)> =
+                            pairs.into_iter().map(|(k, v)| (k, Value::Int(v))).collect();
+                        let added: Map = pairs.clone().into_iter().collect();
+                        let shared = match map.shared() {
+                            Some(base) => base.extended(&added),
+                            None => Shared::new(added.clone()),
+                        };
+                        map.reshare(shared, &added);
+                        model.extend(pairs);
                     }
                     Op::Layer(pairs) => {
                         // Our fields over the shared ones: ours win.

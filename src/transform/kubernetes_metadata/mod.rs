@@ -127,6 +127,12 @@ struct Overlay {
     pod: Arc<PodEntry>,
     namespace: Option<Arc<NamespaceEntry>>,
     container: Option<String>,
+    /// The shared fields of the events it was made for (a file's `file`, `namespace`,
+    /// `pod`…): `fields` holds them too, so an event takes `fields` in their place
+    /// ([`Map::reshare`]) instead of copying them in.
+    under: Option<Arc<event::Shared>>,
+    /// The pod's fields alone.
+    added: Map,
     fields: Arc<event::Shared>,
 }
 
@@ -136,14 +142,24 @@ impl Overlay {
         pod: &Arc<PodEntry>,
         ns: Option<&Arc<NamespaceEntry>>,
         container: Option<&str>,
+        under: Option<&Arc<event::Shared>>,
     ) -> bool {
-        Arc::ptr_eq(&self.pod, pod)
+        same_shared(self.under.as_ref(), under)
+            && Arc::ptr_eq(&self.pod, pod)
             && match (&self.namespace, ns) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
             }
             && self.container.as_deref() == container
+    }
+}
+
+fn same_shared(a: Option<&Arc<event::Shared>>, b: Option<&Arc<event::Shared>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -214,8 +230,8 @@ impl KubernetesMetadata {
                 continue;
             };
             let container = log.fields.get("container").and_then(Value::as_str);
-            if let Some(fields) = self.cached(&key, container) {
-                log.fields.share(fields);
+            if let Some(overlay) = self.cached(&key, container, log.fields.shared()) {
+                log.fields.reshare(overlay.fields.clone(), &overlay.added);
                 out.push(Event::Log(log));
                 continue;
             }
@@ -230,21 +246,28 @@ impl KubernetesMetadata {
                         self.inner.excluded.inc();
                         continue;
                     }
+                    let under = log.fields.shared();
                     let overlay = match &self.overlay {
-                        Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container) => overlay,
-                        _ => self.overlay.insert(Overlay {
-                            fields: event::Shared::new(fields_of(
-                                &pod,
-                                ns.as_deref(),
-                                container,
-                                self.inner.fields,
-                            )),
-                            container: container.map(str::to_owned),
-                            pod,
-                            namespace: ns,
-                        }),
+                        Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container, under) => {
+                            overlay
+                        }
+                        _ => {
+                            let added =
+                                fields_of(&pod, ns.as_deref(), container, self.inner.fields);
+                            self.overlay.insert(Overlay {
+                                fields: match under {
+                                    Some(under) => under.extended(&added),
+                                    None => event::Shared::new(added.clone()),
+                                },
+                                added,
+                                container: container.map(str::to_owned),
+                                under: under.cloned(),
+                                pod,
+                                namespace: ns,
+                            })
+                        }
                     };
-                    log.fields.share(overlay.fields.clone());
+                    log.fields.reshare(overlay.fields.clone(), &overlay.added);
                 }
                 None => self.inner.misses.inc(),
             }
@@ -262,7 +285,12 @@ impl KubernetesMetadata {
     /// Touches no reference count but the overlay's (the pod's and namespace's are shared
     /// with the other workers and the watcher; two increments and decrements of them per
     /// event were lines bouncing between cores).
-    fn cached(&self, key: &EventKey<'_>, container: Option<&str>) -> Option<Arc<event::Shared>> {
+    fn cached(
+        &self,
+        key: &EventKey<'_>,
+        container: Option<&str>,
+        under: Option<&Arc<event::Shared>>,
+    ) -> Option<&Overlay> {
         let (last, at, found) = self.last.as_ref()?;
         let (pod, Some(ns)) = found.as_ref()? else {
             return None;
@@ -277,8 +305,8 @@ impl KubernetesMetadata {
         }
         let overlay = self.overlay.as_ref()?;
         overlay
-            .is_for(pod, Some(ns), container)
-            .then(|| overlay.fields.clone())
+            .is_for(pod, Some(ns), container, under)
+            .then_some(overlay)
     }
 
     fn lookup(&mut self, key: &EventKey<'_>) -> Option<Found> {

@@ -181,21 +181,15 @@ impl Tailer {
         events.reserve(pieces.len());
         for piece in pieces {
             let mut fields = Map::new();
-            fields.insert("file", Value::String(self.path_text.clone()));
             if let Some(name) = &settings.offset_field {
                 fields.insert(name.clone(), Value::Int(piece.start as i64));
             }
             if let Some(stream) = piece.stream {
                 fields.insert("stream", Value::from(stream));
             }
-            if let Some(labels) = &self.labels {
-                fields.insert("namespace", Value::from(labels.namespace.as_str()));
-                fields.insert("pod", Value::from(labels.pod.as_str()));
-                fields.insert("container", Value::from(labels.container.as_str()));
-                if let Some(uid) = &labels.pod_uid {
-                    fields.insert("pod_uid", Value::from(uid.as_str()));
-                }
-            }
+            // The file's own fields shadow nothing a line brings (an `offset_field` named
+            // like one of them wins, as it did when it was inserted after them).
+            let fields = Map::layered(fields, self.shared_fields.clone());
             let timestamp = match piece.timestamp {
                 Some(timestamp) => timestamp,
                 None => Timestamp(self.stamp_of(piece.start, stamp.0)),

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use self::lines::{LineSplitter, RawLine};
@@ -30,7 +31,7 @@ pub use self::settings::{LineFormat, Oversize, ReadCounters, ReadSettings};
 use super::stamps::StampRecord;
 use crate::ack::StreamTracker;
 use crate::batch::Batch;
-use crate::event::{Event, StreamName, Timestamp};
+use crate::event::{self, Event, Map, StreamName, Timestamp, Value};
 
 use super::identity::{Fingerprint, Tail};
 use super::kubernetes::{self, PodLabels};
@@ -81,6 +82,9 @@ pub struct Tailer {
     partials: [Option<Piece>; 2],
     multiline: Option<Multiline>,
     labels: Option<PodLabels>,
+    /// The fields every line of the file carries (`file`, and a pod log's `namespace`,
+    /// `pod`, `container`, `pod_uid`), shared by its events instead of copied into each.
+    shared_fields: Arc<event::Shared>,
 }
 
 impl Tailer {
@@ -98,11 +102,13 @@ impl Tailer {
     ) -> Self {
         let path_text = path.to_string_lossy().into_owned();
         let replay = settings.stamps.take_loaded(&key).into();
+        let labels = kubernetes::pod_labels(&path_text);
         Tailer {
             stream_hash: crate::hash_str(&key),
             key: key.into(),
             dev_ino,
-            labels: kubernetes::pod_labels(&path_text),
+            shared_fields: shared_fields(&path_text, labels.as_ref()),
+            labels,
             path_text,
             path,
             file,
@@ -131,6 +137,7 @@ impl Tailer {
     pub fn set_path(&mut self, path: PathBuf) {
         self.path_text = path.to_string_lossy().into_owned();
         self.labels = kubernetes::pod_labels(&self.path_text);
+        self.shared_fields = shared_fields(&self.path_text, self.labels.as_ref());
         self.path = path;
     }
 
@@ -306,4 +313,19 @@ impl Tailer {
         let end = self.committable_end();
         Some(Batch::with_ack(events, self.tracker.track(end)))
     }
+}
+
+/// What every event of the file at `path` carries.
+fn shared_fields(path: &str, labels: Option<&PodLabels>) -> Arc<event::Shared> {
+    let mut fields = Map::with_capacity(5);
+    fields.insert("file", Value::from(path));
+    if let Some(labels) = labels {
+        fields.insert("namespace", Value::from(labels.namespace.as_str()));
+        fields.insert("pod", Value::from(labels.pod.as_str()));
+        fields.insert("container", Value::from(labels.container.as_str()));
+        if let Some(uid) = &labels.pod_uid {
+            fields.insert("pod_uid", Value::from(uid.as_str()));
+        }
+    }
+    event::Shared::new(fields)
 }
