@@ -133,6 +133,9 @@ struct Overlay {
     under: Option<Arc<event::Shared>>,
     /// The pod's fields alone.
     added: Map,
+    /// The event it was made for read its pod and container from `under` alone (no own
+    /// field shadowed them): another event over the same `under` is of the same pod.
+    from_under: bool,
     fields: Arc<event::Shared>,
 }
 
@@ -153,6 +156,15 @@ impl Overlay {
             }
             && self.container.as_deref() == container
     }
+}
+
+/// The fields that say which pod and container an event is of.
+const KEY_FIELDS: [&str; 4] = ["container", "namespace", "pod", "pod_uid"];
+
+/// True when an own field of `fields` names the pod or container (then the shared ones
+/// alone do not say which).
+fn shadows_key(fields: &Map) -> bool {
+    fields.own().any(|(name, _)| KEY_FIELDS.contains(&name))
 }
 
 fn same_shared(a: Option<&Arc<event::Shared>>, b: Option<&Arc<event::Shared>>) -> bool {
@@ -225,6 +237,11 @@ impl KubernetesMetadata {
                 out.push(event);
                 continue;
             };
+            if let Some(overlay) = self.same_file(&log) {
+                log.fields.reshare(overlay.fields.clone(), &overlay.added);
+                out.push(Event::Log(log));
+                continue;
+            }
             let Some(key) = EventKey::of(&log) else {
                 out.push(Event::Log(log));
                 continue;
@@ -260,6 +277,7 @@ impl KubernetesMetadata {
                                     None => event::Shared::new(added.clone()),
                                 },
                                 added,
+                                from_under: !shadows_key(&log.fields),
                                 container: container.map(str::to_owned),
                                 under: under.cloned(),
                                 pod,
@@ -307,6 +325,34 @@ impl KubernetesMetadata {
         overlay
             .is_for(pod, Some(ns), container, under)
             .then_some(overlay)
+    }
+
+    /// The overlay for an event over the very shared fields the overlay was made over (a
+    /// line of the same file), while the cache has not changed: no field is looked up.
+    fn same_file(&self, log: &LogEvent) -> Option<&Overlay> {
+        let overlay = self.overlay.as_ref()?;
+        let under = overlay.under.as_ref()?;
+        if !overlay.from_under || !log.fields.shared().is_some_and(|s| Arc::ptr_eq(s, under)) {
+            return None;
+        }
+        let (_, at, found) = self.last.as_ref()?;
+        let (pod, Some(ns)) = found.as_ref()? else {
+            return None;
+        };
+        let generation = self
+            .inner
+            .shared
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        let current = *at == generation
+            && !pod.excluded
+            && !ns.excluded
+            && Arc::ptr_eq(&overlay.pod, pod)
+            && overlay
+                .namespace
+                .as_ref()
+                .is_some_and(|n| Arc::ptr_eq(n, ns));
+        (current && !shadows_key(&log.fields)).then_some(overlay)
     }
 
     fn lookup(&mut self, key: &EventKey<'_>) -> Option<Found> {
@@ -514,6 +560,79 @@ mod tests {
         assert!(out[1].as_log().unwrap().get("pod_labels").is_none());
         assert_eq!(t.inner.misses.get(), 1);
         assert_eq!(t.inner.excluded.get(), 1);
+    }
+
+    /// Lines of one file share its fields (as the file source makes them): each gets the
+    /// pod's fields over the file's, and a line whose own field names another pod is
+    /// enriched for that pod, not for the file's.
+    #[test]
+    fn lines_sharing_a_files_fields_are_enriched_for_the_pod_they_name() {
+        let mut t = offline("{ type: kubernetes_metadata, wait_for_pod_ms: 0 }");
+        for (name, app) in [("web-1", "web"), ("db-1", "db")] {
+            seed(
+                &t,
+                serde_json::json!({"metadata": {"name": name, "namespace": "shop",
+                    "uid": format!("u-{name}"), "labels": {"app": app}}}),
+                serde_json::json!({"metadata": {"name": "shop"}}),
+            );
+        }
+        let mut file = Map::new();
+        file.insert("file", Value::from("/var/log/pods/shop_web-1_u/app/0.log"));
+        file.insert("namespace", Value::from("shop"));
+        file.insert("pod", Value::from("web-1"));
+        file.insert("container", Value::from("app"));
+        let file = event::Shared::new(file);
+        let line = |own: &[(&'static str, &str)]| {
+            let mut fields = Map::new();
+            for (name, value) in own {
+                fields.insert(*name, Value::from(*value));
+            }
+            let mut log = LogEvent::new("line");
+            log.fields = Map::layered(fields, file.clone());
+            Event::Log(log)
+        };
+        let mut out = Vec::new();
+        t.process(
+            vec![
+                line(&[("stream", "stdout")]),
+                line(&[]),
+                line(&[("pod", "db-1")]),
+                line(&[("stream", "stderr")]),
+            ],
+            &mut out,
+        );
+        let app = |i: usize| {
+            let log = out[i].as_log().unwrap();
+            log.lookup("pod_labels.app")
+                .map(|v| v.to_text().into_owned())
+        };
+        assert_eq!(app(0).as_deref(), Some("web"));
+        assert_eq!(app(1).as_deref(), Some("web"));
+        assert_eq!(app(2).as_deref(), Some("db"), "its own `pod` names db-1");
+        assert_eq!(app(3).as_deref(), Some("web"));
+        for (i, log) in out.iter().map(|e| e.as_log().unwrap()).enumerate() {
+            assert_eq!(
+                log.get("file").and_then(Value::as_str),
+                Some("/var/log/pods/shop_web-1_u/app/0.log"),
+                "line {i}"
+            );
+        }
+        assert_eq!(
+            out[0]
+                .as_log()
+                .unwrap()
+                .get("stream")
+                .and_then(Value::as_str),
+            Some("stdout")
+        );
+        assert_eq!(
+            out[2].as_log().unwrap().get("pod").and_then(Value::as_str),
+            Some("db-1")
+        );
+        assert!(
+            out[1].as_log().unwrap().fields.shared().is_some(),
+            "the file's fields are not copied into the line"
+        );
     }
 
     #[test]
