@@ -309,16 +309,8 @@ impl KubernetesMetadata {
         container: Option<&str>,
         under: Option<&Arc<event::Shared>>,
     ) -> Option<&Overlay> {
-        let (last, at, found) = self.last.as_ref()?;
-        let (pod, Some(ns)) = found.as_ref()? else {
-            return None;
-        };
-        let generation = self
-            .inner
-            .shared
-            .generation
-            .load(std::sync::atomic::Ordering::Acquire);
-        if *at != generation || !key.matches(last) || pod.excluded || ns.excluded {
+        let (last, pod, ns) = self.last_current()?;
+        if !key.matches(last) {
             return None;
         }
         let overlay = self.overlay.as_ref()?;
@@ -335,7 +327,19 @@ impl KubernetesMetadata {
         if !overlay.from_under || !log.fields.shared().is_some_and(|s| Arc::ptr_eq(s, under)) {
             return None;
         }
-        let (_, at, found) = self.last.as_ref()?;
+        let (_, pod, ns) = self.last_current()?;
+        let current = Arc::ptr_eq(&overlay.pod, pod)
+            && overlay
+                .namespace
+                .as_ref()
+                .is_some_and(|n| Arc::ptr_eq(n, ns));
+        (current && !shadows_key(&log.fields)).then_some(overlay)
+    }
+
+    /// The pod (and its namespace) this worker looked up last, while the cache has not
+    /// changed since and neither is excluded.
+    fn last_current(&self) -> Option<(&LastKey, &Arc<PodEntry>, &Arc<NamespaceEntry>)> {
+        let (last, at, found) = self.last.as_ref()?;
         let (pod, Some(ns)) = found.as_ref()? else {
             return None;
         };
@@ -344,15 +348,7 @@ impl KubernetesMetadata {
             .shared
             .generation
             .load(std::sync::atomic::Ordering::Acquire);
-        let current = *at == generation
-            && !pod.excluded
-            && !ns.excluded
-            && Arc::ptr_eq(&overlay.pod, pod)
-            && overlay
-                .namespace
-                .as_ref()
-                .is_some_and(|n| Arc::ptr_eq(n, ns));
-        (current && !shadows_key(&log.fields)).then_some(overlay)
+        (*at == generation && !pod.excluded && !ns.excluded).then_some((last, pod, ns))
     }
 
     fn lookup(&mut self, key: &EventKey<'_>) -> Option<Found> {
