@@ -6,7 +6,8 @@
 //! cost of enrichment (target ≤ 10%). Runs alternate (without, with, ×2) so a change in the
 //! machine's load shows up in both.
 //!
-//! `cargo bench --bench kubernetes_metadata` (`SLUICE_BENCH_EVENTS`, default 500000).
+//! `cargo bench --bench kubernetes_metadata` (`SLUICE_BENCH_EVENTS`, default 500000;
+//! `SLUICE_BENCH_BASELINE_TRANSFORMS`, one transform per line, for the runs "without").
 
 #[path = "support/agent.rs"]
 mod agent;
@@ -182,10 +183,16 @@ fn main() {
         pki.token_file.display(),
         pki.ca_file.display()
     );
+    // What "without" runs: no transform, or the transforms given (to compare enrichment
+    // with another transform's cost of touching every event).
+    let baseline = match agent::extra_keys("SLUICE_BENCH_BASELINE_TRANSFORMS", "      ") {
+        keys if keys.is_empty() => keys,
+        keys => format!("    transforms:\n{keys}"),
+    };
     let mut without = Vec::new();
     let mut with = Vec::new();
     for _ in 0..2 {
-        without.push(run(dir.path(), &logs, "", count));
+        without.push(run(dir.path(), &logs, &baseline, count));
         with.push(run(dir.path(), &logs, &transform, count));
     }
     let best = |runs: &[f64]| runs.iter().copied().fold(0.0, f64::max);
