@@ -13,9 +13,9 @@
 //! event (`file`, `host`, `severity`), so those cost no allocation, or an owned `String`.
 //!
 //! Shared fields: a map may read through to a `base` map shared with other maps
-//! ([`Map::share`]): what every line of one file or pod, or every record of one OTLP request, has in
-//! common is then one reference count per event instead of a copy of each field, and one
-//! release instead of a free of each. The map's own fields shadow the base's; a change that
+//! ([`Map::share`]): what every line of one file or pod, or every record of one OTLP
+//! request, has in common is then one reference count per event instead of a copy of each
+//! field, and one release instead of a free of each. The map's own fields shadow the base's; a change that
 //! could touch a base field (`get_mut`, `remove`, `retain`…) copies the base in first, so a
 //! shared base is never changed. Measured on the Kubernetes enrichment benchmark: see the
 //! README's figures.

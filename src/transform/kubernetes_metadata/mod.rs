@@ -147,13 +147,9 @@ impl Overlay {
         container: Option<&str>,
         under: Option<&Arc<event::Shared>>,
     ) -> bool {
-        same_shared(self.under.as_ref(), under)
+        same_arc(self.under.as_ref(), under)
             && Arc::ptr_eq(&self.pod, pod)
-            && match (&self.namespace, ns) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
+            && same_arc(self.namespace.as_ref(), ns)
             && self.container.as_deref() == container
     }
 }
@@ -167,7 +163,8 @@ fn shadows_key(fields: &Map) -> bool {
     fields.own().any(|(name, _)| KEY_FIELDS.contains(&name))
 }
 
-fn same_shared(a: Option<&Arc<event::Shared>>, b: Option<&Arc<event::Shared>>) -> bool {
+/// Both absent, or both the same allocation.
+fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
@@ -328,11 +325,8 @@ impl KubernetesMetadata {
             return None;
         }
         let (_, pod, ns) = self.last_current()?;
-        let current = Arc::ptr_eq(&overlay.pod, pod)
-            && overlay
-                .namespace
-                .as_ref()
-                .is_some_and(|n| Arc::ptr_eq(n, ns));
+        let current =
+            Arc::ptr_eq(&overlay.pod, pod) && same_arc(overlay.namespace.as_ref(), Some(ns));
         (current && !shadows_key(&log.fields)).then_some(overlay)
     }
 
