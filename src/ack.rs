@@ -48,6 +48,20 @@ pub(crate) struct StreamState {
     /// Changes so far (position or meta): the checkpoint file's entry for the stream is
     /// encoded again only when this moved since it was last encoded.
     pub(crate) changes: u64,
+    /// Where the stream names itself when it becomes dirty, once it is saved in a
+    /// checkpoint registry: a save then visits the changed streams, not every stream.
+    pub(crate) dirty_list: Option<(DirtyList, StreamId)>,
+}
+
+/// A stream's identity in a [`DirtyList`]: the address of its shared state, which the
+/// registry keeps alive while the stream is registered.
+pub(crate) type StreamId = usize;
+
+/// The streams that became dirty since the checkpoint registry last took the list.
+pub(crate) type DirtyList = Arc<Mutex<Vec<StreamId>>>;
+
+pub(crate) fn stream_id(stream: &SharedStream) -> StreamId {
+    Arc::as_ptr(stream) as usize
 }
 
 impl StreamState {
@@ -59,6 +73,20 @@ impl StreamState {
             meta,
             dirty: true,
             changes: 0,
+            dirty_list: None,
+        }
+    }
+
+    /// Counts a change and, when the stream was clean, names it in its registry's list.
+    fn changed(&mut self) {
+        self.changes += 1;
+        if !self.dirty {
+            self.dirty = true;
+            if let Some((list, id)) = &self.dirty_list {
+                list.lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(*id);
+            }
         }
     }
 
@@ -80,8 +108,7 @@ impl StreamState {
             self.pending.pop_front();
             self.base_seq += 1;
             self.committed = end;
-            self.dirty = true;
-            self.changes += 1;
+            self.changed();
         }
     }
 
@@ -144,8 +171,7 @@ impl StreamTracker {
     pub fn set_meta(&self, meta: Meta) {
         let mut state = lock(&self.stream);
         state.meta = meta;
-        state.dirty = true;
-        state.changes += 1;
+        state.changed();
     }
 }
 

@@ -418,13 +418,14 @@ async fn save_checkpoints(checkpoints: &Checkpoints, force: bool) -> std::io::Re
         })
 }
 
-/// Saves changed positions every `interval`, backing off so that encoding them takes at
-/// most a tenth of a core (10,000 tracked files). Waiting for the disk paces it as well:
-/// one write at a time. A failed write is tried again at the next tick.
+/// Saves changed positions every `interval`, backing off so that saving them (collecting,
+/// encoding and writing) takes at most a twentieth of a core (10,000 tracked files).
+/// Waiting for the disk paces it as well: one write at a time. A failed write is tried
+/// again at the next tick.
 async fn write_checkpoints_periodically(checkpoints: Checkpoints, interval: Duration) {
     loop {
         // Failures are counted, logged and reported to /health by the save itself.
         let _ = save_checkpoints(&checkpoints, false).await;
-        tokio::time::sleep(interval.max(checkpoints.encode_cost() * 10)).await;
+        tokio::time::sleep(interval.max(checkpoints.save_cost() * 20)).await;
     }
 }
