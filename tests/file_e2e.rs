@@ -165,6 +165,71 @@ fn writes_that_notifications_miss_are_still_read() {
     agent.terminate();
 }
 
+/// With `glob_interval_ms` unset and inotify covering the root, the directory walk runs
+/// every 10 s: new files, including files in directories made after start (a pod's log
+/// directory) and directories moved in whole, are found through notifications well before
+/// that, and every line arrives.
+#[test]
+fn new_files_and_directories_are_found_between_scans() {
+    let setup = Setup::new();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/**/*.log"]
+    sinks:
+      - type: file
+        path: {out}
+"#,
+        data = setup.dir.path().join("data").display(),
+        logs = setup.logs().display(),
+        out = setup.out().display(),
+    );
+    append(&setup.logs().join("first.log"), &numbered("first", 0..5));
+    let agent = Agent::start(setup.dir.path(), &config);
+    setup.wait_messages(5);
+    let outside = setup.dir.path().join("outside");
+    let mut want = 5;
+    for round in 0..4 {
+        // A new directory with a file written at once, a nested one, and one moved in.
+        let dir = setup.logs().join(format!("pod-{round}/app"));
+        fs::create_dir_all(&dir).unwrap();
+        append(&dir.join("0.log"), &numbered(&format!("new{round}"), 0..5));
+        want += 5;
+        wait_for(
+            &format!("round {round}'s new directory before the next scan"),
+            Duration::from_secs(5),
+            || setup.events().len() >= want,
+        );
+        let staged = outside.join(format!("moved-{round}"));
+        fs::create_dir_all(&staged).unwrap();
+        append(
+            &staged.join("m.log"),
+            &numbered(&format!("moved{round}"), 0..5),
+        );
+        fs::rename(&staged, setup.logs().join(format!("moved-{round}"))).unwrap();
+        want += 5;
+        wait_for(
+            &format!("round {round}'s moved directory before the next scan"),
+            Duration::from_secs(5),
+            || setup.events().len() >= want,
+        );
+    }
+    let mut messages = setup.messages();
+    messages.sort();
+    let mut expected = expect("first", 0..5);
+    for round in 0..4 {
+        expected.extend(expect(&format!("new{round}"), 0..5));
+        expected.extend(expect(&format!("moved{round}"), 0..5));
+    }
+    expected.sort();
+    assert_eq!(messages, expected);
+    agent.terminate();
+}
+
 #[test]
 fn truncation_replacement_rename_and_growth_from_empty() {
     let setup = Setup::new();

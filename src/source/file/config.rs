@@ -34,10 +34,12 @@ pub struct FileConfig {
     /// Bytes at the start of a file hashed into its fingerprint.
     #[serde(default = "default_fingerprint_bytes")]
     pub fingerprint_bytes: u64,
-    /// How often directories are scanned for new, rotated and deleted files (the safety
-    /// net behind inotify), in milliseconds.
-    #[serde(default = "default_glob_interval_ms")]
-    pub glob_interval_ms: u64,
+    /// How often directories are scanned for new, rotated and deleted files, in
+    /// milliseconds. Unset: every second while change notifications do not cover every
+    /// root, every 10 s while they do (they find changes; the scan is the safety net, and
+    /// it stats every matched file).
+    #[serde(default)]
+    pub glob_interval_ms: Option<u64>,
     /// Longest line kept, in bytes; see `oversize`.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
@@ -75,9 +77,6 @@ pub struct FileConfig {
 
 fn default_fingerprint_bytes() -> u64 {
     1024
-}
-fn default_glob_interval_ms() -> u64 {
-    1000
 }
 fn default_max_line_bytes() -> usize {
     100 * 1024
@@ -122,7 +121,7 @@ impl FileConfig {
             self.fingerprint_bytes,
             16..=bounds::MAX_FINGERPRINT_BYTES,
         )?;
-        check(
+        bounds::check_opt(
             "glob_interval_ms",
             self.glob_interval_ms,
             1..=bounds::MAX_MS,
@@ -167,7 +166,7 @@ impl FileConfig {
             read_from: self.read_from,
             ignore_older: self.ignore_older_secs.map(Duration::from_secs),
             fingerprint_bytes: self.fingerprint_bytes,
-            glob_interval: Duration::from_millis(self.glob_interval_ms),
+            glob_interval: self.glob_interval_ms.map(Duration::from_millis),
             close_idle: Duration::from_secs(self.close_idle_secs),
             max_open_files: self.max_open_files,
             rotate_wait: Duration::from_millis(self.rotate_wait_ms),

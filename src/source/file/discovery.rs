@@ -282,13 +282,15 @@ impl Watcher {
 }
 
 fn forward(event: notify::Result<notify::Event>, feed: &Feed) {
-    use notify::event::{EventKind, ModifyKind};
+    use notify::event::{CreateKind, EventKind, ModifyKind};
     let Ok(event) = event else {
         feed.rescan();
         return;
     };
     match event.kind {
         EventKind::Access(_) => {}
+        // Files may be created in a new directory before its watch is added: walk it.
+        EventKind::Create(CreateKind::Folder) => feed.rescan(),
         EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
             for path in event.paths {
                 feed.touched(path);
