@@ -35,6 +35,14 @@ impl Setup {
 
     /// Starts the agent with a file source on `logs/*.log` plus `extra` source keys.
     fn start(&self, extra: &str) -> Agent {
+        self.start_with(
+            "*.log",
+            &format!("        glob_interval_ms: 100\n        rotate_wait_ms: 300\n{extra}"),
+        )
+    }
+
+    /// Starts the agent with a file source on `logs/<pattern>` and only the `keys` given.
+    fn start_with(&self, pattern: &str, keys: &str) -> Agent {
         let config = format!(
             r#"data_dir: {data}
 api: {{ address: "{{api}}" }}
@@ -42,10 +50,8 @@ pipelines:
   p:
     sources:
       - type: file
-        include: ["{logs}/*.log"]
-        glob_interval_ms: 100
-        rotate_wait_ms: 300
-{extra}
+        include: ["{logs}/{pattern}"]
+{keys}
     sinks:
       - type: file
         path: {out}
@@ -172,24 +178,8 @@ fn writes_that_notifications_miss_are_still_read() {
 #[test]
 fn new_files_and_directories_are_found_between_scans() {
     let setup = Setup::new();
-    let config = format!(
-        r#"data_dir: {data}
-api: {{ address: "{{api}}" }}
-pipelines:
-  p:
-    sources:
-      - type: file
-        include: ["{logs}/**/*.log"]
-    sinks:
-      - type: file
-        path: {out}
-"#,
-        data = setup.dir.path().join("data").display(),
-        logs = setup.logs().display(),
-        out = setup.out().display(),
-    );
     append(&setup.logs().join("first.log"), &numbered("first", 0..5));
-    let agent = Agent::start(setup.dir.path(), &config);
+    let agent = setup.start_with("**/*.log", "");
     setup.wait_messages(5);
     let outside = setup.dir.path().join("outside");
     let mut want = 5;
