@@ -13,6 +13,10 @@
 //! NDJSON; `SLUICE_BENCH_ES_LEVEL` sets the gzip level (unset: the sink's default) and
 //! `SLUICE_BENCH_ES_KEYS` adds sink keys (`id: none`).
 //!
+//! `file_regex_to_loki` reads the same lines, parses them with `pipelines/access-log.yaml`'s
+//! `parse_regex` pattern and ships them to a fake Loki with the status as a label (the issue
+//! 26 comparison's third scenario).
+//!
 //! `idle`: VmRSS of idle agents (bare, embedded default, the Debian package's pipeline);
 //! `idle_host_metrics`: what the package's `host_metrics` pipeline adds to it (with and
 //! without, rounds interleaved: `SLUICE_BENCH_RUNS`, `SLUICE_BENCH_IDLE_SECS`).
@@ -21,6 +25,8 @@
 mod agent;
 #[path = "../tests/support/fake_elasticsearch.rs"]
 mod fake_elasticsearch;
+#[path = "../tests/support/fake_loki.rs"]
+mod fake_loki;
 #[path = "../tests/support/http_request.rs"]
 mod http_request;
 #[path = "support/lines.rs"]
@@ -45,7 +51,7 @@ struct Scenario {
     /// Bytes of input per event, for MiB/s.
     bytes_per_event: f64,
     /// `pipelines:` body; `{data}` is the scenario's temp dir, `{es}` the fake
-    /// Elasticsearch's URL.
+    /// Elasticsearch's URL, `{loki}` the fake Loki's.
     pipeline: String,
     /// Lines written to `{data}/in/bench.log` before the agent starts.
     file_lines: u64,
@@ -122,6 +128,9 @@ fn demo_bytes() -> f64 {
 
 const IDLE: &str = "      - { type: demo, name: idle, rate: 0.001 }\n";
 
+/// The access-log pattern of `pipelines/access-log.yaml`.
+const ACCESS_PATTERN: &str = r#"^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<path>[^ "]+)(?: [^"]*)?" (?P<status>\d{3}) (?P<bytes>\d+|-)"#;
+
 fn scenarios() -> Vec<Scenario> {
     let bytes = demo_bytes();
     vec![
@@ -165,6 +174,14 @@ fn scenarios() -> Vec<Scenario> {
             file_lines: 1_000_000,
             input: Input::AccessLog,
         },
+        Scenario {
+            name: "file_regex_to_loki",
+            events: 1_000_000,
+            bytes_per_event: 148.0,
+            pipeline: format!("  bench:\n    sources:\n      - {{ type: file, include: [\"{{data}}/in/*.log\"] }}\n{IDLE}    transforms:\n      - {{ type: parse_regex, pattern: '{ACCESS_PATTERN}', types: {{ status: int, bytes: int }} }}\n    sinks:\n      - {{ type: loki, endpoint: \"{{loki}}\", labels: {{ job: bench, status: \"{{{{ status }}}}\" }} }}\n"),
+            file_lines: 1_000_000,
+            input: Input::AccessLog,
+        },
     ]
 }
 
@@ -197,7 +214,12 @@ fn sink_events(text: &str) -> f64 {
         .sum()
 }
 
-fn run(scenario: &Scenario, dir: &Path, es: Option<&fake_elasticsearch::FakeElasticsearch>) {
+fn run(
+    scenario: &Scenario,
+    dir: &Path,
+    es: Option<&fake_elasticsearch::FakeElasticsearch>,
+    loki: Option<&fake_loki::FakeLoki>,
+) {
     let api: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("address");
@@ -224,7 +246,8 @@ fn run(scenario: &Scenario, dir: &Path, es: Option<&fake_elasticsearch::FakeElas
         scenario
             .pipeline
             .replace("{data}", &data.display().to_string())
-            .replace("{es}", &es_url),
+            .replace("{es}", &es_url)
+            .replace("{loki}", &loki.map(|l| l.endpoint()).unwrap_or_default()),
         data = data.display()
     );
     let path = data.join("bench.yaml");
@@ -415,7 +438,8 @@ fn main() {
             let es = (scenario.name == "file_to_elasticsearch")
                 .then_some(es.as_ref())
                 .flatten();
-            run(&scenario, dir.path(), es);
+            let loki = (scenario.name == "file_regex_to_loki").then(fake_loki::FakeLoki::start);
+            run(&scenario, dir.path(), es, loki.as_ref());
         }
     }
 }
