@@ -550,8 +550,6 @@ fn set_aside(path: &Path) -> PathBuf {
     aside
 }
 
-/// tmp → fsync → rename → fsync(dir): after a crash the file is the old or the new version.
-/// A temp file that was not renamed (a full disk) is removed.
 /// The CPU time the calling thread has used.
 fn thread_cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -561,6 +559,8 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
+/// tmp → fsync → rename → fsync(dir): after a crash the file is the old or the new version.
+/// A temp file that was not renamed (a full disk) is removed.
 fn write_atomically(path: &Path, tmp: &Path, body: &[u8]) -> io::Result<()> {
     let written = File::create_new(tmp).and_then(|mut file| {
         file.write_all(body)?;
