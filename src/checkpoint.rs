@@ -16,7 +16,7 @@
 //! changed: a save with 10,000 files of which 100 are written encodes 100 entries and
 //! copies the rest (encoding every position on every save was ~15% of the agent's CPU with
 //! 10,000 watched files, perf on `cargo bench --bench many_files`). A stream names itself
-//! in the registry's dirty list when it changes after a save ([`ack::StreamState`]), so a
+//! in the registry's dirty list when it changes after a save (`ack::StreamState`), so a
 //! save visits the changed streams only (locking all 10,000 to look was then most of a
 //! save).
 //!

@@ -137,6 +137,8 @@ struct Reader {
     next_eof_poll: Instant,
     /// When the lag gauges are next computed (they visit every watched file).
     next_lag: Instant,
+    /// When the directories were last walked.
+    last_scan: Instant,
     /// Matched files found at start to hold a saved position of another identity (a
     /// renumbered device): the offset they resume at.
     adopted: HashMap<(u64, u64), u64>,
@@ -209,6 +211,7 @@ impl Reader {
             watching: false,
             next_eof_poll: Instant::now(),
             next_lag: Instant::now(),
+            last_scan: Instant::now(),
             discovering: false,
             heartbeat,
             buf: vec![0u8; 64 * 1024],
@@ -291,15 +294,50 @@ impl Reader {
                 Err(SendError::Full(back)) => batch = back,
             }
             self.heartbeat.beat(); // waiting on the sinks is not being stuck
-            if self.discovering || Instant::now() < self.next_scan {
+                                   // Notifications are not taken while blocked: walk at the unwatched interval.
+            let interval = self.source.glob_interval.unwrap_or(UNWATCHED_SCAN_INTERVAL);
+            if self.discovering || Instant::now() < self.last_scan + interval {
                 continue;
             }
             self.discovering = true;
             let found = self.scan(false).and_then(|()| self.open_wanted());
-            self.refresh_identities();
+            for id in self.refresh_identities() {
+                self.restart_from_zero(id, "rewritten");
+            }
+            self.check_replaced();
             self.discovering = false;
             self.next_scan = Instant::now() + self.scan_interval();
             found?;
+        }
+    }
+
+    /// While blocked handing a batch on (a sink is down), checks every open file for
+    /// truncation and rewriting, as a read round would at its end: a file copied and
+    /// truncated meanwhile hands its stream over to the copy and starts a stream of its
+    /// own for the new content, so a second copytruncate before the sink is back finds a
+    /// copy of that content too (without it, the content between the two rotations was
+    /// never tracked and was lost: `tests/file_rotation.rs`, copytruncate with small sink
+    /// batches).
+    fn check_replaced(&mut self) {
+        let ids: Vec<(u64, u64)> = self.open.iter().copied().collect();
+        for id in ids {
+            let Some(tailer) = self.files.get(&id) else {
+                continue;
+            };
+            if tailer.gzip.is_some() || tailer.gone_since.is_some() {
+                continue;
+            }
+            let Some(file) = &tailer.file else {
+                continue;
+            };
+            let Ok(metadata) = file.metadata() else {
+                continue;
+            };
+            if metadata.len() < tailer.offset {
+                self.restart_from_zero(id, "truncated");
+            } else if !tailer.fingerprint.matches(file).unwrap_or(true) {
+                self.restart_from_zero(id, "rewritten");
+            }
         }
     }
 

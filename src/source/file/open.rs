@@ -66,6 +66,7 @@ impl Reader {
 
     /// The periodic scan: new files, moved files, files gone from every matched path.
     pub(super) fn scan(&mut self, initial: bool) -> Result<(), Stopped> {
+        self.last_scan = Instant::now();
         let found = self.source.matcher.scan();
         let mut seen_ids = HashSet::with_capacity(found.len());
         let mut new_paths = HashMap::with_capacity(found.len());
