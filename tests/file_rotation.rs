@@ -357,12 +357,13 @@ fn logrotate_copytruncate() {
 /// generation, and both copytruncates happen while it waits: each generation must still
 /// get a stream of its own, so the one copied to `app.log.1` by the second rotation is
 /// read after the restart or reload (it was lost before the wait loop checked for
-/// truncation). Not yet `Stop::None`: when the sink comes back right after the second
-/// rotation, the reader reads the new file's stream, not yet read at all, from content
-/// that replaced it, and that generation is still lost (docs/decisions.md).
+/// truncation), and, with no restart, read when the sink comes back (it was lost before
+/// the reader checked a file's content again after waiting on the sinks: the stream of
+/// the second generation, not read at all yet, was read from the content that replaced
+/// it).
 #[test]
 fn logrotate_copytruncate_while_blocked() {
-    for stop in [Stop::Term, Stop::Kill9, Stop::Reload] {
+    for stop in STOPS {
         let setup = Setup::new("app.log").with_batch("{ timeout_ms: 100, max_events: 2000 }");
         logrotate_survives_with("copytruncate", stop, setup);
     }

@@ -130,6 +130,11 @@ struct Reader {
     open: HashSet<(u64, u64)>,
     /// Open files at their end that a change notification named since the last round.
     notified: HashSet<(u64, u64)>,
+    /// Open files not at their end whose content is checked before their next read: the
+    /// files open when a send had to wait on the sinks (any of them may have been
+    /// truncated or rewritten meanwhile, and a stream must not read content that replaced
+    /// what it fingerprinted).
+    recheck: HashSet<(u64, u64)>,
     /// Whether change notifications cover every root the globs read (else every open file
     /// at its end is checked every round).
     watching: bool,
@@ -208,6 +213,7 @@ impl Reader {
             known_paths: HashSet::new(),
             next_scan: Instant::now(),
             notified: HashSet::new(),
+            recheck: HashSet::new(),
             watching: false,
             next_eof_poll: Instant::now(),
             next_lag: Instant::now(),
@@ -281,18 +287,30 @@ impl Reader {
     /// Sends a batch, waiting while the pipeline is full. While it waits (a sink is down:
     /// the files are the buffer), new files are still found and their identities saved, so
     /// a file created and rotated away meanwhile is not missed.
+    /// After a wait, every open file's content is checked again before its next read
+    /// (`recheck`).
     fn send(&mut self, stream_hash: u64, batch: Batch) -> Result<(), Stopped> {
         let mut batch = batch;
+        let mut waited = false;
         loop {
             match self
                 .ctx
                 .out
                 .send_or_wait(stream_hash, batch, Duration::from_millis(200))
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if waited {
+                        let files = &self.files;
+                        let unfinished = |id: &(u64, u64)| files.get(id).is_some_and(|t| !t.at_eof);
+                        self.recheck
+                            .extend(self.open.iter().filter(|id| unfinished(id)));
+                    }
+                    return Ok(());
+                }
                 Err(SendError::Stopped) => return Err(Stopped),
                 Err(SendError::Full(back)) => batch = back,
             }
+            waited = true;
             self.heartbeat.beat(); // waiting on the sinks is not being stuck
                                    // Notifications are not taken while blocked: walk at the unwatched interval.
             let interval = self.source.glob_interval.unwrap_or(UNWATCHED_SCAN_INTERVAL);
@@ -321,24 +339,38 @@ impl Reader {
     fn check_replaced(&mut self) {
         let ids: Vec<(u64, u64)> = self.open.iter().copied().collect();
         for id in ids {
-            let Some(tailer) = self.files.get(&id) else {
-                continue;
+            let size = match self.files.get(&id) {
+                Some(tailer) if tailer.gzip.is_none() && tailer.gone_since.is_none() => {
+                    tailer.file.as_ref().and_then(|file| file.metadata().ok())
+                }
+                _ => None,
             };
-            if tailer.gzip.is_some() || tailer.gone_since.is_some() {
-                continue;
-            }
-            let Some(file) = &tailer.file else {
-                continue;
-            };
-            let Ok(metadata) = file.metadata() else {
-                continue;
-            };
-            if metadata.len() < tailer.offset {
-                self.restart_from_zero(id, "truncated");
-            } else if !tailer.fingerprint.matches(file).unwrap_or(true) {
-                self.restart_from_zero(id, "rewritten");
+            if let Some(metadata) = size {
+                self.restart_if_replaced(id, metadata.len());
             }
         }
+    }
+
+    /// Restarts `id`'s stream from the file's start (handing what it had not read over to
+    /// a copy, if one is there: copytruncate) when the file no longer holds what the stream
+    /// read: a `size` below the read offset (truncated) or other first bytes (rewritten).
+    /// Returns whether it did.
+    fn restart_if_replaced(&mut self, id: (u64, u64), size: u64) -> bool {
+        let Some(tailer) = self.files.get(&id) else {
+            return false;
+        };
+        let Some(file) = &tailer.file else {
+            return false;
+        };
+        let why = if size < tailer.offset {
+            "truncated"
+        } else if !tailer.fingerprint.matches(file).unwrap_or(true) {
+            "rewritten"
+        } else {
+            return false;
+        };
+        self.restart_from_zero(id, why);
+        true
     }
 
     /// One turn for every open file. Returns bytes read.
@@ -386,7 +418,8 @@ impl Reader {
     /// (`poll_all`): so the cost follows the files written, not the files watched. No
     /// growth, no read. A size below the read offset is a truncation; growth after being at
     /// the end checks the first bytes first, so a file truncated and rewritten past the old
-    /// offset is not read from the middle.
+    /// offset is not read from the middle. A file not at its end is read on, after the same
+    /// check if the reader waited on the sinks since its last read (`recheck`).
     fn has_news(&mut self, id: (u64, u64), poll_all: bool) -> bool {
         let Some(tailer) = self.files.get(&id) else {
             return false;
@@ -398,6 +431,11 @@ impl Reader {
             return false;
         };
         if !tailer.at_eof {
+            if self.recheck.remove(&id) && tailer.gone_since.is_none() {
+                if let Ok(metadata) = file.metadata() {
+                    self.restart_if_replaced(id, metadata.len());
+                }
+            }
             return true;
         }
         if !poll_all && tailer.gone_since.is_none() && !self.notified.remove(&id) {
@@ -413,13 +451,7 @@ impl Reader {
         if tailer.gone_since.is_some() && size < tailer.offset {
             return false; // rotated away: nothing more to read in it
         }
-        if size < tailer.offset {
-            self.restart_from_zero(id, "truncated");
-            return true;
-        }
-        if !tailer.fingerprint.matches(file).unwrap_or(true) {
-            self.restart_from_zero(id, "rewritten");
-        }
+        self.restart_if_replaced(id, size);
         true
     }
 
