@@ -33,6 +33,42 @@ use super::Value;
 /// A field name: borrowed for `'static` names (no allocation per event), owned otherwise.
 pub type Key = Cow<'static, str>;
 
+/// Bytes of names [`intern`] made `'static`, process-wide.
+const MAX_INTERNED_BYTES: usize = 64 << 10;
+/// Longest name [`intern`] makes `'static`.
+const MAX_INTERNED_KEY: usize = 128;
+
+/// Names made `'static` by [`intern`] (leaked, at most [`MAX_INTERNED_BYTES`]), sorted, and
+/// their total size.
+static INTERNED: std::sync::Mutex<(Vec<&'static str>, usize)> =
+    std::sync::Mutex::new((Vec::new(), 0));
+
+/// A `'static` [`Key`] for a name set on many events: a field name from the configuration
+/// (a `parse_regex` capture, a `set` field) or an attribute key a sender repeats. Cloning
+/// it into each event then costs no allocation, and spending the event no free. The same
+/// name gives the same leaked text every time (a reload builds its transforms again), and
+/// past [`MAX_INTERNED_BYTES`] in all (a sender inventing keys) new names are owned strings:
+/// slower, never more memory.
+pub fn intern(name: &str) -> Key {
+    if name.len() > MAX_INTERNED_KEY {
+        return Key::Owned(name.to_owned());
+    }
+    // A poisoned lock only means another thread panicked while holding it: the list is
+    // still valid (each insert is complete or absent).
+    let mut interned = INTERNED.lock().unwrap_or_else(|poison| poison.into_inner());
+    let (names, bytes) = &mut *interned;
+    match names.binary_search(&name) {
+        Ok(i) => Key::Borrowed(names[i]),
+        Err(i) if *bytes + name.len() <= MAX_INTERNED_BYTES => {
+            let leaked: &'static str = Box::leak(Box::from(name));
+            names.insert(i, leaked);
+            *bytes += name.len();
+            Key::Borrowed(leaked)
+        }
+        Err(_) => Key::Owned(name.to_owned()),
+    }
+}
+
 /// Named values sorted by name, each name at most once.
 #[derive(Clone, Default)]
 pub struct Map {
@@ -487,6 +523,32 @@ impl fmt::Debug for Map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interned_names_are_static_until_the_budget_is_spent() {
+        assert!(matches!(
+            intern("map.test.own"),
+            Key::Borrowed("map.test.own")
+        ));
+        let long = "k".repeat(MAX_INTERNED_KEY + 1);
+        assert!(matches!(intern(&long), Key::Owned(ref text) if *text == long));
+        // Fill the budget (shared by the process: other tests may have used some).
+        let mut n = 0;
+        loop {
+            let name = format!("map.test.fill.{n:0>100}");
+            n += 1;
+            if matches!(intern(&name), Key::Owned(_)) {
+                break;
+            }
+            assert!(n < MAX_INTERNED_BYTES, "the budget is never spent");
+        }
+        assert!(matches!(intern("map.test.own"), Key::Borrowed(_)), "kept");
+        // What is left is under a filler's size, so a key as long as the longest one kept
+        // does not fit.
+        let after = format!("map.test.after.{:0>113}", 0);
+        assert_eq!(after.len(), MAX_INTERNED_KEY);
+        assert!(matches!(intern(&after), Key::Owned(_)));
+    }
 
     #[test]
     fn merge_sorted_adds_and_replaces_in_order() {

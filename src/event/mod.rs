@@ -16,7 +16,7 @@ mod recycle;
 mod stream;
 mod timestamp;
 
-pub use map::{Key, Map, Shared};
+pub use map::{intern, Key, Map, Shared};
 pub use recycle::{Home, Recycler, RETURNED_BATCHES, RETURNED_EVENTS};
 pub use stream::StreamName;
 pub use timestamp::{civil_from_days, days_from_civil, Timestamp, RFC3339_MAX};
@@ -81,6 +81,21 @@ impl Value {
             Value::Int(n) => std::borrow::Cow::Owned(n.to_string()),
             Value::Float(x) => std::borrow::Cow::Owned(x.to_string()),
             other => std::borrow::Cow::Owned(serde_json::to_string(other).unwrap_or_default()),
+        }
+    }
+
+    /// Appends the value as [`Value::to_text`] renders it, without allocating for numbers
+    /// (what templates do for every event).
+    pub fn push_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Value::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Float(x) => {
+                let _ = write!(out, "{x}");
+            }
+            other => out.push_str(&other.to_text()),
         }
     }
 }
@@ -241,6 +256,16 @@ impl LogEvent {
             return;
         }
         self.fields.insert(name.to_owned(), value.into());
+    }
+
+    /// Sets a field by [`Key`] (an [`intern`]ed name costs no allocation); `message` sets
+    /// the message.
+    pub fn insert_key(&mut self, key: &Key, value: Value) {
+        if key == "message" {
+            self.message = value;
+            return;
+        }
+        self.fields.insert(key.clone(), value);
     }
 
     /// Removes a field; removing `message` leaves it `Null`.

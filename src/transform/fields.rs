@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::template::Template;
-use crate::event::{Event, LogEvent, Value};
+use crate::event::{intern, Event, Key, LogEvent, Value};
 
 /// `type: set` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,11 +67,12 @@ impl SetConfig {
                 }
                 other => NewValue::Fixed(Value::from(other.clone())),
             };
-            fields.push((name.clone(), value));
+            fields.push((intern(name), value));
         }
         Ok(Set {
             fields: fields.into(),
             overwrite: self.overwrite,
+            rendered: Vec::new(),
         })
     }
 }
@@ -79,31 +80,31 @@ impl SetConfig {
 /// A built set transform.
 #[derive(Debug, Clone)]
 pub struct Set {
-    fields: Arc<[(String, NewValue)]>,
+    /// Names (interned: setting them allocates nothing) and values.
+    fields: Arc<[(Key, NewValue)]>,
     overwrite: bool,
+    /// The values for one event, reused from event to event.
+    rendered: Vec<Option<Value>>,
 }
 
 impl Set {
     /// Sets the fields on each log event. Templates see the event as it was before this
     /// transform.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
+        let (fields, overwrite, rendered) = (&self.fields, self.overwrite, &mut self.rendered);
         for_each_log(events, out, |log| {
-            let rendered: Vec<Option<Value>> = self
-                .fields
-                .iter()
-                .map(|(name, value)| {
-                    if !self.overwrite && log.get(name).is_some_and(|v| *v != Value::Null) {
-                        return None;
-                    }
-                    Some(match value {
-                        NewValue::Fixed(value) => value.clone(),
-                        NewValue::Template(template) => Value::String(template.render(log)),
-                    })
+            rendered.extend(fields.iter().map(|(name, value)| {
+                if !overwrite && log.get(name).is_some_and(|v| *v != Value::Null) {
+                    return None;
+                }
+                Some(match value {
+                    NewValue::Fixed(value) => value.clone(),
+                    NewValue::Template(template) => Value::String(template.render(log)),
                 })
-                .collect();
-            for ((name, _), value) in self.fields.iter().zip(rendered) {
+            }));
+            for ((name, _), value) in fields.iter().zip(rendered.drain(..)) {
                 if let Some(value) = value {
-                    log.insert(name, value);
+                    log.insert_key(name, value);
                 }
             }
         });
@@ -171,7 +172,12 @@ impl RenameConfig {
             anyhow::ensure!(from != to, "fields.{from}: renamed to itself");
         }
         Ok(Rename {
-            fields: self.fields.clone().into_iter().collect::<Vec<_>>().into(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(from, to)| (from.clone(), intern(to)))
+                .collect::<Vec<_>>()
+                .into(),
         })
     }
 }
@@ -179,7 +185,8 @@ impl RenameConfig {
 /// A built rename transform.
 #[derive(Debug, Clone)]
 pub struct Rename {
-    fields: Arc<[(String, String)]>,
+    /// (from, to); the new names interned.
+    fields: Arc<[(String, Key)]>,
 }
 
 impl Rename {
@@ -191,7 +198,7 @@ impl Rename {
                     continue;
                 }
                 if let Some(value) = log.remove(from) {
-                    log.insert(to, value);
+                    log.insert_key(to, value);
                 }
             }
         });

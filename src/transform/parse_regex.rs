@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use super::timestamp::TimeFormat;
 use super::TransformContext;
-use crate::event::{Event, LogEvent, Timestamp, Value};
+use crate::event::{intern, Event, Key, LogEvent, Timestamp, Value};
 use crate::telemetry::Counter;
 
 /// `type: parse_regex` settings.
@@ -119,8 +119,9 @@ fn parse_bool(text: &str) -> Option<bool> {
 #[derive(Debug)]
 struct Pattern {
     regex: Regex,
-    /// (group index, field name, conversion) of every named group.
-    captures: Vec<(usize, String, Option<Conversion>)>,
+    /// (group index, field name, conversion) of every named group. The names are interned:
+    /// setting them on each event allocates only the captured text.
+    captures: Vec<(usize, Key, Option<Conversion>)>,
 }
 
 impl ParseRegexConfig {
@@ -147,7 +148,7 @@ impl ParseRegexConfig {
                 .enumerate()
                 .filter_map(|(index, name)| {
                     let name = name?;
-                    Some((index, name.to_owned(), conversions.get(name).cloned()))
+                    Some((index, intern(name), conversions.get(name).cloned()))
                 })
                 .collect();
             if !is_one_pass(source) {
@@ -265,7 +266,7 @@ impl ParseRegex {
                 if name == "timestamp" {
                     set_event_time(log, &value);
                 }
-                log.insert(name, value);
+                log.insert_key(name, value);
             }
         }
         let found = matched.is_some();

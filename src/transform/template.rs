@@ -99,7 +99,7 @@ impl Template {
                 Part::Literal(text) => out.push_str(text),
                 Part::Field(name) => {
                     if let Some(value) = event.lookup(name) {
-                        out.push_str(&value.to_text());
+                        value.push_text(out);
                     }
                 }
             }

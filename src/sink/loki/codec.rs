@@ -122,11 +122,14 @@ impl LokiCodec {
                 .tenant
                 .as_ref()
                 .is_none_or(|t| t.as_static().is_some());
-        // The last event's stream (fingerprint, group, sent to the overflow stream): events
-        // of one stream mostly come together, and the same stream gets the same answer
-        // from `admit` within one call (the table only grows, and a refused stream is
-        // refused again until the next sweep, 10 s on).
+        // Each stream's (group, sent to the overflow stream) by fingerprint, and the last
+        // event's: events of one stream mostly come together, and the same stream gets the
+        // same answer from `admit` within one call (the table only grows, and a refused
+        // stream is refused again until the next sweep, 10 s on). So labels are rendered,
+        // joined and admitted once per stream and call, not at every change of stream (a
+        // `status` label alternates on most lines of an access log).
         let (mut fingerprint, mut scratch) = (Vec::new(), String::new());
+        let mut seen: HashMap<Vec<u8>, (usize, bool)> = HashMap::new();
         let mut last: Option<(Vec<u8>, usize, bool)> = None;
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else {
@@ -138,20 +141,30 @@ impl LokiCodec {
                 continue;
             }
             settings.stream_fingerprint(log, &mut scratch, &mut fingerprint);
-            if let Some((known, at, overflowed)) = &last {
-                if *known == fingerprint {
-                    if *overflowed {
-                        self.overflow.inc();
-                    }
-                    groups[*at].items.push(i);
-                    continue;
+            let known = match &last {
+                Some((known, at, overflowed)) if *known == fingerprint => Some((*at, *overflowed)),
+                _ => seen.get(&fingerprint).copied(),
+            };
+            let (at, overflowed) = match known {
+                Some(found) => found,
+                None => {
+                    let found = self.stream_of(log, &mut groups, &mut index, now_secs);
+                    seen.insert(fingerprint.clone(), found);
+                    found
                 }
+            };
+            if overflowed && known.is_some() {
+                self.overflow.inc(); // stream_of counted the first
             }
-            let (at, overflowed) = self.stream_of(log, &mut groups, &mut index, now_secs);
             groups[at].items.push(i);
-            let mut known = last.take().map(|(known, ..)| known).unwrap_or_default();
-            std::mem::swap(&mut known, &mut fingerprint);
-            last = Some((known, at, overflowed));
+            if last
+                .as_ref()
+                .is_none_or(|(known, ..)| *known != fingerprint)
+            {
+                let mut previous = last.take().map(|(known, ..)| known).unwrap_or_default();
+                previous.clone_from(&fingerprint);
+                last = Some((previous, at, overflowed));
+            }
         }
         (groups, dropped)
     }

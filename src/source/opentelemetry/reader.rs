@@ -281,41 +281,15 @@ pub(super) const COMMON_KEYS: &[&str] = &[
     "user.id",
 ];
 
-/// Bytes of attribute keys outside [`COMMON_KEYS`] given a `'static` name, process-wide.
-const MAX_INTERNED_BYTES: usize = 64 << 10;
-/// Longest key given one.
-const MAX_INTERNED_KEY: usize = 128;
-
-/// Keys outside [`COMMON_KEYS`] made `'static` (leaked, at most [`MAX_INTERNED_BYTES`]),
-/// and their total size.
-static INTERNED: std::sync::Mutex<(Vec<&'static str>, usize)> =
-    std::sync::Mutex::new((Vec::new(), 0));
-
 /// The field name for an attribute key: static for [`COMMON_KEYS`], and for the first
 /// other keys seen (an application's own attributes, the same on every record): a plan's
 /// names are copied into every event, and a static one costs no allocation there, nor a
-/// free when the event is spent. Past [`MAX_INTERNED_BYTES`] (a sender inventing keys),
-/// new keys are owned strings: slower, never more memory.
+/// free when the event is spent. Past [`crate::event::intern`]'s budget (a sender inventing
+/// keys), new keys are owned strings: slower, never more memory.
 pub(super) fn key(name: &str) -> Key {
-    if let Ok(i) = COMMON_KEYS.binary_search(&name) {
-        return Key::Borrowed(COMMON_KEYS[i]);
-    }
-    if name.len() > MAX_INTERNED_KEY {
-        return Key::Owned(name.to_owned());
-    }
-    // A poisoned lock only means another thread panicked while holding it: the list is
-    // still valid (each push is complete or absent).
-    let mut interned = INTERNED.lock().unwrap_or_else(|poison| poison.into_inner());
-    let (keys, bytes) = &mut *interned;
-    match keys.binary_search(&name) {
-        Ok(i) => Key::Borrowed(keys[i]),
-        Err(i) if *bytes + name.len() <= MAX_INTERNED_BYTES => {
-            let leaked: &'static str = Box::leak(Box::from(name));
-            keys.insert(i, leaked);
-            *bytes += name.len();
-            Key::Borrowed(leaked)
-        }
-        Err(_) => Key::Owned(name.to_owned()),
+    match COMMON_KEYS.binary_search(&name) {
+        Ok(i) => Key::Borrowed(COMMON_KEYS[i]),
+        Err(_) => crate::event::intern(name),
     }
 }
 
@@ -370,30 +344,8 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_static_until_the_budget_is_spent() {
+    fn common_keys_are_static() {
         assert!(matches!(key("service.name"), Key::Borrowed("service.name")));
-        assert!(matches!(
-            key("reader.test.own"),
-            Key::Borrowed("reader.test.own")
-        ));
-        let long = "k".repeat(MAX_INTERNED_KEY + 1);
-        assert!(matches!(key(&long), Key::Owned(ref text) if *text == long));
-        // Fill the budget (shared by the process: other tests may have used some).
-        let mut n = 0;
-        loop {
-            let name = format!("reader.test.fill.{n:0>100}");
-            n += 1;
-            if matches!(key(&name), Key::Owned(_)) {
-                break;
-            }
-            assert!(n < MAX_INTERNED_BYTES, "the budget is never spent");
-        }
-        assert!(matches!(key("reader.test.own"), Key::Borrowed(_)), "kept");
-        // What is left is under a filler's size, so a key as long as the longest one kept
-        // does not fit.
-        let after = format!("reader.test.after.{:0>110}", 0);
-        assert_eq!(after.len(), MAX_INTERNED_KEY);
-        assert!(matches!(key(&after), Key::Owned(_)));
     }
 
     #[test]
