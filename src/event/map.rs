@@ -47,7 +47,7 @@ static INTERNED: std::sync::Mutex<(Vec<&'static str>, usize)> =
 /// (a `parse_regex` capture, a `set` field) or an attribute key a sender repeats. Cloning
 /// it into each event then costs no allocation, and spending the event no free. The same
 /// name gives the same leaked text every time (a reload builds its transforms again), and
-/// past [`MAX_INTERNED_BYTES`] in all (a sender inventing keys) new names are owned strings:
+/// past 64 KiB of names in all (a sender inventing keys) new names are owned strings:
 /// slower, never more memory.
 pub fn intern(name: &str) -> Key {
     if name.len() > MAX_INTERNED_KEY {

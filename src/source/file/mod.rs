@@ -27,8 +27,11 @@
 //! - A file gone with unread bytes (deleted before it was read) is the only loss: counted
 //!   in `sluice_file_lost_bytes_total{reason}` and logged at ERROR.
 //! - While a send waits on a full pipeline (a sink is down: the files are the buffer),
-//!   new files are still found and their identities saved, so a file created and rotated
-//!   away during the outage is read afterwards.
+//!   new files are still found and their identities saved, and open files are checked for
+//!   truncation, so a file created, or copied and truncated, and rotated away during the
+//!   outage is read afterwards. After the wait, each unfinished file's size and first
+//!   bytes are checked again before its next read: a stream never reads content that
+//!   replaced what it fingerprinted.
 //! - `read_from` applies only to files found by the first scan that have no checkpoint and
 //!   are not at a path a saved position had (a rotation's successor is read from its
 //!   start); files that appear later are new and read from their start.
