@@ -947,3 +947,43 @@ fn deb_builds_installs_and_purges() {
         "the sluice user is removed on purge"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// link order (packaging/symbol-order)
+
+/// `trace_functions.py`, which made `symbol-order.txt`, lists the functions a run of the
+/// agent went through, first run first, and the run itself is unchanged by the tracing
+/// (`sluice --version` prints the same line).
+#[test]
+fn trace_functions_lists_the_functions_a_run_went_through() {
+    let binary = env!("CARGO_BIN_EXE_sluice");
+    let output = Command::new("python3")
+        .arg("packaging/symbol-order/trace_functions.py")
+        .args(["20", binary, "--version"])
+        .output()
+        .expect("run python3 (apt-get install python3)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let functions: Vec<&str> = std::str::from_utf8(&output.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    assert!(
+        stderr.contains(&format!("sluice {}", env!("CARGO_PKG_VERSION"))),
+        "{stderr}"
+    );
+    assert_eq!(functions.first(), Some(&"_start"), "{stderr}");
+    let position = |part: &str| {
+        functions
+            .iter()
+            .position(|f| f.contains(part))
+            .unwrap_or_else(|| panic!("no function with {part:?} in {} listed", functions.len()))
+    };
+    // The agent's own main, after the C runtime's entry, and its argument parsing after it.
+    assert!(position("__libc_start_main") < position("6sluice4main"));
+    assert!(position("6sluice4main") < position("6sluice3cli4args"));
+    // Each function once, and far fewer than the binary has: only what ran.
+    let unique: std::collections::HashSet<&&str> = functions.iter().collect();
+    assert_eq!(unique.len(), functions.len());
+    assert!(functions.len() < 5_000, "{} functions", functions.len());
+}

@@ -1,0 +1,24 @@
+//! Link order of the agent's code: the functions it runs at start-up and while idle are
+//! placed first and together (`packaging/symbol-order/`), so the pages of code an idle agent
+//! has mapped are the ones it uses. Without an order they are spread over the whole 7.5 MB
+//! `.text`, and the kernel maps 64 KiB around each page touched: idle RSS was mostly the
+//! binary's code (see docs/decisions.md, "Code layout").
+//!
+//! Only where the linker is LLD (the default for x86_64 glibc Linux since Rust 1.90). Names
+//! the build does not have (another compiler version, changed code) are skipped silently:
+//! the order then covers less, nothing breaks.
+
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let order = format!("{dir}/packaging/symbol-order/symbol-order.txt");
+    println!("cargo:rerun-if-changed={order}");
+    println!("cargo:rerun-if-changed=build.rs");
+    let cfg = |name: &str| std::env::var(name).unwrap_or_default();
+    let lld_by_default = cfg("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && cfg("CARGO_CFG_TARGET_OS") == "linux"
+        && cfg("CARGO_CFG_TARGET_ENV") == "gnu";
+    if lld_by_default && std::path::Path::new(&order).exists() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={order}");
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
+}

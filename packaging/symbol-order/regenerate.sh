@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Rewrites symbol-order.txt: the functions the release and bench builds of the agent run at
+# start-up and while idle (four pipelines: bare, the embedded default, one file -> Loki,
+# the Debian package's host agent; /health and /metrics asked once), first run first.
+# Needs python3 and nm; takes a few minutes (two fat-LTO links). Run from the repository
+# root after a dependency or compiler change (symbol names carry hashes of both: stale
+# names are skipped by the linker, so an old file only covers less).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=packaging/symbol-order
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+triple=$(rustc -vV | sed -n 's/^host: //p')
+
+# The release build with its symbol table (-C strip=none keeps every name as it is).
+cargo rustc --release --bin sluice -- -C strip=none
+cp "target/$triple/release/sluice" "$work/release"
+# The bench build (dev-dependencies change dependency features, so other names): its
+# rustc command line, run again keeping the symbol table.
+touch src/main.rs
+cargo bench --bench e2e --no-run -v 2>&1 |
+  sed -n 's/^ *Running `\(.*--crate-name sluice .*src\/main.rs.*\)`$/\1/p' > "$work/bench.sh"
+sed -i "s/-C strip=symbols/-C strip=none/; s|--out-dir [^ ]*|--out-dir $work/bench-out|" "$work/bench.sh"
+mkdir -p "$work/bench-out"
+CARGO_PKG_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) \
+  CARGO_PKG_NAME=sluice CARGO_CRATE_NAME=sluice CARGO_MANIFEST_DIR="$PWD" bash "$work/bench.sh"
+find "$work/bench-out" -type f -name 'sluice-*' ! -name '*.d' -exec cp {} "$work/bench" \;
+
+mkdir -p "$work/in" && : > "$work/in/app.log"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+api=127.0.0.1:$(port)
+cat > "$work/bare.yaml" <<YAML
+data_dir: $work/data
+api: { address: "$api" }
+pipelines:
+  idle:
+    sources:
+      - { type: demo, rate: 0.001 }
+    sinks:
+      - { type: blackhole }
+YAML
+cat > "$work/loki.yaml" <<YAML
+data_dir: $work/data
+api: { address: "$api" }
+pipelines:
+  idle:
+    sources:
+      - { type: file, include: ["$work/in/*.log"] }
+    sinks:
+      - { type: loki, endpoint: "http://127.0.0.1:$(port)" }
+YAML
+: > "$work/all"
+for build in release bench; do
+  for config in bare.yaml "" loki.yaml "$PWD/pipelines/host-agent.yaml"; do
+    rm -rf "$work/data" && mkdir -p "$work/data"
+    args=(run)
+    [ -n "$config" ] && args+=(-c "$([ -f "$work/$config" ] && echo "$work/$config" || echo "$config")")
+    SLUICE_LOG=warn SLUICE_DATA_DIR="$work/data" SLUICE_API_ADDRESS="$api" \
+      SLUICE_SYSLOG_ADDRESS=127.0.0.1:$(port) SYSLOG_UDP_ADDRESS=127.0.0.1:$(port) \
+      SYSLOG_TCP_ADDRESS=127.0.0.1:$(port) \
+      python3 "$here/trace_functions.py" 10 "$work/$build" "${args[@]}" >> "$work/all" &
+    sleep 6
+    curl -s -m 2 "http://$api/health" > /dev/null || true
+    curl -s -m 2 "http://$api/metrics" > /dev/null || true
+    wait
+  done
+done
+awk 'NF && !seen[$0]++' "$work/all" > "$here/symbol-order.txt"
+wc -l "$here/symbol-order.txt"
