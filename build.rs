@@ -13,11 +13,23 @@ fn main() {
     let order = format!("{dir}/packaging/symbol-order/symbol-order.txt");
     println!("cargo:rerun-if-changed={order}");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=SLUICE_NO_SYMBOL_ORDER");
     let cfg = |name: &str| std::env::var(name).unwrap_or_default();
     let lld_by_default = cfg("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && cfg("CARGO_CFG_TARGET_OS") == "linux"
         && cfg("CARGO_CFG_TARGET_ENV") == "gnu";
-    if lld_by_default && std::path::Path::new(&order).exists() {
+    // A build that opts out of LLD (`-C linker-features=-lld`, another linker) or asks for
+    // no order (`SLUICE_NO_SYMBOL_ORDER=1`, e.g. to measure without it) gets none.
+    let flags = cfg("CARGO_ENCODED_RUSTFLAGS");
+    let other_linker = [
+        "linker-features=-lld",
+        "link-self-contained=-linker",
+        "linker=",
+    ]
+    .iter()
+    .any(|flag| flags.contains(flag));
+    let wanted = std::env::var_os("SLUICE_NO_SYMBOL_ORDER").is_none();
+    if lld_by_default && !other_linker && wanted && std::path::Path::new(&order).exists() {
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={order}");
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }
