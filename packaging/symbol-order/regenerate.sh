@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rewrites symbol-order.txt: the functions the release and bench builds of the agent run at
-# start-up and while idle (four pipelines: bare, the embedded default, one file -> Loki,
-# the Debian package's host agent; /health and /metrics asked once), first run first.
-# Needs python3 and nm; takes a few minutes (two fat-LTO links). Run from the repository
+# Rewrites symbol-order.txt: the functions the release, bench and small builds of the agent run at
+# start-up and while idle (five pipelines: bare, the embedded default, one file -> Loki,
+# the Debian package's host agent, the IoT gateway; /health and /metrics asked once),
+# first run first.
+# Needs python3 and nm; takes a few minutes (three fat-LTO links). Run from the repository
 # root after a dependency or compiler change (symbol names carry hashes of both: stale
 # names are skipped by the linker, so an old file only covers less).
 set -euo pipefail
@@ -12,9 +13,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 triple=$(rustc -vV | sed -n 's/^host: //p')
 
-# The release build with its symbol table (-C strip=none keeps every name as it is).
+# The release and the gateway's size-optimised build with their symbol tables
+# (-C strip=none keeps every name as it is).
 cargo rustc --release --bin sluice -- -C strip=none
 cp "target/$triple/release/sluice" "$work/release"
+cargo rustc --profile small --bin sluice -- -C strip=none
+cp "target/$triple/small/sluice" "$work/small"
 # The bench build (dev-dependencies change dependency features, so other names): its
 # rustc command line, run again keeping the symbol table.
 touch src/main.rs
@@ -50,8 +54,9 @@ pipelines:
       - { type: loki, endpoint: "http://127.0.0.1:$(port)" }
 YAML
 : > "$work/all"
-for build in release bench; do
-  for config in bare.yaml "" loki.yaml "$PWD/pipelines/host-agent.yaml"; do
+for build in release bench small; do
+  for config in bare.yaml "" loki.yaml "$PWD/pipelines/host-agent.yaml" \
+    "$PWD/pipelines/iot-gateway.yaml"; do
     rm -rf "$work/data" && mkdir -p "$work/data"
     args=(run)
     [ -n "$config" ] && args+=(-c "$([ -f "$work/$config" ] && echo "$work/$config" || echo "$config")")
