@@ -5,8 +5,9 @@
 //! binary's code (see docs/decisions.md, "Code layout").
 //!
 //! Only where the linker is LLD (the default for x86_64 glibc Linux since Rust 1.90). Names
-//! the build does not have (another compiler version, changed code) are skipped silently:
-//! the order then covers less, nothing breaks.
+//! the build does not have are skipped silently (symbol names carry hashes of the compiler's
+//! and dependencies' versions; functions added since the list was made are not in it): the
+//! order then covers less, nothing breaks. `regenerate.sh` makes the list again.
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();

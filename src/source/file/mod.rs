@@ -357,23 +357,21 @@ impl Reader {
     /// Restarts `id`'s stream from the file's start (handing what it had not read over to
     /// a copy, if one is there: copytruncate) when the file no longer holds what the stream
     /// read: a `size` below the read offset (truncated) or other first bytes (rewritten).
-    /// Returns whether it did.
-    fn restart_if_replaced(&mut self, id: (u64, u64), size: u64) -> bool {
+    fn restart_if_replaced(&mut self, id: (u64, u64), size: u64) {
         let Some(tailer) = self.files.get(&id) else {
-            return false;
+            return;
         };
         let Some(file) = &tailer.file else {
-            return false;
+            return;
         };
         let why = if size < tailer.offset {
             "truncated"
         } else if !tailer.fingerprint.matches(file).unwrap_or(true) {
             "rewritten"
         } else {
-            return false;
+            return;
         };
         self.restart_from_zero(id, why);
-        true
     }
 
     /// One turn for every open file. Returns bytes read.
@@ -434,7 +432,8 @@ impl Reader {
             return false;
         };
         if !tailer.at_eof {
-            if self.recheck.remove(&id) && tailer.gone_since.is_none() {
+            let marked = !self.recheck.is_empty() && self.recheck.remove(&id);
+            if marked && tailer.gone_since.is_none() {
                 if let Ok(metadata) = file.metadata() {
                     self.restart_if_replaced(id, metadata.len());
                 }
