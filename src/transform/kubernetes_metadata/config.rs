@@ -133,7 +133,7 @@ impl KubernetesMetadataConfig {
                 started: AtomicBool::new(false),
             }),
             last: None,
-            overlay: None,
+            overlays: [None, None],
         })
     }
 

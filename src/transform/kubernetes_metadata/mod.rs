@@ -116,9 +116,11 @@ pub struct KubernetesMetadata {
     /// This worker's last lookup: (uid, namespace, pod), the cache generation, the result.
     /// Batches come from one file at a time, so most events hit it.
     last: Option<(LastKey, u64, Option<Found>)>,
-    /// The fields this worker last added, shared by every event of that pod and container
-    /// (one reference count per event instead of a copy of each field).
-    overlay: Option<Overlay>,
+    /// The fields this worker added last, newest first, each shared by every event of its
+    /// pod and container (one reference count per event instead of a copy of each field).
+    /// Two, because a container's `stdout` and `stderr` lines come over two shared maps
+    /// (the file's, with `stream` set) and interleave.
+    overlays: [Option<Overlay>; 2],
 }
 
 /// The fields added to the events of one pod's container, built once.
@@ -261,14 +263,19 @@ impl KubernetesMetadata {
                         continue;
                     }
                     let under = log.fields.shared();
-                    let overlay = match &self.overlay {
-                        Some(overlay) if overlay.is_for(&pod, ns.as_ref(), container, under) => {
-                            overlay
-                        }
-                        _ => {
+                    let made = self.overlays.iter().position(|overlay| {
+                        overlay
+                            .as_ref()
+                            .is_some_and(|o| o.is_for(&pod, ns.as_ref(), container, under))
+                    });
+                    let overlay = match made {
+                        Some(i) => self.overlays[i].as_ref().expect("found above"),
+                        None => {
                             let added =
                                 fields_of(&pod, ns.as_deref(), container, self.inner.fields);
-                            self.overlay.insert(Overlay {
+                            let [newest, older] = &mut self.overlays;
+                            *older = newest.take();
+                            newest.insert(Overlay {
                                 fields: match under {
                                     Some(under) => under.extended(&added),
                                     None => event::Shared::new(added.clone()),
@@ -310,20 +317,23 @@ impl KubernetesMetadata {
         if !key.matches(last) {
             return None;
         }
-        let overlay = self.overlay.as_ref()?;
-        overlay
-            .is_for(pod, Some(ns), container, under)
-            .then_some(overlay)
+        self.overlays
+            .iter()
+            .flatten()
+            .find(|overlay| overlay.is_for(pod, Some(ns), container, under))
     }
 
     /// The overlay for an event over the very shared fields the overlay was made over (a
     /// line of the same file), while the cache has not changed: no field is looked up.
     fn same_file(&self, log: &LogEvent) -> Option<&Overlay> {
-        let overlay = self.overlay.as_ref()?;
-        let under = overlay.under.as_ref()?;
-        if !overlay.from_under || !log.fields.shared().is_some_and(|s| Arc::ptr_eq(s, under)) {
-            return None;
-        }
+        let shared = log.fields.shared()?;
+        let overlay = self.overlays.iter().flatten().find(|overlay| {
+            overlay.from_under
+                && overlay
+                    .under
+                    .as_ref()
+                    .is_some_and(|under| Arc::ptr_eq(shared, under))
+        })?;
         let (_, pod, ns) = self.last_current()?;
         let current =
             Arc::ptr_eq(&overlay.pod, pod) && same_arc(overlay.namespace.as_ref(), Some(ns));
@@ -623,6 +633,51 @@ mod tests {
             out[1].as_log().unwrap().fields.shared().is_some(),
             "the file's fields are not copied into the line"
         );
+    }
+
+    #[test]
+    fn interleaved_stdout_and_stderr_lines_keep_one_overlay_each() {
+        let mut t = offline("{ type: kubernetes_metadata, wait_for_pod_ms: 0 }");
+        seed(
+            &t,
+            serde_json::json!({"metadata": {"name": "web-1", "namespace": "shop",
+                "uid": "u-web-1", "labels": {"app": "web"}}}),
+            serde_json::json!({"metadata": {"name": "shop"}}),
+        );
+        // What the file source shares: the file's fields, with `stream` per stream.
+        let mut file = Map::new();
+        file.insert("file", Value::from("/var/log/pods/shop_web-1_u/app/0.log"));
+        file.insert("namespace", Value::from("shop"));
+        file.insert("pod", Value::from("web-1"));
+        file.insert("container", Value::from("app"));
+        let file = event::Shared::new(file);
+        let streams =
+            ["stdout", "stderr"].map(|s| file.extended(&Map::from([("stream", Value::from(s))])));
+        let line = |i: usize| {
+            let mut log = LogEvent::new(format!("line {i}"));
+            log.fields = Map::layered(Map::new(), streams[i % 2].clone());
+            Event::Log(log)
+        };
+        let mut out = Vec::new();
+        t.process((0..6).map(line).collect(), &mut out);
+        for (i, event) in out.iter().enumerate() {
+            let log = event.as_log().unwrap();
+            let text = |path: &str| log.lookup(path).map(|v| v.to_text().into_owned());
+            assert_eq!(text("pod_labels.app").as_deref(), Some("web"), "line {i}");
+            let stream = ["stdout", "stderr"][i % 2];
+            assert_eq!(text("stream").as_deref(), Some(stream), "line {i}");
+            assert_eq!(text("pod").as_deref(), Some("web-1"), "line {i}");
+        }
+        let shared = |i: usize| out[i].as_log().unwrap().fields.shared().unwrap().clone();
+        assert!(
+            Arc::ptr_eq(&shared(0), &shared(4)),
+            "stdout lines share one overlay"
+        );
+        assert!(
+            Arc::ptr_eq(&shared(1), &shared(5)),
+            "stderr lines share one overlay"
+        );
+        assert!(!Arc::ptr_eq(&shared(0), &shared(1)));
     }
 
     #[test]

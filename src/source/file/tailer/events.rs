@@ -171,6 +171,18 @@ impl Tailer {
         stamp
     }
 
+    /// The file's shared fields with `stream` set to `stream` (made once per stream).
+    fn stream_fields(&mut self, stream: &'static str) -> std::sync::Arc<crate::event::Shared> {
+        let slot = usize::from(stream == "stderr");
+        let shared = &self.shared_fields;
+        self.stream_fields[slot]
+            .get_or_insert_with(|| {
+                let stream = Map::from([("stream", Value::from(stream))]);
+                shared.extended(&stream)
+            })
+            .clone()
+    }
+
     pub(super) fn pieces_to_events(
         &mut self,
         pieces: Vec<Piece>,
@@ -182,14 +194,20 @@ impl Tailer {
         for piece in pieces {
             let mut fields = Map::new();
             if let Some(name) = &settings.offset_field {
-                fields.insert(name.clone(), Value::Int(piece.start as i64));
+                // `stream` wins over an `offset_field` of its name, as when it was
+                // inserted after it.
+                if piece.stream.is_none() || name != "stream" {
+                    fields.insert(name.clone(), Value::Int(piece.start as i64));
+                }
             }
-            if let Some(stream) = piece.stream {
-                fields.insert("stream", Value::from(stream));
-            }
-            // The file's own fields shadow nothing a line brings (an `offset_field` named
-            // like one of them wins, as it did when it was inserted after them).
-            let fields = Map::layered(fields, self.shared_fields.clone());
+            // The file's fields (and the line's `stream`) shadow nothing a line brings (an
+            // `offset_field` named like one of them wins, as it did when it was inserted
+            // after them).
+            let shared = match piece.stream {
+                Some(stream) => self.stream_fields(stream),
+                None => self.shared_fields.clone(),
+            };
+            let fields = Map::layered(fields, shared);
             let timestamp = match piece.timestamp {
                 Some(timestamp) => timestamp,
                 None => Timestamp(self.stamp_of(piece.start, stamp.0)),

@@ -85,6 +85,10 @@ pub struct Tailer {
     /// The fields every line of the file carries (`file`, and a pod log's `namespace`,
     /// `pod`, `container`, `pod_uid`), shared by its events instead of copied into each.
     shared_fields: Arc<event::Shared>,
+    /// `shared_fields` with `stream` (`stdout`, `stderr`) added, made at the first line of
+    /// each stream: a container log's lines then carry no field of their own (no
+    /// allocation per line, and nothing a transform or sink has to look through first).
+    stream_fields: [Option<Arc<event::Shared>>; 2],
 }
 
 impl Tailer {
@@ -108,6 +112,7 @@ impl Tailer {
             key: key.into(),
             dev_ino,
             shared_fields: shared_fields(&path_text, labels.as_ref()),
+            stream_fields: [None, None],
             labels,
             path_text,
             path,
@@ -138,6 +143,7 @@ impl Tailer {
         self.path_text = path.to_string_lossy().into_owned();
         self.labels = kubernetes::pod_labels(&self.path_text);
         self.shared_fields = shared_fields(&self.path_text, self.labels.as_ref());
+        self.stream_fields = [None, None];
         self.path = path;
     }
 
