@@ -565,6 +565,16 @@ mod tests {
     /// Lines of one file share its fields (as the file source makes them): each gets the
     /// pod's fields over the file's, and a line whose own field names another pod is
     /// enriched for that pod, not for the file's.
+    /// The fields the file source shares among the lines of pod `shop/web-1`'s `app` log.
+    fn web_1_file_fields() -> Arc<event::Shared> {
+        let mut file = Map::new();
+        file.insert("file", Value::from("/var/log/pods/shop_web-1_u/app/0.log"));
+        file.insert("namespace", Value::from("shop"));
+        file.insert("pod", Value::from("web-1"));
+        file.insert("container", Value::from("app"));
+        event::Shared::new(file)
+    }
+
     #[test]
     fn lines_sharing_a_files_fields_are_enriched_for_the_pod_they_name() {
         let mut t = offline("{ type: kubernetes_metadata, wait_for_pod_ms: 0 }");
@@ -576,12 +586,7 @@ mod tests {
                 serde_json::json!({"metadata": {"name": "shop"}}),
             );
         }
-        let mut file = Map::new();
-        file.insert("file", Value::from("/var/log/pods/shop_web-1_u/app/0.log"));
-        file.insert("namespace", Value::from("shop"));
-        file.insert("pod", Value::from("web-1"));
-        file.insert("container", Value::from("app"));
-        let file = event::Shared::new(file);
+        let file = web_1_file_fields();
         let line = |own: &[(&'static str, &str)]| {
             let mut fields = Map::new();
             for (name, value) in own {
@@ -645,12 +650,7 @@ mod tests {
             serde_json::json!({"metadata": {"name": "shop"}}),
         );
         // What the file source shares: the file's fields, with `stream` per stream.
-        let mut file = Map::new();
-        file.insert("file", Value::from("/var/log/pods/shop_web-1_u/app/0.log"));
-        file.insert("namespace", Value::from("shop"));
-        file.insert("pod", Value::from("web-1"));
-        file.insert("container", Value::from("app"));
-        let file = event::Shared::new(file);
+        let file = web_1_file_fields();
         let streams =
             ["stdout", "stderr"].map(|s| file.extended(&Map::from([("stream", Value::from(s))])));
         let line = |i: usize| {

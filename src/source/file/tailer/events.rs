@@ -200,9 +200,9 @@ impl Tailer {
                     fields.insert(name.clone(), Value::Int(piece.start as i64));
                 }
             }
-            // The file's fields (and the line's `stream`) shadow nothing a line brings (an
-            // `offset_field` named like one of them wins, as it did when it was inserted
-            // after them).
+            // The shared fields (the file's, and `stream`) lie under the line's own: an
+            // `offset_field` named like a file field wins, as it did when it was inserted
+            // after them.
             let shared = match piece.stream {
                 Some(stream) => self.stream_fields(stream),
                 None => self.shared_fields.clone(),

@@ -86,8 +86,9 @@ pub struct Tailer {
     /// `pod`, `container`, `pod_uid`), shared by its events instead of copied into each.
     shared_fields: Arc<event::Shared>,
     /// `shared_fields` with `stream` (`stdout`, `stderr`) added, made at the first line of
-    /// each stream: a container log's lines then carry no field of their own (no
-    /// allocation per line, and nothing a transform or sink has to look through first).
+    /// each stream while the file is open: a container log's lines then carry no field of
+    /// their own (no allocation per line, and nothing a transform or sink has to look
+    /// through first).
     stream_fields: [Option<Arc<event::Shared>>; 2],
 }
 
@@ -156,6 +157,8 @@ impl Tailer {
     pub fn close(&mut self) {
         self.file = None;
         self.gzip = None;
+        // Made again at the next line: memory for them follows open files, not watched ones.
+        self.stream_fields = [None, None];
     }
 
     /// Moves this reading state to another file holding the same content (a copytruncate
