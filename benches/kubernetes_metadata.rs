@@ -163,7 +163,7 @@ pipelines:
         .stdout(Stdio::null())
         .spawn()
         .expect("start sluice");
-    let enriching = !transform.is_empty() && transform.contains("kubernetes_metadata");
+    let enriching = transform.contains("type: kubernetes_metadata");
     wait_ready(api, enriching, &mut child);
     // The lines' cost only: start-up (and, with enrichment, the first list) is not per line.
     let at_start = cpu_seconds(child.id());

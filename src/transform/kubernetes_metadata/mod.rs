@@ -562,9 +562,6 @@ mod tests {
         assert_eq!(t.inner.excluded.get(), 1);
     }
 
-    /// Lines of one file share its fields (as the file source makes them): each gets the
-    /// pod's fields over the file's, and a line whose own field names another pod is
-    /// enriched for that pod, not for the file's.
     /// The fields the file source shares among the lines of pod `shop/web-1`'s `app` log.
     fn web_1_file_fields() -> Arc<event::Shared> {
         let mut file = Map::new();
@@ -575,6 +572,9 @@ mod tests {
         event::Shared::new(file)
     }
 
+    /// Lines of one file share its fields (as the file source makes them): each gets the
+    /// pod's fields over the file's, and a line whose own field names another pod is
+    /// enriched for that pod, not for the file's.
     #[test]
     fn lines_sharing_a_files_fields_are_enriched_for_the_pod_they_name() {
         let mut t = offline("{ type: kubernetes_metadata, wait_for_pod_ms: 0 }");
