@@ -107,6 +107,7 @@ impl Watcher {
     /// The cache's pods become the listed ones (their workloads resolved); the others are
     /// deleted.
     async fn replace_pods(&self, pods: Vec<Pod>) {
+        self.prefetch_owners(&pods).await;
         let mut entries = Vec::with_capacity(pods.len());
         for pod in pods {
             entries.push(self.pod_entry(&pod).await);

@@ -26,7 +26,37 @@ pub(super) struct Owner {
     at: Instant,
 }
 
+/// Owner GETs in flight at once when a list resolves its pods' owners.
+const OWNER_GETS_AT_ONCE: usize = 8;
+
 impl Watcher {
+    /// Resolves the owners `pods` name that are not cached yet, each once and up to
+    /// [`OWNER_GETS_AT_ONCE`] at a time, so that a list's pods (then resolved from the
+    /// cache) are in the cache after the slowest GET of each group rather than after all of
+    /// them one by one: lines read before the first list wait for it (2 s at most), and a
+    /// node with dozens of ReplicaSets behind a slow API server would otherwise pass that.
+    pub(super) async fn prefetch_owners(&self, pods: &[Pod]) {
+        if !self.settings.shaping.fields.workload {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let wanted: Vec<(&Pod, &str, &str)> = pods
+            .iter()
+            .filter_map(|pod| {
+                let owner = pod.metadata.controller()?;
+                let needs_get = matches!(owner.kind.as_str(), "ReplicaSet" | "Job");
+                let key = (&owner.kind, &pod.metadata.namespace, &owner.name);
+                (needs_get && seen.insert(key)).then_some((pod, &*owner.kind, &*owner.name))
+            })
+            .collect();
+        for group in wanted.chunks(OWNER_GETS_AT_ONCE) {
+            let gets = group
+                .iter()
+                .map(|&(pod, kind, name)| self.workload(pod, kind, name));
+            join_all(gets).await;
+        }
+    }
+
     /// A pod's cache entry, its workload resolved.
     pub(super) async fn pod_entry(&self, pod: &Pod) -> PodEntry {
         let mut entry = PodEntry::new(pod, &self.settings.shaping);
@@ -100,6 +130,30 @@ impl Watcher {
     }
 }
 
+/// Runs `futures` concurrently on this task until all are done (their outputs dropped).
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) {
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    std::future::poll_fn(|cx| {
+        let mut left = false;
+        for slot in &mut pending {
+            if let Some(future) = slot {
+                if future.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    left = true;
+                }
+            }
+        }
+        if left {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await
+}
+
 /// The workload when its owner object could not be read: a ReplicaSet named
 /// `<deployment>-<pod-template-hash>` whose pods carry that hash belongs to the Deployment
 /// (the Deployment controller names them so); otherwise the owner itself.
@@ -122,6 +176,32 @@ fn infer_workload(pod: &Pod, kind: &str, name: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_all_runs_its_futures_at_once() {
+        // The first future finishes only after the second has run: one after the other
+        // would never end.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let first = async move {
+            done_tx.send(rx.await.unwrap()).unwrap();
+        };
+        let second = async move {
+            tx.send(7).unwrap();
+        };
+        type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+        let jobs: Vec<Job> = vec![Box::pin(first), Box::pin(second)];
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), join_all(jobs))
+                .await
+                .expect("both futures finished")
+        });
+        assert_eq!(done_rx.try_recv(), Ok(7));
+    }
 
     #[test]
     fn infers_the_deployment_from_the_template_hash() {
