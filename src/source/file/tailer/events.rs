@@ -91,7 +91,7 @@ impl Tailer {
             pieces.push(piece);
             return;
         };
-        let slot = usize::from(stream == "stderr");
+        let slot = stream_slot(stream);
         let assembled = match self.partials[slot].take() {
             Some(mut head) => {
                 let room = settings.max_line_bytes.saturating_sub(head.text.len());
@@ -173,7 +173,7 @@ impl Tailer {
 
     /// The file's shared fields with `stream` set to `stream` (made once per stream).
     fn stream_fields(&mut self, stream: &'static str) -> std::sync::Arc<crate::event::Shared> {
-        let slot = usize::from(stream == "stderr");
+        let slot = stream_slot(stream);
         let shared = &self.shared_fields;
         self.stream_fields[slot]
             .get_or_insert_with(|| {
@@ -223,4 +223,10 @@ impl Tailer {
             }));
         }
     }
+}
+
+/// The slot of a container line's stream in the tailer's per-stream state (partial lines,
+/// shared fields): 0 for `stdout`, 1 for `stderr`.
+fn stream_slot(stream: &str) -> usize {
+    usize::from(stream == "stderr")
 }
