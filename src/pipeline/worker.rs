@@ -115,7 +115,8 @@ impl Worker {
     fn apply(&mut self, from: usize, mut events: Vec<Event>) -> Vec<Event> {
         for (index, (transform, metrics)) in self.transforms.iter_mut().enumerate().skip(from) {
             metrics.events_in.add(events.len() as u64);
-            let mut out = Vec::with_capacity(events.len());
+            // Empty: transforms hand the batch's own vector on (`transform::retain_into`).
+            let mut out = Vec::new();
             transform.process(events, &mut out);
             metrics.events_out.add(out.len() as u64);
             self.tap.observe(Point::Transform(index), &out);

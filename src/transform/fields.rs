@@ -207,12 +207,12 @@ impl Rename {
 
 /// Applies `change` to every log event, passing metric events through.
 fn for_each_log(events: Vec<Event>, out: &mut Vec<Event>, mut change: impl FnMut(&mut LogEvent)) {
-    out.extend(events.into_iter().map(|mut event| {
-        if let Event::Log(log) = &mut event {
+    super::retain_into(events, out, |event| {
+        if let Event::Log(log) = event {
             change(log);
         }
-        event
-    }));
+        true
+    });
 }
 
 #[cfg(test)]

@@ -45,10 +45,10 @@ impl Filter {
     /// Keeps matching log events (and every metric event).
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
         let before = out.len() + events.len();
-        out.extend(events.into_iter().filter(|event| match event {
+        super::retain_into(events, out, |event| match event {
             Event::Log(log) => self.condition.matches(log),
             Event::Metric(_) => true,
-        }));
+        });
         self.dropped.add((before - out.len()) as u64);
     }
 }

@@ -112,6 +112,23 @@ macro_rules! transforms {
     };
 }
 
+/// Keeps the events `keep` returns true for, changed in place, and hands them on in `out`:
+/// the batch's own vector when `out` is empty (the worker's case), else appended. Every
+/// transform passes events on through this, so an event is not moved from one vector into
+/// another (about a hundred bytes each, and the writes to a second vector per batch).
+pub(crate) fn retain_into(
+    mut events: Vec<Event>,
+    out: &mut Vec<Event>,
+    keep: impl FnMut(&mut Event) -> bool,
+) {
+    events.retain_mut(keep);
+    if out.is_empty() {
+        *out = events;
+    } else {
+        out.append(&mut events);
+    }
+}
+
 /// The empty `tick` and `flush` of a stateless transform. A stateful transform defines
 /// inherent methods of the same names, which method resolution prefers.
 pub trait Emit {

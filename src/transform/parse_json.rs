@@ -109,18 +109,18 @@ pub(crate) fn parse_each(
     failed: Failed<'_>,
     mut apply: impl FnMut(&mut LogEvent) -> bool,
 ) {
-    for mut event in events {
-        if let Event::Log(log) = &mut event {
+    super::retain_into(events, out, |event| {
+        if let Event::Log(log) = event {
             if !apply(log) {
                 failed.counter.inc();
                 if let Some(dropped) = failed.dropped {
                     dropped.inc();
-                    continue;
+                    return false;
                 }
             }
         }
-        out.push(event);
-    }
+        true
+    });
 }
 
 /// Sorts once (`Extend`), not per key: thousands of parsed keys stay O(n log n).

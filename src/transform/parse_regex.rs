@@ -210,18 +210,18 @@ pub struct ParseRegex {
 impl ParseRegex {
     /// Parses each log event; metric events pass through.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
-        for mut event in events {
-            if let Event::Log(log) = &mut event {
+        super::retain_into(events, out, |event| {
+            if let Event::Log(log) = event {
                 if !self.apply(log) {
                     self.unmatched.inc();
                     if self.drop_unmatched {
                         self.dropped.inc();
-                        continue;
+                        return false;
                     }
                 }
             }
-            out.push(event);
-        }
+            true
+        });
     }
 
     /// Sets the captured fields; false when nothing matched (or the field is missing).

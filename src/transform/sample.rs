@@ -96,15 +96,15 @@ impl Sample {
     /// Keeps the sampled share of the log events, in order.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
         let mut n_dropped = 0;
-        for mut event in events {
-            if let Event::Log(log) = &mut event {
+        super::retain_into(events, out, |event| {
+            if let Event::Log(log) = event {
                 if !self.keep(log) {
                     n_dropped += 1;
-                    continue;
+                    return false;
                 }
             }
-            out.push(event);
-        }
+            true
+        });
         self.dropped.add(n_dropped);
     }
 

@@ -128,14 +128,12 @@ impl Throttle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut n_dropped = 0;
-        for event in events {
-            let Event::Log(log) = &event else {
-                out.push(event);
-                continue;
+        super::retain_into(events, out, |event| {
+            let Event::Log(log) = &*event else {
+                return true;
             };
             if self.exclude.as_ref().is_some_and(|c| c.matches(log)) {
-                out.push(event);
-                continue;
+                return true;
             }
             let key = match &self.key_field {
                 Some(field) => log.get(field).map(|v| v.to_text()).unwrap_or_default(),
@@ -150,11 +148,12 @@ impl Throttle {
             }
             if budget.used < self.threshold {
                 budget.used += 1;
-                out.push(event);
+                true
             } else {
                 n_dropped += 1;
+                false
             }
-        }
+        });
         self.dropped.add(n_dropped);
     }
 

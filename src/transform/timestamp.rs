@@ -187,12 +187,12 @@ pub struct ParseTimestamp {
 impl ParseTimestamp {
     /// Sets each log event's timestamp from its field.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
-        for mut event in events {
-            if let Event::Log(log) = &mut event {
+        super::retain_into(events, out, |event| {
+            if let Event::Log(log) = event {
                 self.apply(log);
             }
-            out.push(event);
-        }
+            true
+        });
     }
 
     fn apply(&mut self, log: &mut LogEvent) {

@@ -297,18 +297,16 @@ impl LogToMetric {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for event in events {
-            if let Event::Log(log) = &event {
-                for (def, series) in shared.metrics.iter().zip(state.series.iter_mut()) {
-                    self.update(def, series, log);
-                }
-                state.changed = true;
-                if self.drop_logs {
-                    continue;
-                }
+        super::retain_into(events, out, |event| {
+            let Event::Log(log) = &*event else {
+                return true;
+            };
+            for (def, series) in shared.metrics.iter().zip(state.series.iter_mut()) {
+                self.update(def, series, log);
             }
-            out.push(event);
-        }
+            state.changed = true;
+            !self.drop_logs
+        });
     }
 
     fn update(&mut self, def: &MetricDef, series: &mut HashMap<String, Series>, log: &LogEvent) {

@@ -230,71 +230,67 @@ impl KubernetesMetadata {
     /// Adds the pod metadata to each log event of a pod; drops excluded pods' events.
     pub fn process(&mut self, events: Vec<Event>, out: &mut Vec<Event>) {
         self.inner.ensure_started();
-        out.reserve(events.len());
-        for event in events {
-            let Event::Log(mut log) = event else {
-                out.push(event);
-                continue;
-            };
-            if let Some(overlay) = self.same_file(&log) {
-                log.fields.reshare(overlay.fields.clone(), &overlay.added);
-                out.push(Event::Log(log));
-                continue;
-            }
-            let Some(key) = EventKey::of(&log) else {
-                out.push(Event::Log(log));
-                continue;
-            };
-            let container = log.fields.get("container").and_then(Value::as_str);
-            if let Some(overlay) = self.cached(&key, container, log.fields.shared()) {
-                log.fields.reshare(overlay.fields.clone(), &overlay.added);
-                out.push(Event::Log(log));
-                continue;
-            }
-            let found = match self.lookup(&key) {
-                Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
-                Some(found) => Some(found),
-                None => self.wait_for(&key),
-            };
-            match found {
-                Some((pod, ns)) => {
-                    if pod.excluded || ns.as_ref().is_some_and(|ns| ns.excluded) {
-                        self.inner.excluded.inc();
-                        continue;
-                    }
-                    let under = log.fields.shared();
-                    let made = self.overlays.iter().position(|overlay| {
-                        overlay
-                            .as_ref()
-                            .is_some_and(|o| o.is_for(&pod, ns.as_ref(), container, under))
-                    });
-                    let overlay = match made {
-                        Some(i) => self.overlays[i].as_ref().expect("found above"),
-                        None => {
-                            let added =
-                                fields_of(&pod, ns.as_deref(), container, self.inner.fields);
-                            let [newest, older] = &mut self.overlays;
-                            *older = newest.take();
-                            newest.insert(Overlay {
-                                fields: match under {
-                                    Some(under) => under.extended(&added),
-                                    None => event::Shared::new(added.clone()),
-                                },
-                                added,
-                                from_under: !shadows_key(&log.fields),
-                                container: container.map(str::to_owned),
-                                under: under.cloned(),
-                                pod,
-                                namespace: ns,
-                            })
-                        }
-                    };
-                    log.fields.reshare(overlay.fields.clone(), &overlay.added);
-                }
-                None => self.inner.misses.inc(),
-            }
-            out.push(Event::Log(log));
+        super::retain_into(events, out, |event| match event {
+            Event::Log(log) => self.enrich(log),
+            Event::Metric(_) => true,
+        });
+    }
+
+    /// Adds the pod metadata to `log`; false when its pod or namespace is excluded.
+    fn enrich(&mut self, log: &mut LogEvent) -> bool {
+        if let Some(overlay) = self.same_file(log) {
+            log.fields.reshare(overlay.fields.clone(), &overlay.added);
+            return true;
         }
+        let Some(key) = EventKey::of(log) else {
+            return true;
+        };
+        let container = log.fields.get("container").and_then(Value::as_str);
+        if let Some(overlay) = self.cached(&key, container, log.fields.shared()) {
+            log.fields.reshare(overlay.fields.clone(), &overlay.added);
+            return true;
+        }
+        let found = match self.lookup(&key) {
+            Some(found) if found.1.is_none() => self.wait_for_namespaces(&key, found),
+            Some(found) => Some(found),
+            None => self.wait_for(&key),
+        };
+        let Some((pod, ns)) = found else {
+            self.inner.misses.inc();
+            return true;
+        };
+        if pod.excluded || ns.as_ref().is_some_and(|ns| ns.excluded) {
+            self.inner.excluded.inc();
+            return false;
+        }
+        let under = log.fields.shared();
+        let made = self.overlays.iter().position(|overlay| {
+            overlay
+                .as_ref()
+                .is_some_and(|o| o.is_for(&pod, ns.as_ref(), container, under))
+        });
+        let overlay = match made {
+            Some(i) => self.overlays[i].as_ref().expect("found above"),
+            None => {
+                let added = fields_of(&pod, ns.as_deref(), container, self.inner.fields);
+                let [newest, older] = &mut self.overlays;
+                *older = newest.take();
+                newest.insert(Overlay {
+                    fields: match under {
+                        Some(under) => under.extended(&added),
+                        None => event::Shared::new(added.clone()),
+                    },
+                    added,
+                    from_under: !shadows_key(&log.fields),
+                    container: container.map(str::to_owned),
+                    under: under.cloned(),
+                    pod,
+                    namespace: ns,
+                })
+            }
+        };
+        log.fields.reshare(overlay.fields.clone(), &overlay.added);
+        true
     }
 
     /// Starts the watcher with the pipeline (workers tick every 100 ms), before any line.
