@@ -15,7 +15,7 @@ use super::super::driver::{
 };
 use super::reply::{read_refusals, SentEntry, SentStream};
 use super::{proto, LineFormat, LokiEncoding, LokiSettings, OutOfOrder, STREAM_IDLE_SECS};
-use crate::event::Event;
+use crate::event::{Event, Shared};
 use crate::telemetry::Counter;
 
 /// Loki's label-set syntax, sorted pairs: `{a="x", b="y"}`.
@@ -131,6 +131,9 @@ impl LokiCodec {
         let (mut fingerprint, mut scratch) = (Vec::new(), String::new());
         let mut seen: HashMap<Vec<u8>, (usize, bool)> = HashMap::new();
         let mut last: Option<(Vec<u8>, usize, bool)> = None;
+        // The shared fields `fingerprint` was rendered from alone, if it was: the next event
+        // over them (and no own field) has the same fingerprint without a field looked up.
+        let mut rendered_from: Option<Arc<Shared>> = None;
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else {
                 dropped.push((i, "not_a_log"));
@@ -140,7 +143,11 @@ impl LokiCodec {
                 groups[0].items.push(i);
                 continue;
             }
-            settings.stream_fingerprint(log, &mut scratch, &mut fingerprint);
+            let shared = settings.by_shared(log);
+            if !same_shared(shared, rendered_from.as_ref()) {
+                settings.stream_fingerprint(log, &mut scratch, &mut fingerprint);
+                rendered_from = shared.cloned();
+            }
             let known = match &last {
                 Some((known, at, overflowed)) if *known == fingerprint => Some((*at, *overflowed)),
                 _ => seen.get(&fingerprint).copied(),
@@ -262,6 +269,9 @@ impl LokiCodec {
         let borrowed = self.settings.line == LineFormat::Message
             && self.settings.structured_metadata.is_empty();
         let mut rendered = Vec::new();
+        // The metadata of the last event, and the shared fields it follows from alone if it
+        // does (as in `group`).
+        let (mut metadata, mut metadata_from) = (Vec::new(), None::<Arc<Shared>>);
         for group in groups {
             let logs = || {
                 group
@@ -281,7 +291,11 @@ impl LokiCodec {
                 rendered.clear();
                 for (timestamp, log) in logs() {
                     let line = self.settings.line(log);
-                    let metadata = self.settings.metadata(log);
+                    let shared = self.settings.by_shared(log);
+                    if !same_shared(shared, metadata_from.as_ref()) {
+                        self.settings.metadata_into(log, &mut metadata);
+                        metadata_from = shared.cloned();
+                    }
                     proto::Entry {
                         timestamp,
                         line: &line,
@@ -505,6 +519,11 @@ pub(super) fn reason_400(body: &[u8]) -> &'static str {
     }
 }
 
+/// Both the same shared fields (not both absent).
+fn same_shared(a: Option<&Arc<Shared>>, b: Option<&Arc<Shared>>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::LokiConfig;
@@ -577,6 +596,65 @@ mod tests {
         assert!(
             entries[1].structured_metadata.is_empty(),
             "empty values are left out"
+        );
+    }
+
+    /// Events over one shared map and without fields of their own take the stream and the
+    /// metadata rendered for the first of them; an own field, or a template that reads the
+    /// message, makes an event's own rendering count.
+    #[test]
+    fn events_over_the_same_shared_fields_share_their_rendering() {
+        let shared = crate::event::Shared::new(
+            [("ns", "a"), ("pod", "p-1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Value::from(v)))
+                .collect(),
+        );
+        let over = |message: &str, own: &[(&str, &str)]| {
+            let Event::Log(mut log) = event(message, 1, own) else {
+                unreachable!()
+            };
+            log.fields = Map::layered(log.fields, shared.clone());
+            Event::Log(log)
+        };
+        let events = [
+            over("one", &[]),
+            over("two", &[]),
+            over("three", &[("ns", "b"), ("pod", "p-2")]),
+            over("four", &[]),
+        ];
+        let streams = |yaml: &str| {
+            let mut codec = config(yaml).codec().unwrap();
+            let encoded = codec.encode(&events);
+            let request = decode(&encoded.requests[0].body);
+            request
+                .streams
+                .iter()
+                .map(|stream| {
+                    let entries = stream.entries.iter().map(|entry| {
+                        let pod = entry.structured_metadata.first();
+                        format!("{}/{}", entry.line, pod.map_or("", |m| m.value.as_str()))
+                    });
+                    (stream.labels.clone(), entries.collect::<Vec<_>>())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            streams(
+                "endpoint: http://x\nlabels: { ns: '{{ ns }}' }\nstructured_metadata: { pod: '{{ pod }}' }"
+            ),
+            vec![
+                ("{ns=\"a\"}".to_owned(), vec!["one/p-1".into(), "two/p-1".into(), "four/p-1".into()]),
+                ("{ns=\"b\"}".to_owned(), vec!["three/p-2".into()]),
+            ]
+        );
+        assert_eq!(
+            streams("endpoint: http://x\nlabels: { ns: '{{ ns }}', m: '{{ message }}' }"),
+            ["one", "two", "three", "four"]
+                .iter()
+                .zip(["a", "a", "b", "a"])
+                .map(|(m, ns)| (format!("{{m=\"{m}\", ns=\"{ns}\"}}"), vec![format!("{m}/")]))
+                .collect::<Vec<_>>()
         );
     }
 

@@ -25,7 +25,7 @@ use url::Url;
 
 use super::driver::{BatchConfig, Compression, HttpDriver, HttpSinkConfig};
 use super::{SinkContext, SinkInput};
-use crate::event::LogEvent;
+use crate::event::{LogEvent, Shared};
 use crate::telemetry::Counter;
 use crate::transform::template::Template;
 use codec::{label_key, LokiCodec};
@@ -217,8 +217,20 @@ impl LokiKeys {
             .collect();
         removed.sort();
         removed.dedup();
+        let reads_message = |template: &Template| {
+            template
+                .fields()
+                .any(|field| field == "message" || field.starts_with("message."))
+        };
+        let fields_only = !labels
+            .iter()
+            .chain(&structured_metadata)
+            .map(|(_, template)| template)
+            .chain(&tenant)
+            .any(reads_message);
         Ok(LokiSettings {
             encoding: self.encoding,
+            fields_only,
             all_static: labels.iter().all(|(_, t)| t.as_static().is_some()),
             labels,
             overflow_key: label_key(&overflow),
@@ -253,6 +265,9 @@ struct LokiSettings {
     max_streams: usize,
     tenant: Option<Template>,
     structured_metadata: Vec<(String, Template)>,
+    /// No label, tenant or metadata template reads the message: for an event without
+    /// fields of its own they follow from its shared fields alone ([`LokiSettings::by_shared`]).
+    fields_only: bool,
     removed: Vec<String>,
     line: LineFormat,
     out_of_order: OutOfOrder,
@@ -299,17 +314,24 @@ impl LokiSettings {
         out
     }
 
-    fn line(&self, log: &LogEvent) -> String {
+    fn line<'a>(&self, log: &'a LogEvent) -> std::borrow::Cow<'a, str> {
         match self.line {
-            LineFormat::Message => log.message.to_text().into_owned(),
-            LineFormat::Json => {
-                serde_json::to_string(&log.json().without(&self.removed)).unwrap_or_default()
-            }
+            LineFormat::Message => log.message.to_text(),
+            LineFormat::Json => std::borrow::Cow::Owned(
+                serde_json::to_string(&log.json().without(&self.removed)).unwrap_or_default(),
+            ),
         }
     }
 
     fn metadata(&self, log: &LogEvent) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        self.metadata_into(log, &mut out);
+        out
+    }
+
+    /// [`LokiSettings::metadata`] into `out` (cleared first).
+    fn metadata_into(&self, log: &LogEvent, out: &mut Vec<(String, String)>) {
+        out.clear();
         for (name, template) in &self.structured_metadata {
             let mut value = String::new();
             template.render_into(log, &mut value);
@@ -317,7 +339,17 @@ impl LokiSettings {
                 out.push((name.clone(), value));
             }
         }
-        out
+    }
+
+    /// The shared fields that alone decide `log`'s labels, tenant and metadata: when no
+    /// template reads the message and the event has no fields of its own (a container or
+    /// file line: its file's fields, extended by `kubernetes_metadata`). Events over the
+    /// same shared fields then have the same stream and metadata, rendered once.
+    fn by_shared<'a>(&self, log: &'a LogEvent) -> Option<&'a Arc<Shared>> {
+        if !self.fields_only || log.fields.own().next().is_some() {
+            return None;
+        }
+        log.fields.shared()
     }
 }
 
