@@ -32,7 +32,8 @@ use crate::yaml::TaggedEnum;
 /// Declares the transform types: one line each, `"type" => Variant(Config, Built)`, and from
 /// it the [`TransformConfig`] and [`Transform`] enums with their dispatch. A transform's
 /// file provides `Config::build(&self, &TransformContext) -> anyhow::Result<Built>` and
-/// `Built::process(&mut self, Vec<Event>, &mut Vec<Event>)`; a stateful one also has its own
+/// `Built::process(&mut self, Vec<Event>, &mut Vec<Event>)` (which passes events on with
+/// [`retain_into`], in place); a stateful one also has its own
 /// `tick` and `flush` methods, which take precedence over [`Emit`]'s empty defaults.
 macro_rules! transforms {
     ($( $(#[$doc:meta])* $name:literal => $variant:ident($config:ty, $built:ty), )*) => {
