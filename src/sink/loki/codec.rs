@@ -132,7 +132,8 @@ impl LokiCodec {
         let mut seen: HashMap<Vec<u8>, (usize, bool)> = HashMap::new();
         let mut last: Option<(Vec<u8>, usize, bool)> = None;
         // The shared fields `fingerprint` was rendered from alone, if it was: the next event
-        // over them (and no own field) has the same fingerprint without a field looked up.
+        // over them (and no own field) is of the last event's stream, with no field looked up
+        // and no fingerprint compared (after each event, `last` holds `fingerprint`).
         let mut rendered_from: Option<Arc<Shared>> = None;
         for (i, event) in events.iter().enumerate() {
             let Some(log) = event.as_log() else {
@@ -144,12 +145,15 @@ impl LokiCodec {
                 continue;
             }
             let shared = settings.by_shared(log);
-            if !same_shared(shared, rendered_from.as_ref()) {
+            let same = same_shared(shared, rendered_from.as_ref());
+            if !same {
                 settings.stream_fingerprint(log, &mut scratch, &mut fingerprint);
                 rendered_from = shared.cloned();
             }
             let known = match &last {
-                Some((known, at, overflowed)) if *known == fingerprint => Some((*at, *overflowed)),
+                Some((known, at, overflowed)) if same || *known == fingerprint => {
+                    Some((*at, *overflowed))
+                }
                 _ => seen.get(&fingerprint).copied(),
             };
             let (at, overflowed) = match known {
@@ -164,9 +168,10 @@ impl LokiCodec {
                 self.overflow.inc(); // stream_of counted the first
             }
             groups[at].items.push(i);
-            if last
-                .as_ref()
-                .is_none_or(|(known, ..)| *known != fingerprint)
+            if !same
+                && last
+                    .as_ref()
+                    .is_none_or(|(known, ..)| *known != fingerprint)
             {
                 let mut previous = last.take().map(|(known, ..)| known).unwrap_or_default();
                 previous.clone_from(&fingerprint);
