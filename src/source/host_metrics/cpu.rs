@@ -10,7 +10,7 @@
 //! Left out: `node_cpu_core_throttles_total` / `node_cpu_package_throttles_total`
 //! (`/sys/.../thermal_throttle`, Intel only) and the opt-in `--collector.cpu.info` family.
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Ticks per second of `/proc/stat` (USER_HZ).
 const USER_HZ: f64 = 100.0;
@@ -51,8 +51,8 @@ impl Monotonic {
 }
 
 /// Reads `/proc/stat`'s `cpuN` lines.
-pub fn collect(roots: &Roots, state: &mut Monotonic, out: &mut Emitter) -> anyhow::Result<()> {
-    let text = read(&roots.proc("stat")).ok_or_else(|| anyhow::anyhow!("no /proc/stat"))?;
+pub fn collect(roots: &Roots, state: &mut Monotonic, out: &mut Emitter) -> Collected {
+    let text = read(&roots.proc("stat")).ok_or_else(|| failed!("no /proc/stat"))?;
     let mut found = false;
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -90,7 +90,7 @@ pub fn collect(roots: &Roots, state: &mut Monotonic, out: &mut Emitter) -> anyho
             );
         }
     }
-    anyhow::ensure!(found, "no cpuN line in /proc/stat");
+    check!(found, "no cpuN line in /proc/stat");
     Ok(())
 }
 
@@ -99,7 +99,7 @@ mod tests {
     use super::super::test_support::run;
     use super::*;
 
-    fn fresh(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+    fn fresh(roots: &Roots, out: &mut Emitter) -> Collected {
         collect(roots, &mut Monotonic::default(), out)
     }
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// node_exporter 1.5's `--collector.diskstats.device-exclude` default.
 pub fn default_device_exclude() -> String {
@@ -44,9 +44,9 @@ const FIELDS: [(&str, bool, f64); 17] = [
 ];
 
 /// Reads `/proc/diskstats`; malformed lines are skipped.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let text =
-        read(&roots.proc("diskstats")).ok_or_else(|| anyhow::anyhow!("no /proc/diskstats"))?;
+        read(&roots.proc("diskstats")).ok_or_else(|| failed!("no /proc/diskstats"))?;
     for line in text.lines() {
         let parts: Vec<&str> = line.split_ascii_whitespace().collect();
         if parts.len() < 14 {

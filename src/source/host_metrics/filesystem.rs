@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// node_exporter 1.5's `--collector.filesystem.mount-points-exclude` default.
 pub fn default_mount_points_exclude() -> String {
@@ -75,10 +75,10 @@ fn rootfs_file(rootfs: &Path, mount_point: &str) -> PathBuf {
 }
 
 /// Reads the mount table and calls `statfs` on each mount not excluded.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let text = read(&roots.proc("1/mounts"))
         .or_else(|| read(&roots.proc("mounts")))
-        .ok_or_else(|| anyhow::anyhow!("no /proc/1/mounts or /proc/mounts"))?;
+        .ok_or_else(|| failed!("no /proc/1/mounts or /proc/mounts"))?;
     for mount in parse_mounts(&text, &roots.rootfs) {
         if roots.mount_points_exclude.is_match(&mount.mount_point)
             || roots.fs_types_exclude.is_match(&mount.fs_type)

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 const SENSOR_TYPES: [&str; 13] = [
     "vrm",
@@ -138,10 +138,10 @@ fn chip_name(dir: &Path) -> Option<String> {
 }
 
 /// Reads every hwmon chip.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let base = roots.sys("class/hwmon");
     let entries =
-        std::fs::read_dir(&base).map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?;
+        std::fs::read_dir(&base).map_err(|e| failed!("{}: {e}", base.display()))?;
     let mut dirs: Vec<_> = entries
         .flatten()
         .map(|e| e.path())

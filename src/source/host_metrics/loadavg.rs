@@ -1,18 +1,18 @@
 //! `loadavg`: `node_load1`, `node_load5`, `node_load15` from `/proc/loadavg`
 //! (node_exporter's `loadavg_linux.go`).
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Reads the first three fields of `/proc/loadavg`.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
-    let text = read(&roots.proc("loadavg")).ok_or_else(|| anyhow::anyhow!("no /proc/loadavg"))?;
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
+    let text = read(&roots.proc("loadavg")).ok_or_else(|| failed!("no /proc/loadavg"))?;
     let loads: Vec<f64> = text
         .split_ascii_whitespace()
         .take(3)
         .map_while(|f| f.parse().ok())
         .collect();
     let [one, five, fifteen] = loads[..] else {
-        anyhow::bail!("malformed /proc/loadavg: {text:?}");
+        return Err(failed!("malformed /proc/loadavg: {text:?}"));
     };
     out.gauge("node_load1", &[], one);
     out.gauge("node_load5", &[], five);

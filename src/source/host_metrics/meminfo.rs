@@ -3,11 +3,11 @@
 //! value in kB is multiplied by 1024 and named `..._bytes`; unitless ones (`HugePages_*`)
 //! keep their name and value. All gauges.
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Reads `/proc/meminfo`; malformed lines are skipped.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
-    let text = read(&roots.proc("meminfo")).ok_or_else(|| anyhow::anyhow!("no /proc/meminfo"))?;
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
+    let text = read(&roots.proc("meminfo")).ok_or_else(|| failed!("no /proc/meminfo"))?;
     let mut found = false;
     for line in text.lines() {
         let mut parts = line.split_ascii_whitespace();
@@ -37,7 +37,7 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
         found = true;
         out.gauge(&name, &[], value);
     }
-    anyhow::ensure!(found, "no value in /proc/meminfo");
+    check!(found, "no value in /proc/meminfo");
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! interface is reported unless `netdev_device_exclude` matches (Debian's package
 //! excludes `^lo$`).
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 const RECEIVE: [&str; 8] = [
     "bytes",
@@ -32,8 +32,8 @@ const TRANSMIT: [&str; 8] = [
 ];
 
 /// Reads `/proc/net/dev` (the agent's network namespace, or `proc_path`'s).
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
-    let text = read(&roots.proc("net/dev")).ok_or_else(|| anyhow::anyhow!("no /proc/net/dev"))?;
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
+    let text = read(&roots.proc("net/dev")).ok_or_else(|| failed!("no /proc/net/dev"))?;
     for line in text.lines().skip(2) {
         let Some((device, counters)) = line.split_once(':') else {
             continue;

@@ -6,15 +6,15 @@
 //! microseconds. Absent files (old kernel, `psi=0`): no samples and `success 0`, as
 //! node_exporter's "no data".
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Reads the three PSI files.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     for resource in ["cpu", "io", "memory"] {
         let path = roots.proc("pressure").join(resource);
-        let text = read(&path).ok_or_else(|| anyhow::anyhow!("no {}", path.display()))?;
+        let text = read(&path).ok_or_else(|| failed!("no {}", path.display()))?;
         let some =
-            total(&text, "some").ok_or_else(|| anyhow::anyhow!("malformed {}", path.display()))?;
+            total(&text, "some").ok_or_else(|| failed!("malformed {}", path.display()))?;
         out.counter(
             &format!("node_pressure_{resource}_waiting_seconds_total"),
             &[],
@@ -22,7 +22,7 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
         );
         if resource != "cpu" {
             let full = total(&text, "full")
-                .ok_or_else(|| anyhow::anyhow!("malformed {}", path.display()))?;
+                .ok_or_else(|| failed!("malformed {}", path.display()))?;
             out.counter(
                 &format!("node_pressure_{resource}_stalled_seconds_total"),
                 &[],

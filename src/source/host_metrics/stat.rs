@@ -5,11 +5,11 @@
 //!
 //! Left out: the opt-in `--collector.stat.softirq` family (`node_softirqs_total`).
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Reads `/proc/stat`'s system-wide lines.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
-    let text = read(&roots.proc("stat")).ok_or_else(|| anyhow::anyhow!("no /proc/stat"))?;
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
+    let text = read(&roots.proc("stat")).ok_or_else(|| failed!("no /proc/stat"))?;
     let mut found = 0;
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
@@ -31,7 +31,7 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
         }
         found += 1;
     }
-    anyhow::ensure!(found > 0, "no system-wide value in /proc/stat");
+    check!(found > 0, "no system-wide value in /proc/stat");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! (node_exporter's `thermal_zone_linux.go`). A zone whose `temp` cannot be read (some
 //! report `-ENODATA` while their sensor sleeps) is skipped, as procfs does.
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 fn numbered(dir: &std::path::Path, prefix: &str) -> Vec<(String, std::path::PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -27,9 +27,9 @@ fn value(path: &std::path::Path) -> Option<i64> {
 }
 
 /// Reads thermal zones and cooling devices.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let base = roots.sys("class/thermal");
-    anyhow::ensure!(base.is_dir(), "no {}", base.display());
+    check!(base.is_dir(), "no {}", base.display());
     for (zone, dir) in numbered(&base, "thermal_zone") {
         let (Some(kind), Some(temp)) = (read(&dir.join("type")), value(&dir.join("temp"))) else {
             continue;

@@ -6,10 +6,10 @@
 
 use chrono::Offset;
 
-use super::{read, Emitter, Roots};
+use super::{read, Collected, Emitter, Roots};
 
 /// Reads the clock, the zone and the clock sources.
-pub fn collect(roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let now = chrono::Local::now();
     let nanos = now.timestamp_nanos_opt().unwrap_or(0);
     out.gauge("node_time_seconds", &[], nanos as f64 / 1e9);

@@ -2,10 +2,10 @@
 //! the `uname(2)` system call (node_exporter's `uname_linux.go`; like it, not affected by
 //! `proc_path`: the kernel answers for the agent's UTS namespace).
 
-use super::{Emitter, Roots};
+use super::{Collected, Emitter, Roots};
 
 /// Calls `uname(2)`.
-pub fn collect(_roots: &Roots, out: &mut Emitter) -> anyhow::Result<()> {
+pub fn collect(_roots: &Roots, out: &mut Emitter) -> Collected {
     let uname = rustix::system::uname();
     let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
     let (sysname, release, version, machine, nodename, domainname) = (
