@@ -45,8 +45,7 @@ const FIELDS: [(&str, bool, f64); 17] = [
 
 /// Reads `/proc/diskstats`; malformed lines are skipped.
 pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
-    let text =
-        read(&roots.proc("diskstats")).ok_or_else(|| failed!("no /proc/diskstats"))?;
+    let text = read(&roots.proc("diskstats")).ok_or_else(|| failed!("no /proc/diskstats"))?;
     for line in text.lines() {
         let parts: Vec<&str> = line.split_ascii_whitespace().collect();
         if parts.len() < 14 {

@@ -140,8 +140,7 @@ fn chip_name(dir: &Path) -> Option<String> {
 /// Reads every hwmon chip.
 pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let base = roots.sys("class/hwmon");
-    let entries =
-        std::fs::read_dir(&base).map_err(|e| failed!("{}: {e}", base.display()))?;
+    let entries = std::fs::read_dir(&base).map_err(|e| failed!("{}: {e}", base.display()))?;
     let mut dirs: Vec<_> = entries
         .flatten()
         .map(|e| e.path())

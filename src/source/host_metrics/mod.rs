@@ -367,12 +367,7 @@ impl std::fmt::Display for Failed {
 pub type Collected = Result<(), Failed>;
 
 /// The one `match` over collectors. An `Err` means the collector failed (success 0).
-fn run_collector(
-    name: &str,
-    roots: &Roots,
-    state: &mut State,
-    out: &mut Emitter,
-) -> Collected {
+fn run_collector(name: &str, roots: &Roots, state: &mut State, out: &mut Emitter) -> Collected {
     match name {
         "cpu" => cpu::collect(roots, &mut state.cpu, out),
         "diskstats" => diskstats::collect(roots, out),

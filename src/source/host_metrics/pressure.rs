@@ -13,16 +13,15 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     for resource in ["cpu", "io", "memory"] {
         let path = roots.proc("pressure").join(resource);
         let text = read(&path).ok_or_else(|| failed!("no {}", path.display()))?;
-        let some =
-            total(&text, "some").ok_or_else(|| failed!("malformed {}", path.display()))?;
+        let some = total(&text, "some").ok_or_else(|| failed!("malformed {}", path.display()))?;
         out.counter(
             &format!("node_pressure_{resource}_waiting_seconds_total"),
             &[],
             some,
         );
         if resource != "cpu" {
-            let full = total(&text, "full")
-                .ok_or_else(|| failed!("malformed {}", path.display()))?;
+            let full =
+                total(&text, "full").ok_or_else(|| failed!("malformed {}", path.display()))?;
             out.counter(
                 &format!("node_pressure_{resource}_stalled_seconds_total"),
                 &[],
