@@ -96,6 +96,14 @@ macro_rules! transforms {
                 }
             }
 
+            /// Whether [`Self::tick`] does anything (a stateful transform): the workers of a
+            /// pipeline with one wake every 100 ms to call it, the others only for batches.
+            pub fn ticks(&self) -> bool {
+                match self {
+                    $( Self::$variant(_) => <$built>::TICKS, )*
+                }
+            }
+
             /// Periodic hook (at least every 100 ms): emit what is due (e.g. metric totals).
             pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
                 match self {
@@ -131,8 +139,10 @@ pub(crate) fn retain_into(
 }
 
 /// The empty `tick` and `flush` of a stateless transform. A stateful transform defines
-/// inherent methods of the same names, which method resolution prefers.
+/// inherent methods (and a `TICKS` constant) of the same names, which resolution prefers.
 pub trait Emit {
+    /// `tick` does nothing (a stateful transform's inherent `TICKS` says `true`).
+    const TICKS: bool = false;
     /// Emits nothing.
     fn tick(&mut self, _now: Instant, _out: &mut Vec<Event>) {}
     /// Emits nothing.
@@ -282,5 +292,11 @@ pub(crate) mod tests {
         stateless.tick(later, &mut out);
         stateless.flush(&mut out);
         assert_eq!(out.len(), 1, "a stateless transform emits nothing");
+        assert!(counter.ticks() && !stateless.ticks());
+        let enrich = build("{ type: kubernetes_metadata }");
+        assert!(
+            enrich.is_err() || enrich.unwrap().ticks(),
+            "its tick starts the watcher"
+        );
     }
 }

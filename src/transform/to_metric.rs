@@ -361,6 +361,9 @@ impl LogToMetric {
         }
     }
 
+    /// Its workers tick (the totals go out every interval).
+    pub const TICKS: bool = true;
+
     /// Emits the totals when the interval has passed (on one worker per interval).
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
         let mut state = self

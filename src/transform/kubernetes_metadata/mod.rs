@@ -293,6 +293,9 @@ impl KubernetesMetadata {
         true
     }
 
+    /// Its workers tick (the first tick starts the watcher).
+    pub const TICKS: bool = true;
+
     /// Starts the watcher with the pipeline (workers tick every 100 ms), before any line.
     pub fn tick(&mut self, _now: Instant, _out: &mut Vec<Event>) {
         self.inner.ensure_started();
