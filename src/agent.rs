@@ -152,6 +152,7 @@ async fn run_async(
         }
     }
     announce(&source, &config);
+    warn_about_stranded_buffers(&shared, &started);
     let interval = Duration::from_millis(config.checkpoint_interval_ms.max(10));
     let mut active = Active {
         config,
@@ -195,9 +196,11 @@ async fn serve_until_stopped(
             _ = shared.supervisor.wait() => break,
             _ = hangup.recv() => {
                 let _ = reload(source, active, shared, deadline).await;
+                warn_about_stranded_buffers(shared, &active.pipelines);
             }
             Some(reply) = reload_rx.recv() => {
                 let outcome = reload(source, active, shared, deadline).await;
+                warn_about_stranded_buffers(shared, &active.pipelines);
                 let _ = reply.send(outcome);
             }
             _ = shared.sources_finished.notified() => {
@@ -209,6 +212,23 @@ async fn serve_until_stopped(
         }
     }
     Ok(())
+}
+
+/// Warns about disk buffers under `data_dir` that hold undelivered events and that no sink
+/// of `running` reads ([`crate::buffer::stranded`]).
+fn warn_about_stranded_buffers(shared: &Shared, running: &BTreeMap<String, RunningPipeline>) {
+    let Some(data_dir) = shared.checkpoints.data_dir() else {
+        return;
+    };
+    let in_use = running
+        .values()
+        .flat_map(|pipeline| {
+            pipeline
+                .disk_buffered_sinks()
+                .map(|sink| crate::buffer::directory(data_dir, pipeline.name(), sink))
+        })
+        .collect();
+    crate::buffer::stranded::warn_stranded(data_dir, &in_use);
 }
 
 /// The run's outcome after the final drain and checkpoint save.

@@ -16,6 +16,8 @@
 //!   on, and every message arrives exactly once.
 //! - `sluice buffer inspect` on a deliberately corrupted segment names the offset and the
 //!   records lost.
+//! - A sink renamed by a reload leaves its buffer: the agent names it in a warning, and the
+//!   name given back delivers every message.
 //! - Damage the start-up check does not see (an older segment) is found by the reader: the
 //!   events it cannot deliver leave `sluice_buffer_events` and are counted as dropped.
 
@@ -258,6 +260,105 @@ fn syslog_survives(interruption: Interruption) {
         "{interruption:?}"
     );
     drop(agent);
+}
+
+/// A sink renamed by a reload leaves its buffer behind: the agent names it (with what it
+/// holds) instead of leaving it silently unread, and giving the sink its name back delivers
+/// every message.
+#[test]
+fn a_buffer_left_by_a_renamed_sink_is_named_and_delivered_when_the_name_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: "down".into(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    let (tcp, udp) = (free_port(), free_port());
+    let api: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = agent_config(dir.path());
+    let named = |sink: &str| {
+        syslog_config(dir.path(), tcp, udp, &loki, "")
+            .replace("name: loki\n", &format!("name: {sink}\n"))
+            .replace("{api}", &api.to_string())
+    };
+    std::fs::write(&config, named("loki")).unwrap();
+    let mut child = std::process::Command::new(support::binary())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("SLUICE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (log, stderr) = (log.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    wait_for("the agent's API", WAIT, || {
+        support::http_get(api, "/health").is_some()
+    });
+    let warning = "disk buffer holds events no sink of this config reads";
+    let n = 40;
+    send_syslog(tcp, udp, 0, n);
+    wait_for("every message in the disk buffer", WAIT, || {
+        let body = support::http_get(api, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        body.lines().any(|l| {
+            l.starts_with("sluice_buffer_events{")
+                && l.contains("component=\"loki\"")
+                && l.ends_with(&format!(" {n}"))
+        })
+    });
+    assert!(
+        !log.lock().unwrap().contains(warning),
+        "no warning while the sink reads its buffer"
+    );
+
+    let reload = || {
+        let (status, body) =
+            support::http_request(api, "POST", "/reload", "").expect("reload answers");
+        assert_eq!(status, 200, "{body}");
+    };
+    std::fs::write(&config, named("loki_renamed")).unwrap();
+    reload();
+    let stranded = dir.path().join("data/buffers/devices/loki");
+    wait_for("the warning naming the left buffer", WAIT, || {
+        let log = log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains(warning) && l.contains(&stranded.display().to_string()))
+    });
+    loki.behave_for(Behavior::Accept, Duration::ZERO);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        seqs_in_loki(&loki).is_empty(),
+        "nothing reads the left buffer"
+    );
+
+    let warnings = || log.lock().unwrap().matches(warning).count();
+    let before = warnings();
+    std::fs::write(&config, named("loki")).unwrap();
+    reload();
+    wait_for("loki to receive every message", WAIT, || {
+        seqs_in_loki(&loki).len() as u64 == n
+    });
+    assert_eq!(missing(&seqs_in_loki(&loki), n), Vec::<u64>::new());
+    // The renamed sink's own buffer never held anything: no new warning.
+    assert_eq!(warnings(), before, "{}", log.lock().unwrap());
+    support::signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
 }
 
 fn agent_config(dir: &Path) -> std::path::PathBuf {

@@ -36,6 +36,7 @@ pub mod inspect;
 mod reader;
 mod recovery;
 pub mod segment;
+pub mod stranded;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -163,6 +163,14 @@ impl RunningPipeline {
         &self.name
     }
 
+    /// Ids of the sinks that have a disk buffer.
+    pub fn disk_buffered_sinks(&self) -> impl Iterator<Item = &str> {
+        self.sink_ids
+            .iter()
+            .filter(|(_, disk)| *disk)
+            .map(|(id, _)| id.as_str())
+    }
+
     fn start_parts(&mut self, pipeline: BuiltPipeline, shared: &Shared) -> anyhow::Result<()> {
         let capacity = pipeline.queue_batches;
         let (sink_senders, progresses) =
