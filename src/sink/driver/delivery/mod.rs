@@ -42,6 +42,22 @@ use crate::telemetry::{
 // The driver
 // ---------------------------------------------------------------------------------------
 
+/// Batches of at most this many events are encoded on the runtime thread that holds them,
+/// not on the blocking pool: a few hundred microseconds at most (remote write, the
+/// costliest codec, takes ~2 µs a series).
+const INLINE_ENCODE_EVENTS: usize = 256;
+
+/// Whether a body of `len` bytes is compressed on the runtime thread, not on the blocking
+/// pool: about 100 µs of work at most (snappy runs at ~1 GB/s, gzip at the default level
+/// at ~200 MB/s on the development machine: `cargo bench --bench elasticsearch`).
+fn inline_compression(compression: Compression, len: usize) -> bool {
+    match compression {
+        Compression::None => true,
+        Compression::Snappy => len <= 64 * 1024,
+        Compression::Gzip => len <= 16 * 1024,
+    }
+}
+
 /// A built driver: validated settings and the HTTP client.
 #[derive(Debug)]
 pub struct HttpDriver {
@@ -260,12 +276,21 @@ impl HttpDriver {
         // so the events are read again after a restart.
         let Some(mut codec) = slot.take() else { return };
         // Encoding thousands of events takes milliseconds: not on a runtime thread (with
-        // `threads: 1` it also reads UDP syslog).
-        let encoding = tokio::task::spawn_blocking(move || {
+        // `threads: 1` it also reads UDP syslog). A small batch (a metrics source's
+        // collection, a quiet log's few lines) takes microseconds: handing it to the
+        // blocking pool would cost more, and start a pool thread whose allocator pages stay
+        // resident (docs/decisions.md, "Metrics collection costs").
+        let encoding = if events.len() <= INLINE_ENCODE_EVENTS {
             let encoded = codec.encode(&events);
-            (codec, events, encoded)
-        });
-        let (codec, events, encoded) = match encoding.await {
+            Ok((codec, events, encoded))
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let encoded = codec.encode(&events);
+                (codec, events, encoded)
+            })
+            .await
+        };
+        let (codec, events, encoded) = match encoding {
             Ok(done) => done,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             // The runtime is shutting down and drops this task with it (nothing settled).

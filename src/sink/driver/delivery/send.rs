@@ -273,11 +273,15 @@ impl HttpDriver {
 
     /// Compresses a body on the blocking pool, not on the runtime's threads: gzip of a 1 MiB
     /// batch takes milliseconds, and with `threads: 1` the one runtime thread also reads
-    /// the UDP sockets, whose datagrams would be dropped meanwhile.
+    /// the UDP sockets, whose datagrams would be dropped meanwhile. A body that compresses
+    /// in tens of microseconds is compressed in place (see [`inline_compression`]).
     pub(super) async fn compress(&self, body: Vec<u8>) -> Vec<u8> {
         let (compression, level) = (self.compression, self.level);
         if compression == Compression::None {
             return body;
+        }
+        if inline_compression(compression, body.len()) {
+            return compression.compress(body, level);
         }
         match tokio::task::spawn_blocking(move || compression.compress(body, level)).await {
             Ok(compressed) => compressed,
