@@ -18,7 +18,7 @@
 //! 26 comparison's third scenario).
 //!
 //! `idle`: VmRSS of idle agents (bare, embedded default, the Debian package's pipeline);
-//! `idle_host_metrics`: what the package's `host_metrics` pipeline adds to it (with and
+//! `idle_host_metrics`: what the package's `host_metrics` source adds to it (with and
 //! without, rounds interleaved: `SLUICE_BENCH_RUNS`, `SLUICE_BENCH_IDLE_SECS`).
 
 #[path = "support/agent.rs"]
@@ -381,10 +381,17 @@ fn idle_host_metrics(dir: &Path) {
             .unwrap_or(4),
     );
     let with = include_str!("../pipelines/host-agent.yaml");
-    let cut = with
-        .find("\n  host_metrics:\n")
-        .expect("pipelines/host-agent.yaml has a `host_metrics` pipeline");
-    let without = &with[..=cut];
+    // The `host_metrics` source: from its `- name:` line to the next source's.
+    let start = with
+        .find("      - name: host\n        type: host_metrics\n")
+        .expect("pipelines/host-agent.yaml has a `host_metrics` source named `host`");
+    let end = start
+        + 1
+        + with[start + 1..]
+            .find("      - name: ")
+            .expect("another source follows the `host_metrics` source");
+    let without = format!("{}{}", &with[..start], &with[end..]);
+    let without = without.as_str();
     let line = |what: &str, s: &IdleSample| {
         println!(
             "idle_host_metrics {what:<8} VmRSS {:>6.2} MiB  RssAnon {:>5.2}  RssFile {:>5.2}  threads {}",
