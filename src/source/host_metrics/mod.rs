@@ -286,22 +286,35 @@ pub struct Emitter {
     /// The samples so far.
     pub metrics: Vec<Metric>,
     timestamp: Timestamp,
+    /// Room left in each sample's labels for the source's own (`labels:`).
+    extra_labels: usize,
 }
 
 impl Emitter {
     /// An emitter stamping every sample with `timestamp`.
     pub fn new(timestamp: Timestamp) -> Self {
+        Self::sized(timestamp, 0, 0)
+    }
+
+    /// An emitter with room for `samples` samples, and in each sample's labels for
+    /// `extra_labels` more: vectors allocated once at their size rather than grown through
+    /// every smaller size (each size an allocator page of the collecting thread).
+    pub fn sized(timestamp: Timestamp, samples: usize, extra_labels: usize) -> Self {
         Emitter {
-            metrics: Vec::new(),
+            metrics: Vec::with_capacity(samples),
             timestamp,
+            extra_labels,
         }
     }
 
     fn push(&mut self, name: &str, labels: &[(&str, &str)], value: MetricValue) {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let mut owned = Vec::with_capacity(labels.len() + self.extra_labels);
+        owned.extend(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut labels = owned;
         labels.sort();
         self.metrics.push(Metric {
             name: name.to_owned(),
@@ -325,7 +338,10 @@ impl Emitter {
 /// Reads a small kernel file as text (invalid UTF-8 replaced); `None` when it is missing
 /// or unreadable.
 pub fn read(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    // Kernel files report a size of 0, so `fs::read` would grow its buffer from 32 bytes,
+    // through every allocator size class to the file's size: one page at once instead.
+    let mut bytes = Vec::with_capacity(4096);
+    std::io::Read::read_to_end(&mut std::fs::File::open(path).ok()?, &mut bytes).ok()?;
     Some(
         String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
@@ -347,6 +363,8 @@ pub struct HostMetrics {
 #[derive(Debug, Default)]
 struct State {
     cpu: cpu::Monotonic,
+    /// Samples in the last collection.
+    samples: usize,
 }
 
 /// Why a collector produced nothing this time (its `node_scrape_collector_success` is 0).
@@ -442,10 +460,8 @@ impl HostMetrics {
         timestamp: Timestamp,
     ) -> Vec<Metric> {
         let mut metrics = self.collect(timestamp);
-        let current: HashSet<_> = metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.labels.clone()))
-            .collect();
+        let mut current = HashSet::with_capacity(metrics.len());
+        current.extend(metrics.iter().map(|m| (m.name.clone(), m.labels.clone())));
         for (name, labels) in previous.difference(&current) {
             metrics.push(stale_marker(name, labels, timestamp));
         }
@@ -456,7 +472,8 @@ impl HostMetrics {
     /// One collection: every enabled collector, plus node_exporter's per-collector
     /// `node_scrape_collector_{success,duration_seconds}`.
     pub fn collect(&mut self, timestamp: Timestamp) -> Vec<Metric> {
-        let mut out = Emitter::new(timestamp);
+        // Sized as the last collection was.
+        let mut out = Emitter::sized(timestamp, self.state.samples, self.labels.len());
         for name in &self.collectors {
             let started = Instant::now();
             let result = run_collector(name, &self.roots, &mut self.state, &mut out);
@@ -480,6 +497,7 @@ impl HostMetrics {
                 add_labels(&mut metric.labels, &self.labels);
             }
         }
+        self.state.samples = out.metrics.len();
         out.metrics
     }
 }
