@@ -46,6 +46,18 @@ fn missing(seen: &BTreeSet<u64>, n: u64) -> Vec<u64> {
     (0..n).filter(|s| !seen.contains(s)).take(10).collect()
 }
 
+/// A fake Loki answering 503 until told otherwise.
+fn loki_down() -> FakeLoki {
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: "down".into(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    loki
+}
+
 fn line(seq: u64) -> String {
     format!("seq={seq:07} isolation test line, padded to look like a log line of a service\n")
 }
@@ -206,13 +218,7 @@ enum Interruption {
 
 fn syslog_survives(interruption: Interruption) {
     let dir = tempfile::tempdir().unwrap();
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
+    let loki = loki_down();
     let (tcp, udp) = (free_port(), free_port());
     let agent = Agent::start(dir.path(), &syslog_config(dir.path(), tcp, udp, &loki, ""));
     let n = 400;
@@ -268,13 +274,7 @@ fn syslog_survives(interruption: Interruption) {
 #[test]
 fn a_buffer_left_by_a_renamed_sink_is_named_and_delivered_when_the_name_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
+    let loki = loki_down();
     let (tcp, udp) = (free_port(), free_port());
     let api: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = agent_config(dir.path());
@@ -741,13 +741,7 @@ pipelines:
 #[test]
 fn block_pushes_tcp_senders_back_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
+    let loki = loki_down();
     let tcp = free_port();
     let config = format!(
         r#"data_dir: {data}
