@@ -314,11 +314,10 @@ impl Emitter {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let mut labels = owned;
-        labels.sort();
+        owned.sort();
         self.metrics.push(Metric {
             name: name.to_owned(),
-            labels,
+            labels: owned,
             value,
             timestamp: self.timestamp,
         });
