@@ -14,6 +14,7 @@ pub mod internal_metrics;
 pub mod journald;
 pub mod opentelemetry;
 pub mod prometheus_scrape;
+pub mod staleness;
 pub mod stdin;
 pub mod syslog;
 

@@ -5,8 +5,8 @@
 //! `collector/<name>_linux.go`.
 //!
 //! Every `interval_secs` (first at start) the enabled collectors run one after the other
-//! on the async runtime's blocking pool (a stuck `statfs` on a dead NFS mount must not
-//! stall the runtime; no thread of its own idles between collections); all samples of one collection share one timestamp. Like node_exporter,
+//! on the source's own thread (a stuck `statfs` on a dead NFS mount must not stall the
+//! runtime); all samples of one collection share one timestamp. Like node_exporter,
 //! each collector also reports `node_scrape_collector_success{collector}` and
 //! `node_scrape_collector_duration_seconds{collector}`. A series that was produced by the
 //! previous collection and not by this one (an unmounted filesystem, a removed interface)
@@ -47,12 +47,13 @@ pub mod thermal_zone;
 pub mod time;
 pub mod uname;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::staleness::SeriesSet;
 use super::{Running, SourceContext};
 use crate::batch::Batch;
 use crate::event::{Event, Metric, MetricValue, Timestamp};
@@ -406,46 +407,47 @@ impl HostMetrics {
     /// Samples are taken anew.
     pub const REPLAYABLE: bool = false;
 
-    /// Starts the collection loop as a task on the async runtime; each collection runs
-    /// on the runtime's blocking pool, so a stuck read (`statfs` on a dead NFS mount)
-    /// never stalls the runtime, and the source keeps no thread of its own between
-    /// collections (the pool's threads, which the sinks' encoding uses too, are shared).
+    /// Starts the collection loop on a thread of its own. A stuck read (`statfs` on a dead
+    /// NFS mount, a slow I2C `hwmon` sensor) holds only this thread, never the runtime; and
+    /// every collection allocates (and, through the recycler, frees) on the same thread, so
+    /// its memory stays in one thread's allocator pages instead of in those of whichever
+    /// blocking-pool thread ran it (docs/decisions.md, issue 22).
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        let runtime = ctx.runtime.clone();
-        Ok(Running::Task(runtime.spawn(self.run(ctx))))
+        Running::thread(format!("host_metrics-{}", ctx.id), move || self.run(ctx))
     }
 
-    async fn run(self, ctx: SourceContext) {
+    /// Collects at once, then every `interval` (a collection or a full queue that ran past
+    /// the next tick delays it, as tokio's `MissedTickBehavior::Delay` does).
+    fn run(mut self, ctx: SourceContext) {
         let stream_key = crate::hash_str(&ctx.checkpoint_key("host_metrics"));
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut state = Some((self, HashSet::new()));
+        let mut previous = SeriesSet::default();
+        let mut next = Instant::now();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = ctx.shutdown.wait() => return,
-            }
             ctx.out.free_returned();
-            let (mut source, mut previous) = state.take().expect("the state is put back");
-            let collected = tokio::task::spawn_blocking(move || {
-                let metrics = source.collect_with_staleness(&mut previous, Timestamp::now());
-                (source, previous, metrics)
-            })
-            .await;
-            let (source, previous, metrics) = match collected {
-                Ok(collected) => collected,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(_) => return,
-            };
-            state = Some((source, previous));
+            let metrics = self.collect_with_staleness(&mut previous, Timestamp::now());
             let events: Vec<Event> = metrics.into_iter().map(Event::Metric).collect();
             ctx.metrics.events_in.add(events.len() as u64);
-            if ctx
-                .out
-                .send_async(stream_key, Batch::new(events))
-                .await
-                .is_err()
-            {
+            if ctx.out.send(stream_key, Batch::new(events)).is_err() {
+                return;
+            }
+            next += self.interval;
+            let now = Instant::now();
+            if next < now {
+                next = now + self.interval;
+            }
+            // By now the sink has encoded and let go of the collection's events: they came
+            // back to this thread (the recycler) and are freed here, and the allocator
+            // gives back the pages they emptied, instead of keeping them until the next
+            // collection.
+            let returned = now + RETURN_WAIT;
+            if returned < next {
+                if wait_until(&ctx.shutdown, returned) {
+                    return;
+                }
+                ctx.out.free_returned();
+                crate::memory_return::collect_this_thread();
+            }
+            if wait_until(&ctx.shutdown, next) {
                 return;
             }
         }
@@ -455,15 +457,12 @@ impl HostMetrics {
     /// collection's) that is gone; `previous` becomes this collection's series.
     fn collect_with_staleness(
         &mut self,
-        previous: &mut HashSet<(String, Vec<(String, String)>)>,
+        previous: &mut SeriesSet,
         timestamp: Timestamp,
     ) -> Vec<Metric> {
         let mut metrics = self.collect(timestamp);
-        let mut current = HashSet::with_capacity(metrics.len());
-        current.extend(metrics.iter().map(|m| (m.name.clone(), m.labels.clone())));
-        for (name, labels) in previous.difference(&current) {
-            metrics.push(stale_marker(name, labels, timestamp));
-        }
+        let current = SeriesSet::of(&metrics, previous);
+        previous.mark_gone(&current, timestamp, &mut metrics);
         *previous = current;
         metrics
     }
@@ -501,6 +500,21 @@ impl HostMetrics {
     }
 }
 
+/// How long after sending a collection its events are freed (when the next collection is
+/// further away): time for the sink to take, encode and release them.
+const RETURN_WAIT: Duration = Duration::from_secs(2);
+
+/// Blocks until `deadline`; true when the agent stops first.
+fn wait_until(shutdown: &crate::shutdown::Shutdown, deadline: Instant) -> bool {
+    // The condition variable may wake early: wait out the rest.
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if left.is_zero() || shutdown.wait_timeout(left) {
+            break;
+        }
+    }
+    shutdown.is_triggered()
+}
+
 /// Adds `extra` labels a metric does not have already; keeps them sorted.
 pub fn add_labels(labels: &mut Vec<(String, String)>, extra: &[(String, String)]) {
     let mut added = false;
@@ -512,16 +526,6 @@ pub fn add_labels(labels: &mut Vec<(String, String)>, extra: &[(String, String)]
     }
     if added {
         labels.sort();
-    }
-}
-
-/// A Prometheus staleness marker for a series that disappeared.
-pub fn stale_marker(name: &str, labels: &[(String, String)], timestamp: Timestamp) -> Metric {
-    Metric {
-        name: name.to_owned(),
-        labels: labels.to_vec(),
-        value: MetricValue::Gauge(crate::sink::prometheus_remote_write::proto::stale_nan()),
-        timestamp,
     }
 }
 

@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::Url;
 
-use super::host_metrics::{add_labels, stale_marker};
+use super::host_metrics::add_labels;
+use super::staleness::SeriesSet;
 use super::{Running, SourceContext};
 use crate::batch::Batch;
 use crate::event::{Event, Metric, MetricValue, Timestamp};
@@ -271,7 +272,7 @@ async fn scrape_loop(target: Target, settings: Arc<Settings>, ctx: Arc<SourceCon
     let duplicates = failures("duplicate");
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut previous: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+    let mut previous = SeriesSet::default();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -292,14 +293,8 @@ async fn scrape_loop(target: Target, settings: Arc<Settings>, ctx: Arc<SourceCon
             failures(failure.reason()).inc();
             tracing::debug!(target = %target.url, reason = failure.reason(), "scrape failed");
         }
-        let current: HashSet<_> = metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.labels.clone()))
-            .collect();
-        let added = current.difference(&previous).count();
-        for (name, labels) in previous.difference(&current) {
-            metrics.push(stale_marker(name, labels, timestamp));
-        }
+        let current = SeriesSet::of(&metrics, &previous);
+        let added = previous.mark_gone(&current, timestamp, &mut metrics);
         previous = current;
         let up = failure.is_none();
         for (name, value) in [
