@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rewrites symbol-order.txt: the functions the release, bench and small builds of the agent run at
 # start-up and while idle (five pipelines: bare, the embedded default, one file -> Loki,
-# the Debian package's host agent, the IoT gateway; /health and /metrics asked once),
+# the Debian package's host agent with its back-ends down and up, the IoT gateway;
+# /health and /metrics asked once),
 # first run first.
 # Needs python3 and nm; takes a few minutes (three fat-LTO links). Run from the repository
 # root after a dependency or compiler change (symbol names carry hashes of both: stale
@@ -54,20 +55,57 @@ pipelines:
       - { type: loki, endpoint: "http://127.0.0.1:$(port)" }
 YAML
 : > "$work/all"
+# The package's host agent runs twice: with its back-ends down (sinks retrying into their
+# disk buffers) and up (answered by this stand-in, as Loki, Elasticsearch and a
+# remote-write receiver answer a good request), 20 s each so two collections of its
+# 15 s metrics sources are traced.
+cat > "$work/backends.py" <<'PY'
+import http.server, sys
+class Backend(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if "_bulk" in self.path:
+            body = b'{"took":1,"errors":false,"items":[]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+        else:
+            body = b""
+            self.send_response(204)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Backend).serve_forever()
+PY
+backend_port=$(port)
+python3 "$work/backends.py" "$backend_port" &
+backend=$!
+trap 'kill $backend 2>/dev/null; rm -rf "$work"' EXIT
+backend_url=http://127.0.0.1:$backend_port
 for build in release bench small; do
-  for config in bare.yaml "" loki.yaml "$PWD/pipelines/host-agent.yaml" \
+  for config in bare.yaml "" loki.yaml "$PWD/pipelines/host-agent.yaml" up \
     "$PWD/pipelines/iot-gateway.yaml"; do
     rm -rf "$work/data" && mkdir -p "$work/data"
     args=(run)
+    seconds=10
+    urls=()
+    case "$config" in
+      up) config=$PWD/pipelines/host-agent.yaml seconds=20
+        urls=(LOKI_URL=$backend_url ELASTICSEARCH_URL=$backend_url
+          REMOTE_WRITE_URL=$backend_url/api/v1/write) ;;
+      */host-agent.yaml) seconds=20 ;;
+    esac
     [ -n "$config" ] && args+=(-c "$([ -f "$work/$config" ] && echo "$work/$config" || echo "$config")")
-    SLUICE_LOG=warn SLUICE_DATA_DIR="$work/data" SLUICE_API_ADDRESS="$api" \
+    env "${urls[@]}" SLUICE_LOG=warn SLUICE_DATA_DIR="$work/data" SLUICE_API_ADDRESS="$api" \
       SLUICE_SYSLOG_ADDRESS=127.0.0.1:$(port) SYSLOG_UDP_ADDRESS=127.0.0.1:$(port) \
       SYSLOG_TCP_ADDRESS=127.0.0.1:$(port) \
-      python3 "$here/trace_functions.py" 10 "$work/$build" "${args[@]}" >> "$work/all" &
+      python3 "$here/trace_functions.py" "$seconds" "$work/$build" "${args[@]}" >> "$work/all" &
     sleep 6
     curl -s -m 2 "http://$api/health" > /dev/null || true
     curl -s -m 2 "http://$api/metrics" > /dev/null || true
-    wait
+    wait "$!"
   done
 done
 awk 'NF && !seen[$0]++' "$work/all" > "$here/symbol-order.txt"
