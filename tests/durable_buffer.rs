@@ -216,11 +216,31 @@ enum Interruption {
     Reload,
 }
 
+/// A stop (SIGTERM or a reload's) that finds Loki down must not wait for it: the disk
+/// buffer keeps what was not delivered, so the stop takes far less than this deadline.
+const LONG_DEADLINE: &str = "shutdown_timeout_secs: 120";
+
+/// How long a stop may take with Loki down and [`LONG_DEADLINE`].
+const QUICK_STOP: Duration = Duration::from_secs(15);
+
 fn syslog_survives(interruption: Interruption) {
     let dir = tempfile::tempdir().unwrap();
     let loki = loki_down();
     let (tcp, udp) = (free_port(), free_port());
-    let agent = Agent::start(dir.path(), &syslog_config(dir.path(), tcp, udp, &loki, ""));
+    let config = |label: &str| {
+        syslog_config(dir.path(), tcp, udp, &loki, label)
+            .replace("shutdown_timeout_secs: 3", LONG_DEADLINE)
+    };
+    // Before the SIGTERM the sink waits up to 30 s between tries: the stop must cut that
+    // wait short too. The agent started afterwards retries quickly again.
+    let first = match interruption {
+        Interruption::Sigterm => config("").replace(
+            "initial_backoff_ms: 50, max_backoff_ms: 300",
+            "initial_backoff_ms: 30000, max_backoff_ms: 30000",
+        ),
+        _ => config(""),
+    };
+    let agent = Agent::start(dir.path(), &first);
     let n = 400;
     send_syslog(tcp, udp, 0, n);
     // Accepted = written to the buffer: wait until every message is there.
@@ -237,22 +257,34 @@ fn syslog_survives(interruption: Interruption) {
             )
         }
         Interruption::Sigterm => {
-            let config = agent_config(dir.path());
+            let path = agent_config(dir.path());
             let api = agent.api;
+            std::fs::write(&path, config("").replace("{api}", &api.to_string())).unwrap();
+            let stopping = Instant::now();
             assert!(agent.terminate().success());
-            Agent::start_file(&config, api, std::process::Stdio::null())
+            let took = stopping.elapsed();
+            assert!(
+                took < QUICK_STOP,
+                "SIGTERM with Loki down took {took:?}: the sink kept retrying instead of leaving its events in the disk buffer"
+            );
+            Agent::start_file(&path, api, std::process::Stdio::null())
         }
         Interruption::Reload => {
             // A changed sink: the pipeline is stopped and started again on the same buffer.
             std::fs::write(
                 &agent.config,
-                syslog_config(dir.path(), tcp, udp, &loki, "2")
-                    .replace("{api}", &agent.api.to_string()),
+                config("2").replace("{api}", &agent.api.to_string()),
             )
             .unwrap();
+            let reloading = Instant::now();
             let (status, body) =
                 support::http_request(agent.api, "POST", "/reload", "").expect("reload answers");
             assert_eq!(status, 200, "{body}");
+            let took = reloading.elapsed();
+            assert!(
+                took < QUICK_STOP,
+                "a reload with Loki down took {took:?}: the old sink kept retrying instead of leaving its events in the disk buffer"
+            );
             agent
         }
     };

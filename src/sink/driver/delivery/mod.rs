@@ -320,6 +320,16 @@ impl HttpDriver {
                 queue.push_front((request, tries));
             }
         }
+        let undelivered = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Outcome::Waiting))
+            .count();
+        if undelivered > 0 && self.leaves_to_buffer(ctx) {
+            // Not settled: the acknowledgements are dropped (abandoned), so the disk buffer
+            // keeps the whole batch and sends it again when the pipeline next runs.
+            tracing::info!(sink = %ctx.id, n_events = undelivered, "stopping: undelivered events stay in the disk buffer");
+            return;
+        }
         settle(&events, outcomes, acks, ctx).await;
         if let Some(home) = home {
             home.give(events);

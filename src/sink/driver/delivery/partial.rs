@@ -75,11 +75,15 @@ impl HttpDriver {
             }
             return Vec::new();
         }
+        // Stopping with a disk buffer: the items to retry stay `Waiting`, in the buffer.
+        if self.leaves_to_buffer(ctx) {
+            return Vec::new();
+        }
         state.retries.inc();
         let delay = self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered());
         tracing::warn!(sink = %ctx.id, reason = %retry_reason, n_events = retry_indices.len(), attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "items failed; retrying them");
         tries.attempt = tries.attempt.saturating_add(1);
-        tokio::time::sleep(delay).await;
+        self.sleep_before_retry(delay, ctx).await;
         let subset: Vec<Event> = retry_indices.iter().map(|&i| events[i].clone()).collect();
         let encoded = codec.encode(&subset);
         for (position, reason) in encoded.dropped {

@@ -130,6 +130,9 @@ impl HttpDriver {
                     retry_after,
                 } => (reason, retry_after),
             };
+            if self.leaves_to_buffer(ctx) {
+                return (Vec::new(), tries);
+            }
             let failed = Failed {
                 reason,
                 server_said: tried.server_said,
@@ -267,8 +270,22 @@ impl HttpDriver {
         tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
         state.retries.inc();
         tries.attempt = tries.attempt.saturating_add(1);
-        tokio::time::sleep(delay).await;
+        self.sleep_before_retry(delay, ctx).await;
         true
+    }
+
+    /// Waits out a backoff; one that began before the stop ends when the stop begins (a
+    /// backoff can be minutes long): the next try then comes at once, and its backoffs are
+    /// cut short for the stop (or, with a disk buffer, a failure leaves the events there).
+    pub(super) async fn sleep_before_retry(&self, delay: Duration, ctx: &SinkContext) {
+        if ctx.shutdown.is_triggered() {
+            tokio::time::sleep(delay).await;
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.shutdown.wait() => {}
+        }
     }
 
     /// Compresses a body on the blocking pool, not on the runtime's threads: gzip of a 1 MiB
@@ -289,6 +306,15 @@ impl HttpDriver {
             // The runtime is shutting down and drops this task with it (nothing settled).
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Stopping, with a disk buffer in front of the sink: a request that failed is not tried
+    /// again. Its events stay unacknowledged in the buffer and are sent when the pipeline
+    /// runs again (after the restart or the reload); retrying until the shutdown deadline
+    /// would only hold the stop up for its whole length while a back-end is down. A memory
+    /// buffer has nowhere to keep them, so that sink goes on trying until the deadline.
+    pub(super) fn leaves_to_buffer(&self, ctx: &SinkContext) -> bool {
+        ctx.shutdown.is_triggered() && self.buffer.kind == crate::buffer::BufferKind::Disk
     }
 
     /// True once `retry.max_duration_secs` has passed since the request's first try.
