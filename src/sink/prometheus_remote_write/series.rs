@@ -90,22 +90,26 @@ impl<'a> Identity<'a> {
         Some(Identity { name, labels })
     }
 
-    /// A map key unique to this identity.
+    /// A map key unique to this identity: each string with its length in front, so no
+    /// label value (which may hold any character) can make two label sets read alike.
     pub fn key(&self) -> String {
+        use std::fmt::Write as _;
         let mut key = String::with_capacity(
             self.name.len()
+                + 4
                 + self
                     .labels
                     .iter()
-                    .map(|(k, v)| k.len() + v.len() + 2)
+                    .map(|(k, v)| k.len() + v.len() + 8)
                     .sum::<usize>(),
         );
-        key.push_str(&self.name);
-        for (name, value) in &self.labels {
-            key.push('\u{0}');
-            key.push_str(name);
-            key.push('\u{1}');
-            key.push_str(value);
+        for text in std::iter::once(self.name.as_ref()).chain(
+            self.labels
+                .iter()
+                .flat_map(|(name, value)| [name.as_ref(), *value]),
+        ) {
+            let _ = write!(key, "{}:", text.len());
+            key.push_str(text);
         }
         key
     }
@@ -402,6 +406,24 @@ mod tests {
                 .collect(),
         };
         assert_eq!(got, expected, "{name} {labels:?}");
+    }
+
+    #[test]
+    fn keys_of_different_label_sets_differ_whatever_the_values_hold() {
+        let key = |labels: &[(&str, &str)]| {
+            let metric = metric("m", labels, MetricValue::Gauge(1.0));
+            Identity::of(&metric, &[]).unwrap().key()
+        };
+        // With separators instead of lengths these two read alike.
+        assert_ne!(
+            key(&[("a", "x\u{0}b\u{1}y")]),
+            key(&[("a", "x"), ("b", "y")])
+        );
+        assert_ne!(key(&[("a", "1:b")]), key(&[("a", ""), ("b", "")]));
+        assert_eq!(
+            key(&[("b", "2"), ("a", "1")]),
+            key(&[("a", "1"), ("b", "2")])
+        );
     }
 
     #[test]
