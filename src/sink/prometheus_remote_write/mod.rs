@@ -28,6 +28,7 @@
 pub mod proto;
 pub mod series;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -196,10 +197,12 @@ pub struct RemoteWriteCodec {
     counters: Counters,
 }
 
-/// The events of one series identity within a batch.
-struct Group<'a> {
-    identity: Identity<'a>,
-    key: String,
+/// The events of one series identity within a batch. The identity itself is not kept:
+/// it is taken again from the events when the request is written, so a batch's live memory
+/// is a hash and the indices per series, not a label set.
+struct Group {
+    /// The identity's [`Identity::hash`].
+    hash: u128,
     items: Vec<usize>,
 }
 
@@ -253,12 +256,15 @@ impl RequestBuilder {
         self.items.push(index);
     }
 
-    fn finish(self, groups: &[Group], events: &[Event]) -> EncodedRequest {
+    fn finish(self, external: &[(String, String)], events: &[Event]) -> EncodedRequest {
         let mut body = Vec::with_capacity(self.samples * 64);
         let mut samples: Vec<(f64, i64)> = Vec::new();
         for run in &self.runs {
-            let identity = &groups[run.group].identity;
             let Some(layout) = metric_at(events, run.layout) else {
+                continue;
+            };
+            // Every event of a run has the identity of its first.
+            let Some(identity) = Identity::of(layout, external) else {
                 continue;
             };
             for position in 0..series::sample_count(&layout.value) {
@@ -310,13 +316,13 @@ impl RemoteWriteCodec {
     }
 
     /// Groups metric events by series identity (first-seen order), each group in time order.
-    fn group<'a>(
-        events: &'a [Event],
-        external: &'a [(String, String)],
+    fn group(
+        events: &[Event],
+        external: &[(String, String)],
         dropped: &mut Vec<(usize, &'static str)>,
-    ) -> Vec<Group<'a>> {
+    ) -> Vec<Group> {
         let mut groups: Vec<Group> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<u128, usize> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
             let Event::Metric(metric) = event else {
                 dropped.push((i, "not_a_metric"));
@@ -326,14 +332,13 @@ impl RemoteWriteCodec {
                 dropped.push((i, "invalid_name"));
                 continue;
             };
-            let key = identity.key();
-            match index.get(&key) {
-                Some(&at) => groups[at].items.push(i),
-                None => {
-                    index.insert(key.clone(), groups.len());
+            let hash = identity.hash();
+            match index.entry(hash) {
+                Entry::Occupied(at) => groups[*at.get()].items.push(i),
+                Entry::Vacant(slot) => {
+                    slot.insert(groups.len());
                     groups.push(Group {
-                        identity,
-                        key,
+                        hash,
                         items: vec![i],
                     });
                 }
@@ -358,8 +363,7 @@ impl HttpSinkCodec for RemoteWriteCodec {
         let Event::Metric(metric) = event else {
             return 0;
         };
-        Identity::of(metric, &self.settings.external)
-            .map_or(0, |identity| crate::hash_str(&identity.key()))
+        Identity::of(metric, &self.settings.external).map_or(0, |identity| identity.hash() as u64)
     }
 
     fn encode(&mut self, events: &[Event]) -> Encoded {
@@ -375,7 +379,7 @@ impl HttpSinkCodec for RemoteWriteCodec {
                 };
                 let timestamp = metric.timestamp.as_millis();
                 let fingerprint = series::fingerprint(&metric.value);
-                let stale = match self.table.admit(&group.key, timestamp, fingerprint) {
+                let stale = match self.table.admit(group.hash, timestamp, fingerprint) {
                     Admit::Send => false,
                     Admit::SendStale => {
                         self.counters.expired.inc();
@@ -390,14 +394,14 @@ impl HttpSinkCodec for RemoteWriteCodec {
                 if current.samples > 0 && current.samples + n > self.settings.max_samples {
                     let full = std::mem::take(&mut current);
                     self.counters.samples.add(full.samples as u64);
-                    requests.push(full.finish(&groups, events));
+                    requests.push(full.finish(&settings.external, events));
                 }
                 current.push(g, i, events, stale);
             }
         }
         if !current.items.is_empty() {
             self.counters.samples.add(current.samples as u64);
-            requests.push(current.finish(&groups, events));
+            requests.push(current.finish(&settings.external, events));
         }
         Encoded { requests, dropped }
     }
