@@ -30,13 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// (CPU-seconds, VmRSS KiB, open descriptors) of `pid`.
 fn proc_stats(pid: u32) -> (f64, u64, usize) {
     (cpu_seconds(pid), status_kib(pid, "VmRSS:"), open_fds(pid))
@@ -63,7 +56,7 @@ fn wait_delivered(loki: &fake_loki::FakeLoki, child: &mut Child, count: usize) -
 /// read at start to be closed). Above 10, the measured phase starts 2 s after start-up,
 /// with the files read at start still open (up to `max_open_files`).
 fn close_idle_secs() -> u64 {
-    env_or("SLUICE_BENCH_CLOSE_IDLE_SECS", 5)
+    agent::env_or("SLUICE_BENCH_CLOSE_IDLE_SECS", 5)
 }
 
 struct Round {
@@ -146,10 +139,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let files = env_or("SLUICE_BENCH_FILES", 10_000);
-    let active = env_or("SLUICE_BENCH_ACTIVE", 100).min(files);
-    let events = env_or("SLUICE_BENCH_EVENTS", 200_000);
-    let rate = env_or("SLUICE_BENCH_RATE", 20_000);
+    let files = agent::env_or("SLUICE_BENCH_FILES", 10_000);
+    let active = agent::env_or("SLUICE_BENCH_ACTIVE", 100).min(files);
+    let events = agent::env_or("SLUICE_BENCH_EVENTS", 200_000);
+    let rate = agent::env_or("SLUICE_BENCH_RATE", 20_000);
     for (name, total) in [("active only", active), ("with idle files", files)] {
         let r = round(total, active, events, rate);
         println!(

@@ -22,13 +22,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// `GET /metrics` of the agent's API; empty if it does not answer.
 fn metrics(api: SocketAddr) -> String {
     let Ok(mut stream) = TcpStream::connect_timeout(&api, Duration::from_secs(2)) else {
@@ -79,8 +72,8 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let windows = env_or("SLUICE_BENCH_TAP_WINDOWS", 5).max(1) as usize;
-    let window = Duration::from_secs(env_or("SLUICE_BENCH_TAP_SECS", 3).max(1));
+    let windows = agent::env_or("SLUICE_BENCH_TAP_WINDOWS", 5).max(1) as usize;
+    let window = Duration::from_secs(agent::env_or("SLUICE_BENCH_TAP_SECS", 3).max(1));
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -1,6 +1,6 @@
 //! Which agent binary the end-to-end benches run: `SLUICE_BIN` when set (e.g. an older
 //! build, for an A/B comparison), else the one Cargo built for the bench; starting it; and
-//! extra config keys a run takes from the environment.
+//! extra config keys and numbers a run takes from the environment.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -33,4 +33,12 @@ pub fn extra_keys(name: &str, indent: &str) -> String {
         .lines()
         .map(|line| format!("{indent}{line}\n"))
         .collect()
+}
+
+/// The number in environment variable `name`, else `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
