@@ -200,6 +200,12 @@ pub struct Checkpoints {
     writer: Arc<Mutex<Writer>>,
     /// The last successful write, or the last save that found nothing to write.
     last_write: Arc<Mutex<Instant>>,
+    /// The loaded file's modification time: the last moment the previous run's positions
+    /// were saved.
+    loaded_at: Option<SystemTime>,
+    /// Each source (by key prefix) that ran in this process: when it stopped (`None`:
+    /// still running). See [`Checkpoints::start_watching`].
+    watching: Arc<Mutex<HashMap<String, Option<SystemTime>>>>,
     /// CPU nanoseconds the last save spent: collecting and encoding positions and writing
     /// the file (waiting for the disk is not counted: it costs no CPU and already paces
     /// saves).
@@ -215,8 +221,12 @@ impl Checkpoints {
         fs::create_dir_all(data_dir)?;
         remove_stale_temp_files(data_dir);
         let path = data_dir.join(FILE_NAME);
+        let mut loaded_at = None;
         let loaded = match read_file(&path) {
-            Ok(streams) => streams,
+            Ok(streams) => {
+                loaded_at = fs::metadata(&path).and_then(|m| m.modified()).ok();
+                streams
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
             Err(error) => {
                 let aside = set_aside(&path);
@@ -229,7 +239,9 @@ impl Checkpoints {
                 BTreeMap::new()
             }
         };
-        Ok(Self::with_loaded(Some(path), loaded))
+        let mut checkpoints = Self::with_loaded(Some(path), loaded);
+        checkpoints.loaded_at = loaded_at;
+        Ok(checkpoints)
     }
 
     /// A registry that never touches the disk (tests, benches, `validate`).
@@ -256,6 +268,8 @@ impl Checkpoints {
                 health: HealthCheck::new("agent/checkpoints"),
             })),
             last_write: Arc::new(Mutex::new(Instant::now())),
+            loaded_at: None,
+            watching: Arc::default(),
             cost_nanos: Arc::default(),
         }
     }
@@ -357,6 +371,28 @@ impl Checkpoints {
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A source (key prefix `prefix`) starts reading: returns since when its saved
+    /// positions may have missed changes to its files. That is when the source last stopped
+    /// in this process (a reload, a restart after a failure), else when the previous run
+    /// last saved (the loaded file's modification time); `None` with no checkpoint file, or
+    /// while another instance of the source still runs (a reload whose old source has not
+    /// stopped yet). A file modified at or after it may hold lines written while no position
+    /// was kept for it: the file source looks there for rotations made meanwhile.
+    pub fn start_watching(&self, prefix: &str) -> Option<SystemTime> {
+        let mut watching = self.watching.lock().unwrap_or_else(|p| p.into_inner());
+        match watching.insert(prefix.to_owned(), None) {
+            Some(stopped) => stopped,
+            None => self.loaded_at,
+        }
+    }
+
+    /// A source (key prefix `prefix`) stopped reading: what it forgot was written before
+    /// now.
+    pub fn stop_watching(&self, prefix: &str) {
+        let mut watching = self.watching.lock().unwrap_or_else(|p| p.into_inner());
+        watching.insert(prefix.to_owned(), Some(SystemTime::now()));
     }
 
     fn mark_fresh(&self) {

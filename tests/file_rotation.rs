@@ -290,29 +290,41 @@ fn logrotate_survives(options: &str, stop: Stop) {
     logrotate_survives_with(options, stop, Setup::new("app.log"));
 }
 
-fn logrotate_survives_with(options: &str, stop: Stop, setup: Setup) {
-    let live = setup.logs().join("app.log");
-    let conf = setup.dir.path().join("logrotate.conf");
-    fs::write(
-        &conf,
-        format!(
-            "{} {{\n    rotate 5\n    missingok\n{}\n}}\n",
-            live.display(),
-            options
-                .split(',')
-                .map(|o| format!("    {}", o.trim()))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    )
-    .unwrap();
-    let state = setup.dir.path().join("logrotate.state");
-    let logrotate = || {
+/// Real logrotate with a config for `logs/app.log` (`rotate 5`, `missingok`, and
+/// `options`, comma-separated).
+struct Logrotate {
+    conf: PathBuf,
+    state: PathBuf,
+}
+
+impl Logrotate {
+    fn new(setup: &Setup, options: &str) -> Self {
+        let live = setup.logs().join("app.log");
+        let conf = setup.dir.path().join("logrotate.conf");
+        fs::write(
+            &conf,
+            format!(
+                "{} {{\n    rotate 5\n    missingok\n{}\n}}\n",
+                live.display(),
+                options
+                    .split(',')
+                    .map(|o| format!("    {}", o.trim()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        )
+        .unwrap();
+        let state = setup.dir.path().join("logrotate.state");
+        Logrotate { conf, state }
+    }
+
+    /// Rotates now (`-f`).
+    fn run(&self) {
         let output = Command::new("logrotate")
             .arg("-f")
             .arg("-s")
-            .arg(&state)
-            .arg(&conf)
+            .arg(&self.state)
+            .arg(&self.conf)
             .output()
             .expect("run logrotate (apt-get install logrotate)");
         assert!(
@@ -320,7 +332,13 @@ fn logrotate_survives_with(options: &str, stop: Stop, setup: Setup) {
             "logrotate: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-    };
+    }
+}
+
+fn logrotate_survives_with(options: &str, stop: Stop, setup: Setup) {
+    let live = setup.logs().join("app.log");
+    let logrotate = Logrotate::new(&setup, options);
+    let logrotate = || logrotate.run();
     setup.sink_down();
     append(&live, &lines(0, 10_000));
     let mut agent = setup.start();
@@ -380,6 +398,90 @@ fn logrotate_compress_without_delaycompress() {
 fn logrotate_compress_with_delaycompress() {
     for stop in STOPS {
         logrotate_survives("create, compress, delaycompress", stop);
+    }
+}
+
+/// Rotations made while the agent is stopped, three of them: the generation it was reading
+/// is found where it went, and every generation created and rotated away while it was
+/// down (never matched by the glob while the agent ran) is read from its start. The
+/// generation read before the stop is not read again, though the rotations renumber and
+/// compress it, and files in the directory that are not rotations of a file the source
+/// read are left alone.
+fn rotations_while_stopped(options: &str, stop: Stop) {
+    let setup = Setup::new("app.log");
+    let live = setup.logs().join("app.log");
+    let logrotate = Logrotate::new(&setup, options);
+    let what = format!("three rotations while stopped ({options}) + {stop:?}");
+    append(&live, &lines(0, 2_000));
+    let agent = setup.start();
+    setup.expect_all(&what, 2_000);
+    logrotate.run(); // read to its end, let go, its position forgotten
+    append(&live, &lines(2_000, 2_000));
+    setup.expect_all(&what, 4_000);
+    // Past `rotate_wait_ms` and a few checkpoint writes.
+    std::thread::sleep(Duration::from_millis(1500));
+    match stop {
+        Stop::Term => assert!(agent.terminate().success()),
+        Stop::Kill9 => agent.kill9(),
+        other => panic!("{other:?} does not stop the agent"),
+    }
+    if options == "create" {
+        // A writer that kept the let-go generation open writes to it late: that file is
+        // not read again from its start (no duplicates).
+        append(&setup.logs().join("app.log.1"), "a late write\n");
+    }
+    append(&live, &lines(4_000, 1_000));
+    append(&setup.logs().join("app.log.audit"), "unrelated line 1\n");
+    append(&setup.logs().join("other.log.1"), "unrelated line 2\n");
+    for (round, first) in [5_000, 6_000, 7_000].into_iter().enumerate() {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(1100)); // dateext names carry seconds
+        }
+        logrotate.run();
+        append(&live, &lines(first, 1_000));
+    }
+    let agent = setup.start();
+    let duplicates = setup.expect_all(&what, 8_000);
+    assert_eq!(duplicates, 0, "{what}: lines read twice");
+    assert_eq!(
+        agent.metric_sum("sluice_file_lost_bytes_total", &[]),
+        0.0,
+        "{what}: nothing was lost"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let unrelated = setup
+        .loki
+        .entries()
+        .iter()
+        .filter(|e| e.line.contains("unrelated"))
+        .count();
+    assert_eq!(
+        unrelated, 0,
+        "{what}: files that are not rotations were read"
+    );
+    assert!(agent.terminate().success());
+}
+
+#[test]
+fn rotations_while_stopped_create() {
+    for stop in [Stop::Term, Stop::Kill9] {
+        rotations_while_stopped("create", stop);
+        rotations_while_stopped("create, dateext, dateformat -%Y%m%d-%s", stop);
+    }
+}
+
+#[test]
+fn rotations_while_stopped_compress() {
+    for stop in [Stop::Term, Stop::Kill9] {
+        rotations_while_stopped("create, compress", stop);
+        rotations_while_stopped("create, compress, delaycompress", stop);
+    }
+}
+
+#[test]
+fn rotations_while_stopped_copytruncate() {
+    for stop in [Stop::Term, Stop::Kill9] {
+        rotations_while_stopped("copytruncate", stop);
     }
 }
 

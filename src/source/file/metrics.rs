@@ -56,7 +56,7 @@ impl FileMetrics {
     pub(super) fn lost_bytes(&self, reason: &str) -> Counter {
         self.lost_bytes.counter(
             "sluice_file_lost_bytes_total",
-            "Unread bytes of files that were gone (deleted, truncated) before they could be read, by reason.",
+            "Unread bytes of files that were gone (deleted, truncated) or unreadable (a rotation compressed with other than gzip) before they could be read, by reason.",
             &[("reason", reason)],
         )
     }

@@ -45,6 +45,7 @@
 
 mod config;
 pub mod discovery;
+mod generations;
 pub mod identity;
 pub mod kubernetes;
 mod metrics;
@@ -153,6 +154,9 @@ struct Reader {
     /// Paths of every saved position at start: a new file there is a rotation's successor,
     /// read from its start whatever `read_from` says.
     known_paths: HashSet<PathBuf>,
+    /// Since when this source's saved positions may have missed changes to its files (the
+    /// source was not running): see [`generations`].
+    unwatched_since: Option<std::time::SystemTime>,
     /// When the next directory scan is due.
     next_scan: Instant,
     /// A scan runs inside a blocked send (it may send itself: no second one inside it).
@@ -160,6 +164,16 @@ struct Reader {
     /// Proof of life for `/health`: a read or open that never returns shows there.
     heartbeat: Heartbeat,
     buf: Vec<u8>,
+}
+
+impl Drop for Reader {
+    /// What this reader let go of was written before now: a later reader of the source
+    /// looks for rotations made since ([`generations`]).
+    fn drop(&mut self) {
+        self.ctx
+            .checkpoints
+            .stop_watching(&self.ctx.checkpoint_key(""));
+    }
 }
 
 /// How long the reader loop may not come round before `/health` fails.
@@ -196,6 +210,7 @@ impl Reader {
                 },
             );
         }
+        let unwatched_since = ctx.checkpoints.start_watching(&ctx.checkpoint_key(""));
         let heartbeat = Heartbeat::new(format!("{}/source/{}", ctx.pipeline, ctx.id), STUCK_AFTER);
         let metrics = &ctx.metrics;
         let file_metrics = FileMetrics::new(metrics);
@@ -214,6 +229,7 @@ impl Reader {
             open: HashSet::new(),
             adopted: HashMap::new(),
             known_paths: HashSet::new(),
+            unwatched_since,
             next_scan: Instant::now(),
             notified: HashSet::new(),
             recheck: HashSet::new(),

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
@@ -46,6 +47,10 @@ pub struct Candidate {
     pub dev_ino: (u64, u64),
     /// Its size in bytes (compressed size for gzip).
     pub size: u64,
+    /// Its last modification.
+    pub modified: Option<SystemTime>,
+    /// When it was created (`None` where the filesystem does not say).
+    pub created: Option<SystemTime>,
 }
 
 /// Where a saved position's content was found, opened and positioned at the saved offset.
@@ -109,6 +114,93 @@ impl Search {
         }
         let all = self.under_roots.get_or_insert_with(|| files_under(matcher));
         locate(saved, all, &usable, &self.heads)
+    }
+
+    /// The regular files directly in `dir`, listed once per search.
+    pub fn in_dir(&mut self, dir: &Path) -> &[Candidate] {
+        self.dirs
+            .entry(dir.to_owned())
+            .or_insert_with(|| files_in(dir))
+    }
+
+    /// Whether `candidate` is `saved`'s file or holds its content (a copy, a compressed
+    /// rotation): the same head and tail (an inode freed by a rotation and reused by a new
+    /// generation is not the same file).
+    pub fn holds(&self, candidate: &Candidate, saved: &SavedFile) -> bool {
+        if Some(candidate.dev_ino) == saved.dev_ino {
+            return verify(candidate, saved, true).is_some();
+        }
+        let Some(fingerprint) = saved.fingerprint.filter(|f| f.len > 0) else {
+            return false;
+        };
+        head_hash(candidate, fingerprint.len, &self.heads) == Some(fingerprint.hash)
+            && verify(candidate, saved, false).is_some()
+    }
+}
+
+/// How a file's content is compressed, from its first bytes: `None` for plain text.
+pub fn compression(file: &File) -> Option<&'static str> {
+    let mut magic = [0u8; 6];
+    let n = file.read_at(&mut magic, 0).unwrap_or(0);
+    let magic = &magic[..n];
+    [
+        (&[0x1f, 0x8b][..], "gzip"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (b"BZh", "bzip2"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+        (&[0x1f, 0x9d], "compress"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| magic.starts_with(prefix))
+    .map(|(_, name)| name)
+}
+
+/// A file opened at its start, plain or through gzip, with the fingerprint of its first
+/// `fingerprint_bytes` (decompressed) bytes.
+pub struct AtStart {
+    /// A plain file, at offset 0 (`None` for gzip).
+    pub file: Option<File>,
+    /// A gzip file's decompressor, at its start.
+    pub gzip: Option<Box<GzipInput>>,
+    /// The head fingerprint (of the decompressed content for gzip).
+    pub fingerprint: Fingerprint,
+}
+
+/// Opens `candidate` to be read from its start. An error names why it cannot be read
+/// (gone, unreadable, compressed with something other than gzip).
+pub fn open_at_start(candidate: &Candidate, fingerprint_bytes: u64) -> io::Result<AtStart> {
+    let file = open_regular(&candidate.path)?;
+    if dev_ino(&file.metadata()?) != candidate.dev_ino {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "replaced"));
+    }
+    match compression(&file) {
+        None => Ok(AtStart {
+            fingerprint: Fingerprint::compute(&file, fingerprint_bytes)?,
+            file: Some(file),
+            gzip: None,
+        }),
+        Some("gzip") => {
+            let mut head = Vec::new();
+            MultiGzDecoder::new(BufReader::new(file.try_clone()?))
+                .take(fingerprint_bytes.min(MAX_FINGERPRINT_BYTES))
+                .read_to_end(&mut head)?;
+            let fingerprint = Fingerprint {
+                hash: fnv1a(&head),
+                len: head.len() as u64,
+            };
+            let mut file = file;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(AtStart {
+                file: None,
+                gzip: Some(Box::new(MultiGzDecoder::new(BufReader::new(file)))),
+                fingerprint,
+            })
+        }
+        Some(other) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("compressed with {other} (only gzip is read)"),
+        )),
     }
 }
 
@@ -188,6 +280,8 @@ fn push_regular(path: PathBuf, out: &mut Vec<Candidate>) {
             out.push(Candidate {
                 dev_ino: dev_ino(&metadata),
                 size: metadata.len(),
+                modified: metadata.modified().ok(),
+                created: metadata.created().ok(),
                 path,
             });
         }
@@ -255,8 +349,7 @@ fn verify(candidate: &Candidate, saved: &SavedFile, same_inode: bool) -> Option<
 }
 
 fn is_gzip(file: &File) -> bool {
-    let mut magic = [0u8; 2];
-    matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b]
+    compression(file) == Some("gzip")
 }
 
 /// A gzip candidate: its decompressed head and tail must match; then a fresh decompressor
@@ -396,6 +489,39 @@ mod tests {
         let mut rest = String::new();
         input.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, lines("a", 100)[500..]);
+    }
+
+    #[test]
+    fn opens_plain_and_gzip_at_their_start_and_refuses_other_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = lines("g", 50);
+        let candidate = |name: &str| {
+            files_in(dir.path())
+                .into_iter()
+                .find(|c| c.path.file_name().unwrap() == name)
+                .unwrap()
+        };
+        std::fs::write(dir.path().join("plain"), &text).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(
+            File::create(dir.path().join("gz")).unwrap(),
+            Default::default(),
+        );
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap();
+        std::fs::write(dir.path().join("xz"), b"\xfd7zXZ\0rest").unwrap();
+
+        let plain = open_at_start(&candidate("plain"), 64).unwrap();
+        let gzip = open_at_start(&candidate("gz"), 64).unwrap();
+        assert_eq!(
+            plain.fingerprint, gzip.fingerprint,
+            "gzip is fingerprinted decompressed"
+        );
+        assert_eq!(plain.fingerprint.len, 64);
+        let mut read = String::new();
+        gzip.gzip.unwrap().read_to_string(&mut read).unwrap();
+        assert_eq!(read, text);
+        let error = open_at_start(&candidate("xz"), 64).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
     }
 
     #[test]

@@ -9,20 +9,43 @@
 //!   looks for a copy of its old content in its directory; the reading state (offset,
 //!   partial lines, acknowledgements) moves to the copy and goes on there, and the live
 //!   file is read again from 0 under a fresh stream.
+//! - Generations created and rotated away while the source was not running (two rotations
+//!   while the agent was down) are read from their start ([`super::generations`]).
 //! - A file that is gone with unread bytes is the only loss: counted in
 //!   `sluice_file_lost_bytes_total{reason}` and logged at ERROR, never silent.
 //!
 //! Owns: those decisions for the reader of `mod.rs`. Never: reads lines.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::identity::{dev_ino, key_of, open_regular, Fingerprint, SavedFile, Tail};
-use super::recovery::{self, Candidate, Found, Search};
+use super::recovery::{self, Candidate, Found, GzipInput, Search};
 use super::tailer::Tailer;
 use super::Reader;
+
+/// A file to read to its end under its own stream, no matched path pointing at it.
+pub(super) struct Detached {
+    /// Its device and inode.
+    pub id: (u64, u64),
+    /// The path its lines were written under (its events' `file`).
+    pub path: PathBuf,
+    /// A plain file, positioned at `offset`.
+    pub file: Option<File>,
+    /// Or a gzip file's decompressor, at `offset`.
+    pub gzip: Option<Box<GzipInput>>,
+    /// Where its stream starts.
+    pub offset: u64,
+    /// Its head fingerprint (decompressed for gzip).
+    pub fingerprint: Fingerprint,
+    /// The tail at `offset`, if known.
+    pub tail: Option<Tail>,
+    /// How much there is to read, as far as known (a loss is counted from it).
+    pub size_seen: u64,
+}
 
 impl Reader {
     /// After the first scan: every saved position of this source whose file is not matched
@@ -47,12 +70,13 @@ impl Reader {
             .collect();
         self.known_paths = saved.iter().filter_map(|s| s.path.clone()).collect();
         let mut search = Search::default();
-        for saved in saved {
+        for saved in &saved {
             if saved.dev_ino.is_some_and(|id| live.contains(&id)) {
                 continue; // its file is matched: opening it checks the position
             }
-            self.recover(saved, None, "deleted_unread", &mut search);
+            self.recover(saved.clone(), None, "deleted_unread", &mut search);
         }
+        self.read_missed_rotations(&saved, &mut search);
     }
 
     /// Finds where `saved`'s content is now (not in `exclude`) and reads it to its end, or
@@ -88,8 +112,6 @@ impl Reader {
     fn resume_found(&mut self, saved: SavedFile, found: Found) {
         let candidate = found.candidate().clone();
         let id = candidate.dev_ino;
-        let identity = key_of(id.0, id.1);
-        let key = self.ctx.checkpoint_key(&identity);
         self.metrics.recovered.inc();
         if self.wanted.contains(&id) {
             // A matched file holding the old content (a renumbered device): it resumes at
@@ -99,7 +121,7 @@ impl Reader {
             self.adopted.insert(id, saved.offset);
             return;
         }
-        if key != saved.key {
+        if self.ctx.checkpoint_key(&key_of(id.0, id.1)) != saved.key {
             self.ctx.checkpoints.forget(&saved.key);
         }
         let path = saved.path.clone().unwrap_or_else(|| candidate.path.clone());
@@ -129,27 +151,56 @@ impl Reader {
             compressed = gzip.is_some(),
             "reading the unread part of a file that left the globs",
         );
+        // A gzip file's size says nothing about its decompressed content.
+        let size_seen = match gzip {
+            Some(_) => saved.size.unwrap_or(0),
+            None => saved.size.unwrap_or(0).max(candidate.size),
+        };
+        self.read_detached(Detached {
+            id,
+            path,
+            file,
+            gzip,
+            offset: saved.offset,
+            fingerprint,
+            tail: saved.tail,
+            size_seen,
+        });
+    }
+
+    /// Reads a file no matched path points at to its end, then lets it go: its stream
+    /// starts at `offset` and is saved under the file's own identity.
+    pub(super) fn read_detached(&mut self, detached: Detached) {
+        let Detached {
+            id,
+            path,
+            file,
+            gzip,
+            offset,
+            fingerprint,
+            tail,
+            size_seen,
+        } = detached;
+        let identity = key_of(id.0, id.1);
+        let key = self.ctx.checkpoint_key(&identity);
         let mut tailer = Tailer::new(
             identity,
             id,
             path,
             file,
-            saved.offset,
+            offset,
             fingerprint,
-            crate::ack::StreamTracker::detached(saved.offset),
+            crate::ack::StreamTracker::detached(offset),
             &self.source.settings,
         );
-        tailer.size_seen = match gzip {
-            Some(_) => saved.size.unwrap_or(0),
-            None => saved.size.unwrap_or(0).max(candidate.size),
-        };
+        tailer.size_seen = size_seen;
         tailer.gzip = gzip;
-        tailer.tail = saved.tail;
+        tailer.tail = tail;
         tailer.gone_since = Some(Instant::now());
         tailer.tracker = self
             .ctx
             .checkpoints
-            .track(&key, saved.offset, Self::meta(&tailer));
+            .track(&key, offset, Self::meta(&tailer));
         self.retiring.remove(&key);
         self.files.insert(id, tailer);
         self.open.insert(id);

@@ -1,0 +1,163 @@
+//! Rotations made while the source was not running: generations of a file that were
+//! created, written and rotated away while the agent was down (stopped, killed, between a
+//! reload's old and new source), so the globs never matched them while anything read.
+//!
+//! Two rotations while down leave `app.log.2` (the generation the agent was reading: found
+//! by its saved position, [`super::recovery`]), `app.log.1` (a generation the agent never
+//! saw) and a new `app.log`. Tailers that read only what their globs match lose
+//! `app.log.1`; this reads it from its start.
+//!
+//! A file in the directory of a saved position is such a generation when:
+//! - its name is the saved file's name with a rotation suffix: a `.`, `-` or `_` then a
+//!   digit (`app.log.1`, `app.log.2.gz`, `app.log-20261128`, the kubelet's
+//!   `0.log.20261128-101010`), so other files beside it are never taken;
+//! - the globs do not match it (what they match is read by the scan as usual);
+//! - it was modified at or after the moment the source's positions were last saved
+//!   ([`crate::checkpoint::Checkpoints::start_watching`]): a generation read before the
+//!   stop was last written before it (logrotate keeps the modification time when it
+//!   compresses or renumbers, so those are left alone too);
+//! - it was created at or after that moment too, where the filesystem records creation
+//!   (ext4, xfs, btrfs, tmpfs): a generation read and let go before the stop that a writer
+//!   still holding it open appended to later is not read again from its start;
+//! - no saved position is its file or its content (the generation being read, its
+//!   compressed copy, copytruncate's copy of it: those go on at their saved offset).
+//!
+//! Such generations are read from their start, plain or through gzip, oldest first. One
+//! compressed with anything else (xz, bzip2, zstd) cannot be read: its size is counted in
+//! `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at ERROR.
+//!
+//! Owns: finding those generations and starting their reads. Never: reads lines, or looks
+//! at files the globs match.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::identity::SavedFile;
+use super::recovery::{open_at_start, Candidate, Search};
+use super::rotation::Detached;
+use super::Reader;
+
+impl Reader {
+    /// After the saved positions were looked for: reads every generation rotated away
+    /// unseen while the source was not running (module doc). `saved` are the source's
+    /// positions at start.
+    pub(super) fn read_missed_rotations(&mut self, saved: &[SavedFile], search: &mut Search) {
+        let Some(since) = self.unwatched_since else {
+            return;
+        };
+        let mut names: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
+        for path in saved.iter().filter_map(|s| s.path.as_deref()) {
+            if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+                names
+                    .entry(dir.to_owned())
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+        }
+        let mut missed: Vec<(SystemTime, Candidate, PathBuf)> = Vec::new();
+        for (dir, names) in names {
+            for candidate in search.in_dir(&dir).to_vec() {
+                let Some(base) = candidate
+                    .path
+                    .file_name()
+                    .and_then(|name| names.iter().find(|base| is_rotation_of(name, base)))
+                else {
+                    continue;
+                };
+                let Some(modified) = candidate.modified.filter(|m| *m >= since) else {
+                    continue; // last written before the positions were saved
+                };
+                if candidate.created.is_some_and(|c| c < since) {
+                    continue; // a file that existed then (written late by a writer that kept it open)
+                }
+                if self.source.matcher.matches(&candidate.path)
+                    || self.files.contains_key(&candidate.dev_ino)
+                    || self.adopted.contains_key(&candidate.dev_ino)
+                    || saved.iter().any(|s| search.holds(&candidate, s))
+                {
+                    continue;
+                }
+                missed.push((modified, candidate, dir.join(base)));
+            }
+        }
+        missed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.path.cmp(&b.1.path)));
+        for (_, candidate, written_as) in missed {
+            self.read_missed(candidate, written_as);
+        }
+    }
+
+    /// Starts reading one missed generation from its start, as the file it was written as.
+    fn read_missed(&mut self, candidate: Candidate, written_as: PathBuf) {
+        let at_start = match open_at_start(&candidate, self.source.fingerprint_bytes) {
+            Ok(at_start) => at_start,
+            Err(error) => {
+                tracing::error!(file = %candidate.path.display(), %error, "a rotation made while the source was not running cannot be read");
+                self.count_lost(&candidate.path, candidate.size, "unreadable_rotation");
+                return;
+            }
+        };
+        tracing::info!(
+            file = %candidate.path.display(),
+            was = %written_as.display(),
+            compressed = at_start.gzip.is_some(),
+            "reading a rotation made while the source was not running, from its start",
+        );
+        self.metrics.recovered.inc();
+        let size_seen = match at_start.gzip {
+            Some(_) => 0,
+            None => candidate.size,
+        };
+        self.read_detached(Detached {
+            id: candidate.dev_ino,
+            path: written_as,
+            file: at_start.file,
+            gzip: at_start.gzip,
+            offset: 0,
+            fingerprint: at_start.fingerprint,
+            tail: None,
+            size_seen,
+        });
+    }
+}
+
+/// Whether `name` is `base` with a rotation suffix: `.`, `-` or `_`, then a digit.
+fn is_rotation_of(name: &OsStr, base: &OsStr) -> bool {
+    let (name, base) = (name.as_encoded_bytes(), base.as_encoded_bytes());
+    match name.strip_prefix(base) {
+        Some([separator, digit, ..]) => b".-_".contains(separator) && digit.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_suffixes() {
+        let is = |name: &str| is_rotation_of(OsStr::new(name), OsStr::new("app.log"));
+        for name in [
+            "app.log.1",
+            "app.log.12.gz",
+            "app.log-20261128",
+            "app.log-20261128-1764365000.gz",
+            "app.log.20261126-101010",
+            "app.log_3",
+        ] {
+            assert!(is(name), "{name}");
+        }
+        for name in [
+            "app.log",
+            "app.log.",
+            "app.log.audit",
+            "app.log.old1",
+            "app.logx.1",
+            "other.log.1",
+            "app.1.log",
+        ] {
+            assert!(!is(name), "{name}");
+        }
+    }
+}
