@@ -531,3 +531,36 @@ fn a_thousand_concurrent_connections_keep_their_order() {
         CONNECTIONS as f64
     );
 }
+
+/// `framing: auto` (the default) on TCP: a plain line that starts with a number and a
+/// space is a line, not an octet count that would swallow the next message; an octet
+/// count followed by a priority is still read as one.
+#[test]
+fn auto_framing_reads_a_line_starting_with_a_number_as_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = free_port();
+    let _agent = start_agent(
+        dir.path(),
+        &format!("      - {{ type: syslog, mode: tcp, address: \"127.0.0.1:{tcp}\" }}\n"),
+    );
+    let counted = "<13>Mar  1 10:00:00 h app: counted";
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    stream
+        .write_all(
+            format!(
+                "42 is the answer\n<13>Mar  1 10:00:00 h app: after the number\n{} {counted}<13>Mar  1 10:00:00 h app: last\n",
+                counted.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    wait_for_message(dir.path(), "last");
+    let events = output(dir.path());
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert!(messages[0].contains("42 is the answer"), "{events:#?}");
+    assert_eq!(messages[1..], ["after the number", "counted", "last"]);
+}

@@ -1,6 +1,9 @@
 //! Splitting a syslog byte stream into messages (RFC 6587): newline-terminated ("non-transparent
-//! framing") or octet-counted (`LEN SP MSG`), chosen per message in `auto` mode by the first
-//! byte (a digit starts an octet count, as rsyslog and syslog-ng do).
+//! framing") or octet-counted (`LEN SP MSG`), chosen per message in `auto` mode: a digit
+//! starts an octet count only when the count and its space are followed by `<`, the start
+//! of every syslog message's priority. rsyslog and syslog-ng look at the first digit only,
+//! so a plain line such as `42 is the answer` swallows the next 42 bytes there and splits
+//! the message after it; here it is a line.
 //!
 //! Owns: frame boundaries and the `max_message_bytes` limit on a stream. Never: parses the
 //! message, copies a frame (frames are `split_to` slices of the read buffer), buffers more
@@ -13,7 +16,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
-    /// Per message: octet counting when it starts with a digit, newline otherwise.
+    /// Per message: octet counting when it starts with `LEN SP <` (a count, then a syslog
+    /// priority), newline otherwise.
     #[default]
     Auto,
     /// Each message ends with `\n` (a trailing `\r` is removed when parsing).
@@ -85,7 +89,7 @@ impl Decoder {
             Framing::OctetCounting => true,
         };
         if counted {
-            match self.header(buf) {
+            match self.header(buf, self.framing == Framing::Auto) {
                 Header::Length(header_len, length) => return self.counted(buf, header_len, length),
                 Header::NeedMore => return None,
                 Header::NotCounted => {}
@@ -103,7 +107,7 @@ impl Decoder {
         if !self.skip(buf) || buf.is_empty() {
             return None;
         }
-        let truncated = match self.header(buf) {
+        let truncated = match self.header(buf, self.framing == Framing::Auto) {
             Header::Length(header_len, _) if self.framing != Framing::Newline => {
                 buf.advance(header_len);
                 true
@@ -144,7 +148,8 @@ impl Decoder {
         true
     }
 
-    fn header(&self, buf: &[u8]) -> Header {
+    /// Reads `LEN SP` at the start of `buf`; with `then_priority`, only if `<` follows.
+    fn header(&self, buf: &[u8], then_priority: bool) -> Header {
         let n_digits = buf.iter().take_while(|b| b.is_ascii_digit()).count();
         if n_digits == buf.len() && n_digits <= MAX_LENGTH_DIGITS {
             return Header::NeedMore;
@@ -152,6 +157,13 @@ impl Decoder {
         if n_digits == 0 || n_digits > MAX_LENGTH_DIGITS || buf[n_digits] != b' ' || buf[0] == b'0'
         {
             return Header::NotCounted;
+        }
+        if then_priority {
+            match buf.get(n_digits + 1) {
+                None => return Header::NeedMore,
+                Some(b'<') => {}
+                Some(_) => return Header::NotCounted,
+            }
         }
         let length = buf[..n_digits]
             .iter()
@@ -288,7 +300,22 @@ mod tests {
             &["<13>a", "<13>b", "<14>c"],
         );
         check(Auto, 100, &["2026-01-01 text\n"], &["2026-01-01 text"]);
-        check(Auto, 100, &["10 short"], &["short~"]);
+        check(Auto, 100, &["10 <13>short"], &["<13>short~"]);
+        check(Auto, 100, &["10 short\n"], &["10 short"]);
+        // A plain line starting with a number is a line, not a count that would swallow
+        // the next message (whatever the reads' boundaries).
+        check(
+            Auto,
+            100,
+            &["42 is the answer\n<13>next\n"],
+            &["42 is the answer", "<13>next"],
+        );
+        check(
+            Auto,
+            100,
+            &["42 ", "is the answer\n", "8 <13>next"],
+            &["42 is the answer", "<13>next"],
+        );
         check(Auto, 100, &["12"], &["12"]);
         check(Auto, 100, &["0 x\n"], &["0 x"]);
     }
