@@ -558,7 +558,7 @@ pipelines:
         million = target("/million"),
         out = out.display(),
     );
-    let agent = Agent::start(dir.path(), &config);
+    let agent = Agent::start_logged(dir.path(), &config);
     wait_for(
         "every failure reason counted",
         Duration::from_secs(40),
@@ -628,6 +628,28 @@ pipelines:
     // Nothing of a failed scrape is sent.
     for name in ["ok", "bad", "m", "filler_metric_name_long_enough"] {
         assert!(!events.iter().any(|e| e["name"] == name), "{name} was sent");
+    }
+    // Each failing target is logged at WARN with its URL, reason and error once when it
+    // starts failing, not at every scrape (it failed several times by now).
+    let log = agent.log();
+    for (path, reason, error) in [
+        ("/garbage", "parse", "line 1"),
+        ("/unterminated", "parse", "line"),
+        ("/huge", "body_size_limit", "body_size_limit_bytes"),
+        ("/million", "sample_limit", "sample_limit"),
+    ] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("scrape failed") && l.contains(&target(path)))
+            .collect();
+        assert_eq!(lines.len(), 1, "{path}: {lines:#?}\n{log}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains(&format!("reason=\"{reason}\""))
+                && lines[0].contains(error),
+            "{path}: {}",
+            lines[0]
+        );
     }
     // Memory stays bounded (50 MB bodies refused at 16 MiB, 1M series cut at 200k).
     let peak = peak_rss_kib(agent.child.id());

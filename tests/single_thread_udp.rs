@@ -93,12 +93,22 @@ pipelines:
 "#,
         data = dir.path().join("data").display(),
     );
-    let agent = Agent::start(dir.path(), &yaml);
+    let agent = Agent::start_logged(dir.path(), &yaml);
     let sent = send_bursts(udp_port, 100, 200, Duration::from_millis(10));
     let overflow = counted_overflow(&agent, sent);
     assert!(
         overflow > 0.0 && overflow < sent as f64,
         "{overflow} of {sent} counted as udp_overflow"
+    );
+    // The drops are logged, at WARN, not once per datagram (at most every 10 s).
+    let log = agent.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("syslog datagrams dropped"))
+        .count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} drop warnings in 2 s of drops:\n{log}"
     );
     assert!(agent.terminate().success());
 }

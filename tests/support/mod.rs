@@ -66,8 +66,31 @@ impl Agent {
         Self::start_file(&path, api, Stdio::null())
     }
 
+    /// Like [`Agent::start`], with the agent's log (stderr) written to `dir/agent.log`
+    /// (see [`Agent::log`]).
+    #[allow(dead_code)]
+    pub fn start_logged(dir: &Path, config: &str) -> Agent {
+        let port = free_port();
+        let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let path = dir.join("sluice.yaml");
+        std::fs::write(&path, config.replace("{api}", &api.to_string())).unwrap();
+        let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+        Self::spawn(&path, api, Stdio::null(), Stdio::from(log))
+    }
+
+    /// What an agent started with [`Agent::start_logged`] has logged so far.
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        let path = self.config.with_file_name("agent.log");
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    }
+
     /// Starts the agent on an existing config file whose API listens on `api`.
     pub fn start_file(config: &Path, api: SocketAddr, stdin: Stdio) -> Agent {
+        Self::spawn(config, api, stdin, Stdio::inherit())
+    }
+
+    fn spawn(config: &Path, api: SocketAddr, stdin: Stdio, stderr: Stdio) -> Agent {
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(config)
@@ -77,6 +100,7 @@ impl Agent {
             )
             .stdin(stdin)
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start sluice");
         let mut agent = Agent {

@@ -203,6 +203,35 @@ pub enum Failure {
     Parse,
 }
 
+/// A failed scrape: why (the `reason` label) and what happened, for the log.
+#[derive(Debug)]
+struct Failed {
+    kind: Failure,
+    detail: String,
+}
+
+impl Failed {
+    fn new(kind: Failure, detail: impl std::fmt::Display) -> Self {
+        Failed {
+            kind,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<Failure> for Failed {
+    fn from(kind: Failure) -> Self {
+        let detail = match kind {
+            Failure::BodySize => "the body is over body_size_limit_bytes",
+            Failure::Decompress => "the gzip body does not decompress",
+            Failure::SampleLimit => "more samples than sample_limit",
+            Failure::Parse => "the body is not UTF-8",
+            Failure::Connection | Failure::Timeout | Failure::Status => kind.reason(),
+        };
+        Failed::new(kind, detail)
+    }
+}
+
 impl Failure {
     fn reason(self) -> &'static str {
         match self {
@@ -233,6 +262,7 @@ impl PrometheusScrape {
             &duplicates,
         )
         .map(|(metrics, _)| metrics)
+        .map_err(|failed| failed.kind)
     }
 
     /// Starts one task per target on the async runtime.
@@ -273,6 +303,7 @@ async fn scrape_loop(target: Target, settings: Arc<Settings>, ctx: Arc<SourceCon
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous = SeriesSet::default();
+    let mut health = TargetLog::default();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -287,12 +318,13 @@ async fn scrape_loop(target: Target, settings: Arc<Settings>, ctx: Arc<SourceCon
             .and_then(|body| to_metrics(&body, &target.labels, &settings, timestamp, &duplicates));
         let (mut metrics, scraped, failure) = match outcome {
             Ok((metrics, scraped)) => (metrics, scraped, None),
-            Err(failure) => (Vec::new(), 0, Some(failure)),
+            Err(failed) => (Vec::new(), 0, Some(failed)),
         };
-        if let Some(failure) = failure {
-            failures(failure.reason()).inc();
-            tracing::debug!(target = %target.url, reason = failure.reason(), "scrape failed");
+        if let Some(failed) = &failure {
+            failures(failed.kind.reason()).inc();
         }
+        health.record(&target.url, failure.as_ref());
+        let failure = failure.map(|failed| failed.kind);
         let current = SeriesSet::of(&metrics, &previous);
         let added = previous.mark_gone(&current, timestamp, &mut metrics);
         previous = current;
@@ -324,8 +356,66 @@ async fn scrape_loop(target: Target, settings: Arc<Settings>, ctx: Arc<SourceCon
     }
 }
 
+/// While a target keeps failing, its WARN line is repeated this often.
+const FAILING_LOG_EVERY: Duration = Duration::from_secs(300);
+
+/// A target's state in the log: a WARN line with the error when it starts failing (or fails
+/// for another reason), repeated every [`FAILING_LOG_EVERY`] while it keeps failing, and an
+/// INFO line when it is scraped again; what Prometheus shows on its targets page.
+#[derive(Default)]
+struct TargetLog {
+    /// Since when, and how many scrapes, it has been failing; the reason last logged and
+    /// when.
+    failing: Option<Failing>,
+}
+
+struct Failing {
+    since: Instant,
+    scrapes: u64,
+    logged: Failure,
+    logged_at: Instant,
+}
+
+impl TargetLog {
+    fn record(&mut self, url: &Url, failed: Option<&Failed>) {
+        let Some(failed) = failed else {
+            if let Some(failing) = self.failing.take() {
+                tracing::info!(
+                    target = %url,
+                    failed_scrapes = failing.scrapes,
+                    down_secs = failing.since.elapsed().as_secs(),
+                    "scrape target is up again"
+                );
+            }
+            return;
+        };
+        let now = Instant::now();
+        let failing = self.failing.get_or_insert(Failing {
+            since: now,
+            scrapes: 0,
+            logged: failed.kind,
+            logged_at: now,
+        });
+        failing.scrapes += 1;
+        if failing.scrapes == 1
+            || failing.logged != failed.kind
+            || now.duration_since(failing.logged_at) >= FAILING_LOG_EVERY
+        {
+            tracing::warn!(
+                target = %url,
+                reason = failed.kind.reason(),
+                error = %failed.detail,
+                failed_scrapes = failing.scrapes,
+                "scrape failed; the target's `up` is 0"
+            );
+            failing.logged = failed.kind;
+            failing.logged_at = now;
+        }
+    }
+}
+
 /// GETs `url`: the body, decompressed, within the size limit.
-async fn fetch(url: &Url, settings: &Settings) -> Result<String, Failure> {
+async fn fetch(url: &Url, settings: &Settings) -> Result<String, Failed> {
     let request = settings
         .client
         .get(url.clone())
@@ -336,15 +426,27 @@ async fn fetch(url: &Url, settings: &Settings) -> Result<String, Failure> {
             settings.timeout.as_secs_f64().to_string(),
         );
     let failed = |error: reqwest::Error| {
-        if error.is_timeout() {
+        let kind = if error.is_timeout() {
             Failure::Timeout
         } else {
             Failure::Connection
+        };
+        // The whole chain: reqwest's own text is only "error sending request".
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
         }
+        Failed::new(kind, detail)
     };
     let mut response = request.send().await.map_err(failed)?;
     if !response.status().is_success() {
-        return Err(Failure::Status);
+        return Err(Failed::new(
+            Failure::Status,
+            format!("server returned HTTP status {}", response.status()),
+        ));
     }
     let gzip = response
         .headers()
@@ -354,12 +456,12 @@ async fn fetch(url: &Url, settings: &Settings) -> Result<String, Failure> {
         .content_length()
         .is_some_and(|n| n > settings.body_size_limit as u64)
     {
-        return Err(Failure::BodySize);
+        return Err(Failure::BodySize.into());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
         if body.len() + chunk.len() > settings.body_size_limit {
-            return Err(Failure::BodySize);
+            return Err(Failure::BodySize.into());
         }
         body.extend_from_slice(&chunk);
     }
@@ -367,7 +469,7 @@ async fn fetch(url: &Url, settings: &Settings) -> Result<String, Failure> {
         body = gunzip(&body, settings.body_size_limit)?;
     }
     // Invalid UTF-8 cannot be the exposition format.
-    String::from_utf8(body).map_err(|_| Failure::Parse)
+    String::from_utf8(body).map_err(|_| Failure::Parse.into())
 }
 
 /// Decompresses at most `limit` bytes; more is a failure.
@@ -390,7 +492,7 @@ fn to_metrics(
     settings: &Settings,
     timestamp: Timestamp,
     duplicates: &crate::telemetry::Counter,
-) -> Result<(Vec<Metric>, usize), Failure> {
+) -> Result<(Vec<Metric>, usize), Failed> {
     let mut metrics = Vec::new();
     // Hashes of the series so far (a 64-bit collision would drop one series as a
     // duplicate: far rarer than anything else that goes wrong in a scrape).
@@ -438,9 +540,9 @@ fn to_metrics(
         });
         true
     })
-    .map_err(|_| Failure::Parse)?;
+    .map_err(|error| Failed::new(Failure::Parse, error))?;
     if over_limit {
-        return Err(Failure::SampleLimit);
+        return Err(Failure::SampleLimit.into());
     }
     Ok((metrics, scraped))
 }
@@ -500,7 +602,8 @@ mod tests {
             Timestamp(5),
             &duplicates,
         )
-        .map(|(metrics, _)| render(&metrics));
+        .map(|(metrics, _)| render(&metrics))
+        .map_err(|failed| failed.kind);
         match expected {
             Ok(lines) => assert_eq!(
                 got,

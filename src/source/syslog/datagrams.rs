@@ -55,6 +55,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
     let mut events = Vec::new();
     let mut batch_bytes = 0usize;
     let mut overflowing = false;
+    let mut drops = DropLog::default();
     loop {
         let first = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
@@ -81,6 +82,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
         if full && overflowing {
             shared.ctx.metrics.events_in.add(events.len() as u64);
             shared.counters.udp_overflow.add(events.len() as u64);
+            drops.dropped(&shared.ctx.id, events.len() as u64);
             events.clear();
             batch_bytes = 0;
             continue;
@@ -107,6 +109,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
             send,
             &mut events,
             &mut batch_bytes,
+            &mut drops,
         )
         .await
         {
@@ -116,11 +119,46 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
                 // This batch is dropped (with the send) and, while the pipeline stays full,
                 // every datagram as it comes, counted.
                 shared.counters.udp_overflow.add(n);
+                drops.dropped(&shared.ctx.id, n);
                 overflowing = true;
             }
         }
     }
     remove_socket_file(path);
+}
+
+/// How often, at most, dropped datagrams are logged.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The WARN line for dropped datagrams: at the first drop, then at most every
+/// [`DROP_LOG_EVERY`] with how many were dropped since the last line (the counter has them
+/// all; the log says that it is happening, not once per datagram).
+#[derive(Default)]
+struct DropLog {
+    logged_at: Option<tokio::time::Instant>,
+    since_logged: u64,
+}
+
+impl DropLog {
+    fn dropped(&mut self, source: &str, n: u64) {
+        self.since_logged += n;
+        let now = tokio::time::Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
+        {
+            return;
+        }
+        let interval = self.logged_at.map(|at| now.duration_since(at).as_secs());
+        tracing::warn!(
+            source,
+            dropped = self.since_logged,
+            since_last_line_secs = interval,
+            "syslog datagrams dropped: the pipeline stayed full (a sink slow or down); counted in sluice_events_dropped_total{{reason=\"udp_overflow\"}}"
+        );
+        self.logged_at = Some(now);
+        self.since_logged = 0;
+    }
 }
 
 /// How a wait for room in a full pipeline ended.
@@ -140,6 +178,7 @@ async fn wait_for_room(
     send: impl std::future::Future<Output = Result<(), crate::source::Stopped>>,
     events: &mut Vec<Event>,
     batch_bytes: &mut usize,
+    drops: &mut DropLog,
 ) -> Waited {
     let settings = shared.settings;
     let deadline = tokio::time::sleep(FULL_WAIT);
@@ -157,6 +196,7 @@ async fn wait_for_room(
                 } else {
                     shared.ctx.metrics.events_in.add(1);
                     shared.counters.udp_overflow.add(1);
+                    drops.dropped(&shared.ctx.id, 1);
                 }
             }
         }

@@ -101,14 +101,23 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
 }
 
 /// Asks for a `bytes` receive buffer (`SO_RCVBUF`; the kernel caps it at
-/// `net.core.rmem_max` and doubles it for its bookkeeping) and returns what it granted.
-/// A refusal leaves the system default: not a reason to stop.
+/// `net.core.rmem_max`) and returns what it granted, in the same units as asked (Linux
+/// reports twice the size, the half it adds for its bookkeeping). Less than asked is a
+/// WARN naming the sysctl; a refusal leaves the system default: not a reason to stop.
 fn set_receive_buffer(socket: impl std::os::fd::AsFd, bytes: usize) -> usize {
     let socket = socket2::SockRef::from(&socket);
     if let Err(error) = socket.set_recv_buffer_size(bytes) {
         tracing::warn!(%error, bytes, "could not set the socket's receive buffer");
     }
-    socket.recv_buffer_size().unwrap_or(0)
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < bytes {
+        tracing::warn!(
+            asked = bytes,
+            granted,
+            "the kernel granted a smaller datagram receive buffer than receive_buffer_bytes asks (net.core.rmem_max caps it): bursts while the pipeline is full may be dropped by the kernel, uncounted; raise net.core.rmem_max"
+        );
+    }
+    granted
 }
 
 fn bind_tcp(address: SocketAddr) -> io::Result<tokio::net::TcpListener> {
