@@ -719,3 +719,33 @@ fn ten_thousand_files_under_a_descriptor_cap() {
     eprintln!("10k files: at most {max_fds} descriptors");
     agent.terminate();
 }
+
+/// A matched symlink made before its file (the kubelet makes `/var/log/containers/*.log`
+/// links into `/var/log/pods/...`), with the default scan interval (10 s while change
+/// notifications cover the roots): the file behind it, and each rotation's successor, is
+/// found when it is created, not at the next walk, so a generation rotated away a moment
+/// later is still read. Before, only the walk found them: a generation rotated within 10 s
+/// of its creation was lost.
+#[test]
+fn a_file_behind_a_link_is_found_when_created() {
+    let setup = Setup::new();
+    let pods = setup.dir.path().join("pods");
+    fs::create_dir_all(&pods).unwrap();
+    let target = pods.join("0.log");
+    std::os::unix::fs::symlink(&target, setup.logs().join("c.log")).unwrap();
+    let agent = setup.start_with("*.log", "        rotate_wait_ms: 300\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut expected = Vec::new();
+    for generation in 0..3 {
+        let line = format!("generation {generation}");
+        append(&target, &format!("{line}\n"));
+        expected.push(line);
+        // Well before the next walk (10 s after the first).
+        wait_for(&expected[generation], Duration::from_secs(8), || {
+            setup.events().len() == generation + 1
+        });
+        fs::rename(&target, pods.join(format!("0.log.2026112{generation}"))).unwrap();
+    }
+    assert_eq!(setup.messages(), expected);
+    assert!(agent.terminate().success());
+}

@@ -107,16 +107,26 @@ impl Matcher {
     /// Every matching regular file (symlinks followed for files, not for directories),
     /// with its metadata. Unreadable directories are skipped.
     pub fn scan(&self) -> Vec<(PathBuf, Metadata)> {
-        let mut out = Vec::new();
-        for (root, depth) in &self.roots {
-            self.walk(root, depth.unwrap_or(usize::MAX), &mut out);
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
-        out
+        self.scan_with_links().files
     }
 
-    fn walk(&self, dir: &Path, depth: usize, out: &mut Vec<(PathBuf, Metadata)>) {
+    /// Like [`Matcher::scan`], and the directories matched symlinks point into (the
+    /// kubelet's `/var/log/containers/*.log` links into `/var/log/pods/...`): a file
+    /// created there (made after its link, or a rotation's successor) is found at once
+    /// only if they are watched too.
+    pub fn scan_with_links(&self) -> Scan {
+        let mut scan = Scan::default();
+        for (root, depth) in &self.roots {
+            self.walk(root, depth.unwrap_or(usize::MAX), &mut scan);
+        }
+        scan.files.sort_by(|a, b| a.0.cmp(&b.0));
+        scan.files.dedup_by(|a, b| a.0 == b.0);
+        scan.link_dirs.sort();
+        scan.link_dirs.dedup();
+        scan
+    }
+
+    fn walk(&self, dir: &Path, depth: usize, out: &mut Scan) {
         if depth == 0 {
             return;
         }
@@ -135,14 +145,42 @@ impl Matcher {
             if !self.matches(&path) {
                 continue;
             }
+            if file_type.is_symlink() {
+                if let Some(target_dir) = link_target_dir(&path) {
+                    out.link_dirs.push(target_dir);
+                }
+            }
             if let Ok(metadata) = std::fs::metadata(&path) {
                 if metadata.is_file() {
-                    out.push((path, metadata));
+                    out.files.push((path, metadata));
                 }
             }
         }
     }
 }
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Matching regular files, with their metadata.
+    pub files: Vec<(PathBuf, Metadata)>,
+    /// Existing directories that matched symlinks point into.
+    pub link_dirs: Vec<PathBuf>,
+}
+
+/// The directory a symlink's target is (or would be) in, if that directory exists.
+fn link_target_dir(link: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(link).ok()?;
+    let target = match link.parent() {
+        Some(parent) if target.is_relative() => parent.join(target),
+        _ => target,
+    };
+    let dir = target.parent()?;
+    dir.is_dir().then(|| dir.to_owned())
+}
+
+/// Most directories watched for symlinks' targets (each is one inotify watch).
+pub const MAX_LINK_DIRS: usize = 1024;
 
 /// Most distinct changed paths held between two drains. Beyond it the watcher stops
 /// remembering paths and asks for a rescan instead, so a write storm under a watched root
@@ -185,11 +223,27 @@ struct Feed {
     pending: Arc<Mutex<Pending>>,
     wake: Sender<()>,
     matcher: Matcher,
+    /// The watched directories of matched symlinks' targets: a file created there may be
+    /// what a matched link points at, so it asks for a walk.
+    link_dirs: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Feed {
-    fn touched(&self, path: PathBuf) {
+    /// A file was created (`created`) or written at `path`.
+    fn touched(&self, path: PathBuf, created: bool) {
         if !self.matcher.matches(&path) {
+            // A file created where a matched symlink points may be what it points at: a
+            // walk finds out. Writes there need nothing: the open file is polled.
+            let in_link_dir = created
+                && path.parent().is_some_and(|dir| {
+                    self.link_dirs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(dir)
+                });
+            if in_link_dir {
+                self.rescan();
+            }
             return;
         }
         {
@@ -216,6 +270,8 @@ impl Feed {
 pub struct Watcher {
     inner: Option<notify::RecommendedWatcher>,
     watched: Vec<PathBuf>,
+    /// Shared with the feed: directories watched for matched symlinks' targets.
+    link_dirs: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Watcher {
@@ -225,10 +281,12 @@ impl Watcher {
         let pending = Arc::new(Mutex::new(Pending::default()));
         // One slot: a wake-up pending is all the reader needs to know.
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let link_dirs = Arc::new(Mutex::new(HashSet::new()));
         let feed = Feed {
             pending: pending.clone(),
             wake: wake_tx,
             matcher: matcher.clone(),
+            link_dirs: link_dirs.clone(),
         };
         let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             forward(event, &feed);
@@ -243,6 +301,7 @@ impl Watcher {
         let watcher = Watcher {
             inner,
             watched: Vec::new(),
+            link_dirs,
         };
         let changes = Changes {
             pending,
@@ -281,6 +340,46 @@ impl Watcher {
     }
 }
 
+impl Watcher {
+    /// Watches `dirs` (the last walk's [`Scan::link_dirs`], at most [`MAX_LINK_DIRS`]) and
+    /// stops watching those no longer in it; a root stays watched as a root. The shared
+    /// set is never locked across a call into `notify`: its event thread takes the same
+    /// lock to deliver an event while `watch` waits for that thread.
+    pub fn watch_link_dirs(&mut self, dirs: &[PathBuf]) {
+        use notify::Watcher as _;
+        let Some(inner) = self.inner.as_mut() else {
+            return;
+        };
+        let wanted: HashSet<PathBuf> = dirs
+            .iter()
+            .filter(|dir| !self.watched.contains(dir))
+            .take(MAX_LINK_DIRS)
+            .cloned()
+            .collect();
+        let watched = self
+            .link_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if watched == wanted {
+            return;
+        }
+        for dir in watched.difference(&wanted) {
+            let _ = inner.unwatch(dir);
+        }
+        let mut now_watched: HashSet<PathBuf> = watched.intersection(&wanted).cloned().collect();
+        for dir in wanted.difference(&watched) {
+            if inner
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .is_ok()
+            {
+                now_watched.insert(dir.clone());
+            }
+        }
+        *self.link_dirs.lock().unwrap_or_else(|p| p.into_inner()) = now_watched;
+    }
+}
+
 fn forward(event: notify::Result<notify::Event>, feed: &Feed) {
     use notify::event::{CreateKind, EventKind, ModifyKind};
     let Ok(event) = event else {
@@ -292,8 +391,9 @@ fn forward(event: notify::Result<notify::Event>, feed: &Feed) {
         // Files may be created in a new directory before its watch is added: walk it.
         EventKind::Create(CreateKind::Folder) => feed.rescan(),
         EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
+            let created = matches!(event.kind, EventKind::Create(_));
             for path in event.paths {
-                feed.touched(path);
+                feed.touched(path, created);
             }
         }
         EventKind::Modify(ModifyKind::Metadata(_)) => {}
@@ -373,18 +473,19 @@ mod tests {
             pending: pending.clone(),
             wake,
             matcher,
+            link_dirs: Arc::default(),
         };
         let changes = Changes {
             pending,
             wake: wake_rx,
         };
         for _ in 0..1000 {
-            feed.touched("/logs/a.log".into());
-            feed.touched("/logs/a.txt".into());
+            feed.touched("/logs/a.log".into(), false);
+            feed.touched("/logs/a.txt".into(), true);
         }
         assert_eq!(changes.take(), (false, vec![PathBuf::from("/logs/a.log")]));
         for i in 0..MAX_PENDING_PATHS + 10 {
-            feed.touched(format!("/logs/{i}.log").into());
+            feed.touched(format!("/logs/{i}.log").into(), false);
         }
         let (rescan, paths) = changes.take();
         assert!(rescan);

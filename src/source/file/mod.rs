@@ -142,6 +142,10 @@ struct Reader {
     /// Whether change notifications cover every root the globs read (else every open file
     /// at its end is checked every round).
     watching: bool,
+    /// Directories matched symlinks point into, from the last walk: watched too, so a file
+    /// created behind a link (made before its file, or a rotation's successor) is found
+    /// at once.
+    link_dirs: Vec<PathBuf>,
     /// When every open file at its end is next checked, notified or not.
     next_eof_poll: Instant,
     /// When the lag gauges are next computed (they visit every watched file).
@@ -234,6 +238,7 @@ impl Reader {
             notified: HashSet::new(),
             recheck: HashSet::new(),
             watching: false,
+            link_dirs: Vec::new(),
             next_eof_poll: Instant::now(),
             next_lag: Instant::now(),
             last_scan: Instant::now(),
@@ -249,6 +254,7 @@ impl Reader {
         if self.scan(true).is_err() {
             return;
         }
+        watcher.watch_link_dirs(&self.link_dirs);
         self.recover_saved();
         self.next_scan = Instant::now() + self.scan_interval();
         let mut next_upkeep = Instant::now();
@@ -267,6 +273,7 @@ impl Reader {
                 if self.scan(false).is_err() {
                     return;
                 }
+                watcher.watch_link_dirs(&self.link_dirs);
                 self.next_scan = now + self.scan_interval();
             }
             if self.open_wanted().is_err() {

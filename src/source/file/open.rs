@@ -67,7 +67,9 @@ impl Reader {
     /// The periodic scan: new files, moved files, files gone from every matched path.
     pub(super) fn scan(&mut self, initial: bool) -> Result<(), Stopped> {
         self.last_scan = Instant::now();
-        let found = self.source.matcher.scan();
+        let scan = self.source.matcher.scan_with_links();
+        self.link_dirs = scan.link_dirs;
+        let found = scan.files;
         let mut seen_ids = HashSet::with_capacity(found.len());
         let mut new_paths = HashMap::with_capacity(found.len());
         for (path, metadata) in &found {
