@@ -59,15 +59,15 @@ impl Reader {
         let mut missed: Vec<(SystemTime, Candidate, PathBuf)> = Vec::new();
         for (dir, names) in names {
             for candidate in search.in_dir(&dir).to_vec() {
+                let Some(modified) = candidate.modified.filter(|m| *m >= since) else {
+                    continue; // last written before the positions were saved
+                };
                 let Some(base) = candidate
                     .path
                     .file_name()
-                    .and_then(|name| names.iter().find(|base| is_rotation_of(name, base)))
+                    .and_then(|name| rotated_from(name, &names))
                 else {
                     continue;
-                };
-                let Some(modified) = candidate.modified.filter(|m| *m >= since) else {
-                    continue; // last written before the positions were saved
                 };
                 if candidate.created.is_some_and(|c| c < since) {
                     continue; // a file that existed then (written late by a writer that kept it open)
@@ -79,7 +79,7 @@ impl Reader {
                 {
                     continue;
                 }
-                missed.push((modified, candidate, dir.join(base)));
+                missed.push((modified, candidate, dir.join(&base)));
             }
         }
         missed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.path.cmp(&b.1.path)));
@@ -122,13 +122,17 @@ impl Reader {
     }
 }
 
-/// Whether `name` is `base` with a rotation suffix: `.`, `-` or `_`, then a digit.
-fn is_rotation_of(name: &OsStr, base: &OsStr) -> bool {
-    let (name, base) = (name.as_encoded_bytes(), base.as_encoded_bytes());
-    match name.strip_prefix(base) {
-        Some([separator, digit, ..]) => b".-_".contains(separator) && digit.is_ascii_digit(),
-        _ => false,
-    }
+/// The name in `bases` that `name` is with a rotation suffix (`.`, `-` or `_`, then a
+/// digit): one lookup per place such a suffix could start, not one comparison per base (a
+/// directory of 10,000 files with as many saved positions stays linear).
+fn rotated_from(name: &OsStr, bases: &HashSet<OsString>) -> Option<OsString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = name.as_bytes();
+    bytes.windows(2).enumerate().find_map(|(i, pair)| {
+        let suffix_starts = b".-_".contains(&pair[0]) && pair[1].is_ascii_digit();
+        let base = OsStr::from_bytes(&bytes[..i]);
+        (suffix_starts && bases.contains(base)).then(|| base.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +141,9 @@ mod tests {
 
     #[test]
     fn rotation_suffixes() {
-        let is = |name: &str| is_rotation_of(OsStr::new(name), OsStr::new("app.log"));
+        let bases: HashSet<OsString> = [OsString::from("app.log"), OsString::from("0.log")].into();
+        let is =
+            |name: &str| rotated_from(OsStr::new(name), &bases).is_some_and(|b| b == "app.log");
         for name in [
             "app.log.1",
             "app.log.12.gz",
