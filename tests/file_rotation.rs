@@ -485,6 +485,46 @@ fn rotations_while_stopped_copytruncate() {
     }
 }
 
+/// A generation read to its end before the agent stopped, compressed while it was down by
+/// something that does not keep the file's modification time (the kubelet compresses its
+/// older rotations so): a new file in the directory, named like a rotation, created and
+/// written after the stop. It must not be read again (a whole generation repeated), while
+/// a generation the agent never saw, rotated while it was down, still is.
+#[test]
+fn a_read_generation_recompressed_while_stopped_is_not_read_again() {
+    let setup = Setup::new("app.log");
+    let live = setup.logs().join("app.log");
+    let what = "recompressed while stopped";
+    append(&live, &lines(0, 2_000));
+    let agent = setup.start();
+    setup.expect_all(what, 2_000);
+    rotate("rename", &live); // app.log.1: read to its end, let go, forgotten
+    append(&live, &lines(2_000, 1_000));
+    setup.expect_all(what, 3_000);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(agent.terminate().success());
+    // While stopped: the read generation is compressed (new times), the live one rotated
+    // and a new one written and rotated too.
+    gzip_file(
+        &setup.logs().join("app.log.1"),
+        &setup.logs().join("app.log.2.gz"),
+    );
+    append(&live, &lines(3_000, 500));
+    fs::rename(&live, setup.logs().join("app.log.1")).unwrap();
+    append(&live, &lines(3_500, 500));
+    fs::rename(&live, setup.logs().join("app.log.0")).unwrap();
+    append(&live, &lines(4_000, 100));
+    let agent = setup.start();
+    let duplicates = setup.expect_all(what, 4_100);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(setup.seq_counts().values().filter(|c| **c > 1).count(), 0);
+    assert_eq!(
+        duplicates, 0,
+        "{what}: a generation read before was read again"
+    );
+    assert!(agent.terminate().success());
+}
+
 /// A writer at about 20k lines/s rotates (rename, compress, copytruncate in turn) and the
 /// agent is killed 0-300 ms after each of 20 rotations, then restarted: nothing is lost.
 #[test]

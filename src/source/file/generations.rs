@@ -22,15 +22,21 @@
 //! - no saved position is its file or its content (the generation being read, its
 //!   compressed copy, copytruncate's copy of it: those go on at their saved offset).
 //!
-//! Such generations are read from their start, plain or through gzip, oldest first. One
-//! compressed with anything else (xz, bzip2, zstd) cannot be read: its size is counted in
-//! `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at ERROR.
+//! Such generations are read from their start, plain or through gzip, oldest first. A gzip
+//! one only if its compressor kept the content's modification time (it is then older than
+//! the file's creation; logrotate does): the kubelet compresses a generation read before
+//! the stop into a file whose times are all new, and reading that again would repeat a
+//! whole generation; it is logged at INFO and left. One compressed with anything else (xz,
+//! bzip2, zstd) cannot be read: if its compressor kept the modification time, its size is
+//! counted in `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at
+//! ERROR.
 //!
 //! Owns: finding those generations and starting their reads. Never: reads lines, or looks
 //! at files the globs match.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -90,8 +96,26 @@ impl Reader {
 
     /// Starts reading one missed generation from its start, as the file it was written as.
     fn read_missed(&mut self, candidate: Candidate, written_as: PathBuf) {
+        // A compressed file whose modification time is older than its creation got it from
+        // the file it was made from (logrotate keeps it): that is when its lines were
+        // written. Otherwise (the kubelet) its times say when it was compressed: it may be
+        // a generation read before the stop, and reading it again would repeat it whole.
+        let content_time_kept = candidate
+            .modified
+            .zip(candidate.created)
+            .is_some_and(|(modified, created)| modified < created);
+        let not_kept = || {
+            tracing::info!(
+                file = %candidate.path.display(),
+                "not reading a compressed rotation made while the source was not running: its compressor did not keep the modification time, so whether its lines were read before cannot be told"
+            );
+        };
         let at_start = match open_at_start(&candidate, self.source.fingerprint_bytes) {
+            Ok(at_start) if at_start.gzip.is_some() && !content_time_kept => return not_kept(),
             Ok(at_start) => at_start,
+            Err(error) if error.kind() == io::ErrorKind::Unsupported && !content_time_kept => {
+                return not_kept()
+            }
             Err(error) => {
                 tracing::error!(file = %candidate.path.display(), %error, "a rotation made while the source was not running cannot be read");
                 self.count_lost(&candidate.path, candidate.size, "unreadable_rotation");
