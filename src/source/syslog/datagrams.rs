@@ -81,8 +81,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
         let full = shared.ctx.out.is_full(stream_key);
         if full && overflowing {
             shared.ctx.metrics.events_in.add(events.len() as u64);
-            shared.counters.udp_overflow.add(events.len() as u64);
-            drops.dropped(&shared.ctx.id, events.len() as u64);
+            drops.dropped(&shared, events.len() as u64);
             events.clear();
             batch_bytes = 0;
             continue;
@@ -118,8 +117,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
             Waited::StillFull => {
                 // This batch is dropped (with the send) and, while the pipeline stays full,
                 // every datagram as it comes, counted.
-                shared.counters.udp_overflow.add(n);
-                drops.dropped(&shared.ctx.id, n);
+                drops.dropped(&shared, n);
                 overflowing = true;
             }
         }
@@ -140,7 +138,9 @@ struct DropLog {
 }
 
 impl DropLog {
-    fn dropped(&mut self, source: &str, n: u64) {
+    /// Counts `n` dropped datagrams (`udp_overflow`) and logs them when it is time.
+    fn dropped(&mut self, shared: &Shared, n: u64) {
+        shared.counters.udp_overflow.add(n);
         self.since_logged += n;
         let now = tokio::time::Instant::now();
         if self
@@ -151,7 +151,7 @@ impl DropLog {
         }
         let interval = self.logged_at.map(|at| now.duration_since(at).as_secs());
         tracing::warn!(
-            source,
+            source = %shared.ctx.id,
             dropped = self.since_logged,
             since_last_line_secs = interval,
             "syslog datagrams dropped: the pipeline stayed full (a sink slow or down); counted in sluice_events_dropped_total{{reason=\"udp_overflow\"}}"
@@ -195,8 +195,7 @@ async fn wait_for_room(
                     *batch_bytes += shared.push_datagram(events, buf, len, peer);
                 } else {
                     shared.ctx.metrics.events_in.add(1);
-                    shared.counters.udp_overflow.add(1);
-                    drops.dropped(&shared.ctx.id, 1);
+                    drops.dropped(shared, 1);
                 }
             }
         }
