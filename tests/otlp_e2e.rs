@@ -1217,3 +1217,85 @@ pipelines:
     let refused = agent.metric_sum("sluice_otlp_requests_refused_total", &[]);
     assert!(refused >= 10.0, "refusals counted: {refused}");
 }
+
+/// A trace or span id OTLP/JSON cannot read costs the id, never the record: the request is
+/// answered 200 with a warning (as a wrong-length protobuf id is), not refused whole with a
+/// 400 the exporter would drop. Ids in base64 (what generic protobuf JSON encoders write)
+/// are read when they decode to an id's exact length.
+#[test]
+fn json_ids_that_are_not_hex_cost_the_id_not_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = dir.path().join("out.ndjson");
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  otlp:
+    sources:
+      - type: opentelemetry
+        address: 127.0.0.1:{port}
+    sinks:
+      - type: file
+        path: {out}
+"#,
+        data = dir.path().join("data").display(),
+        out = out.display(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, _, body) = post(
+        addr,
+        "/v1/logs",
+        "application/json",
+        "",
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+          {"body":{"stringValue":"not hex"},"traceId":"not-a-trace-id","spanId":12},
+          {"body":{"stringValue":"base64"},"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ="},
+          {"body":{"stringValue":"hex"},"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174"}
+        ]}]}]}"#,
+    );
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{text}");
+    let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let partial = &reply["partialSuccess"];
+    assert!(
+        partial["rejectedLogRecords"].is_null() || partial["rejectedLogRecords"] == "0",
+        "{text}"
+    );
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("traceId") && m.contains("not-a-trace-id")),
+        "{text}"
+    );
+
+    wait_for(
+        "three records in the file sink",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 3),
+    );
+    let events: BTreeMap<String, serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            (event["message"].as_str().unwrap().to_owned(), event)
+        })
+        .collect();
+    let ids = |message: &str| {
+        let event = &events[message];
+        (
+            event.get("trace_id").cloned(),
+            event.get("span_id").cloned(),
+        )
+    };
+    assert_eq!(ids("not hex"), (None, None));
+    let expected = (
+        Some(serde_json::json!("5b8efff798038103d269b633813fc60c")),
+        Some(serde_json::json!("eee19b7ec3c1b174")),
+    );
+    assert_eq!(ids("base64"), expected);
+    assert_eq!(ids("hex"), expected);
+    drop(agent);
+}

@@ -234,7 +234,12 @@ fn decode(
         (Signal::Logs, Format::Protobuf) => logs::decode(raw, received, out)
             .map_err(|error| invalid(format!("malformed ExportLogsServiceRequest: {error}")))?,
         (Signal::Logs, Format::Json) => {
-            logs::to_events(json::logs(raw).map_err(invalid)?, received, out).map_err(invalid)?
+            let (request, warning) = json::logs(raw).map_err(invalid)?;
+            let mut decoded = logs::to_events(request, received, out).map_err(invalid)?;
+            if let Some(warning) = warning {
+                decoded.warn(warning);
+            }
+            decoded
         }
         (Signal::Metrics, Format::Protobuf) => {
             let request = proto::ExportMetricsServiceRequest::decode(raw).map_err(|error| {

@@ -7,7 +7,14 @@
 //! or `"NaN"`/`"Infinity"`/`"-Infinity"`, bytes values in base64. Unknown fields are
 //! ignored. A document nested deeper than serde_json's recursion limit (128) is refused.
 //!
+//! A trace or span id that is neither hex nor base64 of an id's exact length (what generic
+//! protobuf JSON encoders write) costs the id, not the record: it is left out with a warning
+//! for the reply's partial success, as a protobuf id of the wrong length is. The
+//! OpenTelemetry Collector refuses the whole request, which its exporters then drop.
+//!
 //! Owns: the JSON reading. Never: mapping to events.
+
+use std::cell::RefCell;
 
 use serde_json::{Map, Value};
 
@@ -21,12 +28,20 @@ type Object = Map<String, Value>;
 /// Why a document was refused.
 pub type Error = String;
 
-/// Reads an `ExportLogsServiceRequest`.
-pub fn logs(body: &[u8]) -> Result<proto::ExportLogsServiceRequest, Error> {
+/// The first warning about data left out of a document that was otherwise read.
+type Warning = RefCell<Option<String>>;
+
+/// Reads an `ExportLogsServiceRequest`, with the first warning (an unreadable trace or span
+/// id, left out).
+pub fn logs(body: &[u8]) -> Result<(proto::ExportLogsServiceRequest, Option<String>), Error> {
     let root = parse(body)?;
-    Ok(proto::ExportLogsServiceRequest {
-        resource_logs: list(&root, "resourceLogs", "resource_logs", resource_logs)?,
-    })
+    let warning = Warning::default();
+    let request = proto::ExportLogsServiceRequest {
+        resource_logs: list(&root, "resourceLogs", "resource_logs", |o| {
+            resource_logs(o, &warning)
+        })?,
+    };
+    Ok((request, warning.into_inner()))
 }
 
 /// Reads an `ExportMetricsServiceRequest`.
@@ -181,17 +196,50 @@ fn enumeration(object: &Object, camel: &str, snake: &str, names: &[&str]) -> Res
     }
 }
 
-fn hex_bytes(object: &Object, camel: &str, snake: &str) -> Result<Vec<u8>, Error> {
-    let text = string(object, camel, snake)?;
-    if text.len() % 2 != 0 {
-        return Err(format!("{camel}: expected hex digits"));
+/// A trace (`len` 16) or span (8) id: hex as OTLP/JSON has it, or base64 that decodes to
+/// exactly `len` bytes. Anything else is left out (empty) with a warning; the length of a
+/// hex id is checked where protobuf ids are, when the record becomes an event.
+fn id(object: &Object, camel: &str, snake: &str, len: usize, warning: &Warning) -> Vec<u8> {
+    let text = match field(object, camel, snake) {
+        None => return Vec::new(),
+        Some(Value::String(text)) => text.as_str(),
+        Some(other) => {
+            warn(
+                warning,
+                format!("{camel} {other} is not a string: left out"),
+            );
+            return Vec::new();
+        }
+    };
+    if let Some(bytes) = hex_decode(text) {
+        return bytes;
+    }
+    match base64_decode(text) {
+        Some(bytes) if bytes.len() == len => bytes,
+        _ => {
+            let shown: String = text.chars().take(64).collect();
+            warn(
+                warning,
+                format!("{camel} {shown:?} is not hex: left out, the record kept"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn warn(warning: &Warning, message: String) {
+    warning.borrow_mut().get_or_insert(message);
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
     }
     (0..text.len())
         .step_by(2)
         .map(|i| {
             text.get(i..i + 2)
                 .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| format!("{camel}: expected hex digits"))
         })
         .collect()
 }
@@ -302,23 +350,27 @@ const SEVERITY_NUMBERS: &[&str] = &[
     "SEVERITY_NUMBER_FATAL4",
 ];
 
-fn resource_logs(object: &Object) -> Result<proto::ResourceLogs, Error> {
+fn resource_logs(object: &Object, warning: &Warning) -> Result<proto::ResourceLogs, Error> {
     Ok(proto::ResourceLogs {
         resource: message(object, "resource", "resource", resource)?,
-        scope_logs: list(object, "scopeLogs", "scope_logs", scope_logs)?,
+        scope_logs: list(object, "scopeLogs", "scope_logs", |o| {
+            scope_logs(o, warning)
+        })?,
         schema_url: string(object, "schemaUrl", "schema_url")?,
     })
 }
 
-fn scope_logs(object: &Object) -> Result<proto::ScopeLogs, Error> {
+fn scope_logs(object: &Object, warning: &Warning) -> Result<proto::ScopeLogs, Error> {
     Ok(proto::ScopeLogs {
         scope: message(object, "scope", "scope", scope)?,
-        log_records: list(object, "logRecords", "log_records", log_record)?,
+        log_records: list(object, "logRecords", "log_records", |o| {
+            log_record(o, warning)
+        })?,
         schema_url: string(object, "schemaUrl", "schema_url")?,
     })
 }
 
-fn log_record(object: &Object) -> Result<proto::LogRecord, Error> {
+fn log_record(object: &Object, warning: &Warning) -> Result<proto::LogRecord, Error> {
     Ok(proto::LogRecord {
         time_unix_nano: u64_field(object, "timeUnixNano", "time_unix_nano")?,
         observed_time_unix_nano: u64_field(
@@ -341,8 +393,8 @@ fn log_record(object: &Object) -> Result<proto::LogRecord, Error> {
             "dropped_attributes_count",
         )?,
         flags: u32_field(object, "flags", "flags")?,
-        trace_id: hex_bytes(object, "traceId", "trace_id")?,
-        span_id: hex_bytes(object, "spanId", "span_id")?,
+        trace_id: id(object, "traceId", "trace_id", 16, warning),
+        span_id: id(object, "spanId", "span_id", 8, warning),
         event_name: string(object, "eventName", "event_name")?,
     })
 }
@@ -381,7 +433,8 @@ mod tests {
             }]
           }]
         }"#;
-        let request = logs(body).unwrap();
+        let (request, warning) = logs(body).unwrap();
+        assert_eq!(warning, None);
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
         assert_eq!(record.severity_number, 10);
@@ -443,7 +496,6 @@ mod tests {
         for (body, reason) in [
             (&b"[1]"[..], "not an object"),
             (b"{\"resourceLogs\": 5}", "expected a list"),
-            (b"{\"resourceLogs\": [{\"scopeLogs\": [{\"logRecords\": [{\"traceId\": \"xyz\"}]}]}]}", "hex"),
             (b"{\"resourceLogs\": [{\"scopeLogs\": [{\"logRecords\": [{\"timeUnixNano\": \"-1\"}]}]}]}", "unsigned"),
             (b"{", "invalid JSON"),
         ] {
@@ -458,6 +510,36 @@ mod tests {
         assert!(logs(deep.as_bytes())
             .unwrap_err()
             .contains("recursion limit"));
+    }
+
+    #[test]
+    fn an_unreadable_id_is_left_out_with_a_warning() {
+        let body = |trace: &str, span: &str| {
+            format!(
+                r#"{{"resourceLogs": [{{"scopeLogs": [{{"logRecords": [{{"traceId": {trace}, "spanId": {span}}}]}}]}}]}}"#
+            )
+        };
+        let read = |trace: &str, span: &str| {
+            let (request, warning) = logs(body(trace, span).as_bytes()).unwrap();
+            let record = request.resource_logs[0].scope_logs[0].log_records[0].clone();
+            (record.trace_id, record.span_id, warning.unwrap_or_default())
+        };
+        let (trace, span, warning) = read(r#""xyz""#, "7");
+        assert!(trace.is_empty() && span.is_empty());
+        assert!(warning.contains("traceId \"xyz\" is not hex"), "{warning}");
+        let (_, _, warning) = read("null", "[1]");
+        assert!(warning.contains("spanId [1] is not a string"), "{warning}");
+        // base64 of exactly an id's length; a base64 text of another length is not an id.
+        let (trace, span, warning) = read(r#""AAECAwQFBgcICQoLDA0ODw==""#, r#""AAECAwQFBgc""#);
+        assert_eq!(trace, (0..16).collect::<Vec<u8>>());
+        assert_eq!(span, (0..8).collect::<Vec<u8>>());
+        assert_eq!(warning, "");
+        let (trace, _, warning) = read(r#""AAECAwQFBgc=""#, r#""""#);
+        assert!(trace.is_empty());
+        assert!(warning.contains("is not hex"), "{warning}");
+        // Hex of the wrong length passes here; the event mapping leaves it out and warns.
+        let (trace, _, warning) = read(r#""0102""#, r#""""#);
+        assert_eq!((trace, warning.as_str()), (vec![1, 2], ""));
     }
 
     #[test]
