@@ -52,6 +52,12 @@ const FILE_NAME: &str = "checkpoints.json";
 /// Temp files are `checkpoints.json.tmp.<pid>.<n>`.
 const TMP_PREFIX: &str = "checkpoints.json.tmp";
 
+/// A key saved in every checkpoint file since file sources keep the positions of rotated
+/// files read to their end while those files are still there
+/// (`source/file/generations.rs`). A loaded file without it was written by an older version,
+/// which forgot those positions: their absence there says nothing.
+const FINISHED_FILES_KEPT: &str = "sluice/finished-files-kept";
+
 /// How long checkpoint writes must keep failing before `/health` reports it: long enough
 /// that one slow or failed write on a busy disk does not flap it, short enough (50 tries at
 /// the default 100 ms interval) that an orchestrator sees a full disk quickly.
@@ -203,6 +209,9 @@ pub struct Checkpoints {
     /// The loaded file's modification time: the last moment the previous run's positions
     /// were saved.
     loaded_at: Option<SystemTime>,
+    /// The loaded file (if any) was written by a version that keeps finished files'
+    /// positions ([`FINISHED_FILES_KEPT`]).
+    finished_files_kept: bool,
     /// Each source (by key prefix) that ran in this process: when it stopped (`None`:
     /// still running). See [`Checkpoints::start_watching`].
     watching: Arc<Mutex<HashMap<String, Option<SystemTime>>>>,
@@ -222,7 +231,7 @@ impl Checkpoints {
         remove_stale_temp_files(data_dir);
         let path = data_dir.join(FILE_NAME);
         let mut loaded_at = None;
-        let loaded = match read_file(&path) {
+        let mut loaded = match read_file(&path) {
             Ok(streams) => {
                 loaded_at = fs::metadata(&path).and_then(|m| m.modified()).ok();
                 streams
@@ -239,8 +248,17 @@ impl Checkpoints {
                 BTreeMap::new()
             }
         };
+        let finished_files_kept = loaded_at.is_none() || loaded.contains_key(FINISHED_FILES_KEPT);
+        loaded.insert(
+            FINISHED_FILES_KEPT.to_owned(),
+            Position {
+                offset: 0,
+                meta: Meta::new(),
+            },
+        );
         let mut checkpoints = Self::with_loaded(Some(path), loaded);
         checkpoints.loaded_at = loaded_at;
+        checkpoints.finished_files_kept = finished_files_kept;
         Ok(checkpoints)
     }
 
@@ -269,6 +287,7 @@ impl Checkpoints {
             })),
             last_write: Arc::new(Mutex::new(Instant::now())),
             loaded_at: None,
+            finished_files_kept: true,
             watching: Arc::default(),
             cost_nanos: Arc::default(),
         }
@@ -386,6 +405,13 @@ impl Checkpoints {
             Some(stopped) => stopped,
             None => self.loaded_at,
         }
+    }
+
+    /// Whether the positions loaded at start include those of rotated files read to their
+    /// end that were still there when they were saved (this version keeps them; an older
+    /// one forgot them). Only then does a missing position say a file was never read.
+    pub fn finished_files_kept(&self) -> bool {
+        self.finished_files_kept
     }
 
     /// A source (key prefix `prefix`) stopped reading: what it forgot was written before
@@ -805,6 +831,26 @@ mod tests {
             2,
             "b was not seen but is kept"
         );
+    }
+
+    #[test]
+    fn a_file_from_an_older_version_says_finished_files_were_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Checkpoints::open(dir.path()).unwrap().finished_files_kept());
+        fs::write(
+            dir.path().join(FILE_NAME),
+            br#"{"version":1,"streams":{"p/s/1-2":{"offset":5}}}"#,
+        )
+        .unwrap();
+        let older = Checkpoints::open(dir.path()).unwrap();
+        assert!(!older.finished_files_kept());
+        assert_eq!(older.positions_with_prefix("p/s/").len(), 1);
+        older.track("p/s/1-3", 0, Meta::new()).track(1).done();
+        older.save(false).unwrap();
+        let this = Checkpoints::open(dir.path()).unwrap();
+        assert!(this.finished_files_kept());
+        assert_eq!(this.positions_with_prefix("p/s/").len(), 2);
+        assert_eq!(this.positions_with_prefix("p/").len(), 2);
     }
 
     fn temp_files(dir: &Path) -> Vec<String> {

@@ -13,6 +13,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -523,6 +524,86 @@ fn a_read_generation_recompressed_while_stopped_is_not_read_again() {
         "{what}: a generation read before was read again"
     );
     assert!(agent.terminate().success());
+}
+
+/// Three kubelet rotations while the agent is stopped: each rotation compresses the
+/// previous rotated generation into a new file (new times, the plain file removed) and
+/// renames the live one. Left at start: the generation read and let go before the stop,
+/// compressed (must not be read again); the one being read, compressed (goes on at its
+/// position); one the agent never saw, compressed (must be read: it was lost before); one
+/// never seen, plain; the live file. Then the same with a checkpoint from a version that
+/// did not keep the positions of finished files: the never-seen compressed generation
+/// cannot be told from a read one there, and is left rather than read twice.
+#[test]
+fn kubelet_rotations_while_stopped_lose_no_compressed_generation() {
+    for kept in [true, false] {
+        let setup = Setup::new("0.log");
+        let logs = setup.logs();
+        let live = logs.join("0.log");
+        let what = "kubelet rotations while stopped";
+        let generation = |n: u32| logs.join(format!("0.log.20261129-00000{n}"));
+        append(&live, &lines(0, 2_000));
+        let agent = setup.start();
+        setup.expect_all(what, 2_000);
+        fs::rename(&live, generation(0)).unwrap(); // read to its end and let go
+        append(&live, &lines(2_000, 1_000));
+        setup.expect_all(what, 3_000);
+        // Past `rotate_wait_ms` and a few checkpoint writes.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(agent.terminate().success());
+        if !kept {
+            let checkpoints = setup.dir.path().join("data/checkpoints.json");
+            let mut saved: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(&checkpoints).unwrap()).unwrap();
+            let streams = saved["streams"].as_object_mut().unwrap();
+            let before = streams.len();
+            // As an older version left it: the live file's position only.
+            let meta = fs::metadata(&live).unwrap();
+            let live_key = format!("{:x}-{:x}", meta.dev(), meta.ino());
+            streams.retain(|key, _| key.ends_with(&format!("/{live_key}")));
+            assert!(streams.len() < before, "{saved}");
+            let text = serde_json::to_string(&saved).unwrap();
+            fs::write(&checkpoints, text).unwrap();
+        }
+        append(&live, &lines(3_000, 500));
+        let mut next = 3_500;
+        for n in 1..=3 {
+            gzip_file(
+                &generation(n - 1),
+                &logs.join(format!("0.log.20261129-00000{}.gz", n - 1)),
+            );
+            fs::rename(&live, generation(n)).unwrap();
+            let count = [0, 500, 400, 100][n as usize];
+            append(&live, &lines(next, count));
+            next += count;
+        }
+        let agent = setup.start();
+        if kept {
+            let duplicates = setup.expect_all(what, next);
+            std::thread::sleep(Duration::from_millis(1000));
+            assert_eq!(
+                setup.seq_counts().values().filter(|c| **c > 1).count(),
+                0,
+                "{what}: a generation read before was read again"
+            );
+            assert_eq!(duplicates, 0);
+        } else {
+            // Everything but the never-seen compressed generation (3,500..4,000).
+            let deadline = Instant::now() + WAIT;
+            let missing = loop {
+                let counts = setup.seq_counts();
+                let missing: Vec<u64> = (0..next).filter(|s| !counts.contains_key(s)).collect();
+                if missing.len() <= 500 || Instant::now() > deadline {
+                    break missing;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            std::thread::sleep(Duration::from_millis(1000));
+            assert_eq!(missing, (3_500..4_000).collect::<Vec<u64>>());
+            assert!(setup.seq_counts().values().all(|c| *c == 1));
+        }
+        assert!(agent.terminate().success());
+    }
 }
 
 /// A writer at about 20k lines/s rotates (rename, compress, copytruncate in turn) and the

@@ -22,28 +22,114 @@
 //! - no saved position is its file or its content (the generation being read, its
 //!   compressed copy, copytruncate's copy of it: those go on at their saved offset).
 //!
-//! Such generations are read from their start, plain or through gzip, oldest first. A gzip
-//! one only if its compressor kept the content's modification time (it is then older than
-//! the file's creation; logrotate does): the kubelet compresses a generation read before
-//! the stop into a file whose times are all new, and reading that again would repeat a
-//! whole generation; it is logged at INFO and left. One compressed with anything else (xz,
-//! bzip2, zstd) cannot be read: if its compressor kept the modification time, its size is
-//! counted in `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at
-//! ERROR.
+//! Such generations are read from their start, plain or through gzip, oldest first.
 //!
-//! Owns: finding those generations and starting their reads. Never: reads lines, or looks
-//! at files the globs match.
+//! The kubelet compresses a rotated generation at its next rotation into a new file whose
+//! times are all new, so a generation read before the stop, compressed while down, passes
+//! the time checks above. Its position says it was read: a generation read to its end and
+//! let go keeps its saved position (at its end) for as long as its file is still there
+//! under the name it was let go at ([`Finished`]), so its compressed copy is held by it.
+//! With a checkpoint written by an older version, which forgot those positions
+//! ([`crate::checkpoint::Checkpoints::finished_files_kept`]), a compressed generation
+//! whose compressor did not keep the modification time (logrotate's does: it is then older
+//! than the file's creation) cannot be told from one read before; it is logged at INFO
+//! and left rather than read twice. One compressed with anything but gzip (xz, bzip2,
+//! zstd) cannot be read: its size is counted in
+//! `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at ERROR.
+//!
+//! Owns: finding those generations and starting their reads, and keeping finished
+//! generations' positions while their files exist. Never: reads lines, or looks at files
+//! the globs match.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
-use std::path::PathBuf;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::identity::SavedFile;
-use super::recovery::{open_at_start, Candidate, Search};
+use super::identity::{dev_ino, SavedFile};
+use super::recovery::{files_in, open_at_start, Candidate, Search};
 use super::rotation::Detached;
 use super::Reader;
+use crate::checkpoint::Checkpoints;
+
+/// How often kept positions are checked against their files.
+const CHECK_EVERY: Duration = Duration::from_secs(10);
+/// Most finished positions a source keeps (the oldest go first): a few per rotated file
+/// the source reads (the kubelet leaves one generation uncompressed, logrotate `rotate N`
+/// without compression N).
+const MAX_KEPT: usize = 4096;
+
+/// The saved positions of generations read to their end and let go, kept while each
+/// file is still there under the name it had when it was let go (module doc).
+#[derive(Default)]
+pub(super) struct Finished {
+    /// Checkpoint key, the file's name when let go, its device and inode; oldest first.
+    kept: VecDeque<(String, PathBuf, (u64, u64))>,
+    next_check: Option<Instant>,
+}
+
+impl Finished {
+    /// Keeps `key`'s position (read to its end) while its file (device and inode) is still
+    /// at the name it had when let go, or forgets it now when it had none (deleted).
+    pub(super) fn keep(
+        &mut self,
+        checkpoints: &Checkpoints,
+        key: String,
+        name: Option<(PathBuf, (u64, u64))>,
+    ) {
+        let Some((path, id)) = name else {
+            return checkpoints.forget(&key);
+        };
+        self.kept.push_back((key, path, id));
+        while self.kept.len() > MAX_KEPT {
+            if let Some((key, ..)) = self.kept.pop_front() {
+                checkpoints.forget(&key);
+            }
+        }
+    }
+
+    /// `key` is read again (a stream resumed or reopened under it): no longer kept here.
+    pub(super) fn tracked_again(&mut self, key: &str) {
+        self.kept.retain(|(kept, ..)| kept != key);
+    }
+
+    /// Every [`CHECK_EVERY`]: forgets the positions whose file is gone from its name
+    /// (compressed into a new file, deleted, or renamed: a renumbered or recompressed
+    /// generation keeps its modification time, which already says it was read).
+    pub(super) fn check(&mut self, checkpoints: &Checkpoints, now: Instant) {
+        if self.kept.is_empty() || self.next_check.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_check = Some(now + CHECK_EVERY);
+        self.kept.retain(|(key, path, id)| {
+            let there = std::fs::symlink_metadata(path).is_ok_and(|m| dev_ino(&m) == *id);
+            if !there {
+                checkpoints.forget(key);
+            }
+            there
+        });
+    }
+}
+
+/// The name `file` (open, device and inode `id`, last matched at `matched`) has now: from
+/// the descriptor when open, else by looking for it in `matched`'s directory. `None` when
+/// it has none (deleted).
+pub(super) fn current_name(file: Option<&File>, id: (u64, u64), matched: &Path) -> Option<PathBuf> {
+    let is_it = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|m| dev_ino(&m) == id);
+    if let Some(file) = file {
+        use std::os::fd::AsRawFd as _;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+        if let Some(path) = link.filter(|path| is_it(path)) {
+            return Some(path);
+        }
+    }
+    files_in(matched.parent()?)
+        .into_iter()
+        .find(|candidate| candidate.dev_ino == id)
+        .map(|candidate| candidate.path)
+}
 
 impl Reader {
     /// After the saved positions were looked for: reads every generation rotated away
@@ -99,21 +185,23 @@ impl Reader {
         // A compressed file whose modification time is older than its creation got it from
         // the file it was made from (logrotate keeps it): that is when its lines were
         // written. Otherwise (the kubelet) its times say when it was compressed: it may be
-        // a generation read before the stop, and reading it again would repeat it whole.
+        // a generation read before the stop, which only a kept finished position tells
+        // (module doc); without those, reading it again could repeat it whole.
         let content_time_kept = candidate
             .modified
             .zip(candidate.created)
             .is_some_and(|(modified, created)| modified < created);
+        let told_apart = content_time_kept || self.ctx.checkpoints.finished_files_kept();
         let not_kept = || {
             tracing::info!(
                 file = %candidate.path.display(),
-                "not reading a compressed rotation made while the source was not running: its compressor did not keep the modification time, so whether its lines were read before cannot be told"
+                "not reading a compressed rotation made while the source was not running: its compressor did not keep the modification time and the saved positions are from an older version, so whether its lines were read before cannot be told"
             );
         };
         let at_start = match open_at_start(&candidate, self.source.fingerprint_bytes) {
-            Ok(at_start) if at_start.gzip.is_some() && !content_time_kept => return not_kept(),
+            Ok(at_start) if at_start.gzip.is_some() && !told_apart => return not_kept(),
             Ok(at_start) => at_start,
-            Err(error) if error.kind() == io::ErrorKind::Unsupported && !content_time_kept => {
+            Err(error) if error.kind() == io::ErrorKind::Unsupported && !told_apart => {
                 return not_kept()
             }
             Err(error) => {

@@ -105,6 +105,15 @@ impl FileSource {
     }
 }
 
+/// A let-go file whose last lines are not all acknowledged yet.
+struct Retiring {
+    tracker: StreamTracker,
+    /// The offset read to.
+    end: u64,
+    /// The file's name when let go (and its device and inode), if it still had one.
+    name: Option<(PathBuf, (u64, u64))>,
+}
+
 /// A file waiting for a free descriptor.
 struct WantOpen {
     path: PathBuf,
@@ -124,8 +133,11 @@ struct Reader {
     want_open: VecDeque<WantOpen>,
     /// The files in `want_open`.
     wanted: HashSet<(u64, u64)>,
-    /// Let-go files whose checkpoint is forgotten once everything read is acknowledged.
-    retiring: HashMap<String, (StreamTracker, u64)>,
+    /// Let-go files whose checkpoint is forgotten once everything read is acknowledged
+    /// (or kept in `finished` while the file is still there: its name then).
+    retiring: HashMap<String, Retiring>,
+    /// Positions of let-go files read to their end, kept while the files exist.
+    finished: generations::Finished,
     /// Paths whose open failure was already logged.
     warned: HashSet<PathBuf>,
     /// Sizes seen at the last scan, for lag.
@@ -228,6 +240,7 @@ impl Reader {
             want_open: VecDeque::new(),
             wanted: HashSet::new(),
             retiring: HashMap::new(),
+            finished: generations::Finished::default(),
             warned: HashSet::new(),
             sizes: HashMap::new(),
             open: HashSet::new(),
@@ -531,6 +544,7 @@ impl Reader {
         let key = self.ctx.checkpoint_key(&tailer.key);
         let tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(tailer));
         self.retiring.remove(&key);
+        self.finished.tracked_again(&key);
         tailer.restart(0, tracker);
     }
 
@@ -578,14 +592,15 @@ impl Reader {
             self.let_go(id)?;
         }
         let checkpoints = &self.ctx.checkpoints;
-        self.retiring.retain(|key, (tracker, end)| {
-            if tracker.committed() >= *end {
-                checkpoints.forget(key);
-                false
-            } else {
-                true
+        let finished = &mut self.finished;
+        self.retiring.retain(|key, retiring| {
+            if retiring.tracker.committed() < retiring.end {
+                return true;
             }
+            finished.keep(checkpoints, key.clone(), retiring.name.take());
+            false
         });
+        self.finished.check(checkpoints, now);
         if now >= self.next_lag {
             self.update_lag();
             self.next_lag = now + LAG_INTERVAL;

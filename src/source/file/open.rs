@@ -246,6 +246,7 @@ impl Reader {
         tailer.size_seen = size;
         tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
         self.retiring.remove(&key);
+        self.finished.tracked_again(&key);
         self.files.insert(want.dev_ino, tailer);
         self.open.insert(want.dev_ino);
     }
@@ -259,6 +260,11 @@ impl Reader {
             let unread = tailer.size_seen - tailer.offset;
             self.count_lost(&tailer.path, unread, "deleted_unread");
         }
+        // A plain file's name now, for its position to be kept while it is there.
+        let name = match tailer.gzip {
+            None => generations::current_name(tailer.file.as_ref(), id, &tailer.path),
+            Some(_) => None,
+        };
         tailer.close();
         self.open.remove(&id);
         if let Some(batch) = tailer.finish(&self.source.settings, &self.counters) {
@@ -267,7 +273,12 @@ impl Reader {
         }
         tracing::debug!(file = %tailer.path.display(), "file let go");
         let key = self.ctx.checkpoint_key(&tailer.key);
-        self.retiring.insert(key, (tailer.tracker, tailer.offset));
+        let retiring = Retiring {
+            tracker: tailer.tracker,
+            end: tailer.offset,
+            name: name.map(|name| (name, id)),
+        };
+        self.retiring.insert(key, retiring);
         Ok(())
     }
 }

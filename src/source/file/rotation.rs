@@ -144,13 +144,18 @@ impl Reader {
                 None => return,
             },
         };
-        tracing::info!(
-            file = %candidate.path.display(),
-            was = %path.display(),
-            offset = saved.offset,
-            compressed = gzip.is_some(),
-            "reading the unread part of a file that left the globs",
-        );
+        if saved.unread_bytes() > 0 {
+            tracing::info!(
+                file = %candidate.path.display(),
+                was = %path.display(),
+                offset = saved.offset,
+                compressed = gzip.is_some(),
+                "reading the unread part of a file that left the globs",
+            );
+        } else {
+            // A rotated generation read to its end, whose position is kept while it exists.
+            tracing::debug!(file = %candidate.path.display(), offset = saved.offset, "a finished file is still there");
+        }
         // A gzip file's size says nothing about its decompressed content.
         let size_seen = match gzip {
             Some(_) => saved.size.unwrap_or(0),
@@ -202,6 +207,7 @@ impl Reader {
             .checkpoints
             .track(&key, offset, Self::meta(&tailer));
         self.retiring.remove(&key);
+        self.finished.tracked_again(&key);
         self.files.insert(id, tailer);
         self.open.insert(id);
     }
@@ -316,6 +322,7 @@ impl Reader {
         );
         tailer.tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(&tailer));
         self.retiring.remove(&key);
+        self.finished.tracked_again(&key);
         self.files.insert(id, tailer);
         self.open.insert(id);
     }
