@@ -112,7 +112,9 @@ impl Reader {
     fn resume_found(&mut self, saved: SavedFile, found: Found) {
         let candidate = found.candidate().clone();
         let id = candidate.dev_ino;
-        self.metrics.recovered.inc();
+        if saved.unread_bytes() > 0 || self.wanted.contains(&id) {
+            self.metrics.recovered.inc();
+        }
         if self.wanted.contains(&id) {
             // A matched file holding the old content (a renumbered device): it resumes at
             // the saved offset when it is opened.
