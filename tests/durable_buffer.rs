@@ -884,3 +884,95 @@ pipelines:
     drop(stream);
     assert!(agent.terminate().success());
 }
+
+/// Damage in the middle of one segment costs that segment's rest, counted; the segments
+/// after it are delivered whole (the reader once skipped the next one, uncounted).
+#[test]
+fn damage_in_one_segment_spares_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let loki = FakeLoki::start();
+    let down = Behavior::Status {
+        code: 503,
+        retry_after: None,
+        body: String::new(),
+    };
+    loki.behave_for(down, Duration::from_secs(3600));
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+shutdown_timeout_secs: 1
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 50
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 50 }}
+        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
+        buffer: {{ type: disk, max_bytes: 1048576 }}
+"#,
+        data = dir.path().join("data").display(),
+        logs = logs.display(),
+        loki = loki.endpoint(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let total = 10_000u64;
+    for chunk in 0..10u64 {
+        append(
+            &logs.join("a.log"),
+            &(chunk * 1000..chunk * 1000 + 1000)
+                .map(line)
+                .collect::<String>(),
+        );
+        let want = (chunk + 1) * 1000;
+        wait_for("lines in the buffer", WAIT, || {
+            agent.metric_sum("sluice_buffer_events", &[]) as u64 == want
+        });
+    }
+    let api = agent.api;
+    assert!(agent.terminate().success());
+    let buffer = dir.path().join("data/buffers/p/loki");
+    let mut segments: Vec<_> = std::fs::read_dir(&buffer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let damaged = &segments[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 8].fill(0xff);
+    std::fs::write(damaged, bytes).unwrap();
+    loki.behave_for(Behavior::Accept, Duration::ZERO);
+    let agent = Agent::start_file(&agent_config(dir.path()), api, std::process::Stdio::null());
+    let lost = || {
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[("component", "loki"), ("reason", "buffer_corrupt")],
+        ) as u64
+    };
+    wait_for("every line delivered or counted lost", WAIT, || {
+        seqs_in_loki(&loki).len() as u64 + lost() >= total
+    });
+    let seen = seqs_in_loki(&loki);
+    assert!(lost() > 0, "the damage is counted");
+    assert_eq!(seen.len() as u64 + lost(), total);
+    // What is missing is one stretch: the damaged segment's rest, up to the next segment.
+    let missing = missing(&seen, total);
+    let stretch = missing.last().unwrap() - missing.first().unwrap() + 1;
+    assert_eq!(stretch, missing.len() as u64, "{missing:?}");
+    assert!(seen.contains(&(total - 1)));
+    wait_for(
+        "the buffer gauge to reach 0",
+        Duration::from_secs(10),
+        || agent.metric_sum("sluice_buffer_events", &[]) == 0.0,
+    );
+    assert!(agent.terminate().success());
+}

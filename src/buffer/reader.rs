@@ -73,7 +73,7 @@ pub(super) fn run(shared: Arc<Shared>, out: Output) {
         let Some(segment) = open.as_ref() else { break };
         let offset = position - start;
         match segment.read(offset, end - start, &mut payload) {
-            Ok(None) => position = next_segment(&shared, position, active),
+            Ok(None) => position = next_segment(&shared, start, position, active),
             Ok(Some(Ok(info))) => {
                 let record_end = start + info.end;
                 let mut events = returns.spare(info.n_events as usize);
@@ -238,14 +238,16 @@ fn locate(shared: &Shared, position: &mut u64, returns: &mut Returns) -> Option<
     }
 }
 
-/// At the end of a segment: on to the next one (its start is acknowledged at once), or wait
-/// for the writer if this one is still being written.
-fn next_segment(shared: &Shared, position: u64, active: bool) -> u64 {
+/// At `position`, the end of the segment starting at `start`: on to the next one (its start
+/// is acknowledged at once), or wait for the writer if this one is still being written.
+/// The next segment usually starts where this one ended: it is the next by start, not the
+/// first one past `position`.
+fn next_segment(shared: &Shared, start: u64, position: u64, active: bool) -> u64 {
     if active {
         return position;
     }
     let state = lock(shared);
-    match state.segments.range(position + 1..).next() {
+    match state.segments.range(start + 1..).next() {
         Some((next, _)) => {
             let next = *next;
             drop(state);
@@ -278,7 +280,7 @@ fn skip(shared: &Shared, out: &Output, (start, end, active): (u64, u64, bool), f
         "disk buffer: the rest of a segment cannot be read; its events are lost"
     );
     out.metrics.dropped("buffer_corrupt").add(lost_events);
-    next_segment(shared, end, false)
+    next_segment(shared, start, end, false)
 }
 
 /// Sends `batch` to the sink; false when the sink is gone or the pipeline stops first.
