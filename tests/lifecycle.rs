@@ -582,3 +582,90 @@ fn sigterm_with_a_quiet_stdin_pipe_stops_at_once() {
     assert!(status.success(), "exit status {status}\n{log}");
     assert!(!log.contains("ERROR"), "an ERROR on a clean stop:\n{log}");
 }
+
+/// A disk buffer whose disk fills: the pipeline waits with the error on `/health`, the
+/// write is tried again, and once there is room everything is delivered, including lines
+/// written after. (Before: each batch was abandoned at the first failure, the failed
+/// segment file blocked every later write with "File exists", nothing more was delivered
+/// for the life of the process, and `/health` said ok once the checkpoints saved again.)
+#[test]
+fn a_disk_buffer_on_a_full_disk_waits_and_writes_again_when_room_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(tmpfs) = Tmpfs::mount(&data, "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let loki = support::fake_loki::FakeLoki::start();
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config_path = dir.path().join("sluice.yaml");
+    fs::write(
+        &config_path,
+        format!(
+            r#"data_dir: {data}
+api: {{ address: "{api}" }}
+shutdown_timeout_secs: 5
+pipelines:
+  p:
+    sources:
+      - type: file
+        include: ["{logs}/*.log"]
+        glob_interval_ms: 50
+    sinks:
+      - name: loki
+        type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 50 }}
+        buffer: {{ type: disk, max_bytes: 16777216 }}
+"#,
+            data = data.display(),
+            logs = logs.display(),
+            loki = loki.endpoint(),
+        ),
+    )
+    .unwrap();
+    let log_file = logs.join("app.log");
+    let write = |from: u64, n: u64| {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_file)
+            .unwrap();
+        let text: String = (from..from + n)
+            .map(|i| format!("full disk seq={i} {}\n", "x".repeat(100)))
+            .collect();
+        file.write_all(text.as_bytes()).unwrap();
+    };
+    let delivered = |n: u64| {
+        let seqs: BTreeSet<u64> = loki
+            .entries()
+            .iter()
+            .filter_map(|e| support::fake_loki::seq_of(&e.line))
+            .collect();
+        (0..n).all(|i| seqs.contains(&i))
+    };
+    let mut agent = Running::start(&config_path, api, &dir.path().join("agent.log"));
+    write(0, 100);
+    wait_for("the first lines", WAIT, || delivered(100));
+
+    tmpfs.fill();
+    write(100, 1_000);
+    wait_for("/health to name the failing buffer", WAIT, || {
+        http_get(api, "/health").is_some_and(|(status, body)| {
+            status == 503 && body.contains("disk buffer write failing")
+        })
+    });
+    tmpfs.free();
+    wait_for("the lines written while the disk was full", WAIT, || {
+        delivered(1_100)
+    });
+    write(1_100, 1_000);
+    wait_for("the lines written after", WAIT, || delivered(2_100));
+    wait_for("/health to recover", WAIT, || {
+        http_get(api, "/health").is_some_and(|(status, _)| status == 200)
+    });
+    assert!(agent.stderr().contains("disk buffer writes again"));
+    agent.terminate();
+}

@@ -102,9 +102,15 @@ fn collect(shared: &Shared, committed: u64) {
     shared.gauges.events.set(state.events as i64);
     shared.gauges.bytes.set(state.bytes as i64);
     let (bytes, max, waiting) = (state.bytes, shared.settings.max_bytes, state.waiting());
+    let write_error = state.write_error.clone();
     drop(state);
     shared.room.notify_all();
-    health(shared, bytes, max, waiting);
+    match write_error {
+        Some(error) => shared
+            .health
+            .fail(format!("disk buffer write failing: {error}")),
+        None => health(shared, bytes, max, waiting),
+    }
 }
 
 /// `waiting`: a writer waits for room, whatever the bytes say (a large batch does not fit

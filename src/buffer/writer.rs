@@ -26,6 +26,8 @@ use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 
 /// How often the housekeeper wakes (it fsyncs only every `sync_interval_ms`).
 pub(super) const TICK: Duration = Duration::from_millis(100);
+/// How often a failed write is tried again.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// The file holding the acknowledged position.
 pub(super) const POSITION_FILE: &str = "acknowledged";
 
@@ -86,6 +88,8 @@ pub(super) struct State {
     waiting: u32,
     /// The reader waits on `data`: a record appended wakes it (else no wake-up is sent).
     pub reader_waiting: bool,
+    /// The last write failed (this error): a writer is trying again, `/health` says so.
+    pub write_error: Option<String>,
 }
 
 impl State {
@@ -234,6 +238,7 @@ fn empty_state() -> State {
         unread: BTreeMap::new(),
         waiting: 0,
         reader_waiting: false,
+        write_error: None,
     }
 }
 
@@ -245,19 +250,35 @@ pub(super) fn read_position(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Closes the segment being written (fsynced) and starts one at `start`.
+/// Closes the segment being written (fsynced) and starts one at `start`. A segment file
+/// that could not be started whole (a full disk) is removed, so that the next try can
+/// create it again.
 fn start_segment(shared: &Shared, state: &mut State, start: u64) -> io::Result<()> {
     if let Some(old) = state.active.take() {
         old.sync_data()?;
     }
     let path = shared.dir.join(segment::file_name(start));
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)?;
-    file.write_all(&segment::header(start))?;
-    file.sync_data()?;
-    File::open(&shared.dir)?.sync_all()?;
+    let create = || OpenOptions::new().create_new(true).append(true).open(&path);
+    let mut file = match create() {
+        // Left by an earlier try of this run that failed (not one of the buffer's segments).
+        Err(error)
+            if error.kind() == io::ErrorKind::AlreadyExists
+                && !state.segments.contains_key(&start) =>
+        {
+            std::fs::remove_file(&path)?;
+            create()?
+        }
+        other => other?,
+    };
+    let started = file
+        .write_all(&segment::header(start))
+        .and_then(|()| file.sync_data())
+        .and_then(|()| File::open(&shared.dir)?.sync_all());
+    if let Err(error) = started {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(error);
+    }
     state.active = Some(file);
     state.segments.insert(start, start + HEADER_BYTES);
     state.bytes += HEADER_BYTES;
@@ -301,16 +322,40 @@ pub(super) fn append(shared: &Shared, batch: Batch, record: &mut Vec<u8>) -> App
         // Written now, not when it was built.
         segment::finish_record(record, n_events, Timestamp::now().0);
     }
-    match write_record(shared, &mut state, record) {
-        Ok(()) => {}
-        Err(error) => {
+    // A write that fails (a full disk, an I/O error) is tried again every second while
+    // `when_full` says to wait, with the error on `/health`; the pipeline waits meanwhile.
+    while let Err(error) = write_record(shared, &mut state, record) {
+        let first = state.write_error.is_none();
+        state.write_error = Some(error.to_string());
+        if shared.settings.when_full == WhenFull::DropNewest || shared.shutdown.is_triggered() {
             drop(state);
+            tracing::error!(buffer = %shared.dir.display(), %error, n_events, "disk buffer write failed; the batch is not buffered");
+            if shared.settings.when_full == WhenFull::DropNewest {
+                shared.gauges.dropped_full.add(u64::from(n_events));
+                acks.drain(..).for_each(AckRef::done);
+                return Appended::DroppedFull;
+            }
             if acks.is_empty() {
                 shared.gauges.not_buffered.add(u64::from(n_events));
             }
-            tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer write failed; the batch is not buffered");
             return Appended::Failed;
         }
+        if first {
+            tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer write failed; its pipeline waits and the write is tried again every second");
+        }
+        shared
+            .health
+            .fail(format!("disk buffer write failing: {error}"));
+        state = shared
+            .room
+            .wait_timeout(state, WRITE_RETRY)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    if state.write_error.take().is_some() {
+        tracing::info!(buffer = %shared.dir.display(), "disk buffer writes again");
+        let bytes = state.bytes;
+        health(shared, bytes, shared.settings.max_bytes, false);
     }
     state.events += u64::from(n_events);
     if let Some(active) = state.segments.last_key_value().map(|(s, _)| *s) {
