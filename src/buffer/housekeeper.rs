@@ -22,7 +22,10 @@ pub(super) fn housekeep(shared: Arc<Shared>) {
         SyncPolicy::Interval(every) => Some(every),
     };
     let mut last_sync = Instant::now();
-    let mut saved = u64::MAX;
+    // The acknowledged position last saved: segments are deleted only behind it, so that
+    // after any stop a position between the saved one and the first segment is missing
+    // data (start-up recovery reports it), never data delivered but not yet noted.
+    let mut saved: Option<u64> = None;
     loop {
         // Every tick, or sooner for the next fsync; not at each record (the writer wakes
         // only the reader).
@@ -43,15 +46,15 @@ pub(super) fn housekeep(shared: Arc<Shared>) {
             sync(&shared);
         }
         let committed = shared.tracker.committed();
-        collect(&shared, committed);
-        if committed != saved {
+        if saved != Some(committed) {
             match save_position(&shared.dir, committed) {
-                Ok(()) => saved = committed,
+                Ok(()) => saved = Some(committed),
                 Err(error) => {
                     tracing::warn!(buffer = %shared.dir.display(), %error, "disk buffer: read position not saved")
                 }
             }
         }
+        collect(&shared, committed, saved.unwrap_or(0));
         if done {
             shared.health.ok();
             return;
@@ -59,8 +62,9 @@ pub(super) fn housekeep(shared: Arc<Shared>) {
     }
 }
 
-/// Deletes acknowledged segments, updates the gauges and `/health`.
-fn collect(shared: &Shared, committed: u64) {
+/// Deletes the segments wholly before `saved` (acknowledged, and that saved), updates the
+/// gauges (from `committed`) and `/health`.
+fn collect(shared: &Shared, committed: u64, saved: u64) {
     let mut state = lock(shared);
     while let Some(&(end, n, _)) = state.in_flight.front() {
         if end > committed {
@@ -73,7 +77,7 @@ fn collect(shared: &Shared, committed: u64) {
     let done: Vec<(u64, u64)> = state
         .segments
         .iter()
-        .filter(|(start, end)| **end <= committed && Some(**start) != active)
+        .filter(|(start, end)| **end <= saved.min(committed) && Some(**start) != active)
         .map(|(s, e)| (*s, *e))
         .collect();
     for (start, end) in done {

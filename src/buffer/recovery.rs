@@ -6,8 +6,12 @@
 //! the writer starts a new segment at every start and never appends to an old one, so that
 //! is the newest segment of the previous run. It is read whole and its CRCs checked (at most
 //! one segment's bytes); every other segment is walked by its record headers only (a few
-//! bytes per record). A torn or corrupt tail is cut off (logged at WARN with the bytes cut);
-//! a file that is not a segment is renamed aside.
+//! bytes per record). A torn tail of the newest segment (a write cut by the stop, never
+//! acknowledged to its source) is cut off and logged at WARN. Damage elsewhere is a loss,
+//! logged at ERROR and its bytes counted in [`Recovered::lost_bytes`]: an older segment
+//! whose records end early (cut there), a file that is not a segment (renamed aside), and
+//! a segment missing between the acknowledged position and the next one found (segments
+//! are deleted only behind the saved position, so a gap is data that was never delivered).
 //!
 //! Owns: start-up recovery. Never: loads the buffer into memory, or fails the start for
 //! damaged data (only for an unusable directory).
@@ -31,6 +35,9 @@ pub struct Recovered {
     pub oldest: Option<i64>,
     /// Bytes cut from torn or corrupt tails.
     pub cut_bytes: u64,
+    /// Bytes not delivered that cannot be read: damaged older segments' rest, files set
+    /// aside, missing segments.
+    pub lost_bytes: u64,
 }
 
 /// Recovers the buffer in `dir` whose records before `acknowledged` were delivered.
@@ -38,16 +45,28 @@ pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
     let mut out = Recovered::default();
     let listed = segment::list(dir)?;
     let newest = listed.last().map(|(start, _)| *start);
+    // Where the next segment should start: the acknowledged position, then each segment's
+    // end as written.
+    let mut expected = acknowledged;
     for (start, path) in listed {
+        if start > expected {
+            let lost = start - expected;
+            tracing::error!(
+                buffer = %dir.display(), from = expected, to = start, lost_bytes = lost,
+                "disk buffer: data missing before a segment (a segment deleted, or the one before cut short); its events are lost"
+            );
+            out.lost_bytes += lost;
+        }
         let Ok(mut opened) = Segment::open(&path)?.map_err(|_| ()) else {
-            set_aside(&path);
+            out.lost_bytes += set_aside(&path);
             continue;
         };
         if opened.start != start {
-            set_aside(&path);
+            out.lost_bytes += set_aside(&path);
             continue;
         }
         let end = start + opened.len();
+        expected = expected.max(end);
         if end <= acknowledged && Some(start) != newest {
             std::fs::remove_file(&path)?;
             continue;
@@ -56,10 +75,18 @@ pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
         let summary = segment::summarize(&opened, HEADER_BYTES, verify)?;
         if let Some(damage) = &summary.damage {
             let cut = opened.len() - summary.valid_end;
-            tracing::warn!(
-                segment = %path.display(), offset = damage.offset(), cut_bytes = cut, ?damage,
-                "disk buffer: torn or corrupt tail cut at the last good record"
-            );
+            if verify {
+                tracing::warn!(
+                    segment = %path.display(), offset = damage.offset(), cut_bytes = cut, ?damage,
+                    "disk buffer: torn or corrupt tail cut at the last good record"
+                );
+            } else {
+                tracing::error!(
+                    segment = %path.display(), offset = damage.offset(), lost_bytes = cut, ?damage,
+                    "disk buffer: a segment is damaged; its records from there on are lost"
+                );
+                out.lost_bytes += cut;
+            }
             OpenOptions::new()
                 .write(true)
                 .open(&path)?
@@ -89,10 +116,13 @@ pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
     Ok(out)
 }
 
-fn set_aside(path: &Path) {
+/// Renames a file that is not a segment aside; returns its size (lost, if it was one).
+fn set_aside(path: &Path) -> u64 {
     let aside = path.with_extension("damaged");
-    tracing::warn!(file = %path.display(), kept_as = %aside.display(), "disk buffer: not a segment; set aside");
+    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    tracing::error!(file = %path.display(), kept_as = %aside.display(), bytes, "disk buffer: not a segment (damaged header); set aside, its events are lost");
     let _ = std::fs::rename(path, aside);
+    bytes
 }
 
 #[cfg(test)]
@@ -140,6 +170,41 @@ mod tests {
         let again = recover(dir.path(), first_end + HEADER_BYTES + record).unwrap();
         assert_eq!(again.events, 6);
         assert_eq!(again.cut_bytes, 0);
+    }
+
+    #[test]
+    fn a_missing_or_damaged_older_segment_is_counted_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_end = write(dir.path(), 0, 3);
+        let second_end = write(dir.path(), first_end, 4);
+        let third_end = write(dir.path(), second_end, 2);
+        write(dir.path(), third_end, 1);
+        // The second segment deleted, the third cut inside its last record.
+        std::fs::remove_file(dir.path().join(segment::file_name(first_end))).unwrap();
+        let third = dir.path().join(segment::file_name(second_end));
+        let cut = 5;
+        OpenOptions::new()
+            .write(true)
+            .open(&third)
+            .unwrap()
+            .set_len(third_end - second_end - cut)
+            .unwrap();
+        let recovered = recover(dir.path(), 0).unwrap();
+        let record = (first_end - HEADER_BYTES) / 3;
+        assert_eq!(
+            recovered.lost_bytes,
+            (second_end - first_end) + record,
+            "the missing segment and the damaged one's last record (cut short, then cut)"
+        );
+        assert_eq!(recovered.cut_bytes, record - cut);
+        assert_eq!(recovered.events, 2 * (3 + 1 + 1), "two events a record");
+        // Until the reader passes them, a later start finds the same gaps (the cut record
+        // is now missing from the end of its segment); acknowledged segments deleted
+        // normally leave none.
+        let again = recover(dir.path(), first_end).unwrap();
+        assert_eq!(again.lost_bytes, (second_end - first_end) + record);
+        let none = recover(dir.path(), third_end).unwrap();
+        assert_eq!(none.lost_bytes, 0);
     }
 
     #[test]

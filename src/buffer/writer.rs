@@ -192,6 +192,13 @@ pub(super) fn open(
             return Err(anyhow::Error::new(error).context(format!("disk buffer {}", dir.display())));
         }
     };
+    metrics
+        .counter(
+            "sluice_buffer_lost_bytes_total",
+            "Bytes of a sink's disk buffer found damaged or missing at start (their events are lost).",
+            &[],
+        )
+        .add(recovered.lost_bytes);
     let mut state = empty_state();
     state.events = recovered.events;
     state.oldest_unread = recovered.oldest;
@@ -242,12 +249,21 @@ fn empty_state() -> State {
     }
 }
 
-/// Where reading starts: the acknowledged position saved by the last run (0 if none).
+/// Where reading starts: the acknowledged position saved by the last run (0 if none, or if
+/// it cannot be read: everything left is sent again).
 pub(super) fn read_position(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join(POSITION_FILE))
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(0)
+    let path = dir.join(POSITION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(file = %path.display(), "disk buffer: acknowledged position unreadable; what the buffer holds is sent again from its start");
+            0
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => {
+            tracing::warn!(file = %path.display(), %error, "disk buffer: acknowledged position unreadable; what the buffer holds is sent again from its start");
+            0
+        }
+    }
 }
 
 /// Closes the segment being written (fsynced) and starts one at `start`. A segment file
@@ -454,8 +470,12 @@ fn write_record(shared: &Shared, state: &mut State, record: &[u8]) -> io::Result
     };
     let len = record.len() as u64;
     if let Err(error) = result {
-        // Whatever part was written is cut at the next start; write after it no more.
-        state.active = None;
+        // Cut whatever part was written (else the next start finds a damaged record); write
+        // after it no more: the record goes to a new segment when it is tried again.
+        let written = state.segments.last_key_value().map(|(s, e)| e - s);
+        if let (Some(file), Some(written)) = (state.active.take(), written) {
+            let _ = file.set_len(written);
+        }
         return Err(error);
     }
     if let Some(last) = state.segments.values_mut().next_back() {
