@@ -465,7 +465,7 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
     let web_log = log_path(dir.path(), "shop", "web-7d4b9c-abcde", "u-web");
     write_lines(&web_log, &lines("early", 20));
     let started = Instant::now();
-    let agent = Agent::start(dir.path(), &yaml);
+    let agent = Agent::start_logged(dir.path(), &yaml);
     let early = wait_entry(&loki, "early 19");
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -484,6 +484,18 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
             .get("/health")
             .is_some_and(|(code, body)| code != 200 && body.contains("Kubernetes API"))
     });
+
+    // Unreachable from the start (a wrong `api_url`, RBAC): said at WARN at once, with the
+    // error, not only on `/health` a minute later; and not once per retry.
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains("API request failed"))
+            .count()
+    };
+    wait_for("a WARN naming the failure", WAIT, || warned(&agent.log()) >= 1);
+    let log = agent.log();
+    assert!(log.contains("onnection refused") || log.contains("connect"), "{log}");
+    assert_eq!(warned(&log), 1, "{log}");
 
     // The API server comes up: enrichment starts, /health recovers.
     let kube = FakeKube::start_on(&pki, "token-0", port);

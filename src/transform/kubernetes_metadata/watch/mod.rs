@@ -255,7 +255,7 @@ async fn run(settings: Settings, shared: Arc<Shared>, metrics: Metrics) {
         shared,
         metrics,
         owners: Mutex::new(HashMap::new()),
-        down: Mutex::new((Some(started), "not contacted yet".into())),
+        down: Mutex::new((Some(started), NOT_CONTACTED.into())),
     };
     tokio::join!(
         watcher.watch_loop(Kind::Pods),
@@ -263,6 +263,9 @@ async fn run(settings: Settings, shared: Arc<Shared>, metrics: Metrics) {
         watcher.housekeeping()
     );
 }
+
+/// The reason on `/health` before the first request has an answer.
+const NOT_CONTACTED: &str = "not contacted yet";
 
 /// How a watch ended.
 enum WatchEnd {
@@ -278,7 +281,7 @@ impl Watcher {
     fn up(&self) {
         self.shared.api_ok.store(true, Ordering::Relaxed);
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        if down.0.take().is_some() && !down.1.is_empty() && down.1 != "not contacted yet" {
+        if down.0.take().is_some() && !down.1.is_empty() && down.1 != NOT_CONTACTED {
             tracing::info!("kubernetes_metadata: the API server answers again");
         }
         self.metrics.health.ok();
@@ -287,11 +290,22 @@ impl Watcher {
     fn failed(&self, resource: &str, error: &ApiError) {
         self.shared.api_ok.store(false, Ordering::Relaxed);
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
-        let first = down.0.is_none();
+        // The first failure since it last answered, or since start (a wrong `api_url` or
+        // missing RBAC shows at once, not only on `/health` a minute later).
+        let first = down.0.is_none() || down.1 == NOT_CONTACTED;
         down.0.get_or_insert_with(Instant::now);
         down.1 = format!("{resource}: {error}");
         if first {
-            tracing::warn!(resource, %error, "kubernetes_metadata: API request failed; retrying with backoff");
+            let hint = match error {
+                ApiError::Status(status) if status.code == 401 => {
+                    "the token was refused: check the service account token (token_file)"
+                }
+                ApiError::Status(status) if status.code == 403 => {
+                    "check the RBAC rules: get, list and watch on pods and namespaces, get on replicasets and jobs"
+                }
+                _ => "",
+            };
+            tracing::warn!(resource, %error, hint, "kubernetes_metadata: API request failed; retrying with backoff");
         } else {
             tracing::debug!(resource, %error, "kubernetes_metadata: API request failed");
         }
