@@ -188,10 +188,18 @@ impl Reader {
             self.open_file(path, identity, &metadata);
         }
         // Gone from the directory: read to the end through the descriptor, then let go.
+        // The header is read again first: the one read last may be from before the file's
+        // last entries (written, rotated and deleted while a send waited), and would say
+        // the file was read to its end.
         let mut deleted = 0;
-        for open in &mut self.open {
+        let mut unreadable = Vec::new();
+        for (index, open) in self.open.iter_mut().enumerate() {
             if !seen.contains(&open.identity) && !open.deleted_counted {
                 open.present = false;
+                if let Err(error) = open.journal.refresh() {
+                    unreadable.push((index, error));
+                    continue;
+                }
                 if !open.journal.at_end() || open.head.is_some() {
                     open.deleted_counted = true;
                     tracing::warn!(file = %open.journal.path().display(), "journal file deleted before it was read to its end; reading the rest through the open descriptor");
@@ -201,6 +209,11 @@ impl Reader {
         }
         for _ in 0..deleted {
             self.count_error("deleted");
+        }
+        // A deleted file whose header is gone too (journald's vacuum zeroes what it
+        // deletes, even under an open descriptor): what was not read of it is lost.
+        for (index, error) in unreadable.into_iter().rev() {
+            self.failed(index, error);
         }
         let checkpoints = self.ctx.checkpoints.clone();
         self.open.retain(|open| {
