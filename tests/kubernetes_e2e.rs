@@ -492,9 +492,14 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
             .filter(|l| l.contains("WARN") && l.contains("API request failed"))
             .count()
     };
-    wait_for("a WARN naming the failure", WAIT, || warned(&agent.log()) >= 1);
+    wait_for("a WARN naming the failure", WAIT, || {
+        warned(&agent.log()) >= 1
+    });
     let log = agent.log();
-    assert!(log.contains("onnection refused") || log.contains("connect"), "{log}");
+    assert!(
+        log.contains("onnection refused") || log.contains("connect"),
+        "{log}"
+    );
     assert_eq!(warned(&log), 1, "{log}");
 
     // The API server comes up: enrichment starts, /health recovers.

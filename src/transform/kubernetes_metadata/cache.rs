@@ -163,6 +163,9 @@ pub struct PodEntry {
     pub excluded: bool,
     /// When the watch said it was deleted (kept for the grace period).
     pub deleted_at: Option<Instant>,
+    /// A static pod's mirror: the UID its logs are written under (the
+    /// `kubernetes.io/config.mirror` annotation), not its own.
+    pub mirror_of: Option<String>,
 }
 
 impl PodEntry {
@@ -201,6 +204,7 @@ impl PodEntry {
             workload: None,
             excluded: is_excluded(&meta.annotations, &shaping.exclude_annotation),
             deleted_at: None,
+            mirror_of: meta.annotations.get(MIRROR_ANNOTATION).cloned(),
         }
     }
 
@@ -209,6 +213,9 @@ impl PodEntry {
         name_key(&self.namespace, &self.name)
     }
 }
+
+/// The annotation a static pod's mirror carries: the UID of the pod the kubelet runs.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// What is kept of one namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,15 +301,23 @@ impl Store {
         self.namespaces.retain(|_, ns| !expired(ns.deleted_at));
     }
 
-    /// The pod an event names: by UID when it has one, else by namespace and name.
+    /// The pod an event names: by UID when it has one, else by namespace and name. An
+    /// event whose UID is not known is not given the pod that has its name now (a
+    /// StatefulSet's next pod, or the old one while the new one's ADDED is on its way),
+    /// except a static pod's mirror, whose logs are written under the UID it names.
     pub fn pod(&self, uid: Option<&str>, namespace: &str, name: &str) -> Option<&Arc<PodEntry>> {
         if let Some(uid) = uid {
             if let Some(pod) = self.pods.get(uid) {
                 return Some(pod);
             }
         }
-        let uid = self.pod_names.get(&name_key(namespace, name))?;
-        self.pods.get(uid)
+        let named = self
+            .pods
+            .get(self.pod_names.get(&name_key(namespace, name))?)?;
+        match uid {
+            Some(uid) if named.mirror_of.as_deref() != Some(uid) => None,
+            _ => Some(named),
+        }
     }
 }
 
@@ -412,6 +427,36 @@ mod tests {
             "status": {}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_uid_not_known_is_not_given_the_pod_that_has_its_name_now() {
+        let mut store = Store::default();
+        let now = Instant::now();
+        store.upsert_pod(PodEntry::new(&pod("old", "sts-0"), &shaping()));
+        store.delete_pod("old", now);
+        store.upsert_pod(PodEntry::new(&pod("new", "sts-0"), &shaping()));
+        let uid_of =
+            |store: &Store, uid: Option<&str>| store.pod(uid, "ns", "sts-0").map(|p| p.uid.clone());
+        assert_eq!(uid_of(&store, Some("old")).as_deref(), Some("old"));
+        assert_eq!(uid_of(&store, Some("new")).as_deref(), Some("new"));
+        assert_eq!(
+            uid_of(&store, None).as_deref(),
+            Some("new"),
+            "no UID: by name"
+        );
+        // Past the grace period the old pod is gone: its lines get nothing, not the new one.
+        store.expire(now + Duration::from_secs(120), Duration::from_secs(60));
+        assert_eq!(uid_of(&store, Some("old")), None);
+        // A static pod's mirror answers for the UID its logs are written under.
+        let mut mirror = pod("api-uid", "kube-apiserver-n1");
+        mirror
+            .metadata
+            .annotations
+            .insert(MIRROR_ANNOTATION.into(), "config-hash".into());
+        store.upsert_pod(PodEntry::new(&mirror, &shaping()));
+        let found = store.pod(Some("config-hash"), "ns", "kube-apiserver-n1");
+        assert_eq!(found.map(|p| p.uid.as_str()), Some("api-uid"));
     }
 
     #[test]
