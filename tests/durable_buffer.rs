@@ -728,7 +728,7 @@ pipelines:
         loki = loki.endpoint(),
         es = es.endpoint(),
     );
-    let agent = Agent::start(dir.path(), &config);
+    let agent = Agent::start_logged(dir.path(), &config);
     // About 3 MB of events: three times what es's buffer may hold.
     let written = 30_000u64;
     for chunk in 0..30 {
@@ -752,6 +752,14 @@ pipelines:
         )
     };
     assert!(dropped(&agent) > 0.0, "es's full buffer dropped the newest");
+    // Said in the log too (at the first drop, then at most every 10 s), naming the sink.
+    let log = agent.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("drop_newest"))
+        .collect();
+    assert!(!lines.is_empty() && lines.len() <= 3, "{log}");
+    assert!(lines[0].contains("/es"), "{}", lines[0]);
     es.set_down(false);
     wait_for("es to receive what its buffer held", WAIT, || {
         agent.metric_sum("sluice_buffer_events", &[("component", "es")]) == 0.0

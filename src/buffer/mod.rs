@@ -40,8 +40,8 @@ pub mod stranded;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -49,7 +49,7 @@ use tokio::sync::mpsc;
 use crate::batch::Batch;
 use crate::health::HealthCheck;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{ComponentMetrics, Gauge};
+use crate::telemetry::{ComponentMetrics, Counter, Gauge};
 
 pub use codec::{decode, decode_into, encode};
 
@@ -194,7 +194,54 @@ pub fn directory(data_dir: &Path, pipeline: &str, sink: &str) -> PathBuf {
 pub struct SinkSender {
     route: Route,
     queued: Gauge,
-    dropped_full: crate::telemetry::Counter,
+    dropped_full: FullDrops,
+}
+
+/// How often, at most, drops for `when_full: drop_newest` are logged.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Batches dropped for `when_full: drop_newest`: counted (`reason="buffer_full"`) and said
+/// at WARN at the first drop, then at most every [`DROP_LOG_EVERY`] with the number dropped
+/// since, so that a sink losing events shows in the log and not only in a counter.
+#[derive(Clone)]
+pub(crate) struct FullDrops {
+    counter: Counter,
+    sink: Arc<str>,
+    /// When the last line was logged, and the events dropped since.
+    logged: Arc<Mutex<(Option<Instant>, u64)>>,
+}
+
+impl FullDrops {
+    pub(crate) fn new(metrics: &ComponentMetrics) -> Self {
+        let labels = metrics.labels_with(&[]);
+        let name = |key: &str| labels.iter().find(|(k, _)| *k == key).map_or("", |l| l.1);
+        FullDrops {
+            counter: metrics.dropped("buffer_full"),
+            sink: format!("{}/{}", name("pipeline"), name("component")).into(),
+            logged: Arc::default(),
+        }
+    }
+
+    /// Counts `n` events dropped, and logs them when it is time.
+    pub(crate) fn add(&self, n: u64) {
+        self.counter.add(n);
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        logged.1 += n;
+        let now = Instant::now();
+        if logged
+            .0
+            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            sink = %self.sink,
+            dropped = logged.1,
+            since_last_line_secs = logged.0.map(|at| now.duration_since(at).as_secs()),
+            "events dropped for a sink that cannot take them (when_full: drop_newest); counted in sluice_events_dropped_total{{reason=\"buffer_full\"}}"
+        );
+        *logged = (Some(now), 0);
+    }
 }
 
 enum Route {
@@ -278,7 +325,7 @@ pub fn attach(
     dir: Option<PathBuf>,
     sink: SinkSide,
 ) -> anyhow::Result<(SinkSender, BufferGuard)> {
-    let dropped_full = sink.metrics.dropped("buffer_full");
+    let dropped_full = FullDrops::new(&sink.metrics);
     if settings.kind == BufferKind::Memory {
         let route = Route::Memory {
             tx: sink.tx,

@@ -54,7 +54,7 @@ pub(super) struct Gauges {
     pub bytes: Gauge,
     pub events: Gauge,
     pub oldest_seconds: Gauge,
-    pub dropped_full: Counter,
+    pub dropped_full: super::FullDrops,
     /// Events of sources that cannot be read again that could not be buffered.
     pub not_buffered: Counter,
 }
@@ -166,7 +166,7 @@ pub(super) fn open(
             "Age of the oldest undelivered event in a sink's disk buffer.",
             &[],
         ),
-        dropped_full: metrics.dropped("buffer_full"),
+        dropped_full: super::FullDrops::new(metrics),
         not_buffered: metrics.dropped("buffer_not_written"),
     };
     let shared = |state| {
