@@ -79,6 +79,7 @@ impl Reader {
             // open). Nothing was lost.
             tracing::debug!(file = %open.journal.path().display(), %error, "archived journal file read to its end became unreadable (vacuumed)");
             let open = self.open.remove(index);
+            self.ack_read(&open);
             self.finish(open);
             self.files_open.set(self.open.len() as i64);
             return;
@@ -93,6 +94,7 @@ impl Reader {
             }
         }
         let open = self.open.remove(index);
+        self.ack_read(&open);
         tracing::warn!(
             file = %open.journal.path().display(),
             position = open.journal.n_read(),
@@ -143,6 +145,14 @@ impl Reader {
     /// Lets go of a file read to its end, keeping its identity (the scan does not open it
     /// again) and its entry count beside its position (so that its absence after a restart
     /// is not a lost position).
+    /// A file let go during a batch: its entries read in it are acknowledged with it.
+    fn ack_read(&mut self, open: &Open) {
+        if open.journal.n_read() > open.acked {
+            self.failed_acks
+                .push(open.tracker.track(open.journal.n_read()));
+        }
+    }
+
     fn finish(&mut self, open: Open) {
         let n_entries = open.sealed.unwrap_or(open.journal.header().n_entries);
         if open.sealed != Some(n_entries) {

@@ -113,6 +113,10 @@ struct Reader {
     open: Vec<Open>,
     /// Files that failed, by identity: their size and mtime then (retried when changed).
     broken: HashMap<(u64, u64), (u64, SystemTime)>,
+    /// Positions of files that failed during the batch being read, up to the entries read
+    /// of them: they go with that batch (else those entries, delivered, were never
+    /// checkpointed and were sent again after every restart).
+    failed_acks: Vec<crate::ack::AckRef>,
     /// Archived files read to their end and closed: identity → checkpoint key.
     finished: HashMap<(u64, u64), String>,
     /// The first start with `read_from: end`: files found by the first scan start at
@@ -150,6 +154,7 @@ impl Reader {
             settings,
             open: Vec::new(),
             broken: HashMap::new(),
+            failed_acks: Vec::new(),
             finished: HashMap::new(),
             boot_id: discovery::read_id("/proc/sys/kernel/random/boot_id"),
             machine_id: std::fs::read_to_string("/etc/machine-id")
@@ -281,7 +286,7 @@ impl Reader {
             return Ok(false);
         }
         self.ctx.metrics.events_in.add(events.len() as u64);
-        let acks = self
+        let mut acks: Vec<_> = self
             .open
             .iter_mut()
             .filter(|open| open.journal.n_read() > open.acked)
@@ -290,6 +295,7 @@ impl Reader {
                 open.tracker.track(open.acked)
             })
             .collect();
+        acks.append(&mut self.failed_acks);
         let batch = Batch {
             events,
             acks,
