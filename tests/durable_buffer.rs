@@ -569,11 +569,12 @@ pipelines:
     assert!(report.contains("records lost: "), "{report}");
 }
 
-/// Damage in a segment that start-up only walks by its headers (not the newest one) is found
-/// by the reader: the events it cannot deliver leave `sluice_buffer_events` and are counted
-/// as dropped, so the gauge returns to 0 once the rest is delivered.
-#[test]
-fn buffer_events_counts_only_what_can_be_delivered_after_damage() {
+/// A file source on `logs/*.log` into a Loki sink with `buffer` (a disk one), the fake
+/// Loki answering 503 until told otherwise: the directory, the logs directory, the fake
+/// and the config.
+fn down_loki_with_a_disk_buffer(
+    buffer: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, FakeLoki, String) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -600,12 +601,21 @@ pipelines:
         endpoint: {loki}
         batch: {{ timeout_ms: 50 }}
         retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
-        buffer: {{ type: disk }}
+        buffer: {buffer}
 "#,
         data = dir.path().join("data").display(),
         logs = logs.display(),
         loki = loki.endpoint(),
     );
+    (dir, logs, loki, config)
+}
+
+/// Damage in a segment that start-up only walks by its headers (not the newest one) is found
+/// by the reader: the events it cannot deliver leave `sluice_buffer_events` and are counted
+/// as dropped, so the gauge returns to 0 once the rest is delivered.
+#[test]
+fn buffer_events_counts_only_what_can_be_delivered_after_damage() {
+    let (dir, logs, loki, config) = down_loki_with_a_disk_buffer("{ type: disk }");
     let agent = Agent::start(dir.path(), &config);
     for chunk in 0..5u64 {
         append(
@@ -897,38 +907,8 @@ pipelines:
 /// after it are delivered whole (the reader once skipped the next one, uncounted).
 #[test]
 fn damage_in_one_segment_spares_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: String::new(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
-    let config = format!(
-        r#"data_dir: {data}
-api: {{ address: "{{api}}" }}
-shutdown_timeout_secs: 1
-pipelines:
-  p:
-    sources:
-      - type: file
-        include: ["{logs}/*.log"]
-        glob_interval_ms: 50
-    sinks:
-      - name: loki
-        type: loki
-        endpoint: {loki}
-        batch: {{ timeout_ms: 50 }}
-        retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200 }}
-        buffer: {{ type: disk, max_bytes: 1048576 }}
-"#,
-        data = dir.path().join("data").display(),
-        logs = logs.display(),
-        loki = loki.endpoint(),
-    );
+    let (dir, logs, loki, config) =
+        down_loki_with_a_disk_buffer("{ type: disk, max_bytes: 1048576 }");
     let agent = Agent::start(dir.path(), &config);
     let total = 10_000u64;
     for chunk in 0..10u64 {
