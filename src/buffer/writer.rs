@@ -345,7 +345,9 @@ pub(super) fn append(shared: &Shared, batch: Batch, record: &mut Vec<u8>) -> App
         state.write_error = Some(error.to_string());
         if shared.settings.when_full == WhenFull::DropNewest || shared.shutdown.is_triggered() {
             drop(state);
-            tracing::error!(buffer = %shared.dir.display(), %error, n_events, "disk buffer write failed; the batch is not buffered");
+            if first || shared.shutdown.is_triggered() {
+                tracing::error!(buffer = %shared.dir.display(), %error, n_events, "disk buffer write failed; the batch is not buffered");
+            }
             if shared.settings.when_full == WhenFull::DropNewest {
                 shared.gauges.dropped_full.add(u64::from(n_events));
                 acks.drain(..).for_each(AckRef::done);
@@ -362,11 +364,18 @@ pub(super) fn append(shared: &Shared, batch: Batch, record: &mut Vec<u8>) -> App
         shared
             .health
             .fail(format!("disk buffer write failing: {error}"));
-        state = shared
-            .room
-            .wait_timeout(state, WRITE_RETRY)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        // `room` is signalled at every housekeeping tick: wait out the whole interval.
+        let retry_at = Instant::now() + WRITE_RETRY;
+        while !shared.shutdown.is_triggered() {
+            let Some(left) = retry_at.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            state = shared
+                .room
+                .wait_timeout(state, left.min(TICK))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
     if state.write_error.take().is_some() {
         tracing::info!(buffer = %shared.dir.display(), "disk buffer writes again");
