@@ -45,11 +45,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::identity::{dev_ino, SavedFile};
-use super::recovery::{files_in, open_at_start, Candidate, Search};
+use super::recovery::{open_at_start, Candidate, Search};
 use super::rotation::Detached;
 use super::Reader;
 use crate::checkpoint::Checkpoints;
@@ -113,22 +113,16 @@ impl Finished {
     }
 }
 
-/// The name `file` (open, device and inode `id`, last matched at `matched`) has now: from
-/// the descriptor when open, else by looking for it in `matched`'s directory. `None` when
-/// it has none (deleted).
-pub(super) fn current_name(file: Option<&File>, id: (u64, u64), matched: &Path) -> Option<PathBuf> {
-    let is_it = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|m| dev_ino(&m) == id);
-    if let Some(file) = file {
-        use std::os::fd::AsRawFd as _;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
-        if let Some(path) = link.filter(|path| is_it(path)) {
-            return Some(path);
-        }
-    }
-    files_in(matched.parent()?)
-        .into_iter()
-        .find(|candidate| candidate.dev_ino == id)
-        .map(|candidate| candidate.path)
+/// The name the open `file` (device and inode `id`) has now, from its descriptor; `None`
+/// when it has none (deleted). A file let go while closed (idle) is not looked for: that
+/// would list its directory once per such file, and a rotation happens to a file being
+/// written, which is open.
+pub(super) fn current_name(file: Option<&File>, id: (u64, u64)) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd as _;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", file?.as_raw_fd())).ok()?;
+    std::fs::symlink_metadata(&link)
+        .is_ok_and(|m| dev_ino(&m) == id)
+        .then_some(link)
 }
 
 impl Reader {

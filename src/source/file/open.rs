@@ -262,7 +262,7 @@ impl Reader {
         }
         // A plain file's name now, for its position to be kept while it is there.
         let name = match tailer.gzip {
-            None => generations::current_name(tailer.file.as_ref(), id, &tailer.path),
+            None => generations::current_name(tailer.file.as_ref(), id),
             Some(_) => None,
         };
         tailer.close();
