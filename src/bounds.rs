@@ -6,7 +6,10 @@
 //! defaults (each config struct does).
 
 use std::fmt::Display;
+use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
+
+use serde::{de, Deserialize, Deserializer};
 
 /// Longest duration setting, in seconds: a year. Longer ones would overflow `Instant`
 /// arithmetic on some platforms and mean "never" anyway.
@@ -59,6 +62,51 @@ pub fn check_opt<T: PartialOrd + Display>(
         Some(value) => check(key, value, range),
         None => Ok(()),
     }
+}
+
+/// A whole number a config key holds, read as `u64` and checked by [`within`].
+pub trait Count: Sized {
+    /// `value` as `Self`, if it fits.
+    fn from_count(value: u64) -> Option<Self>;
+}
+
+impl Count for u64 {
+    fn from_count(value: u64) -> Option<Self> {
+        Some(value)
+    }
+}
+
+impl Count for usize {
+    fn from_count(value: u64) -> Option<Self> {
+        usize::try_from(value).ok()
+    }
+}
+
+impl Count for NonZeroUsize {
+    fn from_count(value: u64) -> Option<Self> {
+        NonZeroUsize::new(usize::try_from(value).ok()?)
+    }
+}
+
+/// serde `deserialize_with` for a whole number that must lie in `MIN..=MAX`. Checked while
+/// the file is read, so the error names the line and column of the value, like a type error:
+/// `sluice.yaml:4:20: pipelines.web.queue_batches: must be between 1 and 4096 (got 5000)`.
+pub fn within<'de, D: Deserializer<'de>, T: Count, const MIN: u64, const MAX: u64>(
+    d: D,
+) -> Result<T, D::Error> {
+    let value = u64::deserialize(d)?;
+    (MIN..=MAX)
+        .contains(&value)
+        .then(|| T::from_count(value))
+        .flatten()
+        .ok_or_else(|| de::Error::custom(format!("must be between {MIN} and {MAX} (got {value})")))
+}
+
+/// [`within`] for an optional key (unset stays `None`; use with `#[serde(default)]`).
+pub fn within_opt<'de, D: Deserializer<'de>, T: Count, const MIN: u64, const MAX: u64>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    within::<D, T, MIN, MAX>(d).map(Some)
 }
 
 #[cfg(test)]

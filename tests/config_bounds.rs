@@ -202,6 +202,11 @@ fn out_of_range_values_are_refused_naming_key_and_range() {
             "{key}: the error must name the key and {range:?}: {text}"
         );
         assert!(!text.contains("panicked"), "{key}: {text}");
+        let line = text.split("sluice.yaml:").nth(1).unwrap_or("");
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "{key}: the error must name the line: {text}"
+        );
     }
 }
 
@@ -225,7 +230,7 @@ fn run_refuses_them_too_without_panicking() {
     let (code, text) = sluice(&["run", "-c"], &path);
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("queue_batches must be between 1 and 4096"),
+        text.contains("pipelines.p.queue_batches: must be between 1 and 4096"),
         "{text}"
     );
     assert!(!text.contains("panicked"), "{text}");

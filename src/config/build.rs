@@ -81,7 +81,7 @@ fn component_ids<T>(
     list: &[Named<T>],
     type_name: impl Fn(&T) -> &'static str,
     what: &str,
-) -> anyhow::Result<Vec<String>> {
+) -> Result<Vec<String>, (usize, String)> {
     let mut ids = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let kind = type_name(&item.config);
@@ -95,14 +95,16 @@ fn component_ids<T>(
             None if repeats => format!("{kind}_{i}"),
             None => kind.to_owned(),
         };
-        anyhow::ensure!(
-            valid_name(&id),
-            "{what}[{i}]: name {id:?} may only use letters, digits, '_' and '-'"
-        );
-        anyhow::ensure!(
-            !ids.contains(&id),
-            "{what}[{i}]: two {what} are named {id:?}"
-        );
+        if !valid_name(&id) {
+            let why = format!("{what}[{i}]: name {id:?} may only use letters, digits, '_' and '-'");
+            return Err((item.line, why));
+        }
+        if let Some(first) = ids.iter().position(|other| *other == id) {
+            let line = list[first].line;
+            let why =
+                format!("{what}[{i}]: two {what} are named {id:?} (the first on line {line})");
+            return Err((item.line, why));
+        }
         ids.push(id);
     }
     Ok(ids)
@@ -135,40 +137,11 @@ impl Config {
         all_or_errors(built, errors)
     }
 
-    /// Refuses top-level values `run` cannot honour (each names its key and range).
+    /// Refuses top-level values `run` cannot honour. (Numbers are checked as the file is
+    /// read, `bounds::within`, so their errors name the line.)
     fn check_bounds(&self) -> anyhow::Result<()> {
-        use bounds::check;
-        if let Some(threads) = self.threads {
-            check("threads", threads.get(), 1..=bounds::MAX_THREADS)?;
-        }
-        check(
-            "shutdown_timeout_secs",
-            self.shutdown_timeout_secs,
-            0..=bounds::MAX_SHUTDOWN_SECS,
-        )?;
-        check(
-            "dead_letter_max_bytes",
-            self.dead_letter_max_bytes,
-            1024..=bounds::MAX_DEAD_LETTER_BYTES,
-        )?;
-        check(
-            "checkpoint_interval_ms",
-            self.checkpoint_interval_ms,
-            1..=bounds::MAX_MS,
-        )?;
-        check(
-            "api.stall_after_secs",
-            self.api.stall_after_secs,
-            1..=bounds::MAX_SECS,
-        )?;
-        check("api.max_connections", self.api.max_connections, 1..=4096)?;
-        check(
-            "api.header_timeout_secs",
-            self.api.header_timeout_secs,
-            1..=3600,
-        )?;
         if let Some(token) = &self.api.reload_token {
-            check("api.reload_token (length)", token.len(), 16..=4096)?;
+            bounds::check("api.reload_token (length)", token.len(), 16..=4096)?;
         }
         Ok(())
     }
@@ -209,13 +182,6 @@ impl Config {
             if pipeline.sinks.is_empty() {
                 errors.push(format!("{file}: {at}.sinks: at least one sink is needed"));
             }
-            if let Err(error) = bounds::check(
-                "queue_batches",
-                pipeline.queue_batches.get(),
-                1..=bounds::MAX_QUEUE_BATCHES,
-            ) {
-                errors.push(format!("{file}: {at}.{error:#}"));
-            }
             if let Some(built) = self.build_pipeline(file, name, pipeline, errors) {
                 if errors.len() == n_errors {
                     out.push(built);
@@ -233,10 +199,10 @@ impl Config {
         errors: &mut Vec<String>,
     ) -> Option<BuiltPipeline> {
         let at = format!("pipelines.{name}");
-        let mut ids = |r: anyhow::Result<Vec<String>>| match r {
+        let mut ids = |r: Result<Vec<String>, (usize, String)>| match r {
             Ok(ids) => Some(ids),
-            Err(e) => {
-                errors.push(format!("{file}: {at}.{e:#}"));
+            Err((line, why)) => {
+                errors.push(format!("{file}:{line}: {at}.{why}"));
                 None
             }
         };

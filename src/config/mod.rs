@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
+use crate::bounds;
 use crate::route::Routed;
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
@@ -56,13 +57,22 @@ pub struct Config {
     pub api: ApiConfig,
     /// Worker threads: transform workers per pipeline and async runtime threads. `1` runs
     /// everything on one core (current-thread runtime, one worker). Default: CPU count.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "bounds::within_opt::<_, _, 1, { bounds::MAX_THREADS as u64 }>"
+    )]
     pub threads: Option<NonZeroUsize>,
     /// How long a clean shutdown may take to drain and flush sinks, in seconds.
-    #[serde(default = "default_shutdown_timeout_secs")]
+    #[serde(
+        default = "default_shutdown_timeout_secs",
+        deserialize_with = "bounds::within::<_, _, 0, { bounds::MAX_SHUTDOWN_SECS }>"
+    )]
     pub shutdown_timeout_secs: u64,
     /// Cap on the dead-letter file, in bytes (one older file of the same size is kept).
-    #[serde(default = "default_dead_letter_max_bytes")]
+    #[serde(
+        default = "default_dead_letter_max_bytes",
+        deserialize_with = "bounds::within::<_, _, 1024, { bounds::MAX_DEAD_LETTER_BYTES }>"
+    )]
     pub dead_letter_max_bytes: u64,
     /// How often delivered read positions are written to the checkpoint file, in
     /// milliseconds (only when something was delivered since the last write). After a
@@ -70,7 +80,10 @@ pub struct Config {
     /// The writer backs off on its own so that encoding positions never takes more than a
     /// tenth of a core (thousands of files). Raise it on flash storage that must not be
     /// written often.
-    #[serde(default = "default_checkpoint_interval_ms")]
+    #[serde(
+        default = "default_checkpoint_interval_ms",
+        deserialize_with = "bounds::within::<_, _, 1, { bounds::MAX_MS }>"
+    )]
     pub checkpoint_interval_ms: u64,
     /// Named pipelines, each `sources → transforms → sinks`.
     pub pipelines: BTreeMap<String, PipelineConfig>,
@@ -120,7 +133,10 @@ pub struct ApiConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// A sink with queued data and no progress for this long makes `/health` fail.
-    #[serde(default = "default_stall_after_secs")]
+    #[serde(
+        default = "default_stall_after_secs",
+        deserialize_with = "bounds::within::<_, _, 1, { bounds::MAX_SECS }>"
+    )]
     pub stall_after_secs: u64,
     /// Lets `POST /reload` and `GET /tap` (the privileged endpoints) be called from
     /// addresses other than loopback, with `Authorization: Bearer <token>`. Unset (default):
@@ -128,11 +144,17 @@ pub struct ApiConfig {
     #[serde(default)]
     pub reload_token: Option<String>,
     /// Most API connections open at once; more are closed at once. Default 64.
-    #[serde(default = "default_api_max_connections")]
+    #[serde(
+        default = "default_api_max_connections",
+        deserialize_with = "bounds::within::<_, _, 1, 4096>"
+    )]
     pub max_connections: usize,
     /// A connection that has not sent a request's headers within this many seconds is
     /// closed (slow-header clients). Default 10.
-    #[serde(default = "default_header_timeout_secs")]
+    #[serde(
+        default = "default_header_timeout_secs",
+        deserialize_with = "bounds::within::<_, _, 1, 3600>"
+    )]
     pub header_timeout_secs: u64,
 }
 
@@ -182,7 +204,10 @@ pub struct PipelineConfig {
     /// sink's `condition:` picks some ([`crate::route`]).
     pub sinks: Vec<Named<Routed<SinkConfig>>>,
     /// Capacity, in batches, of each worker's and each sink's input queue.
-    #[serde(default = "default_queue_batches")]
+    #[serde(
+        default = "default_queue_batches",
+        deserialize_with = "bounds::within::<_, _, 1, { bounds::MAX_QUEUE_BATCHES as u64 }>"
+    )]
     pub queue_batches: NonZeroUsize,
 }
 
@@ -250,7 +275,6 @@ mod tests {
         let yaml = "data_dir: /tmp/x
 pipelines:
   a:
-    queue_batches: 5000
     sources: [ { type: demo, rate: 1 } ]
     transforms: [ { type: parse_regex, pattern: '(' } ]
     sinks: [ { type: loki, endpoint: 'http://127.0.0.1:1', batch: { max_events: 0 } } ]
@@ -265,11 +289,10 @@ pipelines:
             .and_then(|c| c.build("test.yaml").map(|_| ()))
             .unwrap_err();
         let text = format!("{error:#}");
-        assert!(text.starts_with("3 errors:"), "{text}");
+        assert!(text.starts_with("2 errors:"), "{text}");
         for part in [
-            "pipelines.a.queue_batches",
-            "test.yaml:6: pipelines.a.transforms[0]",
-            "test.yaml:7: pipelines.a.sinks[0]",
+            "test.yaml:5: pipelines.a.transforms[0]",
+            "test.yaml:6: pipelines.a.sinks[0]",
         ] {
             assert!(text.contains(part), "{part:?} missing from {text}");
         }
@@ -291,7 +314,26 @@ pipelines:
             &format!("{base}        colour: red\n    sinks:\n      - type: blackhole\n"),
             Some("pipelines.web.sources[0].colour"),
         );
-        check(&format!("{base}    sinks:\n      - type: blackhole\n      - type: blackhole\n        name: blackhole\n"), Some("two sinks are named"));
+        check(
+            &format!("{base}    sinks:\n      - type: blackhole\n      - type: blackhole\n        name: blackhole\n"),
+            Some("test.yaml:8: pipelines.web.sinks[1]: two sinks are named \"blackhole\" (the first on line 7)"),
+        );
+        // Numbers out of range are refused as the file is read, at the value's line and column.
+        check(
+            &format!(
+                "threads: 0\n{base}    queue_batches: 5000\n    sinks:\n      - type: blackhole\n"
+            ),
+            Some("test.yaml:1:10: threads: must be between 1 and 256 (got 0)"),
+        );
+        check(
+            &format!("{base}    queue_batches: 5000\n    sinks:\n      - type: blackhole\n"),
+            Some("test.yaml:6:20: pipelines.web.queue_batches: must be between 1 and 4096 (got 5000)"),
+        );
+        // An unquoted `${VAR}` in a flow list is a YAML error before any expansion: say so.
+        check(
+            "data_dir: /tmp/x\npipelines:\n  web:\n    sources: [ { type: file, include: [${D}/a.log] } ]\n    sinks: [ { type: blackhole } ]\n",
+            Some("must be quoted"),
+        );
         check(&format!("{base}    sinks: []\n"), Some("at least one sink"));
         check(
             &format!("{base}    sinks:\n      - type: console\n        encoding: xml\n"),

@@ -61,7 +61,15 @@ pub(super) fn parse(text: &str) -> R<Node> {
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
             let (line, col) = (e.marker().line(), e.marker().col() + 1);
-            err(format!("invalid YAML: {}", e.info()), line, col)
+            // `[${DIR}/a.log]`: an unquoted `${` opens a flow map in YAML, before any
+            // expansion could see it.
+            let near = text.lines().skip(line.saturating_sub(2)).take(2);
+            let hint = if near.into_iter().any(|l| l.contains("${")) {
+                " (a value with ${VAR} inside [ ] or { } must be quoted: \"${VAR}/x\")"
+            } else {
+                ""
+            };
+            err(format!("invalid YAML: {}{hint}", e.info()), line, col)
         })?;
         let (line, col) = (mark.line(), mark.col() + 1);
         let too_deep = || err(format!("nesting deeper than {MAX_DEPTH} levels"), line, col);
