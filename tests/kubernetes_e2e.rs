@@ -523,6 +523,36 @@ fn api_down_at_start_logs_flow_with_path_metadata_then_enrichment_starts() {
 }
 
 /// `VmRSS` of a process, in KiB.
+/// No node name (an unset `NODE_NAME`) cannot mend by itself: it is said once, as what it
+/// is (not as an unreachable API server), `/health` fails at once (not after
+/// `unhealthy_after_secs`), nothing is requested, and lines flow with path metadata.
+#[test]
+fn an_empty_node_name_is_said_at_once_and_lines_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&dir.path().join("pki"), "token-0");
+    let url = format!("https://127.0.0.1:{}", support::free_port());
+    let loki = FakeLoki::start();
+    let yaml = config(dir.path(), &url, &pki, &loki, "")
+        .replace(&format!("node_name: {NODE}"), "node_name: \"\"")
+        .replace("unhealthy_after_secs: 1", "unhealthy_after_secs: 600");
+    let web_log = log_path(dir.path(), "shop", "web-7d4b9c-abcde", "u-web");
+    write_lines(&web_log, &lines("line", 5));
+    let agent = Agent::start_logged(dir.path(), &yaml);
+    let entry = wait_entry(&loki, "line 4");
+    assert!(entry.labels.contains("namespace=\"shop\""), "{}", entry.labels);
+    wait_for("/health to name the empty node_name", WAIT, || {
+        agent
+            .get("/health")
+            .is_some_and(|(code, body)| code != 200 && body.contains("node_name is empty"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let log = agent.log();
+    let said = log.lines().filter(|l| l.contains("node_name is empty")).count();
+    assert_eq!(said, 1, "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(!log.contains("cannot reach"), "{log}");
+}
+
 fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }

@@ -226,22 +226,25 @@ pub fn spawn(
 async fn run(settings: Settings, shared: Arc<Shared>, metrics: Metrics) {
     let started = Instant::now();
     let mut backoff = Backoff::new();
-    // Settings that cannot work (not in a pod, no node name, an unreadable CA) are retried:
-    // a mounted secret may appear late. Meanwhile lines flow with path metadata only.
+    // No node name cannot mend itself (the config and the environment stay as they are until
+    // a reload builds this again): said once, on `/health` at once, and nothing is watched.
+    // Lines flow with path metadata only.
+    if settings.node_name.is_empty() {
+        let error = "node_name is empty (set it, or NODE_NAME from the pod's spec.nodeName): \
+                     not watching the pods of every node, nothing is enriched";
+        tracing::error!("kubernetes_metadata: {error}");
+        metrics.health.fail(format!("Kubernetes metadata: {error}"));
+        return std::future::pending().await;
+    }
+    // Settings that may mend (not in a pod yet, an unreadable CA or token) are retried: a
+    // mounted secret may appear late. Meanwhile lines flow with path metadata only.
     let client = loop {
-        let client = (|| {
-            anyhow::ensure!(
-                !settings.node_name.is_empty(),
-                "node_name is empty (set it, or NODE_NAME from the pod's spec.nodeName): \
-                 refusing to watch the pods of every node"
-            );
-            Client::new(settings.endpoint()?)
-        })();
+        let client = (|| Client::new(settings.endpoint()?))();
         match client {
             Ok(client) => break client,
             Err(error) => {
                 let error = format!("{error:#}");
-                tracing::warn!(%error, "kubernetes_metadata: cannot reach the API server");
+                tracing::warn!(%error, "kubernetes_metadata: cannot set up the API client");
                 if started.elapsed() >= settings.unhealthy_after {
                     metrics.health.fail(format!("Kubernetes API: {error}"));
                 }
