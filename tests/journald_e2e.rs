@@ -758,6 +758,58 @@ fn vacuum_of_an_archived_file_read_to_its_end_is_not_an_error() {
     assert!(agent.terminate().success());
 }
 
+/// journald creates a file, then writes its header: a scan in between sees an empty file
+/// under an online name. That is not a broken file (it was counted `bad_header` on every
+/// fast rotation): it is read once its header is there, and nothing is counted. A file that
+/// stays without a header is counted after the grace, like any other.
+#[test]
+fn a_file_seen_before_journald_wrote_its_header_is_read_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let journals = dir.path().join("journals");
+    std::fs::create_dir_all(&journals).unwrap();
+    let written = dir.path().join("written.journal");
+    if !journal_remote(&written, &varied_export(100, "late"), true) {
+        return;
+    }
+    let online = journals.join("system.journal");
+    std::fs::write(&online, b"").unwrap();
+    let stays_empty = journals.join("user-1000.journal");
+    std::fs::write(&stays_empty, b"").unwrap();
+    let loki = FakeLoki::start();
+    let source = format!(
+        "        directory: {}\n        read_from: beginning",
+        journals.display()
+    );
+    let agent = Agent::start(dir.path(), &config(dir.path(), &source, &loki_sink(&loki)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The header (and the rest) written into the same file, as journald does.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&online)
+        .unwrap()
+        .write_all(&std::fs::read(&written).unwrap())
+        .unwrap();
+    wait_for("the late file's entries", Duration::from_secs(30), || {
+        loki.entries().len() >= 100
+    });
+    let bad = |agent: &Agent| {
+        agent.metric_sum("sluice_journal_errors_total", &[("reason", "bad_header")])
+    };
+    wait_for(
+        "the file that stayed empty counted",
+        Duration::from_secs(15),
+        || bad(&agent) >= 1.0,
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        bad(&agent),
+        1.0,
+        "only the file that stayed empty: {}",
+        agent.metrics()
+    );
+    assert!(agent.terminate().success());
+}
+
 /// Where a journal file's objects after its hash tables begin, and where the last ends
 /// (`tail_object_offset` + its size).
 fn object_area(path: &Path) -> (u64, u64) {

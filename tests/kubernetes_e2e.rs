@@ -539,7 +539,11 @@ fn an_empty_node_name_is_said_at_once_and_lines_flow() {
     write_lines(&web_log, &lines("line", 5));
     let agent = Agent::start_logged(dir.path(), &yaml);
     let entry = wait_entry(&loki, "line 4");
-    assert!(entry.labels.contains("namespace=\"shop\""), "{}", entry.labels);
+    assert!(
+        entry.labels.contains("namespace=\"shop\""),
+        "{}",
+        entry.labels
+    );
     wait_for("/health to name the empty node_name", WAIT, || {
         agent
             .get("/health")
@@ -547,7 +551,10 @@ fn an_empty_node_name_is_said_at_once_and_lines_flow() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let log = agent.log();
-    let said = log.lines().filter(|l| l.contains("node_name is empty")).count();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("node_name is empty"))
+        .count();
     assert_eq!(said, 1, "{log}");
     assert!(log.contains("ERROR"), "{log}");
     assert!(!log.contains("cannot reach"), "{log}");

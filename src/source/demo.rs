@@ -86,7 +86,7 @@ impl Demo {
 
     /// Starts generating on its own thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        Running::thread(format!("demo-{}", ctx.id), move || self.run(ctx))
+        Running::thread("demo", ctx, move |ctx| self.run(ctx))
     }
 
     fn run(self, ctx: SourceContext) {

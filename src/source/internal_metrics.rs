@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use serde::Deserialize;
 
@@ -95,8 +96,8 @@ impl InternalMetrics {
 
     /// Starts the snapshot loop on the async runtime.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        let runtime = ctx.runtime.clone();
-        Ok(Running::Task(runtime.spawn(self.run(ctx))))
+        let (runtime, span) = (ctx.runtime.clone(), ctx.span());
+        Ok(Running::Task(runtime.spawn(self.run(ctx).instrument(span))))
     }
 
     async fn run(self, ctx: SourceContext) {

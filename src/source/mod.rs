@@ -148,9 +148,17 @@ impl Running {
         }
     }
 
-    /// Runs `body` on a named thread.
-    pub fn thread(name: String, body: impl FnOnce() + Send + 'static) -> anyhow::Result<Self> {
-        let handle = std::thread::Builder::new().name(name).spawn(body)?;
+    /// Runs `body` on a thread named `<kind>-<id>`, inside the source's span
+    /// ([`SourceContext::span`]), so that its log lines name the pipeline and the source.
+    pub fn thread(
+        kind: &str,
+        ctx: SourceContext,
+        body: impl FnOnce(SourceContext) + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let span = ctx.span();
+        let handle = std::thread::Builder::new()
+            .name(format!("{kind}-{}", ctx.id))
+            .spawn(move || span.in_scope(|| body(ctx)))?;
         Ok(Running::Thread(handle))
     }
 }
@@ -174,6 +182,12 @@ pub struct SourceContext {
 }
 
 impl SourceContext {
+    /// The span the source's log lines are written in: `source{pipeline=… id=…}` (at ERROR
+    /// level, so it is shown whatever level the log is filtered to).
+    pub fn span(&self) -> tracing::Span {
+        tracing::error_span!("source", pipeline = %self.pipeline, id = %self.id)
+    }
+
     /// The checkpoint key of `stream` within this source: `<pipeline>/<source>/<stream>`.
     pub fn checkpoint_key(&self, stream: &str) -> String {
         format!("{}/{}/{}", self.pipeline, self.id, stream)

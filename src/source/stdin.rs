@@ -47,7 +47,7 @@ impl Stdin {
 
     /// Starts reading on its own thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        Running::thread(format!("stdin-{}", ctx.id), move || self.run(ctx))
+        Running::thread("stdin", ctx, move |ctx| self.run(ctx))
     }
 
     fn run(self, ctx: SourceContext) {

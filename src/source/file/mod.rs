@@ -98,7 +98,7 @@ impl FileSource {
 
     /// Starts the reader thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        Running::thread(format!("file-{}", ctx.id), move || {
+        Running::thread("file", ctx, move |ctx| {
             let mut reader = Reader::new(self, ctx);
             reader.run();
         })

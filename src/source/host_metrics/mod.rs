@@ -413,7 +413,7 @@ impl HostMetrics {
     /// its memory stays in one thread's allocator pages instead of in those of whichever
     /// blocking-pool thread ran it (docs/decisions.md, issue 22).
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        Running::thread(format!("host_metrics-{}", ctx.id), move || self.run(ctx))
+        Running::thread("host_metrics", ctx, move |ctx| self.run(ctx))
     }
 
     /// Collects at once, then every `interval` (a collection or a full queue that ran past

@@ -177,8 +177,6 @@ impl Journald {
 
     /// Starts reading on its own thread.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        Running::thread(format!("journald-{}", ctx.id), move || {
-            reader::run(self.settings, ctx)
-        })
+        Running::thread("journald", ctx, move |ctx| reader::run(self.settings, ctx))
     }
 }

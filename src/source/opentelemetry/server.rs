@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -126,13 +127,17 @@ pub(super) fn start(source: OpenTelemetry, ctx: SourceContext) -> anyhow::Result
         totals: DeltaTotals::new(settings.max_delta_series),
         settings,
     };
+    let span = ctx.span();
+    let decoder_span = span.clone();
     std::thread::Builder::new()
         .name(format!("otlp-{}", ctx.id))
-        .spawn(move || decoder.run(queue))
+        .spawn(move || decoder_span.in_scope(|| decoder.run(queue)))
         .context("start the OTLP decoder thread")?;
     let shared = Arc::new(Shared::new(ctx, settings, budget, jobs));
     let runtime = shared.ctx.runtime.clone();
-    Ok(Running::Task(runtime.spawn(serve(shared, listener))))
+    Ok(Running::Task(
+        runtime.spawn(serve(shared, listener).instrument(span)),
+    ))
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

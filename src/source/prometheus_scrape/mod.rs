@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use serde::Deserialize;
 use url::Url;
@@ -267,14 +268,15 @@ impl PrometheusScrape {
 
     /// Starts one task per target on the async runtime.
     pub fn start(self, ctx: SourceContext) -> anyhow::Result<Running> {
-        let runtime = ctx.runtime.clone();
+        let (runtime, span) = (ctx.runtime.clone(), ctx.span());
         let ctx = Arc::new(ctx);
         let settings = self.settings;
         let targets = self.targets;
         Ok(Running::Task(runtime.spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             for target in targets {
-                tasks.spawn(scrape_loop(target, settings.clone(), ctx.clone()));
+                let scrape = scrape_loop(target, settings.clone(), ctx.clone());
+                tasks.spawn(scrape.instrument(span.clone()));
             }
             while let Some(result) = tasks.join_next().await {
                 if let Err(error) = result {

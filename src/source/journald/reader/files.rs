@@ -242,11 +242,23 @@ impl Reader {
             keep
         });
         self.broken.retain(|identity, _| seen.contains(identity));
+        self.headerless
+            .retain(|identity, _| seen.contains(identity));
         self.files_open.set(self.open.len() as i64);
     }
 
     fn open_file(&mut self, path: PathBuf, identity: (u64, u64), metadata: &std::fs::Metadata) {
-        let mut journal = match JournalFile::open(&path) {
+        let opened = JournalFile::open(&path);
+        if let Err(Error::BadHeader(_)) = &opened {
+            if !archived_name(&path) {
+                let since = *self.headerless.entry(identity).or_insert_with(Instant::now);
+                if since.elapsed() < ONLINE_GRACE {
+                    return; // Being created: looked at again at the next scan.
+                }
+            }
+        }
+        self.headerless.remove(&identity);
+        let mut journal = match opened {
             Ok(journal) => journal,
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "not reading journal file");

@@ -113,6 +113,10 @@ struct Reader {
     open: Vec<Open>,
     /// Files that failed, by identity: their size and mtime then (retried when changed).
     broken: HashMap<(u64, u64), (u64, SystemTime)>,
+    /// Files under an online name with no journal header yet, by identity: since when.
+    /// journald creates a file and writes its header a moment later; such a file is looked
+    /// at again at each scan, and counted as broken only after [`ONLINE_GRACE`].
+    headerless: HashMap<(u64, u64), Instant>,
     /// Positions of files that failed during the batch being read, up to the entries read
     /// of them: they go with that batch (else those entries, delivered, were never
     /// checkpointed and were sent again after every restart).
@@ -154,6 +158,7 @@ impl Reader {
             settings,
             open: Vec::new(),
             broken: HashMap::new(),
+            headerless: HashMap::new(),
             failed_acks: Vec::new(),
             finished: HashMap::new(),
             boot_id: discovery::read_id("/proc/sys/kernel/random/boot_id"),
