@@ -113,36 +113,48 @@ pub fn candidates(location: &Location, machine_id: Option<&str>) -> Vec<PathBuf>
         Location::Directory(_) | Location::System { .. } => {
             let mut out = Vec::new();
             for root in roots(location, machine_id) {
-                journal_files(&root, 1, &mut out);
+                journal_files(&root, true, &mut out);
             }
             out
         }
     }
 }
 
-/// `*.journal` and `*.journal~` files in `dir`, and in its subdirectories down to `depth`.
-pub fn journal_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+/// `*.journal` and `*.journal~` files in `dir` and, with `subdirs`, in its subdirectories
+/// named by a machine id: the files `journalctl -D` reads (a `remote/` or backup directory
+/// beside them is not the journal, nor is a namespace's `<machine-id>.<namespace>`).
+pub fn journal_files(dir: &Path, subdirs: bool, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(kind) = entry.file_type() else {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
-        if kind.is_dir() {
-            if depth > 0 {
-                journal_files(&path, depth - 1, out);
+        if name.ends_with(".journal") || name.ends_with(".journal~") {
+            if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                out.push(path);
             }
-        } else if path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.ends_with(".journal") || name.ends_with(".journal~"))
-        {
-            out.push(path);
+        } else if subdirs && is_machine_id(name) && path.is_dir() {
+            journal_files(&path, false, out);
         }
     }
     out.sort();
+}
+
+/// A machine id as a directory name: 32 hex digits, or the 36-character form with dashes
+/// (what journald's `id128_is_valid` accepts).
+fn is_machine_id(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.len() {
+        32 => bytes.iter().all(u8::is_ascii_hexdigit),
+        36 => bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        }),
+        _ => false,
+    }
 }
 
 /// A UUID-formatted id128 (`/proc/sys/kernel/random/boot_id`).
@@ -164,6 +176,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn subdirectories_are_read_only_when_named_by_a_machine_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = "0123456789abcdef0123456789ABCDEF";
+        for sub in [machine, "remote", "0123456789abcdef0123456789abcdef.ns"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("system.journal"), b"").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(machine).join("deeper")).unwrap();
+        std::fs::write(dir.path().join(machine).join("deeper/x.journal"), b"").unwrap();
+        std::fs::write(dir.path().join("top.journal~"), b"").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"").unwrap();
+        let mut found = Vec::new();
+        journal_files(dir.path(), true, &mut found);
+        let found: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [format!("{machine}/system.journal"), "top.journal~".into()]
+        );
+        assert!(is_machine_id("01234567-89ab-cdef-0123-456789abcdef"));
+        assert!(!is_machine_id("01234567-89ab-cdef-0123-456789abcdefa"));
+    }
+
+    #[test]
     fn boot_id_parses() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("boot_id");
@@ -176,7 +214,7 @@ mod tests {
     #[test]
     fn finds_journal_files_one_level_down() {
         let dir = tempfile::tempdir().unwrap();
-        let machine = dir.path().join("0123");
+        let machine = dir.path().join("0123456789abcdef0123456789abcdef");
         std::fs::create_dir_all(machine.join("deeper")).unwrap();
         for name in ["system.journal", "user-1000.journal~", "notes.txt"] {
             std::fs::write(machine.join(name), b"").unwrap();
@@ -191,8 +229,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "0123/system.journal",
-                "0123/user-1000.journal~",
+                "0123456789abcdef0123456789abcdef/system.journal",
+                "0123456789abcdef0123456789abcdef/user-1000.journal~",
                 "top.journal"
             ]
         );
