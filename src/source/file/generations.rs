@@ -67,6 +67,8 @@ const MAX_KEPT: usize = 4096;
 pub(super) struct Finished {
     /// Checkpoint key, the file's name when let go, its device and inode; oldest first.
     kept: VecDeque<(String, PathBuf, (u64, u64))>,
+    /// The keys in `kept`: a stream opened again is looked up here, not in the list.
+    keys: HashSet<String>,
     next_check: Option<Instant>,
 }
 
@@ -82,9 +84,11 @@ impl Finished {
         let Some((path, id)) = name else {
             return checkpoints.forget(&key);
         };
+        self.keys.insert(key.clone());
         self.kept.push_back((key, path, id));
         while self.kept.len() > MAX_KEPT {
             if let Some((key, ..)) = self.kept.pop_front() {
+                self.keys.remove(&key);
                 checkpoints.forget(&key);
             }
         }
@@ -92,7 +96,9 @@ impl Finished {
 
     /// `key` is read again (a stream resumed or reopened under it): no longer kept here.
     pub(super) fn tracked_again(&mut self, key: &str) {
-        self.kept.retain(|(kept, ..)| kept != key);
+        if self.keys.remove(key) {
+            self.kept.retain(|(kept, ..)| kept != key);
+        }
     }
 
     /// Every [`CHECK_EVERY`]: forgets the positions whose file is gone from its name
@@ -103,9 +109,11 @@ impl Finished {
             return;
         }
         self.next_check = Some(now + CHECK_EVERY);
+        let keys = &mut self.keys;
         self.kept.retain(|(key, path, id)| {
             let there = std::fs::symlink_metadata(path).is_ok_and(|m| dev_ino(&m) == *id);
             if !there {
+                keys.remove(key);
                 checkpoints.forget(key);
             }
             there

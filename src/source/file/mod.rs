@@ -495,6 +495,15 @@ impl Reader {
 
     /// What is saved beside a file's position: how to find and recognise it again
     /// (see [`identity`]).
+    /// Tracks `key` from `offset` for a stream read again under it (resumed, reopened,
+    /// rewritten): a let-go or finished generation's hold on the key ends here.
+    fn track_again(&mut self, key: &str, offset: u64, meta: Meta) -> StreamTracker {
+        let tracker = self.ctx.checkpoints.track(key, offset, meta);
+        self.retiring.remove(key);
+        self.finished.tracked_again(key);
+        tracker
+    }
+
     fn meta(tailer: &Tailer) -> Meta {
         let mut meta = Meta::new();
         meta.insert("path".into(), tailer.path_text().into());
@@ -541,11 +550,11 @@ impl Reader {
         if let Ok(fingerprint) = Fingerprint::compute(file, self.source.fingerprint_bytes) {
             tailer.fingerprint = fingerprint;
         }
-        let key = self.ctx.checkpoint_key(&tailer.key);
-        let tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(tailer));
-        self.retiring.remove(&key);
-        self.finished.tracked_again(&key);
-        tailer.restart(0, tracker);
+        let (key, meta) = (self.ctx.checkpoint_key(&tailer.key), Self::meta(tailer));
+        let tracker = self.track_again(&key, 0, meta);
+        if let Some(tailer) = self.files.get_mut(&id) {
+            tailer.restart(0, tracker);
+        }
     }
 
     /// Every 100 ms: multiline timeouts, idle closing, letting go, fingerprints, metrics.

@@ -244,9 +244,7 @@ impl Reader {
             &self.source.settings,
         );
         tailer.size_seen = size;
-        tailer.tracker = self.ctx.checkpoints.track(&key, start, Self::meta(&tailer));
-        self.retiring.remove(&key);
-        self.finished.tracked_again(&key);
+        tailer.tracker = self.track_again(&key, start, Self::meta(&tailer));
         self.files.insert(want.dev_ino, tailer);
         self.open.insert(want.dev_ino);
     }

@@ -204,12 +204,7 @@ impl Reader {
         tailer.gzip = gzip;
         tailer.tail = tail;
         tailer.gone_since = Some(Instant::now());
-        tailer.tracker = self
-            .ctx
-            .checkpoints
-            .track(&key, offset, Self::meta(&tailer));
-        self.retiring.remove(&key);
-        self.finished.tracked_again(&key);
+        tailer.tracker = self.track_again(&key, offset, Self::meta(&tailer));
         self.files.insert(id, tailer);
         self.open.insert(id);
     }
@@ -322,9 +317,7 @@ impl Reader {
             crate::ack::StreamTracker::detached(0),
             &self.source.settings,
         );
-        tailer.tracker = self.ctx.checkpoints.track(&key, 0, Self::meta(&tailer));
-        self.retiring.remove(&key);
-        self.finished.tracked_again(&key);
+        tailer.tracker = self.track_again(&key, 0, Self::meta(&tailer));
         self.files.insert(id, tailer);
         self.open.insert(id);
     }
