@@ -49,7 +49,7 @@ use tokio::sync::mpsc;
 use crate::batch::Batch;
 use crate::health::HealthCheck;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{ComponentMetrics, Counter, Gauge};
+use crate::telemetry::{ComponentMetrics, Counter, Gauge, LogEvery};
 
 pub use codec::{decode, decode_into, encode};
 
@@ -207,8 +207,8 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 pub(crate) struct FullDrops {
     counter: Counter,
     sink: Arc<str>,
-    /// When the last line was logged, and the events dropped since.
-    logged: Arc<Mutex<(Option<Instant>, u64)>>,
+    /// When to log the drops.
+    log: Arc<Mutex<LogEvery>>,
 }
 
 impl FullDrops {
@@ -218,29 +218,22 @@ impl FullDrops {
         FullDrops {
             counter: metrics.dropped("buffer_full"),
             sink: format!("{}/{}", name("pipeline"), name("component")).into(),
-            logged: Arc::default(),
+            log: Arc::new(Mutex::new(LogEvery::new(DROP_LOG_EVERY))),
         }
     }
 
     /// Counts `n` events dropped, and logs them when it is time.
     pub(crate) fn add(&self, n: u64) {
         self.counter.add(n);
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        logged.1 += n;
-        let now = Instant::now();
-        if logged
-            .0
-            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
-        {
-            return;
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(due) = log.add(n, Instant::now()) {
+            tracing::warn!(
+                sink = %self.sink,
+                dropped = due.count,
+                since_last_line_secs = due.since_last_line_secs,
+                "events dropped for a sink that cannot take them (when_full: drop_newest); counted in sluice_events_dropped_total{{reason=\"buffer_full\"}}"
+            );
         }
-        tracing::warn!(
-            sink = %self.sink,
-            dropped = logged.1,
-            since_last_line_secs = logged.0.map(|at| now.duration_since(at).as_secs()),
-            "events dropped for a sink that cannot take them (when_full: drop_newest); counted in sluice_events_dropped_total{{reason=\"buffer_full\"}}"
-        );
-        *logged = (Some(now), 0);
     }
 }
 

@@ -7,13 +7,16 @@
 //! the old one stopped (Prometheus counters must not go backwards).
 //!
 //! Owns: the handles (counter, gauge, histogram) and the registry; `render.rs` reads it out
-//! (text format, samples), `component.rs` has the per-component handles. Never: blocks on
+//! (text format, samples), `component.rs` has the per-component handles, `log_every.rs` the timing of log lines
+//! for things counted often. Never: blocks on
 //! I/O or allocates per update.
 
 mod component;
+mod log_every;
 mod render;
 
 pub use component::{batches_abandoned, ComponentMetrics, LabelledCounter};
+pub use log_every::{Due, LogEvery};
 pub use render::{Sample, SampleValue};
 
 use std::collections::BTreeMap;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::Shared;
 use crate::batch::Batch;
 use crate::event::{Event, Timestamp};
+use crate::telemetry::LogEvery;
 
 /// A datagram socket of either family.
 pub(super) enum Datagrams {
@@ -55,7 +56,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
     let mut events = Vec::new();
     let mut batch_bytes = 0usize;
     let mut overflowing = false;
-    let mut drops = DropLog::default();
+    let mut drops = DropLog(LogEvery::new(DROP_LOG_EVERY));
     loop {
         let first = tokio::select! {
             _ = shared.ctx.shutdown.wait() => break,
@@ -131,33 +132,20 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The WARN line for dropped datagrams: at the first drop, then at most every
 /// [`DROP_LOG_EVERY`] with how many were dropped since the last line (the counter has them
 /// all; the log says that it is happening, not once per datagram).
-#[derive(Default)]
-struct DropLog {
-    logged_at: Option<tokio::time::Instant>,
-    since_logged: u64,
-}
+struct DropLog(LogEvery);
 
 impl DropLog {
     /// Counts `n` dropped datagrams (`udp_overflow`) and logs them when it is time.
     fn dropped(&mut self, shared: &Shared, n: u64) {
         shared.counters.udp_overflow.add(n);
-        self.since_logged += n;
-        let now = tokio::time::Instant::now();
-        if self
-            .logged_at
-            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
-        {
-            return;
+        if let Some(due) = self.0.add(n, std::time::Instant::now()) {
+            tracing::warn!(
+                source = %shared.ctx.id,
+                dropped = due.count,
+                since_last_line_secs = due.since_last_line_secs,
+                "syslog datagrams dropped: the pipeline stayed full (a sink slow or down); counted in sluice_events_dropped_total{{reason=\"udp_overflow\"}}"
+            );
         }
-        let interval = self.logged_at.map(|at| now.duration_since(at).as_secs());
-        tracing::warn!(
-            source = %shared.ctx.id,
-            dropped = self.since_logged,
-            since_last_line_secs = interval,
-            "syslog datagrams dropped: the pipeline stayed full (a sink slow or down); counted in sluice_events_dropped_total{{reason=\"udp_overflow\"}}"
-        );
-        self.logged_at = Some(now);
-        self.since_logged = 0;
     }
 }
 
