@@ -154,6 +154,68 @@ fn seq_line(n: u64) -> String {
 }
 
 /// `journalctl ... -o json` entries.
+/// Damage inside a file costs what journalctl loses, not the rest of the file: an entry
+/// object that cannot be read is skipped and a data object that cannot be read leaves out
+/// its field (journalctl does both), counted as `bad_entry` and `bad_field`.
+#[test]
+fn damaged_entries_and_fields_are_left_out_as_journalctl_leaves_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let journals = dir.path().join("journals");
+    std::fs::create_dir_all(&journals).unwrap();
+    let path = journals.join("damaged.journal");
+    if !journal_remote(&path, &varied_export(300, "dmg"), true) {
+        return;
+    }
+    // Walk the objects (8-byte aligned, from the header's end to the tail object): break the
+    // type of the 100th entry object and of entry 200's MESSAGE data object.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (mut at, tail) = (le64(&bytes, 88) as usize, le64(&bytes, 136) as usize);
+    let (mut entries, mut message_200) = (Vec::new(), None);
+    while at <= tail {
+        let size = le64(&bytes, at + 8) as usize;
+        match bytes[at] {
+            3 => entries.push(at),
+            1 if bytes[at + 72..].starts_with(b"MESSAGE=seq=200 ") => message_200 = Some(at),
+            _ => {}
+        }
+        at = (at + size + 7) & !7;
+    }
+    assert_eq!(entries.len(), 300);
+    bytes[entries[100]] = 0xee;
+    bytes[message_200.expect("entry 200's message")] = 0xee;
+    std::fs::write(&path, bytes).unwrap();
+    let reference = journalctl_json(&["--file", &path.display().to_string()]);
+    assert_eq!(reference.len(), 299, "journalctl skips the broken entry");
+    let out = dir.path().join("out.json");
+    let source = format!(
+        "        files: [{}]\n        read_from: beginning",
+        path.display()
+    );
+    let agent = Agent::start(dir.path(), &config(dir.path(), &source, &file_sink(&out)));
+    wait_for("every readable entry", Duration::from_secs(30), || {
+        out.exists() && support::read_json_lines(&out).len() >= 299
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let events = support::read_json_lines(&out);
+    assert_eq!(events.len(), 299);
+    let messages = |values: Vec<Option<&str>>| -> BTreeSet<String> {
+        // An event without a MESSAGE field has an empty message.
+        let present = values.into_iter().flatten().filter(|m| !m.is_empty());
+        present.map(str::to_owned).collect()
+    };
+    let ours = messages(events.iter().map(|e| e["message"].as_str()).collect());
+    let theirs = messages(reference.iter().map(|e| e["MESSAGE"].as_str()).collect());
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 298, "entry 200 is there without its message");
+    assert!(!ours.iter().any(|m| m.starts_with("seq=100 ")));
+    let errors =
+        |reason: &str| agent.metric_sum("sluice_journal_errors_total", &[("reason", reason)]);
+    assert_eq!(errors("bad_entry"), 1.0);
+    assert_eq!(errors("bad_field"), 1.0);
+    assert!(agent.terminate().success());
+}
+
 fn journalctl_json(args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new("journalctl")
         .args(args)

@@ -20,14 +20,18 @@ pub(super) struct ArrayCursor {
     pub(super) capacity: u64,
     /// The next slot to read.
     pub(super) index: u64,
+    /// The slot at `index` was read and names an entry (whose object may still be bad).
+    pub(super) on_entry: bool,
 }
 
 impl JournalFile {
     /// The next entry's metadata, without moving past it. `Ok(None)`: no entry yet.
     pub fn peek(&mut self) -> Result<Option<EntryMeta>, Error> {
+        self.cursor.on_entry = false;
         let Some(offset) = self.next_entry_offset()? else {
             return Ok(None);
         };
+        self.cursor.on_entry = true;
         self.entry_meta(offset).map(Some)
     }
 
@@ -35,6 +39,18 @@ impl JournalFile {
     pub fn advance(&mut self) {
         self.cursor.index += 1;
         self.n_read += 1;
+        self.cursor.on_entry = false;
+    }
+
+    /// Moves past the entry [`JournalFile::peek`] stands on even though its object (or its
+    /// fields' objects) cannot be read, as journalctl skips an entry it cannot read. False
+    /// when the failure was in the entry arrays themselves: nothing after it can be found.
+    pub fn skip_bad_entry(&mut self) -> bool {
+        let on_entry = self.cursor.on_entry;
+        if on_entry {
+            self.advance();
+        }
+        on_entry
     }
 
     /// The number of entries read (or skipped) so far: the file's position.
@@ -121,6 +137,7 @@ impl JournalFile {
             array: offset,
             capacity: (size - OBJECT_HEADER - 8) / item_size,
             index: 0,
+            on_entry: false,
         };
         Ok(())
     }

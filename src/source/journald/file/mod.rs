@@ -135,6 +135,7 @@ impl JournalFile {
                 array: 0,
                 capacity: 0,
                 index: 0,
+                on_entry: false,
             },
             n_read: 0,
             windows: Vec::new(),
@@ -187,8 +188,10 @@ impl JournalFile {
         self.scratch = Vec::new();
     }
 
-    /// Reads the fields of the entry at `meta.offset` into `fields` (cleared first).
-    pub fn read_fields(&mut self, meta: &EntryMeta, fields: &mut Fields) -> Result<(), Error> {
+    /// Reads the fields of the entry at `meta.offset` into `fields` (cleared first). A field
+    /// whose data object is corrupt or does not decompress is left out, as journalctl leaves
+    /// it out; their number is returned.
+    pub fn read_fields(&mut self, meta: &EntryMeta, fields: &mut Fields) -> Result<u32, Error> {
         fields.clear();
         let size = self.object_header(meta.offset, OBJECT_ENTRY)?.1;
         if size < 64 {
@@ -209,15 +212,20 @@ impl JournalFile {
             }
         }
         let result = (|| {
+            let mut left_out = 0;
             for item in offsets.chunks_exact(item_size as usize) {
                 let data = if item_size == 4 {
                     u64::from(le32(item, 0))
                 } else {
                     le64(item, 0)
                 };
-                self.data_payload(data, fields)?;
+                match self.data_payload(data, fields) {
+                    Ok(()) => {}
+                    Err(Error::Corrupt(_) | Error::Decompress(_)) => left_out += 1,
+                    Err(error) => return Err(error),
+                }
             }
-            Ok(())
+            Ok(left_out)
         })();
         self.scratch = offsets;
         result

@@ -93,6 +93,13 @@ impl Reader {
                 return;
             }
         }
+        // One unreadable entry in readable arrays: skipped, the file read on (journalctl
+        // does the same); a failed read of the disk is not damage to skip over.
+        if !matches!(error, Error::Io(_)) && open.journal.skip_bad_entry() {
+            open.failing_since = None;
+            self.left_out(index, "bad_entry", 1);
+            return;
+        }
         let open = self.open.remove(index);
         self.ack_read(&open);
         tracing::warn!(
@@ -108,7 +115,26 @@ impl Reader {
         self.files_open.set(self.open.len() as i64);
     }
 
+    /// Entries or fields of `self.open[index]` that cannot be read were left out: counted
+    /// (`reason` `bad_entry` or `bad_field`), and logged at most every 10 s.
+    pub(super) fn left_out(&mut self, index: usize, reason: &'static str, n: u64) {
+        self.count_errors(reason, n);
+        if let Some(due) = self.left_out_log.add(n, Instant::now()) {
+            tracing::warn!(
+                file = %self.open[index].journal.path().display(),
+                position = self.open[index].journal.n_read(),
+                left_out = due.count,
+                since_last_line_secs = due.since_last_line_secs,
+                "journal entries or fields that cannot be read were left out, as journalctl leaves them out; counted in sluice_journal_errors_total{{reason=\"bad_entry\"|\"bad_field\"}}"
+            );
+        }
+    }
+
     fn count_error(&mut self, reason: &'static str) {
+        self.count_errors(reason, 1);
+    }
+
+    fn count_errors(&mut self, reason: &'static str, n: u64) {
         let metrics = &self.ctx.metrics;
         self.errors
             .entry(reason)
@@ -119,7 +145,7 @@ impl Reader {
                     &[("reason", reason)],
                 )
             })
-            .add(1);
+            .add(n);
     }
 
     /// Closes archived files read to their end, keeping their identity so the scan does

@@ -43,7 +43,7 @@ use crate::batch::Batch;
 use crate::event::{Event, StreamName};
 use crate::health::Heartbeat;
 use crate::source::SourceContext;
-use crate::telemetry::{Counter, Gauge};
+use crate::telemetry::{Counter, Gauge, LogEvery};
 
 /// How long an online file may stay unreadable before it is counted as broken.
 const ONLINE_GRACE: Duration = Duration::from_secs(5);
@@ -117,6 +117,8 @@ struct Reader {
     /// journald creates a file and writes its header a moment later; such a file is looked
     /// at again at each scan, and counted as broken only after [`ONLINE_GRACE`].
     headerless: HashMap<(u64, u64), Instant>,
+    /// When to log entries and fields left out because they cannot be read.
+    left_out_log: LogEvery,
     /// Positions of files that failed during the batch being read, up to the entries read
     /// of them: they go with that batch (else those entries, delivered, were never
     /// checkpointed and were sent again after every restart).
@@ -159,6 +161,7 @@ impl Reader {
             open: Vec::new(),
             broken: HashMap::new(),
             headerless: HashMap::new(),
+            left_out_log: LogEvery::new(Duration::from_secs(10)),
             failed_acks: Vec::new(),
             finished: HashMap::new(),
             boot_id: discovery::read_id("/proc/sys/kernel/random/boot_id"),
@@ -268,10 +271,15 @@ impl Reader {
             let other_boot = self.settings.current_boot_only
                 && self.boot_id.is_some_and(|boot| boot != meta.boot_id);
             if !duplicate && !other_boot {
-                if let Err(error) = open.journal.read_fields(&meta, &mut self.fields) {
-                    self.failed(index, error);
-                    continue;
+                match open.journal.read_fields(&meta, &mut self.fields) {
+                    Ok(0) => {}
+                    Ok(left_out) => self.left_out(index, "bad_field", u64::from(left_out)),
+                    Err(error) => {
+                        self.failed(index, error);
+                        continue;
+                    }
                 }
+                let open = &self.open[index];
                 if self.settings.filter.keeps(&self.fields) {
                     let event = to_event(
                         &meta,
@@ -283,7 +291,7 @@ impl Reader {
                     events.push(Event::Log(event));
                 }
             }
-            open.journal.advance();
+            self.open[index].journal.advance();
             self.last = Some((seqnum_id, meta.seqnum, meta.boot_id));
             n_seen += 1;
         }
