@@ -45,6 +45,15 @@ pub trait HttpSinkCodec: Clone + Send + Sync + 'static {
         Judgement::Verdict(self.judge(reply))
     }
 
+    /// Encodes `items` (indices into `events`, all carried by one request this codec made of
+    /// these events) again as one request, as they were encoded the first time: without
+    /// the admission `encode` does (its series state already counts them sent). For
+    /// [`Verdict::Split`]; `None` (the default) rejects the request whole instead.
+    fn encode_part(&mut self, events: &[Event], items: &[usize]) -> Option<EncodedRequest> {
+        let _ = (events, items);
+        None
+    }
+
     /// The `Content-Encoding` header for a compression (default: its standard name).
     fn content_encoding(&self, compression: Compression) -> Option<&'static str> {
         compression.content_encoding()
@@ -112,6 +121,15 @@ pub enum Verdict {
     /// Nothing will ever be accepted: dead-letter every item.
     Reject {
         /// Counted and written with the dead letters.
+        reason: String,
+    },
+    /// The server refused the whole request for something in some of its items, without
+    /// saying which (Prometheus: one sample out of order or out of bounds fails its request).
+    /// Its halves are sent on their own at once ([`HttpSinkCodec::encode_part`]), halved
+    /// again while refused, so that what the server takes is stored and only the items it
+    /// refuses alone are dead-lettered with `reason`.
+    Split {
+        /// Counted and written with the dead letters of the items refused alone.
         reason: String,
     },
     /// Some items failed: retry these (positions in the request's `items`), dead-letter

@@ -95,6 +95,7 @@ mod tests {
             Verdict::Retry { .. } => "retry".to_owned(),
             Verdict::Reject { reason } => format!("reject {reason}"),
             Verdict::Partial { .. } => "partial".to_owned(),
+            Verdict::Split { reason } => format!("split {reason}"),
         };
         assert_eq!(got, expected, "status {status}");
     }

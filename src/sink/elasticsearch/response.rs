@@ -197,6 +197,7 @@ mod tests {
             Verdict::Partial { retry, reject, .. } => {
                 format!("partial retry={retry:?} reject={reject:?}")
             }
+            Verdict::Split { reason } => format!("split {reason}"),
         };
         let got = format!(
             "{verdict} | accepted={} conflicts={} retried={} failures={:?}",

@@ -18,7 +18,9 @@
 //! file like every sink's rejections (so an operator can see which samples a receiver
 //! refused; the file is size-capped). Prometheus refuses a whole request for one bad
 //! sample, so samples not newer than the last one sent for their series are left out before
-//! sending (counted as `out_of_order`).
+//! sending (counted as `out_of_order`), and a request refused for its samples is sent again
+//! as two halves ([`Verdict::Split`], `encode_part`), so only the samples refused alone
+//! are lost.
 //!
 //! Log events are not this sink's: they are settled at once, uncounted.
 //!
@@ -195,6 +197,8 @@ pub struct RemoteWriteCodec {
     settings: Arc<Settings>,
     table: SeriesTable,
     counters: Counters,
+    /// The events the last `encode` sent as staleness markers, for `encode_part`.
+    stale_items: Vec<usize>,
 }
 
 /// The events of one series identity within a batch. The identity itself is not kept:
@@ -312,6 +316,7 @@ impl RemoteWriteCodec {
             table: SeriesTable::new(settings.expire_after_ms),
             settings,
             counters,
+            stale_items: Vec::new(),
         }
     }
 
@@ -367,6 +372,7 @@ impl HttpSinkCodec for RemoteWriteCodec {
     }
 
     fn encode(&mut self, events: &[Event]) -> Encoded {
+        self.stale_items.clear();
         let mut dropped = Vec::new();
         let settings = self.settings.clone();
         let groups = Self::group(events, &settings.external, &mut dropped);
@@ -383,6 +389,7 @@ impl HttpSinkCodec for RemoteWriteCodec {
                     Admit::Send => false,
                     Admit::SendStale => {
                         self.counters.expired.inc();
+                        self.stale_items.push(i);
                         true
                     }
                     Admit::Drop(reason) => {
@@ -404,6 +411,21 @@ impl HttpSinkCodec for RemoteWriteCodec {
             requests.push(current.finish(&settings.external, events));
         }
         Encoded { requests, dropped }
+    }
+
+    /// The items again, in one request, as `encode` wrote them (series order, staleness
+    /// markers where it sent them): their series state already counts them sent.
+    fn encode_part(&mut self, events: &[Event], items: &[usize]) -> Option<EncodedRequest> {
+        let settings = self.settings.clone();
+        let wanted: std::collections::HashSet<usize> = items.iter().copied().collect();
+        let groups = Self::group(events, &settings.external, &mut Vec::new());
+        let mut part = RequestBuilder::default();
+        for (g, group) in groups.iter().enumerate() {
+            for &i in group.items.iter().filter(|i| wanted.contains(i)) {
+                part.push(g, i, events, self.stale_items.contains(&i));
+            }
+        }
+        (part.items.len() == items.len()).then(|| part.finish(&settings.external, events))
     }
 
     fn judge(&self, reply: &Reply<'_>) -> Verdict {
@@ -432,7 +454,23 @@ impl HttpSinkCodec for RemoteWriteCodec {
                         )
                         .inc();
                 }
-                Verdict::Reject { reason }
+                // Prometheus refuses the whole request for one such sample (and some
+                // receivers store the rest and still answer 400): its halves are sent on their
+                // own, so only the samples refused alone are lost (a stored sample sent again
+                // is the same sample, which Prometheus takes as a no-op).
+                let per_sample = matches!(
+                    reason.as_str(),
+                    "out_of_order"
+                        | "out_of_bounds"
+                        | "duplicate_sample"
+                        | "too_new"
+                        | "invalid_labels"
+                );
+                if per_sample {
+                    Verdict::Split { reason }
+                } else {
+                    Verdict::Reject { reason }
+                }
             }
         }
     }
@@ -696,6 +734,7 @@ mod tests {
             Verdict::Retry { reason, .. } => format!("retry {reason}"),
             Verdict::Reject { reason } => format!("reject {reason}"),
             Verdict::Partial { .. } => "partial".to_owned(),
+            Verdict::Split { reason } => format!("split {reason}"),
         };
         assert_eq!(got, expected, "{status} {body}");
     }
@@ -708,12 +747,12 @@ mod tests {
         check_judge(500, "", "retry http_500");
         check_judge(501, "", "retry http_501");
         check_judge(503, "", "retry http_503");
-        check_judge(400, "out of order sample\n", "reject out_of_order");
-        check_judge(400, "out of bounds\n", "reject out_of_bounds");
+        check_judge(400, "out of order sample\n", "split out_of_order");
+        check_judge(400, "out of bounds\n", "split out_of_bounds");
         check_judge(
             400,
             "duplicate sample for timestamp\n",
-            "reject duplicate_sample",
+            "split duplicate_sample",
         );
         check_judge(400, "\u{0}garbage", "reject bad_request");
         check_judge(401, "", "reject http_401");

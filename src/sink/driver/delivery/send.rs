@@ -57,6 +57,26 @@ fn reject(
     mark(outcomes, items, Outcome::Rejected(reason.into()));
 }
 
+/// The two halves of a request refused whole ([`Verdict::Split`]), each encoded again on
+/// its own; none when it carries one item or the codec cannot encode a part again.
+fn halves<C: HttpSinkCodec>(
+    codec: &mut C,
+    events: &[Event],
+    items: &[usize],
+) -> Vec<EncodedRequest> {
+    if items.len() < 2 {
+        return Vec::new();
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    match (
+        codec.encode_part(events, first),
+        codec.encode_part(events, second),
+    ) {
+        (Some(first), Some(second)) => vec![first, second],
+        _ => Vec::new(),
+    }
+}
+
 /// A reply read off the wire, or why there was none.
 pub(super) struct RawReply {
     pub(super) status: u16,
@@ -107,6 +127,16 @@ impl HttpDriver {
                 Verdict::Reject { reason } => {
                     reject(&items, reason, &tried.server_said, outcomes, ctx, state);
                     return (Vec::new(), tries);
+                }
+                Verdict::Split { reason } => {
+                    let follow_ups = halves(codec, events, &items);
+                    if follow_ups.is_empty() {
+                        reject(&items, reason, &tried.server_said, outcomes, ctx, state);
+                    } else {
+                        tracing::debug!(sink = %ctx.id, %reason, reply = %tried.server_said, n_events = items.len(), "request refused whole; sending its halves on their own");
+                        state.split_requests.inc();
+                    }
+                    return (follow_ups, tries);
                 }
                 Verdict::Partial {
                     retry,

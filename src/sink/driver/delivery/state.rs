@@ -6,6 +6,8 @@ use super::*;
 /// Metric handles and delivery state shared by the intake and the lanes.
 pub(super) struct State {
     pub(super) retries: Counter,
+    /// `sluice_sink_split_requests_total`: requests refused whole and sent again as halves.
+    pub(super) split_requests: Counter,
     pub(super) batch_events: Histogram,
     pub(super) batch_bytes: Histogram,
     pub(super) bytes_uncompressed: Counter,
@@ -34,6 +36,11 @@ impl State {
             retries: metrics.counter(
                 "sluice_sink_retries_total",
                 "Requests retried by a sink.",
+                &[],
+            ),
+            split_requests: metrics.counter(
+                "sluice_sink_split_requests_total",
+                "Requests the server refused whole for some of their items, sent again as two halves.",
                 &[],
             ),
             batch_events: metrics.histogram(
