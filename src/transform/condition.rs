@@ -186,7 +186,7 @@ impl Condition {
             Condition::All(items) => items.iter().all(|c| c.matches(event)),
             Condition::Any(items) => items.iter().any(|c| c.matches(event)),
             Condition::Not(inner) => !inner.matches(event),
-            Condition::Field { field, test } => test.check(event.get(field)),
+            Condition::Field { field, test } => test.check(event.lookup(field)),
         }
     }
 }
@@ -239,7 +239,24 @@ mod tests {
         event.insert("ok", Value::Bool(true));
         event.insert("ratio", Value::Float(0.25));
         event.insert("bad", "caf\u{FFFD}");
+        let mut labels = crate::event::Map::new();
+        labels.insert("app".to_owned(), Value::from("web"));
+        labels.insert("app.kubernetes.io/name".to_owned(), Value::from("shop"));
+        event.insert("pod_labels", Value::Map(std::sync::Arc::new(labels)));
         event
+    }
+
+    /// A field path reaches into maps as templates do (`{{ pod_labels.app }}`).
+    #[test]
+    fn fields_are_paths_into_maps() {
+        check("{ field: pod_labels.app, equals: web }", Ok(true));
+        check("{ field: pod_labels.app, equals: api }", Ok(false));
+        check(
+            "{ field: pod_labels.app.kubernetes.io/name, equals: shop }",
+            Ok(true),
+        );
+        check("{ field: pod_labels.team, exists: true }", Ok(false));
+        check("{ field: status.code, exists: true }", Ok(false));
     }
 
     /// `Ok(bool)`: the condition builds and evaluates to it on [`event`]; `Err(text)`: the

@@ -78,7 +78,7 @@ impl ParseJson {
     }
 
     fn apply(&self, log: &mut LogEvent) -> bool {
-        let Some(Value::String(text)) = log.get(&self.config.field) else {
+        let Some(Value::String(text)) = log.lookup(&self.config.field) else {
             return false;
         };
         let Some(parsed) = parse_json(text) else {

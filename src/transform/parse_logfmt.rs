@@ -76,7 +76,7 @@ impl ParseLogfmt {
     }
 
     fn apply(&self, log: &mut LogEvent) -> bool {
-        let Some(Value::String(text)) = log.get(&self.config.field) else {
+        let Some(Value::String(text)) = log.lookup(&self.config.field) else {
             return false;
         };
         let Some(map) = parse_logfmt(text) else {

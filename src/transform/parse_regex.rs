@@ -227,13 +227,17 @@ impl ParseRegex {
     /// Sets the captured fields; false when nothing matched (or the field is missing).
     fn apply(&mut self, log: &mut LogEvent) -> bool {
         // Take the source out so captures can be written while its text is borrowed.
+        // A nested `a.b` is read in place (copied), not taken out and put back.
+        let mut nested = false;
         let source = if self.field == "message" {
             std::mem::take(&mut log.message)
+        } else if let Some(value) = log.fields.remove(&self.field) {
+            value
+        } else if let Some(value) = log.lookup(&self.field) {
+            nested = true;
+            value.clone()
         } else {
-            match log.fields.remove(&self.field) {
-                Some(value) => value,
-                None => return false,
-            }
+            return false;
         };
         let text = source.to_text();
         let matched = self
@@ -276,7 +280,7 @@ impl ParseRegex {
             if log.message == Value::Null {
                 log.message = source;
             }
-        } else {
+        } else if !nested {
             log.fields.get_or_insert_with(&self.field, || source);
         }
         found
@@ -470,6 +474,25 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(ctx.failures("unmatched").get(), 1);
         assert_eq!(ctx.metrics.dropped("unmatched").get(), 1);
+    }
+
+    /// `field: j.s` reads the string `s` of the map `j` (what `parse_json target: j` makes),
+    /// in place: the map is left as it was.
+    #[test]
+    fn reads_a_field_inside_a_map() {
+        let mut c = config(&[r"^(?P<user>\w+)@(?P<domain>\S+)$"], &[]);
+        c.field = "j.s".into();
+        let mut transform = c.build(&TransformContext::for_tests()).unwrap();
+        let mut inner = crate::event::Map::new();
+        inner.insert("s".to_owned(), Value::from("ann@example.com"));
+        let inner = Value::Map(std::sync::Arc::new(inner));
+        let mut event = LogEvent::new("line");
+        event.insert("j", inner.clone());
+        let mut out = Vec::new();
+        transform.process(vec![Event::Log(event)], &mut out);
+        let first = out[0].as_log().unwrap();
+        assert_eq!(first.get("user"), Some(&"ann".into()));
+        assert_eq!(first.get("j"), Some(&inner));
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Sample {
         let by_key = self
             .key_field
             .as_ref()
-            .and_then(|field| log.get(field))
+            .and_then(|field| log.lookup(field))
             .map(|key| key_is_kept(&key.to_text(), self.rate));
         let kept = by_key.unwrap_or_else(|| {
             let kept = self.seen.is_multiple_of(self.rate);

@@ -136,7 +136,7 @@ impl Throttle {
                 return true;
             }
             let key = match &self.key_field {
-                Some(field) => log.get(field).map(|v| v.to_text()).unwrap_or_default(),
+                Some(field) => log.lookup(field).map(|v| v.to_text()).unwrap_or_default(),
                 None => Default::default(),
             };
             let budget = self.budget(&mut state, &key, now);

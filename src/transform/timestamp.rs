@@ -196,7 +196,7 @@ impl ParseTimestamp {
     }
 
     fn apply(&mut self, log: &mut LogEvent) {
-        let Some(value) = log.get(&self.field) else {
+        let Some(value) = log.lookup(&self.field) else {
             self.failures.inc();
             return;
         };

@@ -314,7 +314,7 @@ impl LogToMetric {
             return;
         }
         let value = match &def.field {
-            Some(field) => match log.get(field) {
+            Some(field) => match log.lookup(field) {
                 None | Some(crate::event::Value::Null) => return,
                 Some(value) => Some(value),
             },
@@ -334,7 +334,7 @@ impl LogToMetric {
         };
         self.key.clear();
         for label in &def.labels {
-            let text = log.get(label).map(|v| v.to_text()).unwrap_or_default();
+            let text = log.lookup(label).map(|v| v.to_text()).unwrap_or_default();
             let _ = write!(self.key, "{}:{text}", text.len());
         }
         if !series.contains_key(self.key.as_str()) {
@@ -414,7 +414,7 @@ fn new_series(def: &MetricDef, log: &LogEvent) -> Series {
         .labels
         .iter()
         .filter_map(|label| {
-            let text = log.get(label)?.to_text();
+            let text = log.lookup(label)?.to_text();
             (!text.is_empty()).then(|| (label.clone(), text.into_owned()))
         })
         .collect();
