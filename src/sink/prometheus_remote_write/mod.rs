@@ -67,7 +67,8 @@ pub struct PrometheusRemoteWriteKeys {
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
     /// A series whose value has not changed for this many seconds gets one staleness
-    /// marker and is no longer sent until it changes again; `0` sends every sample forever.
+    /// marker and is no longer sent until it changes again; `0` (the default) sends every
+    /// sample. For `log_to_metric` totals of labels that come and go.
     #[serde(default = "default_expire_after_secs")]
     pub expire_after_secs: u64,
     /// Most samples in one request; a batch with more is split (series stay in time order).
@@ -75,8 +76,10 @@ pub struct PrometheusRemoteWriteKeys {
     pub max_samples_per_request: usize,
 }
 
+/// Never: a constant series (`node_memory_MemTotal_bytes`, `up`) is a value, not a series
+/// gone quiet; expiring it by default blanked scraped and host metrics after 5 minutes.
 fn default_expire_after_secs() -> u64 {
-    300
+    0
 }
 
 fn default_max_samples_per_request() -> usize {
@@ -503,6 +506,23 @@ mod tests {
 
     fn config(yaml: &str) -> PrometheusRemoteWriteConfig {
         crate::yaml::from_str(yaml, "test.yaml").unwrap()
+    }
+
+    /// A constant series (`up`, `node_memory_MemTotal_bytes`) is sent at every scrape for
+    /// as long as it is scraped, unless expiry is asked for.
+    #[test]
+    fn constant_series_are_not_expired_by_default() {
+        let mut codec = config("endpoint: http://x").codec().unwrap();
+        let hour_of_scrapes: Vec<Event> = (0..240)
+            .map(|i| counter("up", &[("job", "node")], 1.0, i * 15_000))
+            .collect();
+        let encoded = codec.encode(&hour_of_scrapes);
+        let sent: usize = encoded.requests.iter().map(|r| r.items.len()).sum();
+        assert_eq!((sent, encoded.dropped.len()), (240, 0));
+        let mut expiring = config("endpoint: http://x\nexpire_after_secs: 300")
+            .codec()
+            .unwrap();
+        assert!(!expiring.encode(&hour_of_scrapes).dropped.is_empty());
     }
 
     fn counter(name: &str, labels: &[(&str, &str)], value: f64, ms: i64) -> Event {
