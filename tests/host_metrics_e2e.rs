@@ -30,18 +30,26 @@ const INSTALL_HINT: &str =
 
 /// The collectors both sides run.
 const COLLECTORS: &[&str] = &[
+    "arp",
     "cpu",
     "diskstats",
+    "entropy",
+    "filefd",
     "filesystem",
     "hwmon",
     "loadavg",
     "meminfo",
     "netdev",
+    "netstat",
+    "os",
     "pressure",
+    "sockstat",
     "stat",
     "thermal_zone",
     "time",
+    "udp_queues",
     "uname",
+    "vmstat",
 ];
 
 /// node_exporter 1.5's upstream default (Debian's package patches it to leave out /run,

@@ -34,18 +34,26 @@ macro_rules! check {
     };
 }
 
+pub mod arp;
 pub mod cpu;
 pub mod diskstats;
+pub mod entropy;
+pub mod filefd;
 pub mod filesystem;
 pub mod hwmon;
 pub mod loadavg;
 pub mod meminfo;
 pub mod netdev;
+pub mod netstat;
+pub mod os;
 pub mod pressure;
+pub mod sockstat;
 pub mod stat;
 pub mod thermal_zone;
 pub mod time;
+pub mod udp_queues;
 pub mod uname;
+pub mod vmstat;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,18 +69,26 @@ use crate::transform::to_metric::valid_label_name;
 
 /// Every collector, in the order they run.
 pub const COLLECTORS: &[&str] = &[
+    "arp",
     "cpu",
     "diskstats",
+    "entropy",
+    "filefd",
     "filesystem",
     "hwmon",
     "loadavg",
     "meminfo",
     "netdev",
+    "netstat",
+    "os",
     "pressure",
+    "sockstat",
     "stat",
     "thermal_zone",
     "time",
+    "udp_queues",
     "uname",
+    "vmstat",
 ];
 
 /// `type: host_metrics` settings.
@@ -387,18 +403,26 @@ pub type Collected = Result<(), Failed>;
 /// The one `match` over collectors. An `Err` means the collector failed (success 0).
 fn run_collector(name: &str, roots: &Roots, state: &mut State, out: &mut Emitter) -> Collected {
     match name {
+        "arp" => arp::collect(roots, out),
         "cpu" => cpu::collect(roots, &mut state.cpu, out),
         "diskstats" => diskstats::collect(roots, out),
+        "entropy" => entropy::collect(roots, out),
+        "filefd" => filefd::collect(roots, out),
         "filesystem" => filesystem::collect(roots, out),
         "hwmon" => hwmon::collect(roots, out),
         "loadavg" => loadavg::collect(roots, out),
         "meminfo" => meminfo::collect(roots, out),
         "netdev" => netdev::collect(roots, out),
+        "netstat" => netstat::collect(roots, out),
+        "os" => os::collect(roots, out),
         "pressure" => pressure::collect(roots, out),
+        "sockstat" => sockstat::collect(roots, out),
         "stat" => stat::collect(roots, out),
         "thermal_zone" => thermal_zone::collect(roots, out),
         "time" => time::collect(roots, out),
+        "udp_queues" => udp_queues::collect(roots, out),
         "uname" => uname::collect(roots, out),
+        "vmstat" => vmstat::collect(roots, out),
         other => Err(failed!("unknown collector {other}")),
     }
 }
