@@ -39,6 +39,7 @@ const COLLECTORS: &[&str] = &[
     "hwmon",
     "loadavg",
     "meminfo",
+    "netclass",
     "netdev",
     "netstat",
     "os",

@@ -43,6 +43,7 @@ pub mod filesystem;
 pub mod hwmon;
 pub mod loadavg;
 pub mod meminfo;
+pub mod netclass;
 pub mod netdev;
 pub mod netstat;
 pub mod os;
@@ -78,6 +79,7 @@ pub const COLLECTORS: &[&str] = &[
     "hwmon",
     "loadavg",
     "meminfo",
+    "netclass",
     "netdev",
     "netstat",
     "os",
@@ -412,6 +414,7 @@ fn run_collector(name: &str, roots: &Roots, state: &mut State, out: &mut Emitter
         "hwmon" => hwmon::collect(roots, out),
         "loadavg" => loadavg::collect(roots, out),
         "meminfo" => meminfo::collect(roots, out),
+        "netclass" => netclass::collect(roots, out),
         "netdev" => netdev::collect(roots, out),
         "netstat" => netstat::collect(roots, out),
         "os" => os::collect(roots, out),
