@@ -183,6 +183,10 @@ impl HostMetricsConfig {
         let collectors = match &self.collectors {
             None => COLLECTORS.to_vec(),
             Some(names) => {
+                anyhow::ensure!(
+                    !names.is_empty(),
+                    "collectors: empty (it would collect nothing; leave it out for all)"
+                );
                 let mut chosen = Vec::new();
                 for name in names {
                     let Some(known) = COLLECTORS.iter().find(|known| *known == name) else {
@@ -191,6 +195,10 @@ impl HostMetricsConfig {
                             COLLECTORS.join(", ")
                         );
                     };
+                    anyhow::ensure!(
+                        !chosen.contains(known),
+                        "collectors: {name:?} is listed twice"
+                    );
                     chosen.push(*known);
                 }
                 chosen
@@ -612,6 +620,8 @@ mod tests {
         for (yaml, expected) in [
             ("interval_secs: 0", "interval_secs"),
             ("collectors: [cpu, bogus]", "unknown collector"),
+            ("collectors: []", "collectors: empty"),
+            ("collectors: [cpu, cpu]", "listed twice"),
             ("diskstats_device_exclude: '('", "diskstats_device_exclude"),
             ("labels: { 'a-b': x }", "not a valid"),
         ] {

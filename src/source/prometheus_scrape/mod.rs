@@ -55,9 +55,10 @@ pub struct PrometheusScrapeConfig {
     /// Seconds between two scrapes of a target (default 15).
     #[serde(default = "default_interval_secs")]
     pub interval_secs: u64,
-    /// Seconds a scrape may take (default 10; at most `interval_secs`).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
+    /// Seconds a scrape may take (at most `interval_secs`; default 10, or `interval_secs`
+    /// when that is shorter, as Prometheus).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
     /// The `job` label (default `prometheus_scrape`).
     #[serde(default = "default_job")]
     pub job: String,
@@ -84,9 +85,6 @@ pub struct PrometheusScrapeConfig {
 fn default_interval_secs() -> u64 {
     15
 }
-fn default_timeout_secs() -> u64 {
-    10
-}
 fn default_job() -> String {
     "prometheus_scrape".to_owned()
 }
@@ -105,19 +103,28 @@ impl PrometheusScrapeConfig {
     pub fn build(&self) -> anyhow::Result<PrometheusScrape> {
         anyhow::ensure!(!self.targets.is_empty(), "targets: at least one URL");
         anyhow::ensure!(self.interval_secs > 0, "interval_secs must be at least 1");
+        let timeout_secs = self.timeout_secs.unwrap_or(self.interval_secs.min(10));
         anyhow::ensure!(
-            self.timeout_secs > 0 && self.timeout_secs <= self.interval_secs,
-            "timeout_secs must be between 1 and interval_secs"
+            timeout_secs > 0 && timeout_secs <= self.interval_secs,
+            "timeout_secs must be between 1 and interval_secs ({}), got {timeout_secs}",
+            self.interval_secs
         );
+        anyhow::ensure!(!self.job.is_empty(), "job must not be empty");
         anyhow::ensure!(
             self.body_size_limit_bytes > 0,
             "body_size_limit_bytes must be at least 1"
         );
-        let mut targets = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         for url in &self.targets {
             anyhow::ensure!(
                 matches!(url.scheme(), "http" | "https"),
                 "targets: {url} is not an http(s) URL"
+            );
+            // Two targets of one source with one `instance` would write the same `up`
+            // and `scrape_*` series, each sample out of order with the other's.
+            anyhow::ensure!(
+                !targets.iter().any(|t| t.url == *url),
+                "targets: {url} is listed twice"
             );
             let host = url
                 .host_str()
@@ -143,13 +150,13 @@ impl PrometheusScrapeConfig {
         }
         let client = reqwest::Client::builder()
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(self.timeout_secs))
+            .timeout(Duration::from_secs(timeout_secs))
             .build()?;
         Ok(PrometheusScrape {
             targets,
             settings: Arc::new(Settings {
                 interval: Duration::from_secs(self.interval_secs),
-                timeout: Duration::from_secs(self.timeout_secs),
+                timeout: Duration::from_secs(timeout_secs),
                 honor_labels: self.honor_labels,
                 honor_timestamps: self.honor_timestamps,
                 sample_limit: self.sample_limit,
@@ -706,6 +713,12 @@ mod tests {
             ("targets: ['ftp://x/']", "http"),
             ("targets: ['http://x/']\ntimeout_secs: 20", "timeout_secs"),
             (
+                "targets: ['http://x/']\ninterval_secs: 5\ntimeout_secs: 6",
+                "timeout_secs",
+            ),
+            ("targets: ['http://x/', 'http://x/']", "listed twice"),
+            ("targets: ['http://x/']\njob: ''", "job must not be empty"),
+            (
                 "targets: ['http://x/']\nlabels: { 'a-b': x }",
                 "not a valid",
             ),
@@ -713,6 +726,20 @@ mod tests {
             let config: PrometheusScrapeConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
             let error = format!("{:#}", config.build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    /// As Prometheus: the timeout defaults to 10 s, or to the interval when that is shorter.
+    #[test]
+    fn the_timeout_defaults_to_the_shorter_of_10s_and_the_interval() {
+        for (yaml, secs) in [
+            ("targets: ['http://x/']", 10),
+            ("targets: ['http://x/']\ninterval_secs: 5", 5),
+            ("targets: ['http://x/']\ninterval_secs: 60", 10),
+        ] {
+            let config: PrometheusScrapeConfig = crate::yaml::from_str(yaml, "t.yaml").unwrap();
+            let built = config.build().unwrap();
+            assert_eq!(built.settings.timeout, Duration::from_secs(secs), "{yaml}");
         }
     }
 }
