@@ -167,12 +167,7 @@ fn records(request: &Request) -> Vec<u8> {
         for event in events {
             let event_json = match event {
                 Event::Log(log) => serde_json::Value::Object(log.to_json_map()),
-                Event::Metric(metric) => serde_json::json!({
-                    "name": metric.name,
-                    "labels": metric.labels,
-                    "value": format!("{:?}", metric.value),
-                    "timestamp": metric.timestamp.to_rfc3339(),
-                }),
+                Event::Metric(metric) => metric.to_json(),
             };
             let record = serde_json::json!({
                 "time": time, "pipeline": &*request.pipeline, "sink": &*request.sink,
@@ -342,6 +337,29 @@ mod tests {
         assert_eq!(first["sink"], "es");
         assert!(current.len() <= 400);
         assert!(dir.path().join("dead_letter.jsonl.1").exists());
+    }
+
+    /// A refused metric sample is kept as the file sink writes it: numbers as numbers.
+    #[test]
+    fn metric_samples_are_json_not_debug_text() {
+        let metric = crate::event::Metric {
+            name: "up".into(),
+            labels: vec![("job".into(), "node".into())],
+            value: crate::event::MetricValue::Counter(2.5),
+            timestamp: crate::event::Timestamp(0),
+        };
+        let request = Request {
+            pipeline: "p".into(),
+            sink: "prom".into(),
+            rejected: vec![("out_of_order".into(), vec![Event::Metric(metric)])],
+            done: oneshot::channel().0,
+        };
+        let body = String::from_utf8(records(&request)).unwrap();
+        let record: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+        let event = &record["event"];
+        assert_eq!(event["value"], 2.5);
+        assert_eq!(event["kind"], "counter");
+        assert_eq!(event["labels"]["job"], "node");
     }
 
     fn lines(path: &Path) -> Vec<String> {

@@ -406,6 +406,40 @@ pub struct Metric {
     pub timestamp: Timestamp,
 }
 
+impl Metric {
+    /// The sample as one JSON object, as the file and console sinks write it (and the dead
+    /// letters keep it): `{"name","kind","labels":{..},"value","timestamp"}`; a histogram's
+    /// value is `{"buckets":[[le,count],..],"sum","count"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (kind, value) = self.kind_and_value();
+        let labels: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        serde_json::json!({
+            "name": self.name, "kind": kind, "labels": labels,
+            "value": value, "timestamp": self.timestamp.to_rfc3339(),
+        })
+    }
+
+    /// The kind's name and the value as JSON.
+    pub fn kind_and_value(&self) -> (&'static str, serde_json::Value) {
+        match &self.value {
+            MetricValue::Counter(v) => ("counter", serde_json::json!(v)),
+            MetricValue::Gauge(v) => ("gauge", serde_json::json!(v)),
+            MetricValue::Histogram {
+                buckets,
+                sum,
+                count,
+            } => (
+                "histogram",
+                serde_json::json!({"buckets": buckets, "sum": sum, "count": count}),
+            ),
+        }
+    }
+}
+
 /// An event: a log record or a metric sample.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {

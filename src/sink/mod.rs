@@ -230,7 +230,7 @@ pub enum LineEncoding {
 impl LineEncoding {
     /// Appends `event` and a newline to `out`.
     pub fn encode(self, event: &crate::event::Event, out: &mut Vec<u8>) {
-        use crate::event::{Event, MetricValue};
+        use crate::event::Event;
         match (self, event) {
             (LineEncoding::Json, Event::Log(log)) => {
                 let _ = serde_json::to_writer(&mut *out, &log.json());
@@ -239,41 +239,18 @@ impl LineEncoding {
                 Some(text) => out.extend_from_slice(text.as_bytes()),
                 None => out.extend_from_slice(log.message.to_text().as_bytes()),
             },
-            (encoding, Event::Metric(metric)) => {
-                let (kind, value) = match &metric.value {
-                    MetricValue::Counter(v) => ("counter", serde_json::json!(v)),
-                    MetricValue::Gauge(v) => ("gauge", serde_json::json!(v)),
-                    MetricValue::Histogram {
-                        buckets,
-                        sum,
-                        count,
-                    } => (
-                        "histogram",
-                        serde_json::json!({"buckets": buckets, "sum": sum, "count": count}),
-                    ),
-                };
-                if encoding == LineEncoding::Json {
-                    let labels: serde_json::Map<String, serde_json::Value> = metric
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect();
-                    let _ = serde_json::to_writer(
-                        &mut *out,
-                        &serde_json::json!({
-                            "name": metric.name, "kind": kind, "labels": labels,
-                            "value": value, "timestamp": metric.timestamp.to_rfc3339(),
-                        }),
-                    );
-                } else {
-                    let labels: Vec<String> = metric
-                        .labels
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v:?}"))
-                        .collect();
-                    let line = format!("{}{{{}}} {value}", metric.name, labels.join(","));
-                    out.extend_from_slice(line.as_bytes());
-                }
+            (LineEncoding::Json, Event::Metric(metric)) => {
+                let _ = serde_json::to_writer(&mut *out, &metric.to_json());
+            }
+            (LineEncoding::Text, Event::Metric(metric)) => {
+                let (_, value) = metric.kind_and_value();
+                let labels: Vec<String> = metric
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
+                let line = format!("{}{{{}}} {value}", metric.name, labels.join(","));
+                out.extend_from_slice(line.as_bytes());
             }
         }
         out.push(b'\n');
