@@ -235,6 +235,12 @@ impl AckRef {
         self.settled = true;
     }
 
+    /// True when a client waits for this batch's fate ([`AckRef::watched`]): a sink
+    /// sends it at once rather than holding it for its batch timeout.
+    pub fn is_watched(&self) -> bool {
+        self.inner.watch.is_some()
+    }
+
     /// True when both handles belong to the same source batch.
     pub fn same_batch(&self, other: &AckRef) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

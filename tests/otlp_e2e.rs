@@ -1299,3 +1299,47 @@ pipelines:
     assert_eq!(ids("hex"), expected);
     drop(agent);
 }
+
+/// The source answers once the sinks delivered (`wait_for_delivery`), and an exporter's next
+/// export waits for that answer: a sink sends a waited-for batch at once instead of holding
+/// it for its batch timeout (a second by default, which capped an SDK at its defaults to
+/// 512 records a second and made it drop the rest). Here the timeout is 30 s: the answer
+/// must come long before.
+#[test]
+fn a_waited_for_request_is_sent_at_once_not_after_the_batch_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let loki = FakeLoki::start();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  otlp:
+    sources:
+      - type: opentelemetry
+        address: 127.0.0.1:{port}
+    sinks:
+      - type: loki
+        endpoint: {loki}
+        batch: {{ timeout_ms: 30000 }}
+"#,
+        data = dir.path().join("data").display(),
+        loki = loki.endpoint(),
+    );
+    let _agent = Agent::start(dir.path(), &config);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for round in 0..3 {
+        let started = Instant::now();
+        let body = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"round {round}"}}}}]}}]}}]}}"#
+        );
+        let (status, _, reply) = post(addr, "/v1/logs", "application/json", "", body.as_bytes());
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "round {round} answered after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(loki.entry_count(), round + 1, "delivered before the answer");
+    }
+}

@@ -251,9 +251,17 @@ impl HttpDriver {
                 send_to_lane(&senders[lane], full, state).await;
             }
         }
+        // A client waits for this batch (an OTLP exporter, whose next export waits for this
+        // reply): sent now, not after the batch timeout, which held each export a second
+        // and made an SDK at its defaults drop what it could not queue meanwhile.
+        let waited_for = acks.iter().any(AckRef::is_watched);
         for (lane, touched) in touched.into_iter().enumerate() {
             if touched {
                 pending[lane].acks.extend(acks.iter().cloned());
+                if waited_for {
+                    let batch = std::mem::take(&mut pending[lane]);
+                    send_to_lane(&senders[lane], batch, state).await;
+                }
             }
         }
         // Every holder has its own clone now; this copy is done.
