@@ -150,6 +150,11 @@ pub struct SinkInput {
 }
 
 impl SinkInput {
+    /// True when no batch is queued right now.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Wraps the receiving end of a sink queue.
     pub fn new(rx: mpsc::Receiver<Batch>, progress: Progress) -> Self {
         let panic_after = std::env::var(TEST_PANIC_SINK_AFTER_EVENTS)

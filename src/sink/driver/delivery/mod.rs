@@ -92,6 +92,9 @@ struct Pending {
     home: Option<Home>,
     bytes: usize,
     deadline: Option<tokio::time::Instant>,
+    /// Holds events a client waits for ([`AckRef::is_watched`]): sent as soon as no more
+    /// input is queued, not at the deadline.
+    waited_for: bool,
 }
 
 /// The fate of one event of a batch.
@@ -175,7 +178,19 @@ impl HttpDriver {
             let deadline = pending.iter().filter_map(|p| p.deadline).min();
             tokio::select! {
                 batch = input.recv() => match batch {
-                    Some(batch) => driver.intake(batch, &codec, &mut pending, &senders, &ctx, &state).await,
+                    Some(batch) => {
+                        driver.intake(batch, &codec, &mut pending, &senders, &ctx, &state).await;
+                        // Nothing more queued: what a client waits for goes now (more queued:
+                        // it fills the batch first, as the next input is there already).
+                        if input.is_empty() {
+                            for lane in 0..pending.len() {
+                                if pending[lane].waited_for {
+                                    let batch = std::mem::take(&mut pending[lane]);
+                                    send_to_lane(&senders[lane], batch, &state).await;
+                                }
+                            }
+                        }
+                    }
                     None => break,
                 },
                 // A lane that panicked takes the sink down with it (see `supervision`),
@@ -251,17 +266,14 @@ impl HttpDriver {
                 send_to_lane(&senders[lane], full, state).await;
             }
         }
-        // A client waits for this batch (an OTLP exporter, whose next export waits for this
-        // reply): sent now, not after the batch timeout, which held each export a second
-        // and made an SDK at its defaults drop what it could not queue meanwhile.
+        // A client waits for this batch (an OTLP exporter, whose next export waits for the
+        // reply): the batch timeout held each export a second and made an SDK at its
+        // defaults drop what it could not queue meanwhile (`run` sends such lanes at once).
         let waited_for = acks.iter().any(AckRef::is_watched);
         for (lane, touched) in touched.into_iter().enumerate() {
             if touched {
                 pending[lane].acks.extend(acks.iter().cloned());
-                if waited_for {
-                    let batch = std::mem::take(&mut pending[lane]);
-                    send_to_lane(&senders[lane], batch, state).await;
-                }
+                pending[lane].waited_for |= waited_for;
             }
         }
         // Every holder has its own clone now; this copy is done.
