@@ -164,16 +164,29 @@ impl JournalFile {
 
     /// Reads the header again (the writer appends entries and updates it) and forgets
     /// bytes read before, which may have been written since.
+    /// A header that cannot be read is the file's failure, not its next entry's: it is not
+    /// skipped as a bad entry ([`JournalFile::skip_bad_entry`]).
     pub fn refresh(&mut self) -> Result<(), Error> {
         self.windows.clear();
         let mut bytes = [0u8; 272];
-        let n = read_full(&self.file, 0, &mut bytes)?;
-        let header = Header::parse(&bytes[..n])?;
-        if self.n_read > 0 && header.seqnum_id != self.header.seqnum_id {
-            return Err(Error::Corrupt("seqnum_id changed".into()));
+        let header = read_full(&self.file, 0, &mut bytes)
+            .and_then(|n| Header::parse(&bytes[..n]))
+            .and_then(|header| {
+                if self.n_read > 0 && header.seqnum_id != self.header.seqnum_id {
+                    return Err(Error::Corrupt("seqnum_id changed".into()));
+                }
+                Ok(header)
+            });
+        match header {
+            Ok(header) => {
+                self.header = header;
+                Ok(())
+            }
+            Err(error) => {
+                self.cursor.on_entry = false;
+                Err(error)
+            }
         }
-        self.header = header;
-        Ok(())
     }
 
     /// True when every entry the header announces was read.
@@ -368,6 +381,23 @@ mod tests {
         journal.skip_to(99).unwrap();
         assert!(journal.at_end());
         assert_eq!(journal.peek().unwrap(), None);
+    }
+
+    /// Only the entry `peek` stands on is skipped as bad; after a header that cannot be read
+    /// (a vacuumed file) there is none to skip: the file itself failed.
+    #[test]
+    fn a_bad_entry_is_skipped_a_bad_header_is_not() {
+        let (_dir, path) = fixture("regular-zstd.journal", None);
+        let mut journal = JournalFile::open(&path).unwrap();
+        assert!(!journal.skip_bad_entry(), "not on an entry before a peek");
+        journal.peek().unwrap().unwrap();
+        assert!(journal.skip_bad_entry());
+        assert_eq!(journal.n_read(), 1);
+        journal.peek().unwrap().unwrap();
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        assert!(journal.refresh().is_err());
+        assert!(!journal.skip_bad_entry());
+        assert_eq!(journal.n_read(), 1);
     }
 
     #[test]
