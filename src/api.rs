@@ -176,7 +176,12 @@ async fn route(
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match (request.method(), request.uri().path()) {
+    // HEAD is GET without the body (hyper leaves it out): probes and `curl -I` use it.
+    let method = match request.method() {
+        &Method::HEAD => &Method::GET,
+        method => method,
+    };
+    match (method, request.uri().path()) {
         (&Method::GET, "/live") => status_reply("stuck", health::stuck_loops()),
         (&Method::GET, "/health") => status_reply("failing", health::failures()),
         (&Method::GET, "/metrics") => reply(
@@ -224,6 +229,30 @@ async fn route(
                     "agent is stopping\n".into(),
                 ),
             }
+        }
+        (_, "/live" | "/health" | "/metrics" | "/tap") => {
+            let mut response = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed: use GET\n".into(),
+            );
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+            response
+        }
+        (_, "/reload") => {
+            let mut response = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed: use POST\n".into(),
+            );
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("POST"),
+            );
+            response
         }
         _ => reply(
             StatusCode::NOT_FOUND,

@@ -142,3 +142,32 @@ fn slow_headers_time_out_and_connections_are_capped() {
     assert!(agent.metric_sum("sluice_api_connections_refused_total", &[]) >= 1.0);
     assert!(agent.terminate().success());
 }
+
+/// `HEAD` answers as `GET` without a body (probes, `curl -I`); a known path with another
+/// method is `405` with `Allow`, not `404`.
+#[test]
+fn head_is_get_without_a_body_and_a_wrong_method_is_405() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, port) = start(dir.path(), "");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for path in ["/metrics", "/health", "/live"] {
+        let (status, response) = request(addr, &format!("HEAD {path} HTTP/1.1\r\n")).unwrap();
+        assert_eq!(status, 200, "{path}: {response}");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        assert!(body.is_empty(), "{path}: HEAD has no body: {body:?}");
+    }
+    let (status, response) = request(addr, "POST /metrics HTTP/1.1\r\n").unwrap();
+    assert_eq!(status, 405, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("allow: get, head"),
+        "{response}"
+    );
+    let (status, response) = request(addr, "GET /reload HTTP/1.1\r\n").unwrap();
+    assert_eq!(status, 405, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("allow: post"),
+        "{response}"
+    );
+    let (status, _) = request(addr, "GET /nothing HTTP/1.1\r\n").unwrap();
+    assert_eq!(status, 404);
+}
