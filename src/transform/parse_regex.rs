@@ -93,7 +93,11 @@ impl Conversion {
     pub fn convert(&self, text: &str) -> Option<Value> {
         match self {
             Conversion::Int => text.trim().parse::<i64>().ok().map(Value::Int),
-            Conversion::Float => text.trim().parse::<f64>().ok().map(Value::Float),
+            // NaN and the infinities ("nan", "inf", "1e309") have no JSON form: sinks
+            // would write null. They fail the conversion (kept as text, counted).
+            Conversion::Float => (text.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite())
+                .map(Value::Float),
             Conversion::Bool => parse_bool(text.trim()).map(Value::Bool),
             Conversion::Timestamp(format) => {
                 let utc = FixedOffset::east_opt(0)?;
@@ -436,6 +440,14 @@ mod tests {
                 ("timestamp", "2024-01-02T02:04:05Z".into()),
             ]),
         );
+        // No JSON number is NaN or infinite: such a float stays text, as a failure.
+        for text in ["nan", "NaN", "inf", "-infinity", "1e309"] {
+            check(
+                &c,
+                format!("INFO {text}").into(),
+                Some(&[("level", "INFO".into()), ("ms", text.into())]),
+            );
+        }
     }
 
     #[test]
