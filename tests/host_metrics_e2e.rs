@@ -31,6 +31,7 @@ const INSTALL_HINT: &str =
 /// The collectors both sides run.
 const COLLECTORS: &[&str] = &[
     "arp",
+    "conntrack",
     "cpu",
     "diskstats",
     "entropy",
@@ -45,6 +46,7 @@ const COLLECTORS: &[&str] = &[
     "os",
     "pressure",
     "sockstat",
+    "softnet",
     "stat",
     "thermal_zone",
     "time",

@@ -35,6 +35,7 @@ macro_rules! check {
 }
 
 pub mod arp;
+pub mod conntrack;
 pub mod cpu;
 pub mod diskstats;
 pub mod entropy;
@@ -49,6 +50,7 @@ pub mod netstat;
 pub mod os;
 pub mod pressure;
 pub mod sockstat;
+pub mod softnet;
 pub mod stat;
 pub mod thermal_zone;
 pub mod time;
@@ -71,6 +73,7 @@ use crate::transform::to_metric::valid_label_name;
 /// Every collector, in the order they run.
 pub const COLLECTORS: &[&str] = &[
     "arp",
+    "conntrack",
     "cpu",
     "diskstats",
     "entropy",
@@ -85,6 +88,7 @@ pub const COLLECTORS: &[&str] = &[
     "os",
     "pressure",
     "sockstat",
+    "softnet",
     "stat",
     "thermal_zone",
     "time",
@@ -417,6 +421,7 @@ fn run_collector(name: &str, roots: &Roots, state: &mut State, out: &mut Emitter
         "cpu" => cpu::collect(roots, &mut state.cpu, out),
         "diskstats" => diskstats::collect(roots, out),
         "entropy" => entropy::collect(roots, out),
+        "conntrack" => conntrack::collect(roots, out),
         "filefd" => filefd::collect(roots, out),
         "filesystem" => filesystem::collect(roots, out),
         "hwmon" => hwmon::collect(roots, out),
@@ -428,6 +433,7 @@ fn run_collector(name: &str, roots: &Roots, state: &mut State, out: &mut Emitter
         "os" => os::collect(roots, out),
         "pressure" => pressure::collect(roots, out),
         "sockstat" => sockstat::collect(roots, out),
+        "softnet" => softnet::collect(roots, out),
         "stat" => stat::collect(roots, out),
         "thermal_zone" => thermal_zone::collect(roots, out),
         "time" => time::collect(roots, out),
