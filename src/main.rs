@@ -58,6 +58,9 @@ fn main() -> ExitCode {
             ConfigSource::File(config.clone())
                 .load()
                 .map(|(_, pipelines)| {
+                    for warning in pipelines.iter().filter_map(|p| p.unsent_warning()) {
+                        eprintln!("warning: {warning}");
+                    }
                     println!("{}: ok ({} pipelines)", config.display(), pipelines.len());
                 })
         }

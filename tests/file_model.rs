@@ -94,6 +94,7 @@ impl Harness {
             checkpoints: checkpoints.clone(),
             metrics,
             runtime: self.runtime.handle().clone(),
+            delivered: sluice::event::Kinds::BOTH,
         };
         let running = source.start(ctx).unwrap();
         self.running = Some((shutdown, running, consumer, checkpoints));

@@ -1343,3 +1343,79 @@ pipelines:
         assert_eq!(loki.entry_count(), round + 1, "delivered before the answer");
     }
 }
+
+/// A signal no sink of the pipeline takes is answered as OTLP's partial success (all of it
+/// rejected, with the reason), not 200 and dropped unsaid: here metrics, whose only sink is
+/// Loki; logs still arrive. With a `log_to_metric` and a remote-write sink only, the logs
+/// are taken (they become metrics) and nothing is refused.
+#[test]
+fn a_signal_no_sink_takes_is_refused_as_partial_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, counted_port) = (free_port(), free_port());
+    let loki = FakeLoki::start();
+    let remote_write = FakeRemoteWrite::start();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  otlp:
+    sources:
+      - {{ type: opentelemetry, address: "127.0.0.1:{port}" }}
+    sinks:
+      - {{ type: loki, endpoint: {loki}, labels: {{ job: otlp }}, batch: {{ timeout_ms: 100 }} }}
+  counted:
+    sources:
+      - {{ type: opentelemetry, address: "127.0.0.1:{counted_port}" }}
+    transforms:
+      - type: log_to_metric
+        flush_interval_ms: 100
+        drop_logs: true
+        metrics: [{{ type: counter, name: records_total }}]
+    sinks:
+      - {{ type: prometheus_remote_write, endpoint: {rw}, batch: {{ timeout_ms: 100 }} }}
+"#,
+        data = dir.path().join("data").display(),
+        loki = loki.endpoint(),
+        rw = remote_write.url(),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let metrics = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+        {"name":"a","gauge":{"dataPoints":[{"asDouble":1}]}},
+        {"name":"b","gauge":{"dataPoints":[{"asDouble":2}]}}]}]}]}"#;
+    let logs =
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"hi"}}]}]}]}"#;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, _, body) = post(addr, "/v1/metrics", "application/json", "", metrics);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{text}");
+    let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["partialSuccess"]["rejectedDataPoints"], "2", "{text}");
+    assert!(
+        reply["partialSuccess"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("takes metrics")),
+        "{text}"
+    );
+    let (status, _, body) = post(addr, "/v1/logs", "application/json", "", logs);
+    assert_eq!((status, body.as_slice()), (200, b"{}".as_slice()));
+    wait_for("the log record at Loki", Duration::from_secs(30), || {
+        loki.entry_count() == 1
+    });
+    assert_eq!(
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[("pipeline", "otlp"), ("reason", "otlp_rejected")]
+        ),
+        2.0
+    );
+
+    let counted: SocketAddr = format!("127.0.0.1:{counted_port}").parse().unwrap();
+    let (status, _, body) = post(counted, "/v1/logs", "application/json", "", logs);
+    assert_eq!((status, body.as_slice()), (200, b"{}".as_slice()));
+    wait_for(
+        "records_total at remote write",
+        Duration::from_secs(30),
+        || remote_write.last("records_total", &[]) == Some(1.0),
+    );
+    assert!(agent.terminate().success());
+}

@@ -141,3 +141,108 @@ pipelines:
     assert_eq!(loki_lines.len(), 80, "Loki has every line once");
     assert!(agent.terminate().success());
 }
+
+/// Events no sink delivers are counted, and a kind no sink takes is said at start: the
+/// log_to_metric counters of a pipeline whose only sink is Loki (`no_sink`), and the lines
+/// a pipeline's only sink's condition refuses (`unrouted`). Before, both vanished
+/// uncounted. A sink that could never take anything the pipeline carries is refused.
+#[test]
+fn events_no_sink_takes_are_counted_and_a_kind_no_sink_takes_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+    fs::create_dir_all(&logs).unwrap();
+    let loki = FakeLoki::start();
+    let es = FakeElasticsearch::start();
+    let config = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  counted:
+    sources:
+      - {{ type: file, include: ["{logs}/a.log"], glob_interval_ms: 100 }}
+    transforms:
+      - {{ type: parse_logfmt }}
+      - type: log_to_metric
+        flush_interval_ms: 100
+        metrics: [{{ type: counter, name: lines_total, labels: [level] }}]
+    sinks:
+      - {{ type: loki, endpoint: {loki}, labels: {{ job: a }}, batch: {{ timeout_ms: 100 }} }}
+  routed:
+    sources:
+      - {{ type: file, include: ["{logs}/b.log"], glob_interval_ms: 100 }}
+    transforms:
+      - {{ type: parse_logfmt }}
+    sinks:
+      - type: elasticsearch
+        endpoint: {es}
+        condition: {{ field: level, equals: error }}
+        batch: {{ timeout_ms: 100 }}
+"#,
+        data = data.display(),
+        logs = logs.display(),
+        loki = loki.endpoint(),
+        es = es.endpoint(),
+    );
+    let agent = Agent::start_logged(dir.path(), &config);
+    append(&logs.join("a.log"), &lines(0, 30, 3));
+    append(&logs.join("b.log"), &lines(0, 50, 5));
+    let dropped = |pipeline: &str, reason: &str| {
+        agent.metric_sum(
+            "sluice_events_dropped_total",
+            &[
+                ("pipeline", pipeline),
+                ("component_kind", "pipeline"),
+                ("reason", reason),
+            ],
+        )
+    };
+    wait_for("30 lines at Loki", Duration::from_secs(30), || {
+        loki.entry_count() == 30
+    });
+    wait_for(
+        "10 errors in Elasticsearch",
+        Duration::from_secs(30),
+        || es.doc_count() == 10,
+    );
+    // Two series (level info and error), emitted at each flush that saw a change.
+    wait_for(
+        "the counters counted as dropped",
+        Duration::from_secs(30),
+        || dropped("counted", "no_sink") >= 2.0,
+    );
+    wait_for("40 lines counted unrouted", Duration::from_secs(30), || {
+        dropped("routed", "unrouted") == 40.0
+    });
+    assert_eq!(dropped("counted", "unrouted"), 0.0);
+    assert_eq!(dropped("routed", "no_sink"), 0.0);
+    let log = agent.log();
+    assert!(
+        log.contains("pipeline counted: metrics can reach it, but none of its sinks takes metrics"),
+        "{log}"
+    );
+    assert!(!log.contains("pipeline routed:"), "{log}");
+    assert!(agent.terminate().success());
+
+    // A sink that takes no kind the pipeline carries is refused, at its line.
+    let refused = dir.path().join("refused.yaml");
+    fs::write(
+        &refused,
+        format!(
+            "data_dir: {data}\npipelines:\n  m:\n    sources:\n      - {{ type: host_metrics, collectors: [cpu] }}\n    sinks:\n      - {{ type: loki, endpoint: {loki} }}\n",
+            data = data.display(),
+            loki = loki.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::binary())
+        .args(["validate", "--config"])
+        .arg(&refused)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(":7: pipelines.m.sinks[0]: a loki sink takes only logs, and this pipeline carries only metrics"),
+        "{stderr}"
+    );
+}

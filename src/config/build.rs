@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use super::{Config, PipelineConfig};
 use crate::bounds;
+use crate::event::Kinds;
 use crate::route::{Route, Routed};
 use crate::sink::{Sink, SinkConfig};
 use crate::source::{Source, SourceConfig};
@@ -72,6 +73,14 @@ pub struct BuiltPipeline {
     pub routes: BTreeMap<String, Route>,
     /// Queue capacity in batches.
     pub queue_batches: usize,
+    /// The kinds of event that can reach the sinks (from the sources, through the
+    /// transforms).
+    pub carried: Kinds,
+    /// The kinds carried that no sink takes.
+    pub unsent: Kinds,
+    /// The kinds of event that, emitted by a source, reach a sink (as they are, or as what
+    /// the transforms make of them: logs a `log_to_metric` counts).
+    pub delivered: Kinds,
 }
 
 /// Ids for a list of components: the user's `name:`, else the type, with `_<index>` when
@@ -229,6 +238,9 @@ impl Config {
             sinks: Vec::new(),
             routes: BTreeMap::new(),
             queue_batches: pipeline.queue_batches.get(),
+            carried: Kinds::NONE,
+            unsent: Kinds::NONE,
+            delivered: Kinds::NONE,
         };
         let mut keep = |path: String, line: usize, result: anyhow::Result<()>| {
             if let Err(error) = located(file, line, &path, result) {
@@ -252,9 +264,24 @@ impl Config {
             });
             keep(format!("{at}.transforms[{i}]"), item.line, result);
         }
+        let carried = pipeline
+            .transforms
+            .iter()
+            .fold(pipeline_kinds(pipeline), |kinds, t| {
+                t.config.kinds_out(kinds)
+            });
+        let mut taken = Kinds::NONE;
         for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
             let route = item.config.build_route();
             let result = item.config.inner.build().and_then(|component| {
+                let kinds = component.kinds();
+                anyhow::ensure!(
+                    !kinds.and(carried).is_empty(),
+                    "a {} sink takes only {kinds}, and this pipeline carries only {carried}: it \
+                     would never send anything",
+                    component.type_name()
+                );
+                taken = taken.or(kinds);
                 if let Some(route) = route? {
                     built.routes.insert(id.clone(), route);
                 }
@@ -263,7 +290,40 @@ impl Config {
             });
             keep(format!("{at}.sinks[{i}]"), item.line, result);
         }
+        built.carried = carried;
+        built.unsent = carried.without(taken);
+        // What the transforms make of each kind the sources emit reaches a sink?
+        let through = |kinds: Kinds| {
+            let out = (pipeline.transforms.iter()).fold(kinds, |k, t| t.config.kinds_out(k));
+            !out.and(taken).is_empty()
+        };
+        built.delivered = Kinds {
+            logs: through(Kinds::LOGS),
+            metrics: through(Kinds::METRICS),
+        };
         Some(built)
+    }
+}
+
+/// The kinds the pipeline's sources emit.
+fn pipeline_kinds(pipeline: &PipelineConfig) -> Kinds {
+    (pipeline.sources.iter()).fold(Kinds::NONE, |kinds, s| kinds.or(s.config.kinds()))
+}
+
+impl BuiltPipeline {
+    /// What to say when some kind of event the pipeline carries reaches no sink that
+    /// takes it (an OpenTelemetry source's metrics in a pipeline whose only sink is Loki):
+    /// such events are counted as dropped, `reason="no_sink"` (the OpenTelemetry source
+    /// refuses them before: `otlp_rejected`).
+    pub fn unsent_warning(&self) -> Option<String> {
+        (!self.unsent.is_empty()).then(|| {
+            format!(
+                "pipeline {}: {} can reach it, but none of its sinks takes {}: they are \
+                 dropped, counted in sluice_events_dropped_total (reason \"no_sink\"; an \
+                 opentelemetry source answers them as rejected, \"otlp_rejected\")",
+                self.name, self.unsent, self.unsent
+            )
+        })
     }
 }
 

@@ -269,6 +269,80 @@ mod tests {
         }
     }
 
+    /// What reaches the sinks follows the kinds: a sink that takes none of them is refused;
+    /// a kind no sink takes is noted (dropped, counted, said at start); a source's kind is
+    /// delivered when a sink takes it or what a transform makes of it.
+    #[test]
+    fn event_kinds_are_followed_from_sources_to_sinks() {
+        use crate::event::Kinds;
+        let build = |sources: &str, transforms: &str, sinks: &str| {
+            let yaml = format!(
+                "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{sources}]\n    \
+                 transforms: [{transforms}]\n    sinks: [{sinks}]\n"
+            );
+            parse(&yaml, "test.yaml").and_then(|c| c.build("test.yaml"))
+        };
+        let (otlp, host) = ("{ type: opentelemetry }", "{ type: host_metrics }");
+        let loki = "{ type: loki, endpoint: 'http://127.0.0.1:1' }";
+        let rw = "{ type: prometheus_remote_write, endpoint: 'http://127.0.0.1:1' }";
+        let counter = "{ type: log_to_metric, metrics: [{ type: counter, name: n }] }";
+        let counter_only = counter.replace(
+            "type: log_to_metric",
+            "type: log_to_metric, drop_logs: true",
+        );
+        let refused = |sources: &str, transforms: &str, sinks: &str, expected: &str| {
+            let Err(error) = build(sources, transforms, sinks) else {
+                panic!("{sources} | {transforms} | {sinks} was built");
+            };
+            let error = format!("{error:#}");
+            assert!(error.contains(expected), "{error}");
+        };
+        refused(host, "", loki, "test.yaml:6: pipelines.p.sinks[0]: a loki sink takes only logs, and this pipeline carries only metrics");
+        refused(
+            "{ type: stdin }",
+            "",
+            rw,
+            "takes only metrics, and this pipeline carries only logs",
+        );
+        refused(
+            "{ type: stdin }",
+            &counter_only,
+            loki,
+            "carries only metrics",
+        );
+        // Kinds: (carried, unsent, delivered).
+        let kinds = |sources: &str, transforms: &str, sinks: &str| {
+            let built = build(sources, transforms, sinks).unwrap().remove(0);
+            (built.carried, built.unsent, built.delivered)
+        };
+        let (logs, metrics, both, none) = (Kinds::LOGS, Kinds::METRICS, Kinds::BOTH, Kinds::NONE);
+        assert_eq!(kinds(otlp, "", loki), (both, metrics, logs));
+        assert_eq!(
+            kinds(otlp, "", &format!("{loki}, {rw}")),
+            (both, none, both)
+        );
+        assert_eq!(kinds(otlp, &counter_only, rw), (metrics, none, both));
+        assert_eq!(kinds(otlp, counter, rw), (both, logs, both));
+        assert_eq!(
+            kinds("{ type: stdin }", counter, loki),
+            (both, metrics, logs)
+        );
+        assert_eq!(
+            kinds(host, "", "{ type: blackhole }"),
+            (metrics, none, both)
+        );
+        let built = build(otlp, "", loki).unwrap().remove(0);
+        let warning = built.unsent_warning().unwrap();
+        assert!(
+            warning.starts_with(
+                "pipeline p: metrics can reach it, but none of its sinks takes metrics"
+            ),
+            "{warning}"
+        );
+        assert_eq!(build(otlp, "", rw).unwrap()[0].unsent, logs);
+        assert!(build(host, "", rw).unwrap()[0].unsent_warning().is_none());
+    }
+
     /// Issue 24: `validate` reports every error it finds, each located, not only the first.
     #[test]
     fn every_build_error_is_reported() {

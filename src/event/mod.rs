@@ -449,6 +449,86 @@ pub enum Event {
     Metric(Metric),
 }
 
+/// Which kinds of event a component emits or takes (logs, metrics, both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// Log records.
+    pub logs: bool,
+    /// Metric samples.
+    pub metrics: bool,
+}
+
+impl Kinds {
+    /// Log records only.
+    pub const LOGS: Kinds = Kinds {
+        logs: true,
+        metrics: false,
+    };
+    /// Metric samples only.
+    pub const METRICS: Kinds = Kinds {
+        logs: false,
+        metrics: true,
+    };
+    /// Both.
+    pub const BOTH: Kinds = Kinds {
+        logs: true,
+        metrics: true,
+    };
+    /// Neither.
+    pub const NONE: Kinds = Kinds {
+        logs: false,
+        metrics: false,
+    };
+
+    /// True when `event` is of one of these kinds.
+    pub fn takes(self, event: &Event) -> bool {
+        match event {
+            Event::Log(_) => self.logs,
+            Event::Metric(_) => self.metrics,
+        }
+    }
+
+    /// The kinds in both.
+    pub fn and(self, other: Kinds) -> Kinds {
+        Kinds {
+            logs: self.logs && other.logs,
+            metrics: self.metrics && other.metrics,
+        }
+    }
+
+    /// The kinds in either.
+    pub fn or(self, other: Kinds) -> Kinds {
+        Kinds {
+            logs: self.logs || other.logs,
+            metrics: self.metrics || other.metrics,
+        }
+    }
+
+    /// The kinds in `self` and not in `other`.
+    pub fn without(self, other: Kinds) -> Kinds {
+        Kinds {
+            logs: self.logs && !other.logs,
+            metrics: self.metrics && !other.metrics,
+        }
+    }
+
+    /// True when no kind is in.
+    pub fn is_empty(self) -> bool {
+        !self.logs && !self.metrics
+    }
+}
+
+impl std::fmt::Display for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.logs, self.metrics) {
+            (true, true) => "logs and metrics",
+            (true, false) => "logs",
+            (false, true) => "metrics",
+            (false, false) => "nothing",
+        })
+    }
+}
+
 impl Event {
     /// The log record, if this is one.
     pub fn as_log(&self) -> Option<&LogEvent> {

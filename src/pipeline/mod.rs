@@ -141,6 +141,9 @@ pub async fn start(
         describe(&pipeline.transforms, Transform::type_name),
         describe(&pipeline.sinks, Sink::type_name),
     );
+    if let Some(warning) = pipeline.unsent_warning() {
+        tracing::warn!("{warning}");
+    }
     match running.start_parts(pipeline, shared) {
         Ok(()) => {
             tracing::info!(
@@ -178,6 +181,7 @@ impl RunningPipeline {
         let partitions = self.start_workers(
             &pipeline.transforms,
             Arc::new(sink_senders),
+            pipeline.carried,
             capacity,
             shared,
         )?;
@@ -196,6 +200,6 @@ impl RunningPipeline {
                 }
             }
         }));
-        self.start_sources(pipeline.sources, partitions, shared)
+        self.start_sources(pipeline.sources, partitions, pipeline.delivered, shared)
     }
 }

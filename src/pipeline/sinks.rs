@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{RunningPipeline, Shared};
 use crate::buffer::{self, SinkSender, SinkSide};
 use crate::config::Built;
+use crate::event::{Event, Kinds};
 use crate::health::{HealthCheck, Progress};
 use crate::route::Route;
 use crate::sink::{Sink, SinkContext, SinkInput};
@@ -34,6 +35,15 @@ pub(super) struct SinkOutput {
     pub(super) sender: SinkSender,
     /// Only the events the route takes are sent to the sink.
     pub(super) route: Option<Route>,
+    /// The kinds of event the sink delivers.
+    pub(super) kinds: Kinds,
+}
+
+impl SinkOutput {
+    /// True when the sink delivers `event` (its kind, and its `condition:` if any).
+    pub(super) fn takes(&self, event: &Event) -> bool {
+        self.kinds.takes(event) && self.route.as_ref().is_none_or(|route| route.takes(event))
+    }
 }
 
 impl RunningPipeline {
@@ -89,6 +99,7 @@ impl RunningPipeline {
             self.sink_ids.push((built.id.clone(), guard.is_disk()));
             progresses.push((health, progress.clone()));
             let input = SinkInput::new(rx, progress);
+            let kinds = built.component.kinds();
             let (sink, sink_id) = (built.component, built.id);
             let (supervisor, pipeline) = (shared.supervisor.clone(), name.clone());
             self.sinks.push(tokio::spawn(async move {
@@ -103,7 +114,11 @@ impl RunningPipeline {
                 // The sink's last acknowledgements are in: the buffer saves its position.
                 guard.finish().await;
             }));
-            sink_senders.push(SinkOutput { sender, route });
+            sink_senders.push(SinkOutput {
+                sender,
+                route,
+                kinds,
+            });
         }
         Ok((sink_senders, progresses))
     }

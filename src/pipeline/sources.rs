@@ -11,6 +11,7 @@ use flume::Sender;
 use super::{RunningPipeline, Shared};
 use crate::batch::Batch;
 use crate::config::Built;
+use crate::event::Kinds;
 use crate::source::{BatchSender, Source, SourceContext};
 use crate::telemetry::{ComponentMetrics, Gauge};
 
@@ -19,6 +20,7 @@ impl RunningPipeline {
         &mut self,
         built_sources: Vec<Built<Source>>,
         partitions: Vec<(Sender<Batch>, Gauge)>,
+        delivered: Kinds,
         shared: &Shared,
     ) -> anyhow::Result<()> {
         let name = self.name.clone();
@@ -38,6 +40,7 @@ impl RunningPipeline {
                 checkpoints: shared.checkpoints.clone(),
                 metrics,
                 runtime: runtime.clone(),
+                delivered,
             };
             let running = built
                 .component

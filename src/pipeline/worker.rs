@@ -14,12 +14,12 @@ use super::sinks::SinkOutput;
 use super::{RunningPipeline, Shared};
 use crate::batch::Batch;
 use crate::config::Built;
-use crate::event::Event;
+use crate::event::{Event, Kinds};
 use crate::route;
 use crate::shutdown::Shutdown;
 use crate::supervision::PanicGuard;
 use crate::tap::{Point, TapPoints};
-use crate::telemetry::{registry, ComponentMetrics, Gauge};
+use crate::telemetry::{registry, ComponentMetrics, Counter, Gauge};
 use crate::transform::Transform;
 
 /// How often workers call [`Transform::tick`] (in a pipeline with a stateful transform) and
@@ -37,10 +37,12 @@ impl RunningPipeline {
         &mut self,
         transforms: &[Built<Transform>],
         sinks: Arc<Vec<SinkOutput>>,
+        carried: Kinds,
         capacity: usize,
         shared: &Shared,
     ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
         let name = &self.name;
+        let untaken = Untaken::counter(name, &sinks, carried);
         let mut partitions = Vec::new();
         for index in 0..shared.workers.max(1) {
             let (tx, rx) = flume::bounded(capacity);
@@ -67,6 +69,7 @@ impl RunningPipeline {
                     })
                     .collect(),
                 sinks: sinks.clone(),
+                untaken: untaken.clone(),
                 input_closed: self.input_closed.clone(),
                 tap: self.tap.clone(),
             };
@@ -87,8 +90,52 @@ struct Worker {
     depth: Gauge,
     transforms: Vec<(Transform, ComponentMetrics)>,
     sinks: Arc<Vec<SinkOutput>>,
+    /// Counts events no sink takes; `None` when every event has one.
+    untaken: Option<Untaken>,
     input_closed: Shutdown,
     tap: TapPoints,
+}
+
+/// Counts the events no sink delivers: of a kind none takes (`no_sink`: an OpenTelemetry
+/// source's metrics in a pipeline whose sinks are Loki), or refused by every sink's
+/// `condition:` that takes their kind (`unrouted`).
+#[derive(Clone)]
+struct Untaken {
+    no_sink: Counter,
+    unrouted: Counter,
+}
+
+impl Untaken {
+    /// `None` when a sink without a condition takes each kind the pipeline carries: then
+    /// every event is taken, and nothing is checked per event.
+    fn counter(pipeline: &str, sinks: &[SinkOutput], carried: Kinds) -> Option<Untaken> {
+        let unconditional = (sinks.iter())
+            .filter(|sink| sink.route.is_none())
+            .fold(Kinds::NONE, |kinds, sink| kinds.or(sink.kinds));
+        if carried.without(unconditional).is_empty() {
+            return None;
+        }
+        let metrics = ComponentMetrics::new(pipeline, "pipeline", pipeline);
+        Some(Untaken {
+            no_sink: metrics.dropped("no_sink"),
+            unrouted: metrics.dropped("unrouted"),
+        })
+    }
+
+    fn count(&self, sinks: &[SinkOutput], events: &[Event]) {
+        let (mut no_sink, mut unrouted) = (0, 0);
+        for event in events {
+            if !sinks.iter().any(|sink| sink.takes(event)) {
+                if sinks.iter().any(|sink| sink.kinds.takes(event)) {
+                    unrouted += 1;
+                } else {
+                    no_sink += 1;
+                }
+            }
+        }
+        self.no_sink.add(no_sink);
+        self.unrouted.add(unrouted);
+    }
 }
 
 impl Worker {
@@ -168,6 +215,9 @@ impl Worker {
         if batch.events.is_empty() {
             batch.settle();
             return;
+        }
+        if let Some(untaken) = &self.untaken {
+            untaken.count(&self.sinks, &batch.events);
         }
         let last = self.sinks.len().saturating_sub(1);
         let mut batch = Some(batch);

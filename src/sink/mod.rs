@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::batch::Batch;
 use crate::dead_letter::DeadLetters;
+use crate::event::Kinds;
 use crate::health::{HealthCheck, Progress};
 use crate::shutdown::Shutdown;
 use crate::telemetry::ComponentMetrics;
@@ -80,6 +81,17 @@ macro_rules! sinks {
         }
 
         impl Sink {
+    /// The kinds of event the sink delivers; it settles others unsent.
+    pub fn kinds(&self) -> Kinds {
+        match self {
+            Sink::Loki(_) | Sink::Elasticsearch(_) => Kinds::LOGS,
+            Sink::PrometheusRemoteWrite(_) => Kinds::METRICS,
+            Sink::OpenTelemetry(_) | Sink::Console(_) | Sink::File(_) | Sink::Blackhole(_) => {
+                Kinds::BOTH
+            }
+        }
+    }
+
             /// The `type:` name.
             pub fn type_name(&self) -> &'static str {
                 match self {

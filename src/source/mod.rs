@@ -25,7 +25,7 @@ use flume::{SendTimeoutError, Sender};
 
 use crate::batch::Batch;
 use crate::checkpoint::Checkpoints;
-use crate::event::Recycler;
+use crate::event::{Kinds, Recycler};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{ComponentMetrics, Gauge};
 use crate::yaml::TaggedEnum;
@@ -128,6 +128,23 @@ sources! {
     "syslog" => Syslog(syslog::SyslogConfig, syslog::Syslog),
 }
 
+impl SourceConfig {
+    /// The kinds of event the source emits.
+    pub fn kinds(&self) -> Kinds {
+        match self {
+            SourceConfig::HostMetrics(_)
+            | SourceConfig::PrometheusScrape(_)
+            | SourceConfig::InternalMetrics(_) => Kinds::METRICS,
+            SourceConfig::OpenTelemetry(_) => Kinds::BOTH,
+            SourceConfig::Demo(_)
+            | SourceConfig::File(_)
+            | SourceConfig::Journald(_)
+            | SourceConfig::Stdin(_)
+            | SourceConfig::Syslog(_) => Kinds::LOGS,
+        }
+    }
+}
+
 /// A running source: a thread or a task. It ends when the source is done or told to stop.
 pub enum Running {
     /// A source that reads on its own thread.
@@ -179,6 +196,9 @@ pub struct SourceContext {
     pub metrics: ComponentMetrics,
     /// Handle to the async runtime, for sources that run tasks.
     pub runtime: tokio::runtime::Handle,
+    /// The kinds of event that reach a sink of the pipeline (a source that can refuse what
+    /// would be dropped, OTLP, answers so).
+    pub delivered: Kinds,
 }
 
 impl SourceContext {

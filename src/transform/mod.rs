@@ -25,7 +25,7 @@ pub mod to_metric;
 
 use std::time::Instant;
 
-use crate::event::Event;
+use crate::event::{Event, Kinds};
 use crate::telemetry::{ComponentMetrics, Counter};
 use crate::yaml::TaggedEnum;
 
@@ -176,6 +176,19 @@ transforms! {
     "log_to_metric" => LogToMetric(to_metric::LogToMetricConfig, to_metric::LogToMetric),
     /// Pod labels, annotations, owners from the Kubernetes API (`type: kubernetes_metadata`).
     "kubernetes_metadata" => KubernetesMetadata(kubernetes_metadata::KubernetesMetadataConfig, kubernetes_metadata::KubernetesMetadata),
+}
+
+impl TransformConfig {
+    /// The kinds of event that can come out, given the kinds that go in.
+    pub fn kinds_out(&self, input: Kinds) -> Kinds {
+        match self {
+            TransformConfig::LogToMetric(config) if input.logs => Kinds {
+                logs: !config.drop_logs,
+                metrics: true,
+            },
+            _ => input,
+        }
+    }
 }
 
 /// What a transform is given when it is built.

@@ -82,6 +82,8 @@ pub(super) struct Decoder {
     pub(super) budget: Arc<Semaphore>,
     pub(super) totals: DeltaTotals,
     pub(super) settings: Settings,
+    /// The kinds a sink of the pipeline takes: a signal none takes is refused, not queued.
+    pub(super) delivered: crate::event::Kinds,
 }
 
 impl Decoder {
@@ -141,12 +143,29 @@ impl Decoder {
             _ => None,
         };
         let mut events = Vec::new();
-        let decoded = match decode(signal, format, &raw, &self.totals, received, &mut events) {
+        let mut decoded = match decode(signal, format, &raw, &self.totals, received, &mut events) {
             Ok(decoded) => decoded,
             Err(failure) => return Outcome::Failed(failure),
         };
         drop(raw);
         drop(body);
+        let delivered = match signal {
+            Signal::Logs => self.delivered.logs,
+            Signal::Metrics => self.delivered.metrics,
+        };
+        if !delivered && !events.is_empty() {
+            // Answered as OTLP's partial success (rejected, not to be retried), and counted
+            // with the other rejections: queued, they would be dropped by the pipeline.
+            decoded.rejected += events.len();
+            decoded.accepted = decoded.accepted.saturating_sub(events.len());
+            let what = match signal {
+                Signal::Logs => "logs: the log records",
+                Signal::Metrics => "metrics: the data points",
+            };
+            decoded.warning =
+                format!("no sink of this receiver's pipeline takes {what} were dropped");
+            events.clear();
+        }
         if events.is_empty() {
             return Outcome::Queued {
                 decoded,

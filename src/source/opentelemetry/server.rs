@@ -126,6 +126,7 @@ pub(super) fn start(source: OpenTelemetry, ctx: SourceContext) -> anyhow::Result
         budget: budget.clone(),
         totals: DeltaTotals::new(settings.max_delta_series),
         settings,
+        delivered: ctx.delivered,
     };
     let span = ctx.span();
     let decoder_span = span.clone();
@@ -433,6 +434,7 @@ mod tests {
             checkpoints: Checkpoints::in_memory(),
             metrics,
             runtime: tokio::runtime::Handle::current(),
+            delivered: crate::event::Kinds::BOTH,
         };
         let settings = super::super::OpenTelemetryConfig {
             address: "127.0.0.1:0".into(),
