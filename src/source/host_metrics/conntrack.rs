@@ -6,7 +6,7 @@
 //! search_restart}`. Where the module is not loaded the files are missing and the
 //! collector fails, as node_exporter's does.
 
-use super::{read, Collected, Emitter, Roots};
+use super::{hex_row, read, read_number, Collected, Emitter, Roots};
 
 /// The statistics reported, by their column name in `/proc/net/stat/nf_conntrack`.
 const STATS: &[&str] = &[
@@ -22,13 +22,7 @@ const STATS: &[&str] = &[
 
 /// Reads the two counts and the statistics table.
 pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
-    let number = |name: &str| {
-        let text = read(&roots.proc(&format!("sys/net/netfilter/{name}")))
-            .ok_or_else(|| failed!("no {name} (conntrack not loaded?)"))?;
-        text.trim()
-            .parse::<f64>()
-            .map_err(|_| failed!("malformed {name}: {text:?}"))
-    };
+    let number = |name: &str| read_number(&roots.proc(&format!("sys/net/netfilter/{name}")), name);
     let entries = number("nf_conntrack_count")?;
     let limit = number("nf_conntrack_max")?;
     let text = read(&roots.proc("net/stat/nf_conntrack"))
@@ -48,11 +42,7 @@ pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
         })
         .collect::<Result<_, _>>()?;
     for line in lines {
-        let values = line
-            .split_whitespace()
-            .map(|column| u64::from_str_radix(column, 16))
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(|_| failed!("malformed nf_conntrack line: {line:?}"))?;
+        let values = hex_row(line, "nf_conntrack")?;
         check!(
             values.len() == header.len(),
             "malformed nf_conntrack line: {line:?}"

@@ -2,17 +2,11 @@
 //! `/proc/sys/kernel/random/{entropy_avail,poolsize}` (node_exporter's
 //! `entropy_linux.go`).
 
-use super::{read, Collected, Emitter, Roots};
+use super::{read_number, Collected, Emitter, Roots};
 
 /// Reads the two files; either missing fails the collector, as in node_exporter.
 pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
-    let number = |name: &str| {
-        let text = read(&roots.proc(&format!("sys/kernel/random/{name}")))
-            .ok_or_else(|| failed!("no {name}"))?;
-        text.trim()
-            .parse::<f64>()
-            .map_err(|_| failed!("malformed {name}: {text:?}"))
-    };
+    let number = |name: &str| read_number(&roots.proc(&format!("sys/kernel/random/{name}")), name);
     let available = number("entropy_avail")?;
     let pool = number("poolsize")?;
     out.gauge("node_entropy_available_bits", &[], available);

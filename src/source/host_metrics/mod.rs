@@ -365,6 +365,22 @@ impl Emitter {
     }
 }
 
+/// Reads a kernel file that holds one number (`nf_conntrack_count`, `entropy_avail`);
+/// missing or malformed fails the collector, naming `name`.
+pub fn read_number(path: &Path, name: &str) -> Result<f64, Failed> {
+    let text = read(path).ok_or_else(|| failed!("no {name}"))?;
+    (text.trim().parse::<f64>()).map_err(|_| failed!("malformed {name}: {text:?}"))
+}
+
+/// A row of hexadecimal columns (`softnet_stat`, `/proc/net/stat/*`); one that does not
+/// parse fails the collector, naming `file`.
+pub fn hex_row(line: &str, file: &str) -> Result<Vec<u64>, Failed> {
+    (line.split_whitespace())
+        .map(|column| u64::from_str_radix(column, 16))
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| failed!("malformed {file} line: {line:?}"))
+}
+
 /// Reads a small kernel file as text (invalid UTF-8 replaced); `None` when it is missing
 /// or unreadable.
 pub fn read(path: &Path) -> Option<String> {

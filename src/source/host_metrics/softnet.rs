@@ -6,18 +6,14 @@
 //! The `cpu` label is the row's CPU number: the 13th column where the kernel writes it
 //! (5.10 and later; a row per online CPU, so it skips offline ones), else the row's index.
 
-use super::{read, Collected, Emitter, Roots};
+use super::{hex_row, read, Collected, Emitter, Roots};
 
 /// Reads `/proc/net/softnet_stat`.
 pub fn collect(roots: &Roots, out: &mut Emitter) -> Collected {
     let text = read(&roots.proc("net/softnet_stat")).ok_or_else(|| failed!("no softnet_stat"))?;
     let mut rows = Vec::new();
     for (index, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let columns = line
-            .split_whitespace()
-            .map(|column| u64::from_str_radix(column, 16))
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(|_| failed!("malformed softnet_stat line: {line:?}"))?;
+        let columns = hex_row(line, "softnet_stat")?;
         check!(columns.len() >= 3, "malformed softnet_stat line: {line:?}");
         let cpu = columns.get(12).copied().unwrap_or(index as u64);
         rows.push((cpu.to_string(), columns[0], columns[1], columns[2]));
