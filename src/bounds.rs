@@ -109,6 +109,15 @@ pub fn within_opt<'de, D: Deserializer<'de>, T: Count, const MIN: u64, const MAX
     within::<D, T, MIN, MAX>(d).map(Some)
 }
 
+/// A path that is not empty (for `deserialize_with`; the error names the key's line).
+pub fn non_empty_path<'de, D: Deserializer<'de>>(d: D) -> Result<std::path::PathBuf, D::Error> {
+    let path = std::path::PathBuf::deserialize(d)?;
+    if path.as_os_str().is_empty() {
+        return Err(de::Error::custom("must not be empty"));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,9 @@ pub const DEFAULT_CONFIG_NAME: &str = "<embedded default>";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory for checkpoints, the dead-letter file and the lock that keeps one agent per
-    /// directory (created if missing).
+    /// directory (created if missing). Not empty (`${DATA_DIR:-}` with the variable unset
+    /// would put the lock in the working directory and every checkpoint write would fail).
+    #[serde(deserialize_with = "bounds::non_empty_path")]
     pub data_dir: PathBuf,
     /// The agent's own log lines: `text` (colours only on a terminal) or `json` (one object
     /// per line). Read at start (a reload keeps the format the agent started with);
@@ -341,6 +343,37 @@ mod tests {
         );
         assert_eq!(build(otlp, "", rw).unwrap()[0].unsent, logs);
         assert!(build(host, "", rw).unwrap()[0].unsent_warning().is_none());
+    }
+
+    #[test]
+    fn an_empty_data_dir_is_refused_at_its_line() {
+        check(
+            "data_dir: ''\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    sinks: [{ type: console }]\n",
+            Some("test.yaml:1:11: data_dir: must not be empty"),
+        );
+    }
+
+    /// A sink's `tls.ca_file` that holds no certificate (empty, DER, text) is refused: the
+    /// built-in roots alone would be trusted instead.
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in [
+            ("empty.pem", &b""[..]),
+            ("text.pem", b"not a cert\n"),
+            ("der.pem", &[0x30, 0x82, 0x01, 0x0a][..]),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            check(
+                &format!(
+                    "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{{ type: stdin }}]\n    \
+                     sinks: [{{ type: loki, endpoint: 'https://127.0.0.1:1', tls: {{ ca_file: '{}' }} }}]\n",
+                    path.display()
+                ),
+                Some(&format!("tls.ca_file {}: no PEM certificate found", path.display())),
+            );
+        }
     }
 
     /// Issue 24: `validate` reports every error it finds, each located, not only the first.

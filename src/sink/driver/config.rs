@@ -418,9 +418,17 @@ impl HttpKeys {
         if let Some(ca_file) = &self.tls.ca_file {
             let pem = std::fs::read(ca_file)
                 .with_context(|| format!("tls.ca_file {}", ca_file.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
                 format!("tls.ca_file {}: not PEM certificates", ca_file.display())
-            })? {
+            })?;
+            // An empty, DER or text file parses as no certificate at all: the built-in
+            // roots alone would then be trusted, not what the file was meant to add.
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "tls.ca_file {}: no PEM certificate found",
+                ca_file.display()
+            );
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
