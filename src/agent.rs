@@ -197,10 +197,12 @@ async fn serve_until_stopped(
             _ = hangup.recv() => {
                 let _ = reload(source, active, shared, deadline).await;
                 warn_about_stranded_buffers(shared, &active.pipelines);
+                crate::tap::end_orphans();
             }
             Some(reply) = reload_rx.recv() => {
                 let outcome = reload(source, active, shared, deadline).await;
                 warn_about_stranded_buffers(shared, &active.pipelines);
+                crate::tap::end_orphans();
                 let _ = reply.send(outcome);
             }
             _ = shared.sources_finished.notified() => {

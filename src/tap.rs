@@ -211,6 +211,8 @@ struct Tap {
     /// Events dropped for this tap.
     dropped: AtomicU64,
     limit: u64,
+    /// Why the tap was ended (its pipeline or component is gone after a reload).
+    ended: Mutex<Option<String>>,
 }
 
 impl Tap {
@@ -277,6 +279,30 @@ impl Tap {
         }
     }
 
+    /// Ends the tap: its reader gets `why` as a last `{"error":…}` line, then the end.
+    fn end(&self, why: String) {
+        *lock(&self.ended) = Some(why);
+        // Wakes a reader waiting on an empty queue (an empty chunk shows nothing); a full
+        // queue's reader finds the reason once it has read the rest.
+        let _ = self.tx.try_send(Bytes::new());
+    }
+
+    /// Why this tap watches nothing any running pipeline has, if it does not.
+    fn orphaned(&self, pipelines: &BTreeMap<String, (u64, Components)>) -> Option<String> {
+        match (&self.pipeline, &self.component) {
+            (Some(pipeline), component) => match pipelines.get(pipeline) {
+                None => Some(format!("pipeline {pipeline:?} is no longer running")),
+                Some((_, components)) => component
+                    .as_ref()
+                    .filter(|c| !components.has(c))
+                    .map(|c| format!("pipeline {pipeline:?} has no component {c:?} any more")),
+            },
+            (None, Some(component)) => (!pipelines.values().any(|(_, c)| c.has(component)))
+                .then(|| format!("no running pipeline has a component {component:?} any more")),
+            (None, None) => None,
+        }
+    }
+
     fn drop_events(&self, n: usize) {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         hub().dropped.add(n as u64);
@@ -310,6 +336,8 @@ pub struct TapReader {
     tap: Arc<Tap>,
     rx: mpsc::Receiver<Bytes>,
     reported_drops: u64,
+    /// The `{"error":…}` line of an ended tap was returned.
+    end_reported: bool,
 }
 
 /// Opens a tap on `pipeline` (any when `None`) and `component` (the sinks' input when
@@ -334,6 +362,7 @@ pub fn open(
         sent: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         limit,
+        ended: Mutex::new(None),
     });
     taps.push(tap.clone());
     hub().open.store(taps.len(), Ordering::SeqCst);
@@ -342,7 +371,26 @@ pub fn open(
         tap,
         rx,
         reported_drops: 0,
+        end_reported: false,
     })
+}
+
+/// Ends the taps that watch a pipeline or component no running pipeline has any more
+/// (after a reload removed or renamed it, as `vector tap` says a component is gone): each
+/// reader gets a last `{"error":…}` line and its stream ends, which frees its slot. A tap
+/// on a pipeline restarted under its name goes on.
+pub fn end_orphans() {
+    let pipelines = lock(&hub().pipelines);
+    let mut taps = lock(&hub().taps);
+    taps.retain(|tap| match tap.orphaned(&pipelines) {
+        Some(why) => {
+            tap.end(why);
+            false
+        }
+        None => true,
+    });
+    hub().open.store(taps.len(), Ordering::SeqCst);
+    hub().open_gauge.set(taps.len() as i64);
 }
 
 /// Refuses names no running pipeline has (a typo would otherwise wait forever).
@@ -401,7 +449,15 @@ impl TapReader {
                 false => match self.rx.poll_recv(cx) {
                     Poll::Ready(Some(chunk)) => chunk,
                     Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending if self.end_reported => return Poll::Ready(None),
+                    Poll::Pending => match lock(&self.tap.ended).as_deref() {
+                        Some(why) => {
+                            self.end_reported = true;
+                            let line = serde_json::json!({ "error": why }).to_string() + "\n";
+                            return Poll::Ready(Some(Bytes::from(line)));
+                        }
+                        None => return Poll::Pending,
+                    },
                 },
             };
             let dropped = self.tap.dropped.load(Ordering::Relaxed);

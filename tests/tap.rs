@@ -266,3 +266,81 @@ fn a_stalled_tap_does_not_stop_the_pipeline() {
     });
     assert!(agent.terminate().success());
 }
+
+/// A reload that removes a tapped pipeline or renames a tapped component ends those taps
+/// (a last `{"error":…}` line: `sluice tap` says why and exits non-zero) and frees their
+/// slots; a tap on a pipeline that is still running goes on. Before, such a tap stayed
+/// open forever, silent, holding one of the eight slots.
+#[test]
+fn a_reload_ends_the_taps_of_what_it_removed() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let two = |transform: &str, second: bool| {
+        let mut text =
+            config(dir.path(), 100, 64).replace("name: mark", &format!("name: {transform}"));
+        if second {
+            text.push_str("  other:\n    sources: [ { type: demo, rate: 10 } ]\n    sinks: [ { type: blackhole } ]\n");
+        }
+        text
+    };
+    let agent = Agent::start(dir.path(), &two("mark", true));
+    let spawn = |args: &[&str]| {
+        Command::new(support::binary())
+            .args(["tap", "--api", &agent.api.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sluice tap")
+    };
+    let mut renamed = spawn(&["-p", "web", "--component", "mark"]);
+    let mut removed = spawn(&["-p", "other"]);
+    let mut kept = spawn(&["-p", "web"]);
+    wait_for("three taps open", Duration::from_secs(20), || {
+        metric_sum(&agent.metrics(), "sluice_taps_open", &[]) == 3.0
+    });
+
+    let text = two("stamp", false);
+    std::fs::write(&agent.config, text.replace("{api}", &agent.api.to_string())).unwrap();
+    let (status, body) = support::http_request(agent.api, "POST", "/reload", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    for (child, why) in [
+        (
+            &mut renamed,
+            "pipeline \"web\" has no component \"mark\" any more",
+        ),
+        (&mut removed, "pipeline \"other\" is no longer running"),
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tap did not end: {why}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("the agent ended the tap: {why}")),
+            "{stderr}"
+        );
+    }
+    assert!(
+        kept.try_wait().unwrap().is_none(),
+        "the tap on a running pipeline goes on"
+    );
+    assert_eq!(metric_sum(&agent.metrics(), "sluice_taps_open", &[]), 1.0);
+    let _ = kept.kill();
+    let _ = kept.wait();
+    assert!(agent.terminate().success());
+}

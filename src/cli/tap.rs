@@ -82,6 +82,16 @@ async fn stream(options: Options) -> anyhow::Result<()> {
         pending.extend_from_slice(&chunk);
         while let Some(end) = memchr::memchr(b'\n', &pending) {
             let line: Vec<u8> = pending.drain(..=end).collect();
+            if line.starts_with(b"{\"error\":") {
+                // The agent ended the tap: its pipeline or component is gone (a reload).
+                let text = String::from_utf8_lossy(&line);
+                let reason: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                stdout.flush().or_else(quiet_broken_pipe)?;
+                anyhow::bail!(
+                    "the agent ended the tap: {}",
+                    reason["error"].as_str().unwrap_or("?")
+                );
+            }
             if line.starts_with(b"{\"dropped\":") {
                 let text = String::from_utf8_lossy(&line);
                 let n: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
