@@ -231,6 +231,38 @@ impl Config {
             "sinks",
         ));
         let (source_ids, transform_ids, sink_ids) = (source_ids?, transform_ids?, sink_ids?);
+        // A name given to components of two kinds: a tap on it would mix both.
+        let named = (pipeline
+            .sources
+            .iter()
+            .map(|c| (&c.name, c.line))
+            .enumerate())
+        .map(|(i, (name, line))| ("sources", i, name, line))
+        .chain(
+            (pipeline
+                .transforms
+                .iter()
+                .map(|c| (&c.name, c.line))
+                .enumerate())
+            .map(|(i, (name, line))| ("transforms", i, name, line)),
+        )
+        .chain(
+            (pipeline.sinks.iter().map(|c| (&c.name, c.line)).enumerate())
+                .map(|(i, (name, line))| ("sinks", i, name, line)),
+        )
+        .filter_map(|(what, i, name, line)| Some((what, i, name.as_ref()?, line)));
+        let mut seen: Vec<(&str, usize, &String, usize)> = Vec::new();
+        for (what, i, name, line) in named {
+            if let Some((first_what, j, _, first_line)) = seen.iter().find(|s| s.2 == name) {
+                errors.push(format!(
+                    "{file}:{line}: {at}.{what}[{i}]: name {name:?} is also {first_what}[{j}]'s \
+                     (line {first_line}): give components of different kinds different names \
+                     (a tap or a log line would not tell them apart)"
+                ));
+                return None;
+            }
+            seen.push((what, i, name, line));
+        }
         let mut built = BuiltPipeline {
             name: name.to_owned(),
             sources: Vec::new(),

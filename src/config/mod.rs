@@ -345,6 +345,23 @@ mod tests {
         assert!(build(host, "", rw).unwrap()[0].unsent_warning().is_none());
     }
 
+    /// Vector refuses one id for two components; sluice's default ids are the types (a
+    /// `file` source and a `file` sink), but a `name:` given to two kinds is refused.
+    #[test]
+    fn one_name_for_two_kinds_is_refused() {
+        check(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: stdin, name: x }]\n    \
+             transforms: [{ type: set, name: y, fields: { a: b } }]\n    \
+             sinks: [{ type: console, name: x }]\n",
+            Some("test.yaml:6: pipelines.p.sinks[0]: name \"x\" is also sources[0]'s (line 4)"),
+        );
+        check(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    \
+             sinks: [{ type: file, path: /tmp/x/o }, { type: console, name: stdin }]\n",
+            None,
+        );
+    }
+
     #[test]
     fn an_empty_data_dir_is_refused_at_its_line() {
         check(
