@@ -449,6 +449,19 @@ pub enum Event {
     Metric(Metric),
 }
 
+/// The text of a line read as bytes: `Ok` when it is UTF-8, a line `cut` at a byte limit
+/// through a character keeping the whole characters before the cut (not a U+FFFD for the
+/// character's first bytes); `Err` with the lossy text (invalid sequences as U+FFFD).
+pub fn line_text(bytes: &[u8], cut: bool) -> Result<String, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_owned()),
+        Err(error) if cut && error.error_len().is_none() => {
+            Ok(String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned())
+        }
+        Err(_) => Err(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
 /// Which kinds of event a component emits or takes (logs, metrics, both).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Kinds {
@@ -572,6 +585,19 @@ fn value_size(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_cut_through_a_character_keeps_the_whole_ones_before() {
+        let line = "é".repeat(10);
+        assert_eq!(line_text(&line.as_bytes()[..11], true), Ok("é".repeat(5)));
+        // Not cut: an unfinished character is invalid, as is one in the middle.
+        assert_eq!(
+            line_text(&line.as_bytes()[..11], false),
+            Err(format!("{}\u{FFFD}", "é".repeat(5)))
+        );
+        assert_eq!(line_text(b"a\xffb", true), Err("a\u{FFFD}b".into()));
+        assert_eq!(line_text(b"plain", false), Ok("plain".into()));
+    }
     use proptest::prelude::*;
 
     fn chrono_rfc3339(ts: Timestamp) -> String {

@@ -74,7 +74,7 @@ impl Stdin {
             let mut events = Vec::new();
             for (i, piece) in buf[..n_bytes].split(|b| *b == b'\n').enumerate() {
                 if i > 0 {
-                    events.push(self.event(&line));
+                    events.push(self.event(&line, skipping));
                     line.clear();
                     skipping = false;
                 }
@@ -98,13 +98,20 @@ impl Stdin {
         }
         if !line.is_empty() {
             ctx.metrics.events_in.inc();
-            let _ = ctx.out.send(0, Batch::new(vec![self.event(&line)]));
+            let _ = ctx
+                .out
+                .send(0, Batch::new(vec![self.event(&line, skipping)]));
         }
     }
 
-    fn event(&self, line: &[u8]) -> Event {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        Event::Log(LogEvent::new(String::from_utf8_lossy(line)))
+    /// The event of `line` (`cut`: truncated at `max_line_bytes`).
+    fn event(&self, line: &[u8], cut: bool) -> Event {
+        let line = match cut {
+            true => line,
+            false => line.strip_suffix(b"\r").unwrap_or(line),
+        };
+        let text = crate::event::line_text(line, cut).unwrap_or_else(|lossy| lossy);
+        Event::Log(LogEvent::new(text))
     }
 }
 

@@ -33,13 +33,10 @@ impl Tailer {
             }
             counters.lines_truncated.inc();
         }
-        let text = match std::str::from_utf8(line.bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => {
-                counters.invalid_utf8.inc();
-                String::from_utf8_lossy(line.bytes).into_owned()
-            }
-        };
+        let text = crate::event::line_text(line.bytes, line.truncated).unwrap_or_else(|lossy| {
+            counters.invalid_utf8.inc();
+            lossy
+        });
         let piece = Piece {
             text,
             start: line.start,
