@@ -153,7 +153,7 @@ async fn run_async(
     }
     announce(&source, &config);
     warn_about_stranded_buffers(&shared, &started);
-    let interval = Duration::from_millis(config.checkpoint_interval_ms.max(10));
+    let interval = Duration::from_millis(config.checkpoint_interval_ms);
     let mut active = Active {
         config,
         pipelines: started,

@@ -64,7 +64,15 @@ fn out_of_range_values_are_refused_naming_key_and_range() {
             "",
             "",
             "checkpoint_interval_ms",
-            "between 1 and",
+            "between 10 and",
+        ),
+        (
+            "checkpoint_interval_ms: 1\n",
+            "",
+            "",
+            "",
+            "checkpoint_interval_ms",
+            "between 10 and",
         ),
         (
             "dead_letter_max_bytes: 0\n",

@@ -213,6 +213,18 @@ pipelines:
     wait_for("40 lines counted unrouted", Duration::from_secs(30), || {
         dropped("routed", "unrouted") == 40.0
     });
+    // The counters log_to_metric emits count as leaving it, with the 30 lines.
+    wait_for(
+        "log_to_metric's output counted",
+        Duration::from_secs(30),
+        || {
+            let sent = agent.metric_sum(
+                "sluice_events_sent_total",
+                &[("pipeline", "counted"), ("component", "log_to_metric")],
+            );
+            sent == 30.0 + dropped("counted", "no_sink")
+        },
+    );
     assert_eq!(dropped("counted", "unrouted"), 0.0);
     assert_eq!(dropped("routed", "no_sink"), 0.0);
     let log = agent.log();

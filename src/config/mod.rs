@@ -84,7 +84,7 @@ pub struct Config {
     /// written often.
     #[serde(
         default = "default_checkpoint_interval_ms",
-        deserialize_with = "bounds::within::<_, _, 1, { bounds::MAX_MS }>"
+        deserialize_with = "bounds::within::<_, _, 10, { bounds::MAX_MS }>"
     )]
     pub checkpoint_interval_ms: u64,
     /// Named pipelines, each `sources → transforms → sinks`.

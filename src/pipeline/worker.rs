@@ -187,7 +187,10 @@ impl Worker {
     fn tick(&mut self, now: Instant) {
         for index in 0..self.transforms.len() {
             let mut emitted = Vec::new();
-            self.transforms[index].0.tick(now, &mut emitted);
+            let (transform, metrics) = &mut self.transforms[index];
+            transform.tick(now, &mut emitted);
+            // What a stateful transform emits (log_to_metric's series) leaves it too.
+            metrics.events_out.add(emitted.len() as u64);
             if !emitted.is_empty() {
                 self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
@@ -199,7 +202,10 @@ impl Worker {
     fn flush(&mut self) {
         for index in 0..self.transforms.len() {
             let mut emitted = Vec::new();
-            self.transforms[index].0.flush(&mut emitted);
+            let (transform, metrics) = &mut self.transforms[index];
+            transform.flush(&mut emitted);
+            // What a stateful transform emits (log_to_metric's series) leaves it too.
+            metrics.events_out.add(emitted.len() as u64);
             if !emitted.is_empty() {
                 self.tap.observe(Point::Transform(index), &emitted);
                 let events = self.apply(index + 1, emitted);
