@@ -204,3 +204,36 @@ fn every_request_answered_400_fails_health_naming_the_reason() {
     );
     assert!(agent.terminate().success());
 }
+
+/// A retried request says so at WARN the first time, then at most every 10 s with the
+/// number since (the rest at DEBUG; `sluice_sink_retries_total` counts each): 20 refusals
+/// in a row were 20 WARN lines.
+#[test]
+fn retries_are_logged_once_per_interval_and_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(&dir.path().join("in.log"), 0, 50);
+    let es = FakeElasticsearch::start();
+    es.script((0..20).map(|_| Behavior::Status(503)));
+    let sink = "        retry: { initial_backoff_ms: 10, max_backoff_ms: 20 }\n";
+    let agent = Agent::start_logged(dir.path(), &config(dir.path(), &es.endpoint(), sink));
+    wait_for("every line", Duration::from_secs(30), || {
+        es.doc_count() == 50
+    });
+    assert_eq!(
+        agent.metric_sum(
+            "sluice_sink_retries_total",
+            &[("component", "elasticsearch")]
+        ),
+        20.0
+    );
+    let log = agent.log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("request failed; retrying"))
+        .count();
+    assert!(
+        (1..=2).contains(&warned),
+        "{warned} WARN lines for 20 retries in a few seconds:\n{log}"
+    );
+    assert!(agent.terminate().success());
+}

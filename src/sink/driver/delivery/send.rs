@@ -297,7 +297,16 @@ impl HttpDriver {
         } else {
             self.backoff(tries.attempt, retry_after, ctx.shutdown.is_triggered())
         };
-        tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, "request failed; retrying");
+        let due = (state.retry_log.lock().ok()).and_then(|mut log| log.add(1, Instant::now()));
+        let delay_ms = delay.as_millis() as u64;
+        match due {
+            Some(due) => {
+                tracing::warn!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms, retries_since_last_line = due.count, "request failed; retrying")
+            }
+            None => {
+                tracing::debug!(sink = %ctx.id, %reason, attempt = tries.attempt, delay_ms, "request failed; retrying")
+            }
+        }
         state.retries.inc();
         tries.attempt = tries.attempt.saturating_add(1);
         self.sleep_before_retry(delay, ctx).await;

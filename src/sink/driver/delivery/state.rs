@@ -26,6 +26,9 @@ pub(super) struct State {
     pub(super) rejecting_since_ms: AtomicU64,
     /// The last rejection's reason (with the server's words), for `/health`.
     pub(super) last_rejection: std::sync::Mutex<String>,
+    /// When a retry's WARN line is due: the first, then one per 10 s with the count (the
+    /// others at DEBUG; `sluice_sink_retries_total` has them all).
+    pub(super) retry_log: std::sync::Mutex<crate::telemetry::LogEvery>,
     pub(super) started: Instant,
 }
 
@@ -74,6 +77,9 @@ impl State {
             pending_batches: AtomicUsize::new(0),
             rejecting_since_ms: AtomicU64::new(0),
             last_rejection: std::sync::Mutex::new(String::new()),
+            retry_log: std::sync::Mutex::new(crate::telemetry::LogEvery::new(
+                std::time::Duration::from_secs(10),
+            )),
             started: Instant::now(),
         });
         let probe = Arc::downgrade(&state);
