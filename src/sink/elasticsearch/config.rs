@@ -14,13 +14,38 @@ use super::{Settings, BULK_PATH, FILTER_PATH};
 use crate::sink::driver::{BatchConfig, HttpSinkConfig};
 
 /// `endpoint:` one URL or a list of them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Endpoints {
     /// One node (or a load balancer).
     One(Url),
     /// Several nodes, used in turn with failover.
     Many(Vec<Url>),
+}
+
+impl<'de> Deserialize<'de> for Endpoints {
+    /// Says which value is not a URL (serde's untagged enum said only that nothing matched).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let url = |text: &str| {
+            Url::parse(text).map_err(|e| D::Error::custom(format!("{text:?} is not a URL ({e})")))
+        };
+        match Raw::deserialize(d)
+            .map_err(|_| D::Error::custom("expected a URL or a list of URLs"))?
+        {
+            Raw::One(text) => Ok(Endpoints::One(url(&text)?)),
+            Raw::Many(list) => list
+                .iter()
+                .map(|t| url(t))
+                .collect::<Result<_, _>>()
+                .map(Endpoints::Many),
+        }
+    }
 }
 
 /// `mode:` how documents are written.
