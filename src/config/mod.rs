@@ -363,6 +363,15 @@ mod tests {
     }
 
     #[test]
+    fn an_elasticsearch_endpoint_that_is_not_a_url_is_named() {
+        check(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    \
+             sinks: [{ type: elasticsearch, endpoint: ['http://a:9200', 'b'] }]\n",
+            Some("test.yaml:5:46: pipelines.p.sinks[0].endpoint: \"b\" is not a URL"),
+        );
+    }
+
+    #[test]
     fn an_empty_data_dir_is_refused_at_its_line() {
         check(
             "data_dir: ''\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    sinks: [{ type: console }]\n",
