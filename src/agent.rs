@@ -340,10 +340,16 @@ async fn reload(
     let (replaced, removed): (Vec<_>, Vec<_>) = stopping
         .into_iter()
         .partition(|p| new_config.pipelines.contains_key(p.name()));
+    let removed_names: Vec<String> = removed.iter().map(|p| p.name().to_owned()).collect();
     tokio::join!(
         stop_all(replaced, deadline, StopReason::Reload),
         stop_all(removed, deadline, StopReason::Removed),
     );
+    // A removed pipeline's series leave `/metrics` (as Vector expires them); one added
+    // again later starts from zero, which Prometheus reads as a counter reset.
+    for name in &removed_names {
+        crate::telemetry::registry().forget_pipeline(name);
+    }
     // A failure is logged and retried by the periodic writer; the new pipelines start from
     // the positions in memory either way.
     let _ = save_checkpoints(&shared.checkpoints, true).await;

@@ -270,7 +270,8 @@ fn a_stalled_tap_does_not_stop_the_pipeline() {
 /// A reload that removes a tapped pipeline or renames a tapped component ends those taps
 /// (a last `{"error":…}` line: `sluice tap` says why and exits non-zero) and frees their
 /// slots; a tap on a pipeline that is still running goes on. Before, such a tap stayed
-/// open forever, silent, holding one of the eight slots.
+/// open forever, silent, holding one of the eight slots. The removed pipeline's series
+/// leave `/metrics`.
 #[test]
 fn a_reload_ends_the_taps_of_what_it_removed() {
     let _serial = serial();
@@ -300,6 +301,7 @@ fn a_reload_ends_the_taps_of_what_it_removed() {
         metric_sum(&agent.metrics(), "sluice_taps_open", &[]) == 3.0
     });
 
+    assert!(agent.metrics().contains("pipeline=\"other\""));
     let text = two("stamp", false);
     std::fs::write(&agent.config, text.replace("{api}", &agent.api.to_string())).unwrap();
     let (status, body) = support::http_request(agent.api, "POST", "/reload", "").unwrap();
@@ -340,6 +342,10 @@ fn a_reload_ends_the_taps_of_what_it_removed() {
         "the tap on a running pipeline goes on"
     );
     assert_eq!(metric_sum(&agent.metrics(), "sluice_taps_open", &[]), 1.0);
+    // The removed pipeline's series are gone from /metrics; the running one's stay.
+    let metrics = agent.metrics();
+    assert!(!metrics.contains("pipeline=\"other\""), "{metrics}");
+    assert!(metrics.contains("pipeline=\"web\""), "{metrics}");
     let _ = kept.kill();
     let _ = kept.wait();
     assert!(agent.terminate().success());

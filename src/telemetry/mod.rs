@@ -248,6 +248,21 @@ impl Registry {
             .insert(to_labels(labels), Series::Probe(Arc::new(probe)));
     }
 
+    /// Forgets every series labelled `pipeline="<name>"` (a pipeline a reload removed); a
+    /// family left without series goes too.
+    pub fn forget_pipeline(&self, name: &str) {
+        let mut families = self
+            .families
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for family in families.values_mut() {
+            family
+                .series
+                .retain(|labels, _| !labels.iter().any(|(k, v)| k == "pipeline" && v == name));
+        }
+        families.retain(|_, family| !family.series.is_empty());
+    }
+
     /// The histogram `name{labels}` with the given bucket bounds.
     pub fn histogram(
         &self,
