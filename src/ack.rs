@@ -148,10 +148,11 @@ impl StreamTracker {
         let seq = lock(&self.stream).push(end);
         AckRef {
             inner: Arc::new(AckInner {
-                stream: self.stream.clone(),
+                stream: Some(self.stream.clone()),
                 seq,
                 abandoned: AtomicBool::new(false),
                 watch: None,
+                lost: None,
             }),
             settled: false,
         }
@@ -176,22 +177,34 @@ impl StreamTracker {
 }
 
 struct AckInner {
-    stream: SharedStream,
+    /// The stream whose position waits for the batch (`None`: no position to keep).
+    stream: Option<SharedStream>,
     seq: u64,
     abandoned: AtomicBool,
     /// Told the batch's fate when its last copy goes (see [`AckRef::watched`]).
     watch: Option<tokio::sync::oneshot::Sender<bool>>,
+    /// A batch that cannot be read again (see [`AckRef::counted`]): its events, counted
+    /// here when it is abandoned.
+    lost: Option<(crate::telemetry::Counter, u64)>,
 }
 
 impl Drop for AckInner {
     fn drop(&mut self) {
-        let status = if self.abandoned.load(Ordering::Acquire) {
-            crate::telemetry::batches_abandoned().inc();
-            Status::Abandoned
-        } else {
-            Status::Done
+        let abandoned = self.abandoned.load(Ordering::Acquire);
+        let status = match (abandoned, &self.lost) {
+            (false, _) => Status::Done,
+            (true, Some((lost, events))) => {
+                lost.add(*events);
+                Status::Abandoned
+            }
+            (true, None) => {
+                crate::telemetry::batches_abandoned().inc();
+                Status::Abandoned
+            }
         };
-        lock(&self.stream).complete(self.seq, status);
+        if let Some(stream) = &self.stream {
+            lock(stream).complete(self.seq, status);
+        }
         if let Some(watch) = self.watch.take() {
             let _ = watch.send(status == Status::Done);
         }
@@ -216,18 +229,39 @@ impl AckRef {
     /// then: the client keeps the data, and retries, until the pipeline delivered it.
     pub fn watched() -> (AckRef, AckWatch) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut stream = StreamState::new(0, Meta::new());
-        let seq = stream.push(1);
         let ack = AckRef {
             inner: Arc::new(AckInner {
-                stream: Arc::new(Mutex::new(stream)),
-                seq,
+                stream: None,
+                seq: 0,
                 abandoned: AtomicBool::new(false),
                 watch: Some(tx),
+                lost: None,
             }),
             settled: false,
         };
         (ack, rx)
+    }
+
+    /// A handle for a batch of `events` that no source can read again (syslog, stdin,
+    /// metrics collected): abandoned (a sink stopped before delivering it: shutdown or a
+    /// reload with the sink down, a crash inside the agent), its events are added to
+    /// `lost`, so such a loss is counted, not only logged.
+    pub fn counted(events: u64, lost: crate::telemetry::Counter) -> AckRef {
+        AckRef {
+            inner: Arc::new(AckInner {
+                stream: None,
+                seq: 0,
+                abandoned: AtomicBool::new(false),
+                watch: None,
+                lost: Some((lost, events)),
+            }),
+            settled: false,
+        }
+    }
+
+    /// True for a handle made by [`AckRef::counted`] (events no source can read again).
+    pub fn is_counted(&self) -> bool {
+        self.inner.lost.is_some()
     }
 
     /// This holder's events are delivered or permanently rejected.
@@ -296,6 +330,26 @@ mod tests {
         let d = tracker.track(40);
         d.done();
         assert_eq!(tracker.committed(), 20, "nothing passes an abandoned batch");
+    }
+
+    #[test]
+    fn a_counted_batch_adds_its_events_when_abandoned_only() {
+        let lost = crate::telemetry::Counter::default();
+        let done = AckRef::counted(7, lost.clone());
+        let copy = done.clone();
+        done.done();
+        copy.done();
+        assert_eq!(lost.get(), 0, "settled: nothing lost");
+        let abandoned = AckRef::counted(5, lost.clone());
+        let copy = abandoned.clone();
+        abandoned.done();
+        assert!(copy.is_counted());
+        drop(copy);
+        assert_eq!(
+            lost.get(),
+            5,
+            "one copy dropped unsettled: its events are lost"
+        );
     }
 
     #[test]

@@ -440,3 +440,61 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// A reload that restarts a pipeline while its only sink is down (memory buffer) loses
+/// the events of sources that cannot read them again (syslog): the README says so, and
+/// now the loss is counted, `sluice_events_dropped_total{reason="undelivered_at_stop"}`,
+/// not only named in an ERROR line.
+#[test]
+fn syslog_events_lost_at_a_reload_with_the_sink_down_are_counted() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (api, syslog) = (api_address(), api_address());
+    // Nothing listens there: every request is refused.
+    let dead = api_address();
+    let text = |max_events: u32| {
+        format!(
+            r#"data_dir: {data}
+api: {{ address: "{api}" }}
+shutdown_timeout_secs: 1
+pipelines:
+  p:
+    sources:
+      - {{ type: syslog, mode: tcp, address: "{syslog}" }}
+    sinks:
+      - type: loki
+        endpoint: http://{dead}
+        batch: {{ timeout_ms: 100, max_events: {max_events} }}
+        retry: {{ initial_backoff_ms: 20, max_backoff_ms: 200 }}
+"#,
+            data = dir.path().join("data").display(),
+        )
+    };
+    let agent = start(dir.path(), &text(500), api);
+    let mut sender = std::net::TcpStream::connect(syslog).unwrap();
+    for i in 0..40 {
+        writeln!(
+            sender,
+            "<13>1 2026-11-29T00:00:00Z host app - - - message {i}"
+        )
+        .unwrap();
+    }
+    sender.flush().unwrap();
+    let metric = |name: &str, labels: &[(&str, &str)]| agent.metric_sum(name, labels);
+    wait_for("40 messages read", Duration::from_secs(30), || {
+        metric(
+            "sluice_events_received_total",
+            &[("component_kind", "source")],
+        ) == 40.0
+    });
+    std::fs::write(&agent.config, text(600)).unwrap();
+    let (status, body) = http_request(api, "POST", "/reload", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let lost = &[("pipeline", "p"), ("reason", "undelivered_at_stop")];
+    wait_for("the 40 counted as lost", Duration::from_secs(30), || {
+        metric("sluice_events_dropped_total", lost) == 40.0
+    });
+    // Nothing that cannot be read again was abandoned: no file position waits for them.
+    assert_eq!(metric("sluice_batches_abandoned_total", &[]), 0.0);
+    assert!(agent.terminate().success());
+}

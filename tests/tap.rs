@@ -350,3 +350,26 @@ fn a_reload_ends_the_taps_of_what_it_removed() {
     let _ = kept.wait();
     assert!(agent.terminate().success());
 }
+
+/// `sluice tap -c FILE` of a config whose API is disabled says so, rather than tapping
+/// whatever agent listens on the address that config would have used.
+#[test]
+fn tap_on_a_config_without_an_api_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        config(dir.path(), 10, 64)
+            .replace("api: {", "api: { enabled: false,")
+            .replace("{api}", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let output = Command::new(support::binary())
+        .args(["tap", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run sluice tap");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("api.enabled is false"), "{stderr}");
+}

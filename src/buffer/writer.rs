@@ -353,8 +353,9 @@ pub(super) fn append(shared: &Shared, batch: Batch, record: &mut Vec<u8>) -> App
                 acks.drain(..).for_each(AckRef::done);
                 return Appended::DroppedFull;
             }
-            if acks.is_empty() {
+            if !replayable(&acks) {
                 shared.gauges.not_buffered.add(u64::from(n_events));
+                acks.drain(..).for_each(AckRef::done); // counted here, not again as lost
             }
             return Appended::Failed;
         }
@@ -431,8 +432,9 @@ fn make_room<'a>(
             WhenFull::Block if shared.shutdown.is_triggered() => {
                 state.waiting -= u32::from(waited);
                 drop(state);
-                if acks.is_empty() {
+                if !replayable(acks) {
                     shared.gauges.not_buffered.add(u64::from(n_events));
+                    acks.drain(..).for_each(AckRef::done); // counted here, not again as lost
                 }
                 tracing::error!(buffer = %shared.dir.display(), n_events, "disk buffer full at shutdown: a batch was not buffered");
                 return Err(Appended::Failed);
@@ -510,6 +512,13 @@ pub(super) fn close(shared: &Shared) {
             ack.done();
         }
     }
+}
+
+/// True when the batch's source reads it again if it is not buffered (a position kept, or
+/// a client that retries); false for events of sources that cannot (no handle, or only
+/// [`AckRef::counted`] ones).
+fn replayable(acks: &[AckRef]) -> bool {
+    !acks.iter().all(AckRef::is_counted)
 }
 
 /// Fsyncs the segment being written, then acknowledges the batches written since.

@@ -29,6 +29,12 @@ pub struct Options {
 pub fn run(mut options: Options) -> anyhow::Result<()> {
     if let Some(path) = &options.config {
         let (config, _) = sluice::config::load(path)?;
+        // Another agent may listen on the address this one would have used.
+        anyhow::ensure!(
+            config.api.enabled,
+            "{}: api.enabled is false: that agent serves no taps",
+            path.display()
+        );
         options.api = config.api.address.to_string();
         options.token = options.token.or(config.api.reload_token);
     }

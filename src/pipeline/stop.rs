@@ -99,7 +99,7 @@ fn log_undrained(
         return;
     }
     message.push_str(&format!(
-        "; sources {} cannot be read again: their events these sinks had not delivered are lost (give the sinks `buffer: {{ type: disk }}` to keep them)",
+        "; sources {} cannot be read again: their events these sinks had not delivered are lost, counted in sluice_events_dropped_total{{reason=\"undelivered_at_stop\"}} (give the sinks `buffer: {{ type: disk }}` to keep them)",
         not_replayable.join(", ")
     ));
     tracing::error!(pipeline = %pipeline, "{message}");

@@ -12,6 +12,7 @@ use flume::{Receiver, RecvTimeoutError, Sender};
 
 use super::sinks::SinkOutput;
 use super::{RunningPipeline, Shared};
+use crate::ack::AckRef;
 use crate::batch::Batch;
 use crate::config::Built;
 use crate::event::{Event, Kinds};
@@ -43,6 +44,7 @@ impl RunningPipeline {
     ) -> anyhow::Result<Vec<(Sender<Batch>, Gauge)>> {
         let name = &self.name;
         let untaken = Untaken::counter(name, &sinks, carried);
+        let lost = ComponentMetrics::new(name, "pipeline", name).dropped("undelivered_at_stop");
         let mut partitions = Vec::new();
         for index in 0..shared.workers.max(1) {
             let (tx, rx) = flume::bounded(capacity);
@@ -70,6 +72,7 @@ impl RunningPipeline {
                     .collect(),
                 sinks: sinks.clone(),
                 untaken: untaken.clone(),
+                lost: lost.clone(),
                 input_closed: self.input_closed.clone(),
                 tap: self.tap.clone(),
             };
@@ -92,6 +95,10 @@ struct Worker {
     sinks: Arc<Vec<SinkOutput>>,
     /// Counts events no sink takes; `None` when every event has one.
     untaken: Option<Untaken>,
+    /// `sluice_events_dropped_total{reason="undelivered_at_stop"}` of the pipeline: events
+    /// of sources that cannot read them again, lost when the pipeline stopped before a
+    /// sink delivered them ([`AckRef::counted`]).
+    lost: Counter,
     input_closed: Shutdown,
     tap: TapPoints,
 }
@@ -150,7 +157,16 @@ impl Worker {
             match self.input.recv_timeout(wait) {
                 Ok(batch) => {
                     self.depth.add(-1);
-                    let Batch { events, acks, home } = batch;
+                    let Batch {
+                        events,
+                        mut acks,
+                        home,
+                    } = batch;
+                    if acks.is_empty() && !events.is_empty() {
+                        // Events no source can read again: counted if a sink never
+                        // delivers them (the pipeline stopped first).
+                        acks.push(AckRef::counted(events.len() as u64, self.lost.clone()));
+                    }
                     self.tap.observe(Point::Input, &events);
                     let events = self.apply(0, events);
                     self.forward(Batch { events, acks, home });
