@@ -16,13 +16,17 @@
 //! only to loopback peers, or to any peer with `Authorization: Bearer <api.reload_token>`
 //! when that is set (`403` otherwise).
 //!
-//! Connections are capped (`api.max_connections`; more are closed at once) and must send
-//! their headers within `api.header_timeout_secs`.
+//! Connections are capped (`api.max_connections`) and must send their headers within
+//! `api.header_timeout_secs`. With every slot taken, a new connection takes the slot of the
+//! oldest one that has not sent a whole request yet (a slow or stuck client), so probes
+//! are answered while such clients hold the rest; when every slot serves a request or a
+//! tap, the new connection is closed at once.
 //!
 //! Owns: the HTTP surface. Never: changes pipelines itself (reloads go to the agent loop).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +66,7 @@ pub async fn serve(
         "API connections closed at once because api.max_connections were open.",
         &[],
     );
+    let connections = Connections::default();
     tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -72,16 +77,37 @@ pub async fn serve(
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                refused.inc();
-                drop(stream);
-                continue;
+            // Every slot taken: the oldest connection that has not sent a whole request yet
+            // (a slow or stuck client) gives its slot up, so a probe is still answered.
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) if connections.evict_oldest_waiting() => None,
+                Err(_) => {
+                    refused.inc();
+                    drop(stream);
+                    continue;
+                }
             };
-            let reloads = reloads.clone();
-            let token = token.clone();
+            let (slots, refused) = (slots.clone(), refused.clone());
+            let (reloads, token) = (reloads.clone(), token.clone());
+            let entry = connections.open();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slot = match slot {
+                    Some(slot) => slot,
+                    // The evicted connection's task lets its slot go as it ends.
+                    None => {
+                        match tokio::time::timeout(EVICTION_WAIT, slots.acquire_owned()).await {
+                            Ok(Ok(slot)) => slot,
+                            _ => {
+                                refused.inc();
+                                return;
+                            }
+                        }
+                    }
+                };
+                let started = entry.started.clone();
                 let service = hyper::service::service_fn(move |request| {
+                    started.store(true, Ordering::Relaxed);
                     let reloads = reloads.clone();
                     let token = token.clone();
                     async move {
@@ -89,16 +115,89 @@ pub async fn serve(
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
+                let serving = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_timeout)
-                    .serve_connection(io, service)
-                    .await;
+                    .serve_connection(io, service);
+                tokio::select! {
+                    _ = serving => {}
+                    () = entry.evicted.notified() => {}
+                }
             });
         }
     });
     tracing::info!(address = %bound, "api listening");
     Ok(bound)
+}
+
+/// How long a connection that took an evicted one's slot waits for that slot to be let go.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// The open connections, oldest first, for eviction when every slot is taken.
+#[derive(Clone, Default)]
+struct Connections {
+    inner: Arc<std::sync::Mutex<ConnectionTable>>,
+}
+
+#[derive(Default)]
+struct ConnectionTable {
+    next: u64,
+    open: std::collections::BTreeMap<u64, (Arc<AtomicBool>, Arc<tokio::sync::Notify>)>,
+}
+
+/// One connection's entry; dropping it (the connection's task ends) removes it.
+struct ConnectionEntry {
+    id: u64,
+    table: Connections,
+    /// A whole request arrived (from then on the connection is not evicted).
+    started: Arc<AtomicBool>,
+    /// Told to end: its slot goes to a new connection.
+    evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionTable> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(&self) -> ConnectionEntry {
+        let mut table = self.lock();
+        let id = table.next;
+        table.next += 1;
+        let (started, evicted) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        table.open.insert(id, (started.clone(), evicted.clone()));
+        ConnectionEntry {
+            id,
+            table: self.clone(),
+            started,
+            evicted,
+        }
+    }
+
+    /// Ends the oldest connection that has not sent a whole request; false when there is
+    /// none (every slot serves a request or a tap).
+    fn evict_oldest_waiting(&self) -> bool {
+        let mut table = self.lock();
+        let oldest = (table.open.iter())
+            .find(|(_, (started, _))| !started.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| table.open.remove(&id)) {
+            Some((_, evicted)) => {
+                evicted.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for ConnectionEntry {
+    fn drop(&mut self) {
+        self.table.lock().open.remove(&self.id);
+    }
 }
 
 /// Whether a privileged request (`POST /reload`, `GET /tap`) from `peer` is allowed:
