@@ -21,25 +21,37 @@ use crate::yaml::Named;
 /// located, with the answer: one pipeline whose sinks have conditions. (Literal addresses
 /// only: `0.0.0.0:514` and `127.0.0.1:514` still meet at start-up as `address in use`.)
 pub fn shared_listeners(config: &Config, file: &str) -> Vec<String> {
-    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    // Socket → who listens on it (`None`: the API).
+    let mut first: BTreeMap<String, Option<String>> = BTreeMap::new();
+    if config.api.enabled {
+        first.insert(format!("tcp {}", config.api.address), None);
+    }
     let mut errors = Vec::new();
     for (name, pipeline) in &config.pipelines {
         for (i, source) in pipeline.sources.iter().enumerate() {
-            let SourceConfig::Syslog(syslog) = &source.config else {
-                continue;
+            let key = match &source.config {
+                SourceConfig::Syslog(syslog) => {
+                    let socket = match (&syslog.address, &syslog.path) {
+                        (Some(address), _) => address.clone(),
+                        (None, Some(path)) => path.display().to_string(),
+                        (None, None) => continue,
+                    };
+                    format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase())
+                }
+                SourceConfig::OpenTelemetry(otlp) => format!("tcp {}", otlp.address),
+                _ => continue,
             };
-            let socket = match (&syslog.address, &syslog.path) {
-                (Some(address), _) => address.clone(),
-                (None, Some(path)) => path.display().to_string(),
-                (None, None) => continue,
-            };
-            let key = format!("{} {socket}", format!("{:?}", syslog.mode).to_lowercase());
             let here = format!("pipelines.{name}.sources[{i}]");
             match first.get(&key) {
                 None => {
-                    first.insert(key, format!("{here} (line {})", source.line));
+                    first.insert(key, Some(format!("{here} (line {})", source.line)));
                 }
-                Some(other) => errors.push(format!(
+                Some(None) => errors.push(format!(
+                    "{file}:{}: {here}: {key} is api.address: give the source or the API \
+                     another port",
+                    source.line
+                )),
+                Some(Some(other)) => errors.push(format!(
                     "{file}:{}: {here}: {key} is read by {other} already: a socket is read by one \
                      source; to send its events to different sinks, use one pipeline with a \
                      `condition:` on each sink (README: Routing)",

@@ -371,6 +371,30 @@ mod tests {
         );
     }
 
+    /// `validate` refuses what `run` would fail on as `address in use`: a source on the
+    /// API's address, two OTLP receivers on one address.
+    #[test]
+    fn a_source_on_the_api_address_or_a_taken_otlp_address_is_refused() {
+        check(
+            "data_dir: /tmp/x\napi: { address: '127.0.0.1:8686' }\npipelines:\n  p:\n    \
+             sources: [{ type: syslog, mode: tcp, address: '127.0.0.1:8686' }]\n    \
+             sinks: [{ type: console }]\n",
+            Some("test.yaml:5: pipelines.p.sources[0]: tcp 127.0.0.1:8686 is api.address"),
+        );
+        check(
+            "data_dir: /tmp/x\napi: { address: '127.0.0.1:8686', enabled: false }\npipelines:\n  p:\n    \
+             sources: [{ type: syslog, mode: tcp, address: '127.0.0.1:8686' }]\n    \
+             sinks: [{ type: console }]\n",
+            None,
+        );
+        check(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: opentelemetry }]\n    \
+             sinks: [{ type: console }]\n  q:\n    sources: [{ type: opentelemetry }]\n    \
+             sinks: [{ type: console }]\n",
+            Some("test.yaml:7: pipelines.q.sources[0]: tcp 127.0.0.1:4318 is read by pipelines.p.sources[0] (line 4) already"),
+        );
+    }
+
     #[test]
     fn an_empty_data_dir_is_refused_at_its_line() {
         check(
