@@ -196,13 +196,11 @@ async fn serve_until_stopped(
             _ = shared.supervisor.wait() => break,
             _ = hangup.recv() => {
                 let _ = reload(source, active, shared, deadline).await;
-                warn_about_stranded_buffers(shared, &active.pipelines);
-                crate::tap::end_orphans();
+                after_reload(shared, active);
             }
             Some(reply) = reload_rx.recv() => {
                 let outcome = reload(source, active, shared, deadline).await;
-                warn_about_stranded_buffers(shared, &active.pipelines);
-                crate::tap::end_orphans();
+                after_reload(shared, active);
                 let _ = reply.send(outcome);
             }
             _ = shared.sources_finished.notified() => {
@@ -214,6 +212,13 @@ async fn serve_until_stopped(
         }
     }
     Ok(())
+}
+
+/// What follows any reload, applied or refused: buffers no sink reads any more are named,
+/// and taps on what it removed are ended.
+fn after_reload(shared: &Shared, active: &Active) {
+    warn_about_stranded_buffers(shared, &active.pipelines);
+    crate::tap::end_orphans();
 }
 
 /// Warns about disk buffers under `data_dir` that hold undelivered events and that no sink

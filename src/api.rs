@@ -241,6 +241,20 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Body>
     response
 }
 
+/// `405` for a known path asked with another method, naming the ones it takes (`Allow`).
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        format!("method not allowed: use {allow}\n"),
+    );
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static(allow),
+    );
+    response
+}
+
 /// `{"status":"ok"}` (200) when `problems` is empty, else 503 with them under `what`.
 fn status_reply(
     what: &str,
@@ -329,30 +343,8 @@ async fn route(
                 ),
             }
         }
-        (_, "/live" | "/health" | "/metrics" | "/tap") => {
-            let mut response = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "method not allowed: use GET\n".into(),
-            );
-            response.headers_mut().insert(
-                hyper::header::ALLOW,
-                hyper::header::HeaderValue::from_static("GET, HEAD"),
-            );
-            response
-        }
-        (_, "/reload") => {
-            let mut response = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "method not allowed: use POST\n".into(),
-            );
-            response.headers_mut().insert(
-                hyper::header::ALLOW,
-                hyper::header::HeaderValue::from_static("POST"),
-            );
-            response
-        }
+        (_, "/live" | "/health" | "/metrics" | "/tap") => method_not_allowed("GET, HEAD"),
+        (_, "/reload") => method_not_allowed("POST"),
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",

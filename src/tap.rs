@@ -365,8 +365,7 @@ pub fn open(
         ended: Mutex::new(None),
     });
     taps.push(tap.clone());
-    hub().open.store(taps.len(), Ordering::SeqCst);
-    hub().open_gauge.set(taps.len() as i64);
+    set_open(&taps);
     Ok(TapReader {
         tap,
         rx,
@@ -389,6 +388,11 @@ pub fn end_orphans() {
         }
         None => true,
     });
+    set_open(&taps);
+}
+
+/// Publishes how many taps are open (read by every tap point without the lock).
+fn set_open(taps: &[Arc<Tap>]) {
     hub().open.store(taps.len(), Ordering::SeqCst);
     hub().open_gauge.set(taps.len() as i64);
 }
@@ -480,8 +484,7 @@ impl Drop for TapReader {
     fn drop(&mut self) {
         let mut taps = lock(&hub().taps);
         taps.retain(|tap| !Arc::ptr_eq(tap, &self.tap));
-        hub().open.store(taps.len(), Ordering::SeqCst);
-        hub().open_gauge.set(taps.len() as i64);
+        set_open(&taps);
     }
 }
 

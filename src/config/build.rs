@@ -244,25 +244,9 @@ impl Config {
         ));
         let (source_ids, transform_ids, sink_ids) = (source_ids?, transform_ids?, sink_ids?);
         // A name given to components of two kinds: a tap on it would mix both.
-        let named = (pipeline
-            .sources
-            .iter()
-            .map(|c| (&c.name, c.line))
-            .enumerate())
-        .map(|(i, (name, line))| ("sources", i, name, line))
-        .chain(
-            (pipeline
-                .transforms
-                .iter()
-                .map(|c| (&c.name, c.line))
-                .enumerate())
-            .map(|(i, (name, line))| ("transforms", i, name, line)),
-        )
-        .chain(
-            (pipeline.sinks.iter().map(|c| (&c.name, c.line)).enumerate())
-                .map(|(i, (name, line))| ("sinks", i, name, line)),
-        )
-        .filter_map(|(what, i, name, line)| Some((what, i, name.as_ref()?, line)));
+        let named = (names(&pipeline.sources, "sources"))
+            .chain(names(&pipeline.transforms, "transforms"))
+            .chain(names(&pipeline.sinks, "sinks"));
         let mut seen: Vec<(&str, usize, &String, usize)> = Vec::new();
         for (what, i, name, line) in named {
             if let Some((first_what, j, _, first_line)) = seen.iter().find(|s| s.2 == name) {
@@ -308,12 +292,11 @@ impl Config {
             });
             keep(format!("{at}.transforms[{i}]"), item.line, result);
         }
-        let carried = pipeline
-            .transforms
-            .iter()
-            .fold(pipeline_kinds(pipeline), |kinds, t| {
-                t.config.kinds_out(kinds)
-            });
+        // What the transforms make of `kinds` (log_to_metric: metrics too, or instead).
+        let after_transforms =
+            |kinds: Kinds| (pipeline.transforms.iter()).fold(kinds, |k, t| t.config.kinds_out(k));
+        let emitted = (pipeline.sources.iter()).fold(Kinds::NONE, |k, s| k.or(s.config.kinds()));
+        let carried = after_transforms(emitted);
         let mut taken = Kinds::NONE;
         for (i, (item, id)) in pipeline.sinks.iter().zip(sink_ids).enumerate() {
             let route = item.config.build_route();
@@ -336,22 +319,22 @@ impl Config {
         }
         built.carried = carried;
         built.unsent = carried.without(taken);
-        // What the transforms make of each kind the sources emit reaches a sink?
-        let through = |kinds: Kinds| {
-            let out = (pipeline.transforms.iter()).fold(kinds, |k, t| t.config.kinds_out(k));
-            !out.and(taken).is_empty()
-        };
+        // Does a sink take what the transforms make of each kind a source could emit?
+        let reaches_a_sink = |kinds: Kinds| !after_transforms(kinds).and(taken).is_empty();
         built.delivered = Kinds {
-            logs: through(Kinds::LOGS),
-            metrics: through(Kinds::METRICS),
+            logs: reaches_a_sink(Kinds::LOGS),
+            metrics: reaches_a_sink(Kinds::METRICS),
         };
         Some(built)
     }
 }
 
-/// The kinds the pipeline's sources emit.
-fn pipeline_kinds(pipeline: &PipelineConfig) -> Kinds {
-    (pipeline.sources.iter()).fold(Kinds::NONE, |kinds, s| kinds.or(s.config.kinds()))
+/// `(list name, index, name, line)` of the components of `list` given a `name:`.
+fn names<'a, T>(
+    list: &'a [Named<T>],
+    what: &'static str,
+) -> impl Iterator<Item = (&'static str, usize, &'a String, usize)> + 'a {
+    (list.iter().enumerate()).filter_map(move |(i, c)| Some((what, i, c.name.as_ref()?, c.line)))
 }
 
 impl BuiltPipeline {

@@ -81,17 +81,6 @@ macro_rules! sinks {
         }
 
         impl Sink {
-    /// The kinds of event the sink delivers; it settles others unsent.
-    pub fn kinds(&self) -> Kinds {
-        match self {
-            Sink::Loki(_) | Sink::Elasticsearch(_) => Kinds::LOGS,
-            Sink::PrometheusRemoteWrite(_) => Kinds::METRICS,
-            Sink::OpenTelemetry(_) | Sink::Console(_) | Sink::File(_) | Sink::Blackhole(_) => {
-                Kinds::BOTH
-            }
-        }
-    }
-
             /// The `type:` name.
             pub fn type_name(&self) -> &'static str {
                 match self {
@@ -128,6 +117,17 @@ sinks! {
 }
 
 impl Sink {
+    /// The kinds of event the sink delivers; it settles others unsent.
+    pub fn kinds(&self) -> Kinds {
+        match self {
+            Sink::Loki(_) | Sink::Elasticsearch(_) => Kinds::LOGS,
+            Sink::PrometheusRemoteWrite(_) => Kinds::METRICS,
+            Sink::OpenTelemetry(_) | Sink::Console(_) | Sink::File(_) | Sink::Blackhole(_) => {
+                Kinds::BOTH
+            }
+        }
+    }
+
     /// What the pipeline puts between itself and the sink: the network sinks' `buffer:`,
     /// the default memory queue for the others.
     pub fn buffer(&self) -> crate::buffer::BufferSettings {
