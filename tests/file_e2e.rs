@@ -278,6 +278,12 @@ fn huge_line_and_binary_junk_do_not_hurt() {
     let messages = setup.wait_messages(4);
     assert_eq!(messages[0], "before");
     assert_eq!(messages[1].len(), 1000);
+    // The cut line says so, as a cut syslog message does; the others carry no such field.
+    let events = setup.events();
+    assert_eq!(events[1]["truncated"], true, "{}", events[1]);
+    for i in [0, 2, 3] {
+        assert!(events[i].get("truncated").is_none(), "{}", events[i]);
+    }
     assert!(messages[2].starts_with("bin \u{fffd}\u{fffd}\u{0}\u{1} junk"));
     assert_eq!(messages[3], "after");
     wait_for("counters", WAIT, || {

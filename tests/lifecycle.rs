@@ -583,6 +583,50 @@ fn sigterm_with_a_quiet_stdin_pipe_stops_at_once() {
     assert!(!log.contains("ERROR"), "an ERROR on a clean stop:\n{log}");
 }
 
+/// stdin's bad input is passed on and counted as the file source's is: a line cut at
+/// `max_line_bytes` carries `truncated: true` and is counted, a line with bytes that are not
+/// UTF-8 is kept (with U+FFFD) and counted in `sluice_stdin_invalid_utf8_total`.
+#[test]
+fn stdin_marks_cut_lines_and_counts_invalid_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let port = free_port();
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = dir.path().join("sluice.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  p:\n    sources:\n      - {{ type: stdin, max_line_bytes: 10 }}\n    sinks:\n      - {{ type: file, path: {out} }}\n",
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = support::Agent::start_file(&config, api, Stdio::piped());
+    let mut stdin = agent.child.stdin.take().unwrap();
+    stdin
+        .write_all(b"short\n0123456789abcdef\nbad \xff!\nlast\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    wait_for("four lines delivered", Duration::from_secs(30), || {
+        support::read_json_lines(&out).len() >= 4
+    });
+    let events = support::read_json_lines(&out);
+    assert_eq!(events[1]["message"], "0123456789");
+    assert_eq!(events[1]["truncated"], true, "{}", events[1]);
+    assert_eq!(events[2]["message"], "bad \u{fffd}!");
+    for i in [0, 2, 3] {
+        assert!(events[i].get("truncated").is_none(), "{}", events[i]);
+    }
+    wait_for("counters", Duration::from_secs(10), || {
+        agent.metric_sum("sluice_stdin_invalid_utf8_total", &[]) == 1.0
+            && agent.metric_sum("sluice_events_dropped_total", &[("reason", "truncated")]) == 1.0
+    });
+    drop(stdin);
+    let status = agent.wait(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+}
+
 /// A disk buffer whose disk fills: the pipeline waits with the error on `/health`, the
 /// write is tried again, and once there is room everything is delivered, including lines
 /// written after. (Before: each batch was abandoned at the first failure, the failed

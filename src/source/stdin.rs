@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::{Running, SourceContext};
 use crate::batch::Batch;
-use crate::event::{Event, LogEvent};
+use crate::event::{Event, LogEvent, Value};
+use crate::telemetry::Counter;
 
 /// `type: stdin` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,6 +54,11 @@ impl Stdin {
     fn run(self, ctx: SourceContext) {
         let mut stdin = std::io::stdin().lock();
         let truncated = ctx.metrics.dropped("truncated");
+        let invalid_utf8 = ctx.metrics.counter(
+            "sluice_stdin_invalid_utf8_total",
+            "Lines with invalid UTF-8, kept with replacement characters.",
+            &[],
+        );
         let mut line: Vec<u8> = Vec::new();
         let mut skipping = false;
         // Larger than std's own stdin buffer, which reads then bypass: waiting on the
@@ -74,7 +80,7 @@ impl Stdin {
             let mut events = Vec::new();
             for (i, piece) in buf[..n_bytes].split(|b| *b == b'\n').enumerate() {
                 if i > 0 {
-                    events.push(self.event(&line, skipping));
+                    events.push(self.event(&line, skipping, &invalid_utf8));
                     line.clear();
                     skipping = false;
                 }
@@ -98,20 +104,29 @@ impl Stdin {
         }
         if !line.is_empty() {
             ctx.metrics.events_in.inc();
-            let _ = ctx
-                .out
-                .send(0, Batch::new(vec![self.event(&line, skipping)]));
+            let _ = ctx.out.send(
+                0,
+                Batch::new(vec![self.event(&line, skipping, &invalid_utf8)]),
+            );
         }
     }
 
-    /// The event of `line` (`cut`: truncated at `max_line_bytes`).
-    fn event(&self, line: &[u8], cut: bool) -> Event {
+    /// The event of `line` (`cut`: truncated at `max_line_bytes`, and marked so); a line
+    /// that is not UTF-8 is kept with U+FFFD and counted in `invalid_utf8`.
+    fn event(&self, line: &[u8], cut: bool, invalid_utf8: &Counter) -> Event {
         let line = match cut {
             true => line,
             false => line.strip_suffix(b"\r").unwrap_or(line),
         };
-        let text = crate::event::line_text(line, cut).unwrap_or_else(|lossy| lossy);
-        Event::Log(LogEvent::new(text))
+        let text = crate::event::line_text(line, cut).unwrap_or_else(|lossy| {
+            invalid_utf8.inc();
+            lossy
+        });
+        let mut event = LogEvent::new(text);
+        if cut {
+            event.fields.insert("truncated", Value::Bool(true));
+        }
+        Event::Log(event)
     }
 }
 

@@ -204,6 +204,9 @@ impl Tailer {
                 Some(stream) => self.stream_fields(stream),
                 None => self.shared_fields.clone(),
             };
+            if piece.truncated {
+                fields.insert("truncated", Value::Bool(true));
+            }
             let fields = Map::layered(fields, shared);
             let timestamp = match piece.timestamp {
                 Some(timestamp) => timestamp,
