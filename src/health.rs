@@ -175,6 +175,8 @@ pub struct Progress {
     last_ms: Arc<AtomicU64>,
     /// Batches queued for the sink (incremented by workers, decremented by the sink).
     pub queued: Gauge,
+    /// Events waiting in the sink's disk buffer behind its queue (a disk-buffered sink).
+    backlog: Option<Gauge>,
 }
 
 impl Progress {
@@ -183,9 +185,17 @@ impl Progress {
         let progress = Progress {
             last_ms: Arc::new(AtomicU64::new(0)),
             queued,
+            backlog: None,
         };
         progress.mark();
         progress
+    }
+
+    /// The same, for a sink behind a disk buffer holding `events` undelivered events: a
+    /// stall names them too, since its queue shows only what the buffer handed on.
+    pub fn with_backlog(mut self, events: Gauge) -> Self {
+        self.backlog = Some(events);
+        self
     }
 
     /// The sink delivered (or settled) something just now.
@@ -205,8 +215,12 @@ impl Progress {
         let queued = self.queued.get();
         let idle = self.idle_for();
         if queued > 0 && idle >= stall_after {
+            let buffered = match self.backlog.as_ref().map(Gauge::get) {
+                Some(events) if events > 0 => format!(" and {events} events in its disk buffer"),
+                _ => String::new(),
+            };
             health.fail(format!(
-                "stalled: no progress for {}s with {queued} batches queued",
+                "stalled: no progress for {}s with {queued} batches queued{buffered}",
                 idle.as_secs()
             ));
         } else {

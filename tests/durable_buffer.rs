@@ -72,7 +72,7 @@ fn a_sink_that_is_down_does_not_stall_the_other() {
     es.set_down(true);
     let config = format!(
         r#"data_dir: {data}
-api: {{ address: "{{api}}" }}
+api: {{ address: "{{api}}", stall_after_secs: 2 }}
 pipelines:
   p:
     sources:
@@ -132,6 +132,15 @@ pipelines:
         buffered > 0.0,
         "the outage is held in es's buffer: {buffered}"
     );
+    // `/health` names the stalled sink and what waits for it on disk, not only the couple
+    // of batches in its queue; Loki is not named.
+    let (status, health) = agent.get("/health").expect("health answers");
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health.contains("p/sink/es") && health.contains("events in its disk buffer"),
+        "{health}"
+    );
+    assert!(!health.contains("p/sink/loki"), "{health}");
     es.set_down(false);
     wait_for(
         "elasticsearch to receive every line after the outage",

@@ -297,6 +297,16 @@ fn sink_done(shared: &writer::Shared) {
     shared.ended.notify_all();
 }
 
+/// `sluice_buffer_events` of the sink `metrics` belongs to: the events its disk buffer holds
+/// that are not delivered yet.
+pub fn events_gauge(metrics: &ComponentMetrics) -> Gauge {
+    metrics.gauge(
+        "sluice_buffer_events",
+        "Events in a sink's buffer not yet delivered.",
+        &[],
+    )
+}
+
 /// Everything [`attach`] needs to know about the sink.
 pub struct SinkSide {
     /// The sink's input queue.

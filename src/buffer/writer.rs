@@ -156,11 +156,7 @@ pub(super) fn open(
             "Bytes a sink's disk buffer holds on disk.",
             &[],
         ),
-        events: metrics.gauge(
-            "sluice_buffer_events",
-            "Events in a sink's buffer not yet delivered.",
-            &[],
-        ),
+        events: super::events_gauge(metrics),
         oldest_seconds: metrics.gauge(
             "sluice_buffer_oldest_seconds",
             "Age of the oldest undelivered event in a sink's disk buffer.",

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 
 use super::{RunningPipeline, Shared};
-use crate::buffer::{self, SinkSender, SinkSide};
+use crate::buffer::{self, BufferKind, SinkSender, SinkSide};
 use crate::config::Built;
 use crate::event::{Event, Kinds};
 use crate::health::{HealthCheck, Progress};
@@ -69,13 +69,20 @@ impl RunningPipeline {
                 ],
             );
             queued.set(0);
-            let progress = Progress::new(queued.clone());
+            let metrics = ComponentMetrics::new(&name, "sink", &built.id);
+            let buffer_settings = built.component.buffer();
+            let progress = match buffer_settings.kind {
+                BufferKind::Disk => {
+                    Progress::new(queued.clone()).with_backlog(buffer::events_gauge(&metrics))
+                }
+                BufferKind::Memory => Progress::new(queued.clone()),
+            };
             let health = HealthCheck::new(format!("{name}/sink/{}", built.id));
             health.ok();
             let ctx = SinkContext {
                 pipeline: name.as_str().into(),
                 id: built.id.as_str().into(),
-                metrics: ComponentMetrics::new(&name, "sink", &built.id),
+                metrics,
                 dead_letters: shared.dead_letters.clone(),
                 health: health.clone(),
                 progress: progress.clone(),
@@ -85,7 +92,7 @@ impl RunningPipeline {
             let buffer_dir = (shared.checkpoints.data_dir())
                 .map(|data_dir| buffer::directory(data_dir, &name, &built.id));
             let (sender, guard) = buffer::attach(
-                &built.component.buffer(),
+                &buffer_settings,
                 buffer_dir,
                 SinkSide {
                     tx,
