@@ -257,3 +257,39 @@ fn access_log_pipeline_file_validates() {
     let pipelines = config.build(&name).unwrap();
     assert_eq!(pipelines[0].transforms.len(), 4);
 }
+
+/// A parsed field named `timestamp` (an application's own time, common in JSON logs) is
+/// written beside the event time as `_timestamp`, not dropped from the file sink's JSON.
+#[test]
+fn a_parsed_timestamp_field_is_kept_beside_the_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, input, out) = (
+        dir.path().join("sluice.yaml"),
+        dir.path().join("in.log"),
+        dir.path().join("out.jsonl"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {data}\npipelines:\n  p:\n    sources: [ {{ type: stdin }} ]\n    transforms: [ {{ type: parse_json }} ]\n    sinks: [ {{ type: file, path: {out} }} ]\n",
+            data = dir.path().join("data").display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &input,
+        "{\"timestamp\":\"2024-05-01 10:00:00,123\",\"level\":\"info\",\"msg\":\"started\"}\n",
+    )
+    .unwrap();
+    let mut agent = start(&config, free_port(), &[], &input);
+    let status = agent.wait(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}");
+    let events = read_json_lines(&out);
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event["_timestamp"], "2024-05-01 10:00:00,123", "{event}");
+    assert_eq!(event["level"], "info", "{event}");
+    let time = event["timestamp"].as_str().unwrap_or_default();
+    assert!(time.ends_with('Z') && time.contains('T'), "{event}");
+}

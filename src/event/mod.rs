@@ -291,14 +291,16 @@ impl LogEvent {
         }
     }
 
-    /// The whole event as a JSON object: fields, `message` and `timestamp` (RFC 3339).
+    /// The whole event as a JSON object: fields, `message` and `timestamp` (RFC 3339). A
+    /// field named `message` or `timestamp` is kept under a free name (see [`JsonView`]).
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for (key, value) in &self.fields {
-            out.insert(
-                key.to_owned(),
-                serde_json::to_value(value).unwrap_or_default(),
-            );
+            let name = match is_own_name(key) {
+                true => self.free_name(key),
+                false => key.to_owned(),
+            };
+            out.insert(name, serde_json::to_value(value).unwrap_or_default());
         }
         out.insert(
             "message".into(),
@@ -324,9 +326,30 @@ fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     lookup_in(map.get(first)?, rest)
 }
 
+/// Whether a field named `key` would clash with the event's own `message` or `timestamp` in
+/// its JSON object.
+fn is_own_name(key: &str) -> bool {
+    key == "message" || key == "timestamp"
+}
+
+impl LogEvent {
+    /// The name a field named like the event's own `message` or `timestamp` is written
+    /// under: `_` + `name`, with one more `_` while a field has that name (the
+    /// Elasticsearch sink's rule for its reserved names), so a parsed `timestamp` is kept
+    /// beside the event time, not lost.
+    fn free_name(&self, name: &str) -> String {
+        let mut renamed = format!("_{name}");
+        while self.fields.contains_key(&renamed) {
+            renamed.insert(0, '_');
+        }
+        renamed
+    }
+}
+
 /// A log event serialised as one JSON object (see [`LogEvent::json`]): fields, `message`
-/// and `timestamp`, keys in byte order; a field named `message` or `timestamp` is shadowed
-/// by the event's own. Fields named in `skip` are left out.
+/// and `timestamp`, keys in byte order; a field named `message` or `timestamp` is written
+/// as `_message` / `_timestamp` (more `_` while that name is taken too). Fields named in
+/// `skip` are left out.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonView<'a> {
     event: &'a LogEvent,
@@ -340,11 +363,56 @@ impl<'a> JsonView<'a> {
     }
 }
 
+impl JsonView<'_> {
+    /// Whether `key` is left out.
+    fn skips(&self, key: &str) -> bool {
+        self.skip.iter().any(|s| s == key)
+    }
+
+    /// The object when a field is named like the event's own `message` or `timestamp`
+    /// (rare): its entries gathered, renamed and sorted, then written.
+    fn serialize_renamed<S: Serializer>(
+        &self,
+        serializer: S,
+        timestamp: &str,
+    ) -> Result<S::Ok, S::Error> {
+        let event = self.event;
+        let mut entries: Vec<(std::borrow::Cow<'_, str>, Option<&Value>)> = event
+            .fields
+            .iter()
+            .filter(|(key, _)| !self.skips(key))
+            .map(|(key, value)| {
+                let name = match is_own_name(key) {
+                    true => std::borrow::Cow::Owned(event.free_name(key)),
+                    false => std::borrow::Cow::Borrowed(key),
+                };
+                (name, Some(value))
+            })
+            .collect();
+        entries.push(("message".into(), Some(&event.message)));
+        entries.push(("timestamp".into(), None));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut map = serializer.serialize_map(Some(entries.len()))?;
+        for (name, value) in entries {
+            match value {
+                Some(value) => map.serialize_entry(&*name, value)?,
+                None => map.serialize_entry(&*name, timestamp)?,
+            }
+        }
+        map.end()
+    }
+}
+
 impl Serialize for JsonView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let event = self.event;
         let mut buf = [0u8; RFC3339_MAX];
         let timestamp = event.timestamp.format_rfc3339(&mut buf);
+        if (event.fields.contains_key("timestamp") && !self.skips("timestamp"))
+            || (event.fields.contains_key("message") && !self.skips("message"))
+        {
+            return self.serialize_renamed(serializer, timestamp);
+        }
         let mut map = serializer.serialize_map(None)?;
         let mut own = [
             ("message", Some(&event.message)),
@@ -353,7 +421,7 @@ impl Serialize for JsonView<'_> {
         .into_iter()
         .peekable();
         for (key, value) in &event.fields {
-            if key == "message" || key == "timestamp" || self.skip.iter().any(|s| s == key) {
+            if self.skips(key) {
                 continue;
             }
             while let Some((name, own_value)) = own.next_if(|(name, _)| *name < key) {
@@ -656,6 +724,29 @@ mod tests {
                     .prop_map(|m| Value::from(m.into_iter().collect::<Map>())),
             ]
         })
+    }
+
+    #[test]
+    fn a_field_named_like_the_events_own_keys_is_kept_under_a_free_name() {
+        let mut event = LogEvent::new("m");
+        event.timestamp = Timestamp(0);
+        event
+            .fields
+            .insert("timestamp", Value::from("2024-05-01 10:00:00"));
+        event.fields.insert("_timestamp", Value::Int(1));
+        event.fields.insert("level", Value::from("info"));
+        let expected = r#"{"__timestamp":"2024-05-01 10:00:00","_timestamp":1,"level":"info","message":"m","timestamp":"1970-01-01T00:00:00Z"}"#;
+        assert_eq!(serde_json::to_string(&event.json()).unwrap(), expected);
+        assert_eq!(
+            serde_json::to_string(&event.to_json_map()).unwrap(),
+            expected
+        );
+        // Left out (a Loki label), it is not written under another name either.
+        let skip = ["timestamp".to_owned()];
+        assert_eq!(
+            serde_json::to_string(&event.json().without(&skip)).unwrap(),
+            r#"{"_timestamp":1,"level":"info","message":"m","timestamp":"1970-01-01T00:00:00Z"}"#
+        );
     }
 
     proptest! {
