@@ -243,3 +243,136 @@ fn run_refuses_them_too_without_panicking() {
     );
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// Every numeric key of every source, transform and sink: the largest number YAML can
+/// hold is refused at its line, naming the key and the range, never left for `run` to
+/// panic on (a host_metrics `interval_secs` of 2^64 − 1 passed `validate`, then `run`
+/// panicked with "overflow when adding duration to instant"). Counts that size nothing
+/// (`sample`'s 1 in `rate`, a throttle's `threshold`, a scrape's `sample_limit`, demo's
+/// `count`) may be any whole number and are not listed.
+#[test]
+fn every_numeric_key_of_every_component_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    let logs = dir.path().join("logs");
+    // (a pipeline's components, with `K` standing for `key: <value>`; the key's name)
+    let source = |body: &str| {
+        format!("    sources:\n      - {body}\n    sinks: [ {{ type: blackhole }} ]\n")
+    };
+    let transform = |body: &str| {
+        format!("    sources: [ {{ type: demo }} ]\n    transforms:\n      - {body}\n    sinks: [ {{ type: blackhole }} ]\n")
+    };
+    let sink =
+        |body: &str| format!("    sources: [ {{ type: demo }} ]\n    sinks:\n      - {body}\n");
+    let file = format!(
+        "{{ type: file, include: [\"{}/*.log\"], K }}",
+        logs.display()
+    );
+    let loki = "{ type: loki, endpoint: \"http://127.0.0.1:9\", K }";
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    for key in ["rate", "batch_events"] {
+        cases.push((source("{ type: demo, K }"), key));
+    }
+    cases.push((source("{ type: stdin, K }"), "max_line_bytes"));
+    for key in [
+        "ignore_older_secs",
+        "fingerprint_bytes",
+        "glob_interval_ms",
+        "max_line_bytes",
+        "close_idle_secs",
+        "max_open_files",
+        "rotate_wait_ms",
+        "batch_lines",
+        "batch_bytes",
+    ] {
+        cases.push((source(&file), key));
+    }
+    for key in ["batch_events", "poll_interval_ms"] {
+        cases.push((source("{ type: journald, K }"), key));
+    }
+    cases.push((source("{ type: internal_metrics, K }"), "interval_secs"));
+    for key in [
+        "max_message_bytes",
+        "max_connections",
+        "idle_timeout_secs",
+        "max_buffered_bytes",
+        "receive_buffer_bytes",
+        "batch_events",
+        "batch_bytes",
+    ] {
+        cases.push((
+            source("{ type: syslog, mode: tcp, address: \"127.0.0.1:9\", K }"),
+            key,
+        ));
+    }
+    cases.push((source("{ type: host_metrics, K }"), "interval_secs"));
+    for key in ["interval_secs", "timeout_secs", "body_size_limit_bytes"] {
+        cases.push((
+            source("{ type: prometheus_scrape, targets: [\"http://127.0.0.1:9/metrics\"], K }"),
+            key,
+        ));
+    }
+    for key in [
+        "delivery_timeout_secs",
+        "max_request_bytes",
+        "max_buffered_bytes",
+        "max_connections",
+        "batch_events",
+        "max_delta_series",
+    ] {
+        cases.push((source("{ type: opentelemetry, K }"), key));
+    }
+    cases.push((
+        transform("{ type: throttle, threshold: 10, K }"),
+        "window_secs",
+    ));
+    cases.push((
+        transform("{ type: throttle, threshold: 10, window_secs: 1, K }"),
+        "max_keys",
+    ));
+    for key in ["wait_for_pod_ms", "watch_timeout_secs"] {
+        cases.push((
+            transform(
+                "{ type: kubernetes_metadata, api_url: \"http://127.0.0.1:9\", node_name: n, K }",
+            ),
+            key,
+        ));
+    }
+    for key in [
+        "batch: { max_events",
+        "batch: { max_bytes",
+        "batch: { timeout_ms",
+        "request: { concurrency",
+        "request: { timeout_ms",
+        "retry: { initial_backoff_ms",
+        "retry: { max_backoff_ms",
+        "retry: { max_duration_secs",
+        "buffer: { type: disk, max_bytes",
+        "buffer: { type: disk, sync_interval_ms",
+    ] {
+        cases.push((sink(loki), key));
+    }
+    let mut failures = Vec::new();
+    for (pipeline, key) in cases {
+        let (value, close) = match key.contains('{') {
+            true => ("18446744073709551615 }", key.rsplit(' ').next().unwrap()),
+            false => ("18446744073709551615", key),
+        };
+        let body = pipeline.replace('K', &format!("{key}: {value}"));
+        let text_in = format!(
+            "data_dir: {}\npipelines:\n  p:\n{body}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&path, &text_in).unwrap();
+        let (code, text) = sluice(&["validate", "-c"], &path);
+        if code != Some(1) || !text.contains(close) || !text.contains("must be between") {
+            failures.push(format!("{body}=> {text}"));
+        }
+        assert!(!text.contains("panicked"), "{key}: {text}");
+    }
+    assert!(
+        failures.is_empty(),
+        "not refused, or refused without naming the key and its range:\n{}",
+        failures.join("\n")
+    );
+}

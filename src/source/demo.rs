@@ -59,10 +59,10 @@ fn default_batch_events() -> usize {
 impl DemoConfig {
     /// Validates the settings.
     pub fn build(&self) -> anyhow::Result<Demo> {
-        anyhow::ensure!(
-            self.rate.is_finite() && self.rate >= 0.0,
-            "rate must be a number >= 0"
-        );
+        /// Far above what one core makes (`0` is "as fast as the pipeline takes them").
+        const MAX_RATE: f64 = 1e9;
+        // NaN and infinities are outside every range.
+        crate::bounds::check("rate", self.rate, 0.0..=MAX_RATE)?;
         crate::bounds::check(
             "batch_events",
             self.batch_events,

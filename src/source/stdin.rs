@@ -29,7 +29,11 @@ fn default_max_line_bytes() -> usize {
 impl StdinConfig {
     /// Validates the settings.
     pub fn build(&self) -> anyhow::Result<Stdin> {
-        anyhow::ensure!(self.max_line_bytes > 0, "max_line_bytes must be at least 1");
+        crate::bounds::check(
+            "max_line_bytes",
+            self.max_line_bytes,
+            1..=crate::bounds::MAX_BYTES,
+        )?;
         Ok(Stdin {
             max_line_bytes: self.max_line_bytes,
         })

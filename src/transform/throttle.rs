@@ -56,12 +56,12 @@ fn default_max_keys() -> NonZeroUsize {
 impl ThrottleConfig {
     /// Validates the settings.
     pub fn build(&self, ctx: &TransformContext) -> anyhow::Result<Throttle> {
-        anyhow::ensure!(
-            self.window_secs.is_finite()
-                && self.window_secs > 0.0
-                && self.window_secs <= 86_400.0 * 365.0,
-            "window_secs must be a positive number of seconds"
-        );
+        // NaN and infinities are outside the range; a millisecond is the finest window.
+        crate::bounds::check(
+            "window_secs",
+            self.window_secs,
+            0.001..=crate::bounds::MAX_SECS as f64,
+        )?;
         crate::bounds::check(
             "max_keys",
             self.max_keys.get(),

@@ -183,7 +183,11 @@ impl Exclude {
 impl HostMetricsConfig {
     /// Validates the collectors, the regexes and the labels.
     pub fn build(&self) -> anyhow::Result<HostMetrics> {
-        anyhow::ensure!(self.interval_secs > 0, "interval_secs must be at least 1");
+        crate::bounds::check(
+            "interval_secs",
+            self.interval_secs,
+            1..=crate::bounds::MAX_SECS,
+        )?;
         let collectors = match &self.collectors {
             None => COLLECTORS.to_vec(),
             Some(names) => {

@@ -116,11 +116,13 @@ impl JournaldConfig {
             self.directory.is_none() || self.files.is_empty(),
             "set either directory or files, not both"
         );
-        anyhow::ensure!(self.batch_events > 0, "batch_events must be at least 1");
-        anyhow::ensure!(
-            self.poll_interval_ms > 0,
-            "poll_interval_ms must be at least 1"
-        );
+        use crate::bounds::{self, check};
+        check("batch_events", self.batch_events, 1..=bounds::MAX_EVENTS)?;
+        check(
+            "poll_interval_ms",
+            self.poll_interval_ms,
+            1..=bounds::MAX_MS,
+        )?;
         if let Some(directory) = &self.directory {
             anyhow::ensure!(
                 directory.is_absolute(),

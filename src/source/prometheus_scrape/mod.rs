@@ -102,7 +102,8 @@ impl PrometheusScrapeConfig {
     /// Validates the targets, durations and labels.
     pub fn build(&self) -> anyhow::Result<PrometheusScrape> {
         anyhow::ensure!(!self.targets.is_empty(), "targets: at least one URL");
-        anyhow::ensure!(self.interval_secs > 0, "interval_secs must be at least 1");
+        use crate::bounds::{self, check};
+        check("interval_secs", self.interval_secs, 1..=bounds::MAX_SECS)?;
         let timeout_secs = self.timeout_secs.unwrap_or(self.interval_secs.min(10));
         anyhow::ensure!(
             timeout_secs > 0 && timeout_secs <= self.interval_secs,
@@ -110,10 +111,11 @@ impl PrometheusScrapeConfig {
             self.interval_secs
         );
         anyhow::ensure!(!self.job.is_empty(), "job must not be empty");
-        anyhow::ensure!(
-            self.body_size_limit_bytes > 0,
-            "body_size_limit_bytes must be at least 1"
-        );
+        check(
+            "body_size_limit_bytes",
+            self.body_size_limit_bytes,
+            1..=bounds::MAX_BYTES,
+        )?;
         let mut targets: Vec<Target> = Vec::new();
         for url in &self.targets {
             anyhow::ensure!(
