@@ -421,6 +421,8 @@ fn warn_about_top_level_changes(before: &Config, after: &Config) {
 }
 
 fn register_agent_metrics(checkpoints: &Checkpoints) {
+    // At 0 from the start, so an alert on it has a series before anything goes wrong.
+    crate::telemetry::batches_abandoned();
     registry()
         .gauge(
             "sluice_build_info",

@@ -118,9 +118,49 @@ pub fn non_empty_path<'de, D: Deserializer<'de>>(d: D) -> Result<std::path::Path
     Ok(path)
 }
 
+/// `text` as an `http://` or `https://` URL, or why not, naming the text as written and,
+/// when the scheme is missing (`loki:3100`, which parses as a URL of scheme `loki`), what to
+/// write instead.
+pub fn http_url(text: &str) -> Result<url::Url, String> {
+    let hint = || match text.contains("://") || text.contains(char::is_whitespace) {
+        true => String::new(),
+        false => format!("; write http://{text}"),
+    };
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        Ok(_) => Err(format!(
+            "{text:?} is not an http:// or https:// URL{}",
+            hint()
+        )),
+        Err(error) => Err(format!("{text:?} is not a URL ({error}){}", hint())),
+    }
+}
+
+/// [`http_url`] for `deserialize_with` (the error names the key's line and column).
+pub fn http_url_key<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+    http_url(&String::deserialize(d)?).map_err(de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_without_its_scheme_is_named_with_what_to_write() {
+        assert_eq!(
+            http_url("loki:3100").unwrap_err(),
+            r#""loki:3100" is not an http:// or https:// URL; write http://loki:3100"#
+        );
+        assert_eq!(
+            http_url("10.0.0.1:9200").unwrap_err(),
+            r#""10.0.0.1:9200" is not a URL (relative URL without a base); write http://10.0.0.1:9200"#
+        );
+        assert_eq!(
+            http_url("ftp://h/").unwrap_err(),
+            r#""ftp://h/" is not an http:// or https:// URL"#
+        );
+        assert!(http_url("https://es:9200/prefix").is_ok());
+    }
 
     fn check_message(value: u64, expected: Option<&str>) {
         let result = check("shutdown_timeout_secs", value, 0..=MAX_SHUTDOWN_SECS);

@@ -33,13 +33,16 @@ fn main() -> ExitCode {
     // The agent logs what it does; the tools only what goes wrong.
     let level = match cli.command {
         Command::Run { .. } | Command::Validate { .. } => "info",
-        Command::Test { .. } | Command::Tap(_) | Command::BufferInspect { .. } => "warn",
+        Command::Test { .. }
+        | Command::Tap(_)
+        | Command::Reload(_)
+        | Command::BufferInspect { .. } => "warn",
     };
     let format = cli.log_format.unwrap_or_else(|| {
         let path = match &cli.command {
             Command::Run { config } => config.as_deref(),
             Command::Validate { config } | Command::Test { config, .. } => Some(config.as_path()),
-            Command::Tap(_) | Command::BufferInspect { .. } => None,
+            Command::Tap(_) | Command::Reload(_) | Command::BufferInspect { .. } => None,
         };
         match path.and_then(sluice::config::log_format_of) {
             Some(sluice::config::LogFormat::Json) => LogFormat::Json,
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             Err(error) => Err(error),
         },
         Command::Tap(options) => cli::tap::run(options),
+        Command::Reload(target) => cli::reload::run(target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -123,3 +123,21 @@ fn the_shipped_pipelines_tests_pass() {
     }
     assert!(ran >= 4, "tests for the shipped pipelines: {ran}");
 }
+
+/// The README's example tests (the YAML block under "Testing a config") pass against the
+/// pipeline they are written for, so the example a user copies works.
+#[test]
+fn the_readme_example_tests_pass_against_the_access_log_pipeline() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = &readme[readme.find("### Testing a config").expect("the section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(block.starts_with("tests:"), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("readme-tests.yaml");
+    std::fs::write(&file, block).unwrap();
+    let output = sluice_test(Path::new("pipelines/access-log.yaml"), &[&file]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("2 passed; 0 failed"), "{text}");
+}

@@ -351,6 +351,11 @@ fn metrics_are_valid_prometheus_text_and_match_the_events() {
     assert_eq!(sum("sluice_build_info", &[]), 1.0);
     assert!(text.contains("sluice_checkpoint_age_seconds"));
     assert!(text.contains("sluice_queue_batches{pipeline=\"main\",queue=\"sink:file\"}"));
+    // Exported at 0 before anything goes wrong, so an alert on it has a series.
+    assert!(
+        text.contains("\nsluice_batches_abandoned_total 0\n"),
+        "{text}"
+    );
     wait_for("a checkpoint write", Duration::from_secs(10), || {
         agent.metric_sum("sluice_checkpoint_writes_total", &[("result", "ok")]) >= 1.0
     });

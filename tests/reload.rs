@@ -498,3 +498,69 @@ pipelines:
     assert_eq!(metric("sluice_batches_abandoned_total", &[]), 0.0);
     assert!(agent.terminate().success());
 }
+
+/// `sluice reload` (for hosts and images without a shell or curl: `kubectl exec` runs the
+/// agent's own binary) asks the agent named by `-c` or `--api`: exit 0 when applied, exit 1
+/// with the agent's reason when the new config is refused (the pipeline keeps going), and
+/// exit 1 naming the address when no agent listens there.
+#[test]
+fn the_reload_command_applies_or_reports_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api_address();
+    let (sink_a, sink_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let agent = start(
+        dir.path(),
+        &config(dir.path(), api, 500, None, &["a.jsonl"]),
+        api,
+    );
+    let reload = |args: &[&str]| {
+        let output = Command::new(support::binary())
+            .arg("reload")
+            .args(args)
+            .env_remove("SLUICE_API_ADDRESS")
+            .env_remove("SLUICE_API_TOKEN")
+            .output()
+            .expect("run sluice reload");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code(), text)
+    };
+    let config_arg = agent.config.to_str().unwrap().to_owned();
+
+    // A config with a second sink: applied, and B starts receiving.
+    std::fs::write(
+        &agent.config,
+        config(dir.path(), api, 500, None, &["a.jsonl", "b.jsonl"]),
+    )
+    .unwrap();
+    let (code, text) = reload(&["-c", &config_arg]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("reloaded"), "{text}");
+    wait_for("sink B receiving", Duration::from_secs(30), || {
+        line_count(&sink_b) > 0
+    });
+
+    // A broken config: refused with the reason, exit 1; A keeps receiving.
+    let good = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(&agent.config, good.replace("rate: 500", "rate: fast")).unwrap();
+    let (code, text) = reload(&["--api", &api.to_string()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("reload refused") && text.contains("rate"),
+        "{text}"
+    );
+    let seen = line_count(&sink_a);
+    wait_for("events after the refusal", Duration::from_secs(30), || {
+        line_count(&sink_a) > seen
+    });
+    std::fs::write(&agent.config, &good).unwrap();
+    assert!(agent.terminate().success());
+
+    // Nothing listens: exit 1 naming the address.
+    let (code, text) = reload(&["--api", &api.to_string()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("cannot reach the agent's API") && text.contains(&api.to_string()),
+        "{text}"
+    );
+}

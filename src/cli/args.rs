@@ -1,4 +1,4 @@
-//! The command line: `sluice [--log-format F] <run|validate|test|tap|buffer inspect> ...`,
+//! The command line: `sluice [--log-format F] <run|validate|test|tap|reload|buffer inspect> ...`,
 //! `--help` (also `help [COMMAND]`) and `--version`, parsed with `lexopt` and the help text
 //! written here. clap did the same for 0.35 MB of the binary (`cargo bloat`, see
 //! docs/decisions.md); the agent's footprint goal is a few megabytes.
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use lexopt::prelude::*;
 
-use super::tap;
+use super::{api, tap};
 
 /// The agent's own log line format (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// Print the events passing through a running agent.
     Tap(tap::Options),
+    /// Ask a running agent to re-read its config.
+    Reload(api::Target),
     /// Report a disk buffer's segments (`buffer inspect DIR`).
     BufferInspect {
         /// The buffer's directory.
@@ -108,6 +110,8 @@ Commands:
   test      Run the config's unit tests: input events through a pipeline's transforms,
             the output checked against the expected events; exit 1 when one fails
   tap       Print the events passing through a running agent, as JSON lines
+  reload    Ask a running agent to re-read its config (as SIGHUP does); exit 1 when it
+            refuses the new config
   buffer    Look into a sink's disk buffer (without starting the agent)
   help      Print this message or the help of the given command
 
@@ -199,6 +203,27 @@ Options:
   -n, --limit <LIMIT>          Stop after this many events
       --log-format <FORMAT>    `text` or `json` [env: SLUICE_LOG_FORMAT=]
   -h, --help                   Print help
+",
+    },
+    Help {
+        name: "reload",
+        usage: "sluice reload [OPTIONS]",
+        text: "\
+Ask a running agent to re-read its config (its API's `POST /reload`, as SIGHUP does;
+loopback, or `--token`). Exit 0 when the agent applied it; exit 1 with the agent's reason
+when it refused the new config (the running pipelines keep going) or could not be reached.
+
+Usage: sluice reload [OPTIONS]
+
+Options:
+      --api <API>            The agent's API address [env: SLUICE_API_ADDRESS=]
+                             [default: 127.0.0.1:8686]
+  -c, --config <CONFIG>      Read the API address (and `api.reload_token`) from this config
+                             instead
+      --token <TOKEN>        `Authorization: Bearer` token (`api.reload_token`) for an API
+                             not on loopback [env: SLUICE_API_TOKEN]
+      --log-format <FORMAT>  `text` or `json` [env: SLUICE_LOG_FORMAT=]
+  -h, --help                 Print help
 ",
     },
     Help {
@@ -297,9 +322,13 @@ struct Words {
 
 /// Every option a subcommand may take: (short, long, the commands that take it).
 const OPTIONS: &[(&str, &str, &[&str])] = &[
-    ("-c", "--config", &["run", "validate", "test", "tap"]),
-    ("", "--api", &["tap"]),
-    ("", "--token", &["tap"]),
+    (
+        "-c",
+        "--config",
+        &["run", "validate", "test", "tap", "reload"],
+    ),
+    ("", "--api", &["tap", "reload"]),
+    ("", "--token", &["tap", "reload"]),
     ("-p", "--pipeline", &["tap"]),
     ("", "--component", &["tap"]),
     ("-n", "--limit", &["tap"]),
@@ -390,20 +419,24 @@ impl Words {
                 no_positional(&self)?;
                 Command::Tap(self.tap(config, usage, env)?)
             }
+            "reload" => {
+                no_positional(&self)?;
+                Command::Reload(self.target(config, usage, env)?)
+            }
             _ => Command::BufferInspect {
                 dir: self.buffer_inspect(usage)?,
             },
         })
     }
 
-    /// `tap`'s options, with `SLUICE_API_ADDRESS` and `SLUICE_API_TOKEN` as fallbacks.
-    fn tap(
-        mut self,
+    /// The agent's API (`--api`, `--token`, `-c`), with `SLUICE_API_ADDRESS` and
+    /// `SLUICE_API_TOKEN` as fallbacks.
+    fn target(
+        &mut self,
         config: Option<PathBuf>,
         usage: &'static str,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<tap::Options, UsageError> {
-        let error = |message: String| UsageError { message, usage };
+    ) -> Result<api::Target, UsageError> {
         let api = match self.take("--api") {
             Some(value) => string(value, usage)?,
             None => env("SLUICE_API_ADDRESS").unwrap_or_else(|| "127.0.0.1:8686".into()),
@@ -412,6 +445,18 @@ impl Words {
             Some(value) => Some(string(value, usage)?),
             None => env("SLUICE_API_TOKEN"),
         };
+        Ok(api::Target { api, config, token })
+    }
+
+    /// `tap`'s options.
+    fn tap(
+        mut self,
+        config: Option<PathBuf>,
+        usage: &'static str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<tap::Options, UsageError> {
+        let error = |message: String| UsageError { message, usage };
+        let target = self.target(config, usage, env)?;
         let pipeline = self
             .take("--pipeline")
             .map(|v| string(v, usage))
@@ -428,9 +473,7 @@ impl Words {
                 None => None,
             };
         Ok(tap::Options {
-            api,
-            config,
-            token,
+            target,
             pipeline,
             component,
             limit,
@@ -557,7 +600,7 @@ mod tests {
         else {
             panic!();
         };
-        assert_eq!(options.api, "127.0.0.1:8686");
+        assert_eq!(options.target.api, "127.0.0.1:8686");
         assert_eq!(options.limit, Some(5));
         assert_eq!(options.pipeline.as_deref(), Some("p"));
         assert_eq!(options.component.as_deref(), Some("s"));
@@ -573,7 +616,7 @@ mod tests {
             panic!();
         };
         assert_eq!(
-            (options.api.as_str(), options.token.as_deref()),
+            (options.target.api.as_str(), options.target.token.as_deref()),
             ("10.0.0.1:1", Some("t"))
         );
         // The command line wins over the environment.
@@ -584,7 +627,7 @@ mod tests {
         else {
             panic!();
         };
-        assert_eq!(options.api, "h:2");
+        assert_eq!(options.target.api, "h:2");
     }
 
     #[test]

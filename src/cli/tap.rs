@@ -4,18 +4,15 @@
 //! this reader was slower than the pipeline go to stderr.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use super::api::{runtime, Target};
+
 /// What to tap, and where.
 pub struct Options {
-    /// The API's address (`host:port`).
-    pub api: String,
-    /// Take the address (and `api.reload_token`) from this config instead.
-    pub config: Option<PathBuf>,
-    /// Bearer token for an agent whose API is not on loopback.
-    pub token: Option<String>,
+    /// The agent's API.
+    pub target: Target,
     /// Only this pipeline.
     pub pipeline: Option<String>,
     /// Only this component (source: events entering the transforms; transform: its
@@ -27,33 +24,13 @@ pub struct Options {
 
 /// Streams events to stdout until the limit, the agent's end, or an interrupt.
 pub fn run(mut options: Options) -> anyhow::Result<()> {
-    if let Some(path) = &options.config {
-        let (config, _) = sluice::config::load(path)?;
-        // Another agent may listen on the address this one would have used.
-        anyhow::ensure!(
-            config.api.enabled,
-            "{}: api.enabled is false: that agent serves no taps",
-            path.display()
-        );
-        options.api = config.api.address.to_string();
-        options.token = options.token.or(config.api.reload_token);
-    }
-    // An agent listening on every address (0.0.0.0:8686 in the image) is reached on loopback.
-    if let Ok(mut address) = options.api.parse::<std::net::SocketAddr>() {
-        if address.ip().is_unspecified() {
-            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            options.api = address.to_string();
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(stream(options))
+    options.target = options.target.resolve("taps")?;
+    runtime()?.block_on(stream(options))
 }
 
 async fn stream(options: Options) -> anyhow::Result<()> {
-    let mut url = url::Url::parse(&format!("http://{}/tap", options.api))
-        .with_context(|| format!("--api {:?} is not host:port", options.api))?;
+    let target = &options.target;
+    let mut url = target.url("/tap")?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(pipeline) = &options.pipeline {
@@ -66,17 +43,11 @@ async fn stream(options: Options) -> anyhow::Result<()> {
             query.append_pair("limit", &limit.to_string());
         }
     }
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let mut request = client.get(url.clone());
-    if let Some(token) = &options.token {
-        request = request.bearer_auth(token);
-    }
-    let mut response = request.send().await.with_context(|| {
-        format!(
-            "cannot reach the agent's API at {} (is `sluice run` running with the API enabled? --api or -c names it)",
-            options.api
-        )
-    })?;
+    let mut response = target
+        .request(reqwest::Method::GET, url.clone())?
+        .send()
+        .await
+        .with_context(|| target.unreachable())?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();

@@ -8,7 +8,7 @@
 //! - a serde `Deserializer` over that tree that types scalars on demand
 //!   (YAML 1.2 core schema) and turns every error into a [`ConfigError`]
 //!   naming file, line, column and key path, e.g.
-//!   `sluice.yaml:12:9: pipelines.web.sinks[0].endpoint: relative URL without a base: "x"`;
+//!   `sluice.yaml:7:19: pipelines.web.sinks[0].endpoint: "x" is not a URL (…)`;
 //! - tagged component configs ([`Named`] + [`TaggedEnum`]) selected by a
 //!   `type:` key, instead of serde's internally tagged enums (which buffer
 //!   the input and lose every location).

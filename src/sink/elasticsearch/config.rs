@@ -32,9 +32,7 @@ impl<'de> Deserialize<'de> for Endpoints {
             One(String),
             Many(Vec<String>),
         }
-        let url = |text: &str| {
-            Url::parse(text).map_err(|e| D::Error::custom(format!("{text:?} is not a URL ({e})")))
-        };
+        let url = |text: &str| crate::bounds::http_url(text).map_err(D::Error::custom);
         match Raw::deserialize(d)
             .map_err(|_| D::Error::custom("expected a URL or a list of URLs"))?
         {

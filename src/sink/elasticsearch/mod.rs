@@ -512,12 +512,19 @@ mod tests {
             ),
             ("endpoint: http://x\nid: none\nid_field: a", "contradict"),
             ("endpoint: []", "at least one URL"),
-            ("endpoint: ftp://x", "http:// or https://"),
             ("endpoint: http://x\ncompression: snappy", "not supported"),
         ] {
             let error = format!("{:#}", config(yaml).build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
+        // A scheme other than http(s) is refused as the file is read, at its line.
+        let error = crate::yaml::from_str::<ElasticsearchConfig>("endpoint: ftp://x", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is not an http:// or https:// URL"),
+            "{error}"
+        );
         let unknown = crate::yaml::from_str::<ElasticsearchConfig>(
             "endpoint: http://x\nindexx: a",
             "test.yaml",

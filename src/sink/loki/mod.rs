@@ -86,6 +86,7 @@ pub struct LokiKeys {
     /// Base URL of Loki (`http://loki:3100`, or with a path prefix); `/loki/api/v1/push` is
     /// appended (`/api/v1/push` to a path ending in `/loki`, as VictoriaLogs'
     /// `/insert/loki/`); a full push URL is used as it is.
+    #[serde(deserialize_with = "crate::bounds::http_url_key")]
     pub endpoint: Url,
     /// `protobuf` (default, snappy) or `json` (gzip).
     #[serde(default)]

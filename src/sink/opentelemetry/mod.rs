@@ -50,6 +50,7 @@ pub type OpenTelemetrySinkConfig = HttpSinkConfig<OpenTelemetrySinkKeys>;
 #[serde(deny_unknown_fields)]
 pub struct OpenTelemetrySinkKeys {
     /// Base URL of the receiver; `/v1/logs` and `/v1/metrics` are appended.
+    #[serde(deserialize_with = "crate::bounds::http_url_key")]
     pub endpoint: Url,
     /// Resource attributes added to every resource that lacks them (e.g. `service.name:
     /// node-agent`, `deployment.environment.name: prod`).

@@ -61,6 +61,7 @@ pub type PrometheusRemoteWriteConfig = HttpSinkConfig<PrometheusRemoteWriteKeys>
 #[serde(deny_unknown_fields)]
 pub struct PrometheusRemoteWriteKeys {
     /// The receiver's full write URL, e.g. `http://prometheus:9090/api/v1/write`.
+    #[serde(deserialize_with = "crate::bounds::http_url_key")]
     pub endpoint: Url,
     /// Labels added to every series that does not already have a label of that name
     /// (like Prometheus' `external_labels`: they never override a series' own labels).
@@ -801,11 +802,18 @@ mod tests {
                 "max_samples",
             ),
             ("endpoint: http://x\ncompression: gzip", "not supported"),
-            ("endpoint: ftp://x", "http"),
         ] {
             let error = format!("{:#}", config(yaml).build().unwrap_err());
             assert!(error.contains(expected), "{yaml}: {error}");
         }
+        let error =
+            crate::yaml::from_str::<PrometheusRemoteWriteConfig>("endpoint: ftp://x", "t.yaml")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("is not an http:// or https:// URL"),
+            "{error}"
+        );
         let unknown = crate::yaml::from_str::<PrometheusRemoteWriteConfig>(
             "endpoint: http://x\nexternal_label: {}",
             "test.yaml",
