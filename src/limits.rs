@@ -30,6 +30,12 @@ pub fn raise_open_files() -> Option<u64> {
     limit.current
 }
 
+/// The hard open-file limit (what [`raise_open_files`] raises the soft one to; `None`:
+/// unlimited or unknown).
+pub fn open_files_possible() -> Option<u64> {
+    getrlimit(Resource::Nofile).maximum
+}
+
 /// How many stream connections fit beside [`RESERVED_DESCRIPTORS`] under the soft
 /// open-file limit now in force (`None`: no limit).
 pub fn connections_allowed() -> Option<usize> {

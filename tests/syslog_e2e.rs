@@ -564,3 +564,32 @@ fn auto_framing_reads_a_line_starting_with_a_number_as_a_line() {
     assert!(messages[0].contains("42 is the answer"), "{events:#?}");
     assert_eq!(messages[1..], ["after the number", "counted", "last"]);
 }
+
+/// A message a TCP client had half sent when the agent stopped (SIGTERM, or a reload that
+/// restarts the pipeline) goes on as it is, marked `truncated`, as when the client closes
+/// (before: dropped with no count, while an idle close delivered it).
+#[test]
+fn a_message_half_sent_at_a_stop_is_delivered_marked_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = free_port();
+    let agent = start_agent(
+        dir.path(),
+        &format!("      - {{ type: syslog, mode: tcp, address: \"127.0.0.1:{tcp}\" }}\n"),
+    );
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{tcp}")).unwrap();
+    stream
+        .write_all(b"<13>Mar  1 10:00:00 h app: whole\n<13>Mar  1 10:00:00 h app: half of it")
+        .unwrap();
+    wait_for_message(dir.path(), "whole");
+    // The agent has read the half message (it waits for the rest).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(agent.terminate().success());
+    let events = output(dir.path());
+    let half = events
+        .iter()
+        .find(|e| e["message"] == "half of it")
+        .unwrap_or_else(|| panic!("the half message is delivered: {events:#?}"));
+    assert_eq!(half["truncated"], true, "{half}");
+    assert_eq!(events.len(), 2, "{events:#?}");
+    drop(stream);
+}

@@ -324,6 +324,24 @@ impl BatchSender {
         Ok(())
     }
 
+    /// At a stop, when sends are refused: hands `batch` over if its queue has room now (the
+    /// pipeline drains what its queues hold before it ends), else gives it back.
+    pub fn try_send_at_stop(&self, stream_key: u64, batch: Batch) -> Result<(), Batch> {
+        let n_events = batch.events.len() as u64;
+        let (queue, depth) = self.queue(stream_key);
+        let batch = self.marked(batch);
+        match queue.try_send(batch) {
+            Ok(()) => {
+                depth.add(1);
+                self.metrics.events_out.add(n_events);
+                Ok(())
+            }
+            Err(flume::TrySendError::Full(batch) | flume::TrySendError::Disconnected(batch)) => {
+                Err(batch)
+            }
+        }
+    }
+
     /// Like [`BatchSender::send`], for async sources: waits for room in the queue's own
     /// async wait (no polling), without blocking the runtime.
     pub async fn send_async(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {

@@ -60,9 +60,9 @@ pub struct FileConfig {
     /// Close a file after this long without new data; it is reopened when it changes.
     #[serde(default = "default_close_idle_secs")]
     pub close_idle_secs: u64,
-    /// Most files open at once.
-    #[serde(default = "default_max_open_files")]
-    pub max_open_files: usize,
+    /// Most files open at once; unset: 8192, or fewer under a lower open-file limit.
+    #[serde(default)]
+    pub max_open_files: Option<usize>,
     /// How long a rotated-away or deleted file is kept open at its end for late writes
     /// before it is let go, in milliseconds.
     #[serde(default = "default_rotate_wait_ms")]
@@ -84,8 +84,17 @@ fn default_max_line_bytes() -> usize {
 fn default_close_idle_secs() -> u64 {
     30
 }
+/// `max_open_files` unset: 8192, or what the hard open-file limit leaves beside the
+/// agent's other descriptors. Files the pipeline has not finished hold their descriptors
+/// (deleted ones too: their content is read through them), so a low cap is where pod churn
+/// during a sink outage loses files deleted before they could be opened; an open file
+/// costs a descriptor and a small reading state, not a buffer.
 fn default_max_open_files() -> usize {
-    1024
+    const DEFAULT: usize = 8192;
+    crate::limits::open_files_possible()
+        .map(|limit| usize::try_from(limit.saturating_sub(crate::limits::RESERVED_DESCRIPTORS)))
+        .and_then(Result::ok)
+        .map_or(DEFAULT, |room| room.clamp(64, DEFAULT))
 }
 fn default_rotate_wait_ms() -> u64 {
     5000
@@ -132,7 +141,7 @@ impl FileConfig {
             self.close_idle_secs,
             0..=bounds::MAX_SECS,
         )?;
-        check(
+        bounds::check_opt(
             "max_open_files",
             self.max_open_files,
             1..=bounds::MAX_HANDLES,
@@ -168,7 +177,7 @@ impl FileConfig {
             fingerprint_bytes: self.fingerprint_bytes,
             glob_interval: self.glob_interval_ms.map(Duration::from_millis),
             close_idle: Duration::from_secs(self.close_idle_secs),
-            max_open_files: self.max_open_files,
+            max_open_files: self.max_open_files.unwrap_or_else(default_max_open_files),
             rotate_wait: Duration::from_millis(self.rotate_wait_ms),
         })
     }

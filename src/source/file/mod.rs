@@ -36,7 +36,9 @@
 //!   are not at a path a saved position had (a rotation's successor is read from its
 //!   start); files that appear later are new and read from their start.
 //! - Idle files are closed after `close_idle_secs` and reopened when they change; at most
-//!   `max_open_files` are open (the least recently active file at its end is closed first).
+//!   `max_open_files` are open (the least recently active file at its end is closed first;
+//!   while files wait for a descriptor `/health` warns, and one deleted meanwhile is counted
+//!   lost).
 //!
 //! Owns: the per-file state table and the reader loop. Never: blocks the async runtime or
 //! on a special file (FIFOs, devices are never opened blocking), commits an offset itself,
@@ -179,6 +181,10 @@ struct Reader {
     discovering: bool,
     /// Proof of life for `/health`: a read or open that never returns shows there.
     heartbeat: Heartbeat,
+    /// `/health` warnings: files waiting for a descriptor under `max_open_files`.
+    health: crate::health::HealthCheck,
+    /// Whether that warning is up (and was logged).
+    capped: bool,
     buf: Vec<u8>,
 }
 
@@ -189,6 +195,7 @@ impl Drop for Reader {
         self.ctx
             .checkpoints
             .stop_watching(&self.ctx.checkpoint_key(""));
+        self.health.ok();
     }
 }
 
@@ -227,7 +234,8 @@ impl Reader {
             );
         }
         let unwatched_since = ctx.checkpoints.start_watching(&ctx.checkpoint_key(""));
-        let heartbeat = Heartbeat::new(format!("{}/source/{}", ctx.pipeline, ctx.id), STUCK_AFTER);
+        let key = format!("{}/source/{}", ctx.pipeline, ctx.id);
+        let heartbeat = Heartbeat::new(key.clone(), STUCK_AFTER);
         let metrics = &ctx.metrics;
         let file_metrics = FileMetrics::new(metrics);
         Reader {
@@ -257,6 +265,8 @@ impl Reader {
             last_scan: Instant::now(),
             discovering: false,
             heartbeat,
+            health: crate::health::HealthCheck::new(key),
+            capped: false,
             buf: vec![0u8; 64 * 1024],
         }
     }
@@ -575,7 +585,16 @@ impl Reader {
                 if now.duration_since(since) >= self.source.rotate_wait
                     && now.duration_since(tailer.last_active) >= self.source.rotate_wait
                 {
-                    to_let_go.push(*id);
+                    // A last write may have come after the round that found its end (the
+                    // reader waited on the sinks since): read it before letting go.
+                    let grown = (tailer.file.as_ref())
+                        .and_then(|file| file.metadata().ok())
+                        .is_some_and(|metadata| metadata.len() > tailer.offset);
+                    if grown {
+                        tailer.at_eof = false;
+                    } else {
+                        to_let_go.push(*id);
+                    }
                 }
                 continue;
             }

@@ -29,6 +29,8 @@ impl Reader {
         self.paths.insert(path.clone(), id);
         if let Some(tailer) = self.files.get_mut(&id) {
             tailer.gone_since = None;
+            // A closed file's growth is what a deletion would lose (see `let_go`).
+            tailer.size_seen = tailer.size_seen.max(metadata.len());
             let moved = tailer.path != path && self.paths.get(&tailer.path) != Some(&id);
             if moved {
                 tailer.set_path(path.clone());
@@ -101,6 +103,17 @@ impl Reader {
                 self.let_go(id)?;
             }
         }
+        // A file gone from every matched path before a descriptor was free for it (all of
+        // `max_open_files` held by unfinished files) was never read: counted and logged.
+        let vanished: Vec<(PathBuf, u64)> = (self.want_open.iter())
+            .filter(|w| !seen_ids.contains(&w.dev_ino) && !self.files.contains_key(&w.dev_ino))
+            .map(|w| (w.path.clone(), self.unread_before_open(w)))
+            .collect();
+        for (path, unread) in vanished {
+            if unread > 0 {
+                self.count_lost(&path, unread, "deleted_unread");
+            }
+        }
         self.want_open.retain(|w| seen_ids.contains(&w.dev_ino));
         self.wanted.retain(|id| seen_ids.contains(id));
         self.sizes.retain(|id, _| seen_ids.contains(id));
@@ -110,10 +123,57 @@ impl Reader {
         Ok(())
     }
 
+    /// The bytes of a waiting, never opened file that reading it would have delivered: from
+    /// where it would have started (see `open_new`) to the size last seen.
+    fn unread_before_open(&self, want: &WantOpen) -> u64 {
+        let size = self.sizes.get(&want.dev_ino).copied().unwrap_or(0);
+        let identity = key_of(want.dev_ino.0, want.dev_ino.1);
+        let key = self.ctx.checkpoint_key(&identity);
+        let start = match (
+            self.adopted.get(&want.dev_ino),
+            self.ctx.checkpoints.position(&key),
+        ) {
+            (Some(offset), _) => *offset,
+            (None, Some(position)) => SavedFile::parse(key, &identity, &position).offset,
+            (None, None)
+                if want.initial
+                    && self.source.read_from == ReadFrom::End
+                    && !self.known_paths.contains(&want.path) =>
+            {
+                size
+            }
+            (None, None) => 0,
+        };
+        size.saturating_sub(start)
+    }
+
+    /// Says on `/health` (a warning) and once in the log while files wait for a
+    /// descriptor, and takes it back when none waits.
+    fn note_cap(&mut self, waiting: usize) {
+        if waiting == 0 {
+            if self.capped {
+                self.capped = false;
+                self.health.ok();
+                tracing::info!("every file waiting for a descriptor is open again");
+            }
+            return;
+        }
+        let cap = self.source.max_open_files;
+        self.health.warn(format!(
+            "max_open_files ({cap}) reached: {waiting} files wait to be opened, every descriptor is held by a file not read to its end (a sink slower than the writers?); a file deleted before it is opened is lost"
+        ));
+        if !self.capped {
+            self.capped = true;
+            tracing::warn!(max_open_files = cap, waiting, "max_open_files reached: files wait to be opened; a file deleted before it is opened is lost (raise max_open_files if descriptors allow)");
+        }
+    }
+
     /// Opens waiting files while descriptors are free.
     pub(super) fn open_wanted(&mut self) -> Result<(), Stopped> {
         while !self.want_open.is_empty() {
             if self.open.len() >= self.source.max_open_files && !self.evict_one() {
+                self.note_cap(self.want_open.len());
+                self.metrics.open.set(self.open.len() as i64);
                 return Ok(());
             }
             let Some(want) = self.want_open.pop_front() else {
@@ -122,6 +182,7 @@ impl Reader {
             self.wanted.remove(&want.dev_ino);
             self.open(want);
         }
+        self.note_cap(0);
         self.metrics.open.set(self.open.len() as i64);
         Ok(())
     }

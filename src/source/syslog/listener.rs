@@ -349,7 +349,10 @@ async fn read_stream<R: AsyncRead + Unpin>(
         }
         held.set(buf.len());
         let read = tokio::select! {
-            _ = shared.ctx.shutdown.wait() => return false,
+            _ = shared.ctx.shutdown.wait() => {
+                stop_with_partial(shared, &mut decoder, &mut buf, peer, stream_key).await;
+                return false;
+            }
             read = read_some(reader, &mut buf, settings.idle_timeout) => read,
         };
         let (end, clean) = match read {
@@ -389,6 +392,37 @@ async fn read_stream<R: AsyncRead + Unpin>(
         if end {
             return clean;
         }
+    }
+}
+
+/// At a stop (SIGTERM, a reload restarting the pipeline) what a connection holds of a
+/// message not ended yet goes on as it is, marked `truncated`, as when the peer closes; if
+/// the pipeline's queue has no room for it it is counted as dropped
+/// (`reason="partial_at_stop"`).
+async fn stop_with_partial(
+    shared: &Shared,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    peer: Option<&str>,
+    stream_key: u64,
+) {
+    let received = Timestamp::now();
+    let mut events = Vec::new();
+    while let Some(frame) = decoder.decode_eof(buf) {
+        events.push(shared.event(&frame.bytes, true, peer, received));
+    }
+    let n = events.len() as u64;
+    if n == 0 {
+        return;
+    }
+    shared.ctx.metrics.events_in.add(n);
+    if shared
+        .ctx
+        .out
+        .try_send_at_stop(stream_key, Batch::new(events))
+        .is_err()
+    {
+        shared.ctx.metrics.dropped("partial_at_stop").add(n);
     }
 }
 
