@@ -1117,8 +1117,30 @@ pipelines:
         b"",
     );
     assert_eq!(status, 405);
-    let (status, _, _) = post(addr, "/v1/traces", protobuf, "", b"");
+    let (status, headers, body) = post(addr, "/v1/traces", protobuf, "", b"");
     assert_eq!(status, 404);
+    // In the request's format: a google.rpc.Status (UNIMPLEMENTED) the SDK can read.
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/x-protobuf"),
+        "{headers}"
+    );
+    assert!(
+        text(&body).contains("/v1/logs and /v1/metrics"),
+        "{}",
+        text(&body)
+    );
+    let (status, headers, body) = post(addr, "/v1/traces", "application/json", "", b"{}");
+    assert_eq!(status, 404);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{headers}"
+    );
+    let status_json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status_json["code"], 12, "{status_json}");
 
     // Nesting deeper than the decoders allow.
     let (status, _, body) = post(addr, "/v1/logs", protobuf, "", &deep_protobuf(200));

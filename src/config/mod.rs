@@ -363,6 +363,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_of_a_component_without_keys_lists_the_common_ones() {
+        check(
+            "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    \
+             sinks: [{ type: blackhole, bogus: 1 }]\n",
+            Some(
+                r#"test.yaml:5:32: pipelines.p.sinks[0].bogus: unknown key "bogus", expected one of: condition"#,
+            ),
+        );
+    }
+
+    #[test]
     fn an_elasticsearch_endpoint_that_is_not_a_url_is_named() {
         check(
             "data_dir: /tmp/x\npipelines:\n  p:\n    sources: [{ type: stdin }]\n    \

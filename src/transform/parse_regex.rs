@@ -83,7 +83,7 @@ impl Conversion {
             other => match other.strip_prefix("timestamp:") {
                 Some(format) => Conversion::Timestamp(TimeFormat::new(format)?),
                 None => anyhow::bail!(
-                    "unknown type {other:?}; expected int, float, bool or timestamp:<format>"
+                    "unknown type {other:?}; expected int (or integer), float, bool (or boolean) or timestamp:<format>"
                 ),
             },
         })

@@ -217,6 +217,10 @@ impl<'de, K: DeserializeSeed<'de>, B: BesideKeys> Visitor<'de> for KeyVisitor<'_
                 // The component's list of keys does not know the beside keys: add them.
                 let text = error.to_string();
                 match text.starts_with("unknown key ") && text.contains("expected one of: ") {
+                    // A component with no keys of its own (blackhole) lists only these.
+                    true if text.ends_with("expected one of: ") => {
+                        E::custom(format!("{text}{}", B::KEYS.join(", ")))
+                    }
                     true => E::custom(format!("{text}, {}", B::KEYS.join(", "))),
                     false => error,
                 }

@@ -62,6 +62,7 @@ impl Reply {
         let code = match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => 8, // RESOURCE_EXHAUSTED
             StatusCode::SERVICE_UNAVAILABLE => 14,                              // UNAVAILABLE
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => 12,       // UNIMPLEMENTED
             _ => 3,                                                             // INVALID_ARGUMENT
         };
         let (content_type, body) = match format {

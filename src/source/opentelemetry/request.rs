@@ -19,15 +19,20 @@ use super::reply::{too_large, Format, Refusal, Reply, Signal};
 /// A client must send its body within this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The signal a request's path carries; 404 for another path, 405 for another method.
+/// The signal a request's path carries; 404 for another path, 405 for another method: a
+/// `google.rpc.Status` when the request names an OTLP format, else plain text.
 pub(super) fn route<B>(request: &Request<B>) -> Result<Signal, Refusal> {
+    let reply = |status, message: &str| match format(request.headers()) {
+        Ok(format) => Reply::status(format, status, message),
+        Err(_) => Reply::text(status, message),
+    };
     let signal = match request.uri().path() {
         "/v1/logs" => Signal::Logs,
         "/v1/metrics" => Signal::Metrics,
         _ => {
             return Err((
                 "not_found",
-                Reply::text(
+                reply(
                     StatusCode::NOT_FOUND,
                     "not found: OTLP/HTTP takes POST /v1/logs and /v1/metrics",
                 ),
@@ -35,7 +40,7 @@ pub(super) fn route<B>(request: &Request<B>) -> Result<Signal, Refusal> {
         }
     };
     if request.method() != Method::POST {
-        let reply = Reply::text(StatusCode::METHOD_NOT_ALLOWED, "OTLP/HTTP takes POST only");
+        let reply = reply(StatusCode::METHOD_NOT_ALLOWED, "OTLP/HTTP takes POST only");
         return Err(("not_found", reply));
     }
     Ok(signal)
