@@ -135,16 +135,19 @@ impl Reader {
         ) {
             (Some(offset), _) => *offset,
             (None, Some(position)) => SavedFile::parse(key, &identity, &position).offset,
-            (None, None)
-                if want.initial
-                    && self.source.read_from == ReadFrom::End
-                    && !self.known_paths.contains(&want.path) =>
-            {
-                size
-            }
+            (None, None) if self.starts_at_end(want) => size,
             (None, None) => 0,
         };
         size.saturating_sub(start)
+    }
+
+    /// Whether a file without a saved position starts at its end: found by the first scan
+    /// with `read_from: end`, and not at a path a saved position had (a rotation's successor
+    /// is read from its start).
+    fn starts_at_end(&self, want: &WantOpen) -> bool {
+        want.initial
+            && self.source.read_from == ReadFrom::End
+            && !self.known_paths.contains(&want.path)
     }
 
     /// Says on `/health` (a warning) and once in the log while files wait for a
@@ -280,13 +283,7 @@ impl Reader {
                     0
                 }
             }
-            (None, None)
-                if want.initial
-                    && self.source.read_from == ReadFrom::End
-                    && !self.known_paths.contains(&want.path) =>
-            {
-                size
-            }
+            (None, None) if self.starts_at_end(&want) => size,
             (None, None) => 0,
         };
         if file.seek(SeekFrom::Start(start)).is_err() {
