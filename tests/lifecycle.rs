@@ -712,4 +712,25 @@ pipelines:
     });
     assert!(agent.stderr().contains("disk buffer writes again"));
     agent.terminate();
+
+    // Started on a full disk: the agent starts (before: exit 1, "No space left on device",
+    // a crash loop under systemd that stopped every pipeline), and the buffer's first
+    // write waits for room as above.
+    tmpfs.fill();
+    let mut agent = Running::start(&config_path, api, &dir.path().join("agent2.log"));
+    write(2_100, 500);
+    wait_for(
+        "/health to name the failing buffer after a start on a full disk",
+        WAIT,
+        || {
+            http_get(api, "/health").is_some_and(|(status, body)| {
+                status == 503 && body.contains("disk buffer write failing")
+            })
+        },
+    );
+    tmpfs.free();
+    wait_for("the lines written on the full disk", WAIT, || {
+        delivered(2_600)
+    });
+    agent.terminate();
 }

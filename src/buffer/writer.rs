@@ -90,11 +90,16 @@ pub(super) struct State {
     pub reader_waiting: bool,
     /// The last write failed (this error): a writer is trying again, `/health` says so.
     pub write_error: Option<String>,
+    /// The lowest position a new segment may start at: where this run's first segment
+    /// goes (never at or before a position the sink acknowledged), when it could not be
+    /// started at open (a full disk) and is started by the first write.
+    floor: u64,
 }
 
 impl State {
     pub fn write_end(&self) -> u64 {
-        self.segments.last_key_value().map_or(0, |(_, end)| *end)
+        let end = self.segments.last_key_value().map_or(0, |(_, end)| *end);
+        end.max(self.floor)
     }
 
     /// A writer waits for room.
@@ -212,7 +217,27 @@ pub(super) fn open(
         .map_or(start, |(first, _)| acknowledged.max(*first));
     {
         let mut state = lock(&shared);
-        start_segment(&shared, &mut state, start)?;
+        state.floor = start;
+        match start_segment(&shared, &mut state, start) {
+            Ok(()) => {}
+            // A full disk at start: the agent starts (what the buffer holds is delivered,
+            // which frees room) and the first write starts the segment, waiting and
+            // retrying with the error on `/health` as any write on a full disk does.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                tracing::error!(buffer = %dir.display(), %error, "disk buffer: no room to start a segment; writes wait until there is");
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "disk buffer {}: cannot start a segment",
+                    dir.display()
+                )))
+            }
+        }
     }
     let tracker = &shared.tracker;
     // The tracker's positions are buffer positions: start it where reading starts.
@@ -242,6 +267,7 @@ fn empty_state() -> State {
         waiting: 0,
         reader_waiting: false,
         write_error: None,
+        floor: 0,
     }
 }
 
