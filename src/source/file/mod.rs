@@ -183,8 +183,8 @@ struct Reader {
     heartbeat: Heartbeat,
     /// `/health` warnings: files waiting for a descriptor under `max_open_files`.
     health: crate::health::HealthCheck,
-    /// Whether that warning is up (and was logged).
-    capped: bool,
+    /// Since when files have waited for a descriptor, and whether the warning is up.
+    capped: Option<(Instant, bool)>,
     buf: Vec<u8>,
 }
 
@@ -199,6 +199,9 @@ impl Drop for Reader {
     }
 }
 
+/// How long files must wait for a descriptor before `/health` and the log say so: a start
+/// among thousands of files fills `max_open_files` for a moment while it reads them.
+const CAPPED_AFTER: Duration = Duration::from_secs(5);
 /// How long the reader loop may not come round before `/health` fails.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
 /// How often every open file at its end is checked for growth even without a change
@@ -266,7 +269,7 @@ impl Reader {
             discovering: false,
             heartbeat,
             health: crate::health::HealthCheck::new(key),
-            capped: false,
+            capped: None,
             buf: vec![0u8; 64 * 1024],
         }
     }

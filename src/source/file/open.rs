@@ -150,23 +150,27 @@ impl Reader {
             && !self.known_paths.contains(&want.path)
     }
 
-    /// Says on `/health` (a warning) and once in the log while files wait for a
-    /// descriptor, and takes it back when none waits.
+    /// Says on `/health` (a warning) and once in the log while files have waited for a
+    /// descriptor longer than [`CAPPED_AFTER`], and takes it back when none waits.
     fn note_cap(&mut self, waiting: usize) {
         if waiting == 0 {
-            if self.capped {
-                self.capped = false;
+            if let Some((_, true)) = self.capped.take() {
                 self.health.ok();
                 tracing::info!("every file waiting for a descriptor is open again");
             }
+            return;
+        }
+        let now = Instant::now();
+        let (since, said) = self.capped.get_or_insert((now, false));
+        if now.duration_since(*since) < CAPPED_AFTER {
             return;
         }
         let cap = self.source.max_open_files;
         self.health.warn(format!(
             "max_open_files ({cap}) reached: {waiting} files wait to be opened, every descriptor is held by a file not read to its end (a sink slower than the writers?); a file deleted before it is opened is lost"
         ));
-        if !self.capped {
-            self.capped = true;
+        if !*said {
+            *said = true;
             tracing::warn!(max_open_files = cap, waiting, "max_open_files reached: files wait to be opened; a file deleted before it is opened is lost (raise max_open_files if descriptors allow)");
         }
     }
