@@ -278,6 +278,7 @@ impl Reader {
                     // Rewritten, truncated or a reused inode while not read: the old
                     // content may live on in a copy; this file is new.
                     self.metrics.truncations.inc();
+                    tracing::info!(file = %want.path.display(), saved_offset = saved.offset, size, "file truncated, rewritten or replaced since its position was saved; reading it from the start");
                     self.recover(
                         saved,
                         Some(want.dev_ino),
