@@ -48,14 +48,7 @@ fn missing(seen: &BTreeSet<u64>, n: u64) -> Vec<u64> {
 
 /// A fake Loki answering 503 until told otherwise.
 fn loki_down() -> FakeLoki {
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
-    loki
+    FakeLoki::start_down()
 }
 
 fn line(seq: u64) -> String {

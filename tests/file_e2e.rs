@@ -768,13 +768,7 @@ fn a_file_deleted_while_waiting_for_a_descriptor_is_counted_lost() {
     use support::fake_loki::{Behavior, FakeLoki};
     let setup = Setup::new();
     let logs = setup.logs();
-    let loki = FakeLoki::start();
-    let down = Behavior::Status {
-        code: 503,
-        retry_after: None,
-        body: "down".into(),
-    };
-    loki.behave_for(down, Duration::from_secs(3600));
+    let loki = FakeLoki::start_down();
     let line =
         |name: &str, i: usize| format!("{name} seq={i} padded to look like a container log line\n");
     let big = |name: &str| (0..20_000).map(|i| line(name, i)).collect::<String>();

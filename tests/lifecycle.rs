@@ -529,24 +529,30 @@ pipelines:
     );
 }
 
+/// Writes `dir/sluice.yaml`: `top` settings, a `stdin` source with `source` keys, a file
+/// sink to `dir/out.jsonl`, the API on a free port. Returns (config, API, output).
+fn stdin_config(dir: &Path, top: &str, source: &str) -> (PathBuf, SocketAddr, PathBuf) {
+    let out = dir.join("out.jsonl");
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = dir.join("sluice.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_dir: {data}\n{top}api: {{ address: \"{api}\" }}\npipelines:\n  p:\n    sources:\n      - {{ type: stdin{source} }}\n    sinks:\n      - {{ type: file, path: {out} }}\n",
+            data = dir.join("data").display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    (config, api, out)
+}
+
 /// A `stdin` source on a pipe nobody writes to does not hold up SIGTERM: the agent stops
 /// at once, delivers what it read, and does not claim at ERROR that anything was lost.
 #[test]
 fn sigterm_with_a_quiet_stdin_pipe_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let port = free_port();
-    let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = dir.path().join("sluice.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_dir: {data}\nshutdown_timeout_secs: 120\napi: {{ address: \"{api}\" }}\npipelines:\n  p:\n    sources:\n      - {{ type: stdin }}\n    sinks:\n      - {{ type: file, path: {out} }}\n",
-            data = dir.path().join("data").display(),
-            out = out.display(),
-        ),
-    )
-    .unwrap();
+    let (config, _, out) = stdin_config(dir.path(), "shutdown_timeout_secs: 120\n", "");
     let mut child = Command::new(support::binary())
         .args(["run", "-c"])
         .arg(&config)
@@ -589,19 +595,7 @@ fn sigterm_with_a_quiet_stdin_pipe_stops_at_once() {
 #[test]
 fn stdin_marks_cut_lines_and_counts_invalid_utf8() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let port = free_port();
-    let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = dir.path().join("sluice.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_dir: {data}\napi: {{ address: \"{api}\" }}\npipelines:\n  p:\n    sources:\n      - {{ type: stdin, max_line_bytes: 10 }}\n    sinks:\n      - {{ type: file, path: {out} }}\n",
-            data = dir.path().join("data").display(),
-            out = out.display(),
-        ),
-    )
-    .unwrap();
+    let (config, api, out) = stdin_config(dir.path(), "", ", max_line_bytes: 10");
     let mut agent = support::Agent::start_file(&config, api, Stdio::piped());
     let mut stdin = agent.child.stdin.take().unwrap();
     stdin

@@ -250,6 +250,20 @@ impl FakeLoki {
         self.state.lock().unwrap().until = Some((Instant::now() + duration, behavior));
     }
 
+    /// A Loki that answers `503` to everything for an hour (until told otherwise with
+    /// [`FakeLoki::behave_for`]).
+    #[allow(dead_code)]
+    pub fn start_down() -> FakeLoki {
+        let loki = FakeLoki::start();
+        let down = Behavior::Status {
+            code: 503,
+            retry_after: None,
+            body: "down".into(),
+        };
+        loki.behave_for(down, Duration::from_secs(3600));
+        loki
+    }
+
     /// Everything received so far.
     pub fn entries(&self) -> Vec<Entry> {
         self.state.lock().unwrap().entries.clone()

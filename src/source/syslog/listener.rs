@@ -350,7 +350,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
         held.set(buf.len());
         let read = tokio::select! {
             _ = shared.ctx.shutdown.wait() => {
-                stop_with_partial(shared, &mut decoder, &mut buf, peer, stream_key).await;
+                stop_with_partial(shared, &mut decoder, &mut buf, peer, stream_key);
                 return false;
             }
             read = read_some(reader, &mut buf, settings.idle_timeout) => read,
@@ -399,7 +399,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
 /// message not ended yet goes on as it is, marked `truncated`, as when the peer closes; if
 /// the pipeline's queue has no room for it it is counted as dropped
 /// (`reason="partial_at_stop"`).
-async fn stop_with_partial(
+fn stop_with_partial(
     shared: &Shared,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
