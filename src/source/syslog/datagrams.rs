@@ -3,6 +3,9 @@
 //! full (a batch waits up to [`FULL_WAIT`] while the socket is still read; past that,
 //! datagrams are dropped and counted as `udp_overflow`).
 //!
+//! A UDP socket's kernel drops (its receive buffer full) are read every second and counted
+//! (`kernel_drops.rs`).
+//!
 //! Owns: the receive loop and its overflow accounting. Never: binds sockets (see
 //! `listener.rs`) or parses messages.
 
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::kernel_drops::{self, KernelDrops};
 use super::Shared;
 use crate::batch::Batch;
 use crate::event::{Event, Timestamp};
@@ -30,6 +34,20 @@ impl Datagrams {
             Datagrams::Udp(socket) => socket.recv_from(buf).await.map(|(n, peer)| (n, Some(peer))),
             Datagrams::Unix(socket) => socket.recv(buf).await.map(|n| (n, None)),
         }
+    }
+
+    /// The kernel's drop count of a UDP socket (Unix datagram sockets have none).
+    fn kernel_drops(&self, shared: &Shared) -> Option<KernelDrops> {
+        let Datagrams::Udp(socket) = self else {
+            return None;
+        };
+        let v6 = socket.local_addr().is_ok_and(|address| address.is_ipv6());
+        let counter = shared.ctx.metrics.counter(
+            "sluice_syslog_kernel_drops_total",
+            "UDP datagrams the kernel dropped before the source read them: the socket's receive buffer was full (raise receive_buffer_bytes, and net.core.rmem_max, or give the agent CPU).",
+            &[],
+        );
+        KernelDrops::new(socket, v6, counter)
     }
 
     /// One more datagram if one is queued, else `WouldBlock`.
@@ -57,12 +75,31 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
     let mut batch_bytes = 0usize;
     let mut overflowing = false;
     let mut drops = DropLog(LogEvery::new(DROP_LOG_EVERY));
+    let mut kernel_drops = socket.kernel_drops(&shared);
+    let mut read_kernel_drops = tokio::time::interval(kernel_drops::READ_EVERY);
+    read_kernel_drops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let at_limit = |events: &Vec<Event>, bytes: usize| {
+        events.len() >= settings.batch_events || bytes >= settings.batch_bytes
+    };
     loop {
-        let first = tokio::select! {
-            _ = shared.ctx.shutdown.wait() => break,
-            first = socket.recv(&mut buf) => first,
+        // Datagrams read while the last batch waited for room are the start of this one:
+        // it goes out now with what else is queued, not when the next datagram comes.
+        let mut next = if events.is_empty() {
+            tokio::select! {
+                _ = shared.ctx.shutdown.wait() => break,
+                _ = read_kernel_drops.tick(), if kernel_drops.is_some() => {
+                    if let Some(kernel_drops) = &mut kernel_drops {
+                        kernel_drops.read(&shared.ctx.id);
+                    }
+                    continue;
+                }
+                first = socket.recv(&mut buf) => first,
+            }
+        } else if at_limit(&events, batch_bytes) {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            socket.try_recv(&mut buf)
         };
-        let mut next = first;
         loop {
             match next {
                 Ok((len, peer)) => {
@@ -74,10 +111,13 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
                     break;
                 }
             }
-            if events.len() >= settings.batch_events || batch_bytes >= settings.batch_bytes {
+            if at_limit(&events, batch_bytes) {
                 break;
             }
             next = socket.try_recv(&mut buf);
+        }
+        if events.is_empty() {
+            continue;
         }
         let full = shared.ctx.out.is_full(stream_key);
         if full && overflowing {
@@ -95,6 +135,7 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
         if !full {
             overflowing = false;
             if send.await.is_err() {
+                shared.undelivered_at_stop(n);
                 break;
             }
             continue;
@@ -114,7 +155,10 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
         .await
         {
             Waited::Sent => overflowing = false,
-            Waited::Stopped => break,
+            Waited::Stopped => {
+                shared.undelivered_at_stop(n);
+                break;
+            }
             Waited::StillFull => {
                 // This batch is dropped (with the send) and, while the pipeline stays full,
                 // every datagram as it comes, counted.
@@ -122,6 +166,11 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
                 overflowing = true;
             }
         }
+    }
+    // What was read while the last batch waited, when the stop came then.
+    shared.send_at_stop(stream_key, events, "undelivered_at_stop");
+    if let Some(kernel_drops) = &mut kernel_drops {
+        kernel_drops.read(&shared.ctx.id);
     }
     remove_socket_file(path);
 }

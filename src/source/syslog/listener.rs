@@ -189,8 +189,36 @@ impl Shared {
             return true;
         }
         let batch = Batch::new(std::mem::replace(events, Vec::with_capacity(64)));
-        self.ctx.metrics.events_in.add(batch.events.len() as u64);
-        self.ctx.out.send_async(stream_key, batch).await.is_ok()
+        let n = batch.events.len() as u64;
+        self.ctx.metrics.events_in.add(n);
+        let sent = self.ctx.out.send_async(stream_key, batch).await.is_ok();
+        if !sent {
+            self.undelivered_at_stop(n);
+        }
+        sent
+    }
+
+    /// At a stop: hands `events` (read, not yet counted) over if the pipeline's queue has
+    /// room now, else counts them dropped for `reason`.
+    pub(super) fn send_at_stop(&self, stream_key: u64, events: Vec<Event>, reason: &str) {
+        let n = events.len() as u64;
+        if n == 0 {
+            return;
+        }
+        self.ctx.metrics.events_in.add(n);
+        if self
+            .ctx
+            .out
+            .try_send_at_stop(stream_key, Batch::new(events))
+            .is_err()
+        {
+            self.ctx.metrics.dropped(reason).add(n);
+        }
+    }
+
+    /// Counts `n` events (received and counted in) that a stop refused.
+    pub(super) fn undelivered_at_stop(&self, n: u64) {
+        self.ctx.metrics.dropped("undelivered_at_stop").add(n);
     }
 }
 
@@ -411,19 +439,7 @@ fn stop_with_partial(
     while let Some(frame) = decoder.decode_eof(buf) {
         events.push(shared.event(&frame.bytes, true, peer, received));
     }
-    let n = events.len() as u64;
-    if n == 0 {
-        return;
-    }
-    shared.ctx.metrics.events_in.add(n);
-    if shared
-        .ctx
-        .out
-        .try_send_at_stop(stream_key, Batch::new(events))
-        .is_err()
-    {
-        shared.ctx.metrics.dropped("partial_at_stop").add(n);
-    }
+    shared.send_at_stop(stream_key, events, "partial_at_stop");
 }
 
 /// A connection's share of [`Shared::buffered_bytes`]: the bytes of the partial frame it

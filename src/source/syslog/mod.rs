@@ -14,6 +14,7 @@
 
 mod datagrams;
 pub mod framing;
+mod kernel_drops;
 mod listener;
 pub mod message;
 pub mod parse;
