@@ -848,3 +848,31 @@ fn a_rotated_file_deleted_unread_is_counted_lost() {
     );
     assert!(agent.terminate().success());
 }
+
+/// A writer that opened the live file before a rename rotation and writes more than
+/// `rotate_wait_ms` later (an app stalled between its open and its write, or one that
+/// reopens only on its next write) appends to a generation the source already read and
+/// let go. The kept position of that generation sees it grow, and the source reads what
+/// was added, once: nothing lost, nothing twice.
+#[test]
+fn a_write_to_a_rotated_file_after_it_was_let_go_is_read() {
+    let setup = Setup::new("app.log");
+    let live = setup.logs().join("app.log");
+    append(&live, &lines(0, 100));
+    let agent = Setup::start(&setup);
+    assert_eq!(setup.expect_all("before the rotation", 100), 0);
+    // The late writer's descriptor, opened before the rotation.
+    let mut late = OpenOptions::new().append(true).open(&live).unwrap();
+    rotate("rename", &live);
+    append(&live, &lines(100, 100));
+    assert_eq!(setup.expect_all("after the rotation", 200), 0);
+    // Past `rotate_wait_ms` (300) and the commit of its last batch: the old file is let go.
+    wait_for("the rotated file let go", WAIT, || {
+        agent.metric_sum("sluice_file_open", &[]) == 1.0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    late.write_all(lines(200, 50).as_bytes()).unwrap();
+    drop(late);
+    assert_eq!(setup.expect_all("the late write", 250), 0);
+    assert!(agent.terminate().success());
+}

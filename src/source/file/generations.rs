@@ -37,6 +37,11 @@
 //! zstd) cannot be read: its size is counted in
 //! `sluice_file_lost_bytes_total{reason="unreadable_rotation"}` and logged at ERROR.
 //!
+//! A finished generation written to after it was let go (a writer that opened the file
+//! before the rotation and wrote more than `rotate_wait_ms` later, or was stopped between
+//! its open and its write) is seen at the next check of its kept position, by its size,
+//! and read again from its saved end ([`Finished::check`] returns it).
+//!
 //! Owns: finding those generations and starting their reads, and keeping finished
 //! generations' positions while their files exist. Never: reads lines, or looks at files
 //! the globs match.
@@ -65,31 +70,44 @@ const MAX_KEPT: usize = 4096;
 /// file is still there under the name it had when it was let go (module doc).
 #[derive(Default)]
 pub(super) struct Finished {
-    /// Checkpoint key, the file's name when let go, its device and inode; oldest first.
-    kept: VecDeque<(String, PathBuf, (u64, u64))>,
+    /// Oldest first.
+    kept: VecDeque<Kept>,
     /// The keys in `kept`: a stream opened again is looked up here, not in the list.
     keys: HashSet<String>,
     next_check: Option<Instant>,
 }
 
+/// A finished generation's kept position.
+struct Kept {
+    /// Its checkpoint key.
+    key: String,
+    /// Its name when let go.
+    path: PathBuf,
+    /// Its device and inode.
+    id: (u64, u64),
+    /// Where it was read to (its size when let go).
+    end: u64,
+}
+
 impl Finished {
-    /// Keeps `key`'s position (read to its end) while its file (device and inode) is still
-    /// at the name it had when let go, or forgets it now when it had none (deleted).
+    /// Keeps `key`'s position (read to `end`, its end) while its file (device and inode) is
+    /// still at the name it had when let go, or forgets it now when it had none (deleted).
     pub(super) fn keep(
         &mut self,
         checkpoints: &Checkpoints,
         key: String,
         name: Option<(PathBuf, (u64, u64))>,
+        end: u64,
     ) {
         let Some((path, id)) = name else {
             return checkpoints.forget(&key);
         };
         self.keys.insert(key.clone());
-        self.kept.push_back((key, path, id));
+        self.kept.push_back(Kept { key, path, id, end });
         while self.kept.len() > MAX_KEPT {
-            if let Some((key, ..)) = self.kept.pop_front() {
-                self.keys.remove(&key);
-                checkpoints.forget(&key);
+            if let Some(kept) = self.kept.pop_front() {
+                self.keys.remove(&kept.key);
+                checkpoints.forget(&kept.key);
             }
         }
     }
@@ -97,27 +115,47 @@ impl Finished {
     /// `key` is read again (a stream resumed or reopened under it): no longer kept here.
     pub(super) fn tracked_again(&mut self, key: &str) {
         if self.keys.remove(key) {
-            self.kept.retain(|(kept, ..)| kept != key);
+            self.kept.retain(|kept| kept.key != key);
         }
     }
 
     /// Every [`CHECK_EVERY`]: forgets the positions whose file is gone from its name
     /// (compressed into a new file, deleted, or renamed: a renumbered or recompressed
-    /// generation keeps its modification time, which already says it was read).
-    pub(super) fn check(&mut self, checkpoints: &Checkpoints, now: Instant) {
+    /// generation keeps its modification time, which already says it was read), and
+    /// returns the files that grew past their end since they were let go (name, device
+    /// and inode), to be read on from their kept position.
+    pub(super) fn check(
+        &mut self,
+        checkpoints: &Checkpoints,
+        now: Instant,
+    ) -> Vec<(PathBuf, (u64, u64))> {
         if self.kept.is_empty() || self.next_check.is_some_and(|at| now < at) {
-            return;
+            return Vec::new();
         }
         self.next_check = Some(now + CHECK_EVERY);
+        let mut grown = Vec::new();
         let keys = &mut self.keys;
-        self.kept.retain(|(key, path, id)| {
-            let there = std::fs::symlink_metadata(path).is_ok_and(|m| dev_ino(&m) == *id);
-            if !there {
-                keys.remove(key);
-                checkpoints.forget(key);
+        self.kept.retain(|kept| {
+            let size = std::fs::symlink_metadata(&kept.path)
+                .ok()
+                .filter(|m| dev_ino(m) == kept.id)
+                .map(|m| m.len());
+            match size {
+                Some(size) if size > kept.end => {
+                    // Its position stays saved: the read resumes from it (`open_new`).
+                    keys.remove(&kept.key);
+                    grown.push((kept.path.clone(), kept.id));
+                    false
+                }
+                Some(_) => true,
+                None => {
+                    keys.remove(&kept.key);
+                    checkpoints.forget(&kept.key);
+                    false
+                }
             }
-            there
         });
+        grown
     }
 }
 

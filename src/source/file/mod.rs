@@ -628,10 +628,12 @@ impl Reader {
             if retiring.tracker.committed() < retiring.end {
                 return true;
             }
-            finished.keep(checkpoints, key.clone(), retiring.name.take());
+            finished.keep(checkpoints, key.clone(), retiring.name.take(), retiring.end);
             false
         });
-        self.finished.check(checkpoints, now);
+        for (path, id) in self.finished.check(checkpoints, now) {
+            self.read_late_write(path, id);
+        }
         if now >= self.next_lag {
             self.update_lag();
             self.next_lag = now + LAG_INTERVAL;

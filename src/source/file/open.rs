@@ -312,6 +312,18 @@ impl Reader {
         self.open.insert(want.dev_ino);
     }
 
+    /// A generation let go at its end and written to since (see `generations.rs`): opened
+    /// again at its saved position (past the open-file cap if need be: these are few and
+    /// brief), and let go again once read, as no matched path points at it.
+    pub(super) fn read_late_write(&mut self, path: PathBuf, dev_ino: (u64, u64)) {
+        tracing::info!(file = %path.display(), rotate_wait_ms = self.source.rotate_wait.as_millis() as u64, "rotated file written to after it was let go; reading what was added (a writer held it longer than rotate_wait_ms)");
+        self.open(WantOpen {
+            path,
+            dev_ino,
+            initial: false,
+        });
+    }
+
     /// Sends what is still assembled, closes the file, and retires its checkpoint.
     pub(super) fn let_go(&mut self, id: (u64, u64)) -> Result<(), Stopped> {
         let Some(mut tailer) = self.files.remove(&id) else {
