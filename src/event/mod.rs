@@ -297,7 +297,7 @@ impl LogEvent {
         let mut out = serde_json::Map::new();
         for (key, value) in &self.fields {
             let name = match is_own_name(key) {
-                true => self.free_name(key),
+                true => self.free_name(key, &[]),
                 false => key.to_owned(),
             };
             out.insert(name, serde_json::to_value(value).unwrap_or_default());
@@ -333,13 +333,13 @@ fn is_own_name(key: &str) -> bool {
 }
 
 impl LogEvent {
-    /// The name a field named like the event's own `message` or `timestamp` is written
-    /// under: `_` + `name`, with one more `_` while a field has that name (the
-    /// Elasticsearch sink's rule for its reserved names), so a parsed `timestamp` is kept
-    /// beside the event time, not lost.
-    fn free_name(&self, name: &str) -> String {
+    /// The name a field named like one the writer reserves (the event's own `message` or
+    /// `timestamp`; Elasticsearch's metadata fields) is written under: `_` + `name`, with
+    /// one more `_` while that is in `reserved` or another field's name, so a parsed
+    /// `timestamp` is kept beside the event time, not lost.
+    pub fn free_name(&self, name: &str, reserved: &[&str]) -> String {
         let mut renamed = format!("_{name}");
-        while self.fields.contains_key(&renamed) {
+        while reserved.contains(&renamed.as_str()) || self.fields.contains_key(&renamed) {
             renamed.insert(0, '_');
         }
         renamed
@@ -383,7 +383,7 @@ impl JsonView<'_> {
             .filter(|(key, _)| !self.skips(key))
             .map(|(key, value)| {
                 let name = match is_own_name(key) {
-                    true => std::borrow::Cow::Owned(event.free_name(key)),
+                    true => std::borrow::Cow::Owned(event.free_name(key, &[])),
                     false => std::borrow::Cow::Borrowed(key),
                 };
                 (name, Some(value))

@@ -93,7 +93,7 @@ pub fn write_document(log: &LogEvent, timestamps: &mut TimestampCache, body: &mu
     for (name, value) in &log.fields {
         body.push(b',');
         if name.starts_with(['_', '@']) && RESERVED.contains(&name) {
-            write_json_str(body, &free_name(log, name));
+            write_json_str(body, &log.free_name(name, RESERVED));
         } else {
             write_json_str(body, name);
         }
@@ -101,15 +101,6 @@ pub fn write_document(log: &LogEvent, timestamps: &mut TimestampCache, body: &mu
         write_value(value, body);
     }
     body.push(b'}');
-}
-
-/// `_` + `name`, more underscores while that is reserved or another field's name.
-fn free_name(log: &LogEvent, name: &str) -> String {
-    let mut renamed = format!("_{name}");
-    while RESERVED.contains(&renamed.as_str()) || log.fields.contains_key(&renamed) {
-        renamed.insert(0, '_');
-    }
-    renamed
 }
 
 fn write_value(value: &Value, body: &mut Vec<u8>) {
