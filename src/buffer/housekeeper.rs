@@ -136,7 +136,12 @@ pub(super) fn health(shared: &Shared, bytes: u64, max: u64, waiting: bool) {
 }
 
 fn save_position(dir: &Path, position: u64) -> io::Result<()> {
-    let tmp = dir.join(format!("{POSITION_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{position}\n"))?;
-    std::fs::rename(tmp, dir.join(POSITION_FILE))
+    save_number(dir, POSITION_FILE, position)
+}
+
+/// Writes `value` to the file `name` in `dir` whole (a temporary file renamed over it).
+pub(super) fn save_number(dir: &Path, name: &str, value: u64) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, format!("{value}\n"))?;
+    std::fs::rename(tmp, dir.join(name))
 }

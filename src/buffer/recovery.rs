@@ -13,6 +13,11 @@
 //! a segment missing between the acknowledged position and the next one found (segments
 //! are deleted only behind the saved position, so a gap is data that was never delivered).
 //!
+//! The writer records how far the buffer was fsynced (`durable`, after each fsync and at a
+//! clean stop): a buffer that ends before that at start lost fsynced data (a segment cut
+//! short or deleted by hand, a disk that lost writes), logged at ERROR and counted, where a
+//! torn tail past it is only a write that was never acknowledged.
+//!
 //! Owns: start-up recovery. Never: loads the buffer into memory, or fails the start for
 //! damaged data (only for an unusable directory).
 
@@ -40,8 +45,9 @@ pub struct Recovered {
     pub lost_bytes: u64,
 }
 
-/// Recovers the buffer in `dir` whose records before `acknowledged` were delivered.
-pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
+/// Recovers the buffer in `dir` whose records before `acknowledged` were delivered and
+/// which was fsynced up to `durable` (0 when not known).
+pub fn recover(dir: &Path, acknowledged: u64, durable: u64) -> io::Result<Recovered> {
     let mut out = Recovered::default();
     let listed = segment::list(dir)?;
     let newest = listed.last().map(|(start, _)| *start);
@@ -113,6 +119,23 @@ pub fn recover(dir: &Path, acknowledged: u64) -> io::Result<Recovered> {
         }
         out.segments.push((start, valid_end));
     }
+    // Data fsynced before the last stop and gone now (the newest segment cut short or
+    // deleted after the stop): not a torn write, a loss.
+    let found_end = out
+        .segments
+        .last()
+        .map_or(0, |(_, end)| *end)
+        .max(acknowledged);
+    if durable > found_end {
+        let lost = durable - found_end;
+        tracing::error!(
+            buffer = %dir.display(), found_end, durable, lost_bytes = lost,
+            "disk buffer: data written and fsynced before the last stop is missing from its end (a segment cut short or deleted); its events are lost"
+        );
+        out.lost_bytes += lost;
+        // Said once: the next start compares with what is there now.
+        super::housekeeper::save_number(dir, super::writer::DURABLE_FILE, found_end)?;
+    }
     Ok(out)
 }
 
@@ -153,7 +176,7 @@ mod tests {
         let newest = dir.path().join(segment::file_name(first_end));
         let mut file = OpenOptions::new().append(true).open(&newest).unwrap();
         file.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
-        let recovered = recover(dir.path(), first_end).unwrap();
+        let recovered = recover(dir.path(), first_end, 0).unwrap();
         assert_eq!(recovered.segments, vec![(first_end, second_end)]);
         assert_eq!(recovered.events, 8);
         assert_eq!(recovered.cut_bytes, 6);
@@ -167,7 +190,7 @@ mod tests {
         );
         // Again: nothing more to cut, and an acknowledged position inside the segment.
         let record = (second_end - first_end - HEADER_BYTES) / 4;
-        let again = recover(dir.path(), first_end + HEADER_BYTES + record).unwrap();
+        let again = recover(dir.path(), first_end + HEADER_BYTES + record, 0).unwrap();
         assert_eq!(again.events, 6);
         assert_eq!(again.cut_bytes, 0);
     }
@@ -189,7 +212,7 @@ mod tests {
             .unwrap()
             .set_len(third_end - second_end - cut)
             .unwrap();
-        let recovered = recover(dir.path(), 0).unwrap();
+        let recovered = recover(dir.path(), 0, 0).unwrap();
         let record = (first_end - HEADER_BYTES) / 3;
         assert_eq!(
             recovered.lost_bytes,
@@ -201,17 +224,57 @@ mod tests {
         // Until the reader passes them, a later start finds the same gaps (the cut record
         // is now missing from the end of its segment); acknowledged segments deleted
         // normally leave none.
-        let again = recover(dir.path(), first_end).unwrap();
+        let again = recover(dir.path(), first_end, 0).unwrap();
         assert_eq!(again.lost_bytes, (second_end - first_end) + record);
-        let none = recover(dir.path(), third_end).unwrap();
+        let none = recover(dir.path(), third_end, 0).unwrap();
         assert_eq!(none.lost_bytes, 0);
+    }
+
+    #[test]
+    fn fsynced_data_missing_from_the_end_is_counted_lost_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_end = write(dir.path(), 0, 3);
+        let second_end = write(dir.path(), first_end, 4);
+        let record = (second_end - first_end - HEADER_BYTES) / 4;
+        // After a clean stop, the newest segment loses its last record and a half.
+        let newest = dir.path().join(segment::file_name(first_end));
+        let cut_at = second_end - first_end - record - record / 2;
+        OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap()
+            .set_len(cut_at)
+            .unwrap();
+        let recovered = recover(dir.path(), 0, second_end).unwrap();
+        assert_eq!(recovered.lost_bytes, 2 * record);
+        assert_eq!(recovered.events, 2 * (3 + 2));
+        let durable: u64 =
+            std::fs::read_to_string(dir.path().join(super::super::writer::DURABLE_FILE))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        assert_eq!(durable, second_end - 2 * record);
+        assert_eq!(recover(dir.path(), 0, durable).unwrap().lost_bytes, 0);
+        // The newest segment deleted: all of it.
+        std::fs::remove_file(&newest).unwrap();
+        let gone = recover(dir.path(), 0, durable).unwrap();
+        assert_eq!(gone.lost_bytes, durable - first_end);
+        // A torn tail past the durable position is not a loss.
+        let torn = tempfile::tempdir().unwrap();
+        let end = write(torn.path(), 0, 3);
+        let path = torn.path().join(segment::file_name(0));
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        let recovered = recover(torn.path(), 0, end).unwrap();
+        assert_eq!((recovered.lost_bytes, recovered.cut_bytes), (0, 6));
     }
 
     #[test]
     fn sets_aside_what_is_not_a_segment() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(segment::file_name(5)), b"garbage").unwrap();
-        let recovered = recover(dir.path(), 0).unwrap();
+        let recovered = recover(dir.path(), 0, 0).unwrap();
         assert!(recovered.segments.is_empty());
         assert!(dir.path().join("00000000000000000005.damaged").exists());
     }

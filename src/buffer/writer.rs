@@ -30,6 +30,9 @@ pub(super) const TICK: Duration = Duration::from_millis(100);
 const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// The file holding the acknowledged position.
 pub(super) const POSITION_FILE: &str = "acknowledged";
+/// The file holding the position up to which the newest segment was last fsynced: at
+/// start, a buffer ending before it lost durable data (see `recovery.rs`).
+pub(super) const DURABLE_FILE: &str = "durable";
 
 /// State shared by the writer, the reader and the housekeeper of one buffer.
 pub(super) struct Shared {
@@ -185,7 +188,11 @@ pub(super) fn open(
         })
     };
     let acknowledged = read_position(dir);
-    let recovered = match super::recovery::recover(dir, acknowledged) {
+    let durable = std::fs::read_to_string(dir.join(DURABLE_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    let recovered = match super::recovery::recover(dir, acknowledged, durable) {
         Ok(recovered) => recovered,
         Err(error) => {
             // Release the claim before failing.
@@ -526,13 +533,24 @@ pub(super) fn close(shared: &Shared) {
     let mut state = lock(shared);
     let synced = state.active.as_ref().map_or(Ok(()), File::sync_data);
     let acks = std::mem::take(&mut state.unsynced);
+    let end = state.write_end();
     state.closed = true;
     drop(state);
     shared.data.notify_all();
     if synced.is_ok() {
+        note_durable(shared, end);
         for ack in acks {
             ack.done();
         }
+    }
+}
+
+/// Records that the buffer is on disk up to `end` (after an fsync that covered it). Not
+/// fsynced itself: it only ever says less than what is durable. A failure to write it
+/// only weakens the check at the next start.
+fn note_durable(shared: &Shared, end: u64) {
+    if let Err(error) = super::housekeeper::save_number(&shared.dir, DURABLE_FILE, end) {
+        tracing::debug!(buffer = %shared.dir.display(), %error, "disk buffer: durable position not saved");
     }
 }
 
@@ -545,16 +563,19 @@ fn replayable(acks: &[AckRef]) -> bool {
 
 /// Fsyncs the segment being written, then acknowledges the batches written since.
 pub(super) fn sync(shared: &Shared) {
-    let (file, acks) = {
+    let (file, acks, end) = {
         let mut state = lock(shared);
         let file = state.active.as_ref().and_then(|f| f.try_clone().ok());
-        (file, std::mem::take(&mut state.unsynced))
+        (file, std::mem::take(&mut state.unsynced), state.write_end())
     };
     if acks.is_empty() {
         return;
     }
     match file.map_or(Ok(()), |f| f.sync_data()) {
-        Ok(()) => acks.into_iter().for_each(AckRef::done),
+        Ok(()) => {
+            note_durable(shared, end);
+            acks.into_iter().for_each(AckRef::done);
+        }
         Err(error) => {
             tracing::error!(buffer = %shared.dir.display(), %error, "disk buffer fsync failed: its batches are not acknowledged");
         }
