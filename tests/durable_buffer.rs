@@ -1007,8 +1007,10 @@ fn a_segment_cut_after_a_clean_stop_is_counted_lost_once() {
         len - len / 2
     );
     assert!(
-        agent.log().lines().any(|l| l.contains("ERROR")
-            && l.contains("fsynced before the last stop is missing")),
+        agent
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("fsynced before the last stop is missing")),
         "{}",
         agent.log()
     );

@@ -874,5 +874,11 @@ fn a_write_to_a_rotated_file_after_it_was_let_go_is_read() {
     late.write_all(lines(200, 50).as_bytes()).unwrap();
     drop(late);
     assert_eq!(setup.expect_all("the late write", 250), 0);
+    // A rename is a rotation, a deletion is not.
+    fs::remove_file(&live).unwrap();
+    wait_for("the deletion seen", WAIT, || {
+        agent.metric_sum("sluice_file_deletions_total", &[]) == 1.0
+    });
+    assert_eq!(agent.metric_sum("sluice_file_rotations_total", &[]), 1.0);
     assert!(agent.terminate().success());
 }

@@ -1,5 +1,5 @@
 //! The file source's own metrics beyond the per-line counters: files watched and open,
-//! rotations, truncations, lag, recovered parts and lost bytes by reason.
+//! rotations, deletions, truncations, lag, recovered parts and lost bytes by reason.
 //!
 //! Owns: their names and help texts. Never: decides when they change.
 
@@ -10,6 +10,7 @@ pub(super) struct FileMetrics {
     pub(super) watched: Gauge,
     pub(super) open: Gauge,
     pub(super) rotations: Counter,
+    pub(super) deletions: Counter,
     pub(super) truncations: Counter,
     pub(super) lag_total: Gauge,
     pub(super) lag_max: Gauge,
@@ -25,7 +26,12 @@ impl FileMetrics {
             open: metrics.gauge("sluice_file_open", "Files open for reading.", &[]),
             rotations: metrics.counter(
                 "sluice_file_rotations_total",
-                "Open files that left every matched path (renamed away by rotation, or deleted).",
+                "Open files renamed away from every matched path (rotation); they are read to their end.",
+                &[],
+            ),
+            deletions: metrics.counter(
+                "sluice_file_deletions_total",
+                "Open files deleted; what they hold is read to its end through the descriptor.",
                 &[],
             ),
             truncations: metrics.counter(

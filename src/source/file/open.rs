@@ -91,7 +91,15 @@ impl Reader {
             }
             if tailer.is_open() {
                 if tailer.gone_since.is_none() {
-                    self.metrics.rotations.inc();
+                    let deleted = (tailer.file.as_ref())
+                        .and_then(|file| file.metadata().ok())
+                        .is_some_and(|metadata| {
+                            std::os::unix::fs::MetadataExt::nlink(&metadata) == 0
+                        });
+                    match deleted {
+                        true => self.metrics.deletions.inc(),
+                        false => self.metrics.rotations.inc(),
+                    }
                     tailer.gone_since = Some(now);
                 }
             } else {
@@ -322,6 +330,10 @@ impl Reader {
             dev_ino,
             initial: false,
         });
+        // Already rotated away (counted then): let go again once read.
+        if let Some(tailer) = self.files.get_mut(&dev_ino) {
+            tailer.gone_since = Some(Instant::now());
+        }
     }
 
     /// Sends what is still assembled, closes the file, and retires its checkpoint.
