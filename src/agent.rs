@@ -303,7 +303,8 @@ async fn stop_all(
 
 /// Reloads the config as a transaction, at pipeline granularity (like Vector's topology
 /// diff): the new config is built first (if it does not build, nothing changes); pipelines
-/// whose section did not change keep running untouched (their sockets stay open); changed
+/// whose section did not change keep running untouched (their sockets stay open; a
+/// changed one's syslog sockets pass to its successor, `source/syslog/handover.rs`); changed
 /// and removed ones drain and stop, positions are saved, and changed and added ones start
 /// from them. If one of those fails to start, the ones started are stopped, the previous
 /// config's pipelines are started again, and the error is returned.
@@ -358,7 +359,7 @@ async fn reload(
     // A failure is logged and retried by the periodic writer; the new pipelines start from
     // the positions in memory either way.
     let _ = save_checkpoints(&shared.checkpoints, true).await;
-    match start_all(built, shared, deadline).await {
+    let result = match start_all(built, shared, deadline).await {
         Ok(started) => {
             active.pipelines.extend(started);
             active.config = new_config;
@@ -370,7 +371,10 @@ async fn reload(
             restart_previous(source, active, &to_stop, shared, deadline).await;
             Err(format!("{error:#}"))
         }
-    }
+    };
+    // Listening sockets a restarted pipeline took over stay; the others close now.
+    crate::source::syslog::release_unclaimed();
+    result
 }
 
 /// Starts the pipelines `names` of the config in force again, after a failed reload.

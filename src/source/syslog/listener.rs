@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::datagrams::{serve_datagrams, Datagrams};
 use super::framing::Decoder;
+use super::handover::{self, Key};
 use super::{Counters, Listen, Shared, Syslog};
 use crate::batch::Batch;
 use crate::event::{Event, Timestamp};
@@ -61,19 +62,34 @@ pub(super) fn start(source: Syslog, ctx: SourceContext) -> anyhow::Result<Runnin
     });
     let task = match source.listen {
         Listen::Udp(address) => {
-            let socket = std::net::UdpSocket::bind(address)
-                .with_context(|| format!("bind udp {address}"))?;
+            let (socket, reused, claim) = handover::claim(Key::Udp(address), || {
+                Ok(std::net::UdpSocket::bind(address)?.into())
+            })
+            .with_context(|| format!("bind udp {address}"))?;
+            let socket = std::net::UdpSocket::from(socket);
             socket.set_nonblocking(true)?;
             let buffer = set_receive_buffer(&socket, settings.receive_buffer_bytes);
             let socket = tokio::net::UdpSocket::from_std(socket)?;
-            tracing::info!(source = %id, %address, receive_buffer_bytes = buffer, "syslog listening on udp");
-            runtime.spawn(serve_datagrams(shared, Datagrams::Udp(socket), None))
+            tracing::info!(source = %id, %address, receive_buffer_bytes = buffer, reused, "syslog listening on udp");
+            runtime.spawn(async move {
+                let _claim = claim;
+                serve_datagrams(shared, Datagrams::Udp(socket), None).await;
+            })
         }
         Listen::Tcp(address) => {
-            let listener = bind_tcp(address).with_context(|| format!("bind tcp {address}"))?;
+            let (listener, reused, claim) = handover::claim(Key::Tcp(address), || {
+                Ok(bind_tcp(address)?.into_std()?.into())
+            })
+            .with_context(|| format!("bind tcp {address}"))?;
+            let listener = std::net::TcpListener::from(listener);
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             let tls = source.tls.map(|tls| TlsAcceptor::from(tls.0));
-            tracing::info!(source = %id, %address, tls = tls.is_some(), "syslog listening on tcp");
-            runtime.spawn(accept_tcp(shared, listener, tls))
+            tracing::info!(source = %id, %address, tls = tls.is_some(), reused, "syslog listening on tcp");
+            runtime.spawn(async move {
+                let _claim = claim;
+                accept_tcp(shared, listener, tls).await;
+            })
         }
         Listen::UnixStream(path, mode) => {
             prepare_socket_path(&path)?;

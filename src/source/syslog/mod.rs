@@ -14,6 +14,7 @@
 
 mod datagrams;
 pub mod framing;
+mod handover;
 mod kernel_drops;
 mod listener;
 pub mod message;
@@ -22,6 +23,8 @@ pub mod rfc3164;
 pub mod rfc5424;
 pub mod time;
 pub mod tls;
+
+pub use handover::release_unclaimed;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
