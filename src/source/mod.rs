@@ -218,6 +218,9 @@ impl SourceContext {
 /// events and looks at the stop signal again.
 const SEND_SLICE: Duration = Duration::from_millis(50);
 
+/// How long, at a stop, an async source's batch waits for room in its pipeline's queue.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The source could not hand over a batch because the agent is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
@@ -343,21 +346,32 @@ impl BatchSender {
     }
 
     /// Like [`BatchSender::send`], for async sources: waits for room in the queue's own
-    /// async wait (no polling), without blocking the runtime.
+    /// async wait (no polling), without blocking the runtime. Once the pipeline stops, a
+    /// batch still gets [`STOP_GRACE`] to find room (the workers drain the queues while
+    /// the sources stop, so a slow sink makes room): only one that a stuck pipeline cannot
+    /// take is refused, and its events are the caller's to count.
     pub async fn send_async(&self, stream_key: u64, batch: Batch) -> Result<(), Stopped> {
         let n_events = batch.events.len() as u64;
         let (queue, depth) = self.queue(stream_key);
         let batch = self.marked(batch);
-        if self.shutdown.is_triggered() {
-            return Err(Stopped);
+        let send = queue.send_async(batch);
+        tokio::pin!(send);
+        let sent = if self.shutdown.is_triggered() {
+            tokio::time::timeout(STOP_GRACE, &mut send).await.ok()
+        } else {
+            tokio::select! {
+                sent = &mut send => Some(sent),
+                () = self.shutdown.wait() => tokio::time::timeout(STOP_GRACE, &mut send).await.ok(),
+            }
+        };
+        match sent {
+            Some(Ok(())) => {
+                depth.add(1);
+                self.metrics.events_out.add(n_events);
+                Ok(())
+            }
+            _ => Err(Stopped),
         }
-        tokio::select! {
-            sent = queue.send_async(batch) => sent.map_err(|_| Stopped)?,
-            () = self.shutdown.wait() => return Err(Stopped),
-        }
-        depth.add(1);
-        self.metrics.events_out.add(n_events);
-        Ok(())
     }
 
     /// Frees the events sinks have returned, and marks `batch` as this source's.
