@@ -852,8 +852,9 @@ fn a_rotated_file_deleted_unread_is_counted_lost() {
 /// A writer that opened the live file before a rename rotation and writes more than
 /// `rotate_wait_ms` later (an app stalled between its open and its write, or one that
 /// reopens only on its next write) appends to a generation the source already read and
-/// let go. The kept position of that generation sees it grow, and the source reads what
-/// was added, once: nothing lost, nothing twice.
+/// let go. The kept position of that generation sees it grow (following it when it is
+/// renamed again in its directory), and the source reads what was added, once: nothing
+/// lost, nothing twice.
 #[test]
 fn a_write_to_a_rotated_file_after_it_was_let_go_is_read() {
     let setup = Setup::new("app.log");
@@ -872,8 +873,20 @@ fn a_write_to_a_rotated_file_after_it_was_let_go_is_read() {
     });
     std::thread::sleep(Duration::from_millis(500));
     late.write_all(lines(200, 50).as_bytes()).unwrap();
-    drop(late);
     assert_eq!(setup.expect_all("the late write", 250), 0);
+    // Renamed again (logrotate renumbering its generations), then written to: found by
+    // its inode in the directory.
+    wait_for("the rotated file let go again", WAIT, || {
+        agent.metric_sum("sluice_file_open", &[]) == 1.0
+    });
+    let rotated = setup.logs().join("app.log.1");
+    fs::rename(&rotated, setup.logs().join("app.log.2")).unwrap();
+    late.write_all(lines(250, 50).as_bytes()).unwrap();
+    drop(late);
+    assert_eq!(
+        setup.expect_all("the late write after a second rename", 300),
+        0
+    );
     // A rename is a rotation, a deletion is not.
     fs::remove_file(&live).unwrap();
     wait_for("the deletion seen", WAIT, || {

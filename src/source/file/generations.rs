@@ -119,9 +119,10 @@ impl Finished {
         }
     }
 
-    /// Every [`CHECK_EVERY`]: forgets the positions whose file is gone from its name
-    /// (compressed into a new file, deleted, or renamed: a renumbered or recompressed
-    /// generation keeps its modification time, which already says it was read), and
+    /// Every [`CHECK_EVERY`]: follows a file renamed within its directory, forgets the
+    /// positions whose file is gone (compressed into a new file, deleted, or moved away: a
+    /// recompressed generation keeps its modification time, which already says it was
+    /// read), and
     /// returns the files that grew past their end since they were let go (name, device
     /// and inode), to be read on from their kept position.
     pub(super) fn check(
@@ -135,11 +136,26 @@ impl Finished {
         self.next_check = Some(now + CHECK_EVERY);
         let mut grown = Vec::new();
         let keys = &mut self.keys;
-        self.kept.retain(|kept| {
-            let size = std::fs::symlink_metadata(&kept.path)
+        // Directories listed this check (only when a kept file left its name).
+        let mut listed: HashMap<PathBuf, FilesById> = HashMap::new();
+        self.kept.retain_mut(|kept| {
+            let mut size = std::fs::symlink_metadata(&kept.path)
                 .ok()
                 .filter(|m| dev_ino(m) == kept.id)
                 .map(|m| m.len());
+            if size.is_none() {
+                // Renamed again (logrotate renumbers its generations): found by its inode
+                // in the same directory, its late writes are not lost with the old name.
+                if let Some(dir) = kept.path.parent() {
+                    let files = listed
+                        .entry(dir.to_owned())
+                        .or_insert_with(|| files_in(dir));
+                    if let Some((path, len)) = files.get(&kept.id) {
+                        kept.path = path.clone();
+                        size = Some(*len);
+                    }
+                }
+            }
             match size {
                 Some(size) if size > kept.end => {
                     // Its position stays saved: the read resumes from it (`open_new`).
@@ -157,6 +173,25 @@ impl Finished {
         });
         grown
     }
+}
+
+/// Regular files by device and inode: (path, size).
+type FilesById = HashMap<(u64, u64), (PathBuf, u64)>;
+
+/// The regular files in `dir`.
+fn files_in(dir: &std::path::Path) -> FilesById {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let metadata = std::fs::symlink_metadata(entry.path()).ok()?;
+            metadata
+                .is_file()
+                .then(|| (dev_ino(&metadata), (entry.path(), metadata.len())))
+        })
+        .collect()
 }
 
 /// The name the open `file` (device and inode `id`) has now, from its descriptor; `None`
