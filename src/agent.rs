@@ -144,6 +144,7 @@ async fn run_async(
     // Pipelines first (their listeners are bound when `start_all` returns), then the API:
     // an agent whose `/health` answers is ready to take data. An API that cannot listen
     // undoes the start.
+    crate::source::syslog::set_exiting(false);
     let started = start_all(pipelines, &shared, deadline).await?;
     if config.api.enabled {
         if let Err(error) = api::serve(&config.api, reload_tx).await {
@@ -165,6 +166,8 @@ async fn run_async(
     let memory_return = tokio::spawn(crate::memory_return::return_freed_memory_periodically());
 
     serve_until_stopped(&source, &mut active, &shared, reload_rx, deadline).await?;
+    // No pipeline follows these: what their sockets still hold is read and counted.
+    crate::source::syslog::set_exiting(true);
     stop_all(
         active.pipelines.into_values(),
         deadline,
@@ -174,7 +177,43 @@ async fn run_async(
     writer.abort();
     memory_return.abort();
     let saved = save_checkpoints(&checkpoints, true).await;
+    log_drops_of_the_run();
     exit_status(&shared, saved)
+}
+
+/// At exit, the events dropped during the run by pipeline and reason, and the datagrams
+/// the kernel dropped, in one line: the counters end with the process, and a stop's own
+/// drops are counted in its last milliseconds, after any scrape.
+fn log_drops_of_the_run() {
+    let mut drops = std::collections::BTreeMap::<String, f64>::new();
+    for sample in crate::telemetry::registry().samples() {
+        let crate::telemetry::SampleValue::Counter(value) = sample.value else {
+            continue;
+        };
+        let label = |name: &str| {
+            (sample.labels.iter())
+                .find(|(key, _)| key == name)
+                .map_or("", |(_, value)| value.as_str())
+                .to_owned()
+        };
+        let key = match sample.name.as_str() {
+            "sluice_events_dropped_total" => format!("{}/{}", label("pipeline"), label("reason")),
+            "sluice_syslog_kernel_drops_total" => format!("{}/kernel_drops", label("pipeline")),
+            _ => continue,
+        };
+        if value > 0.0 {
+            *drops.entry(key).or_default() += value;
+        }
+    }
+    if drops.is_empty() {
+        tracing::info!("sluice stopped; no event dropped during this run");
+        return;
+    }
+    let summary: Vec<String> = drops.iter().map(|(key, n)| format!("{key}={n}")).collect();
+    tracing::warn!(
+        dropped = %summary.join(" "),
+        "sluice stopped; events dropped during this run, by pipeline/reason (sluice_events_dropped_total, sluice_syslog_kernel_drops_total)"
+    );
 }
 
 /// Runs until SIGTERM, SIGINT, a component failure or the end of every source, reloading on

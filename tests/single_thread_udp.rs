@@ -229,7 +229,18 @@ pipelines:
         (1..=2).contains(&warnings),
         "{warnings} drop warnings in 2 s of drops:\n{log}"
     );
+    let log_file = agent.config.with_file_name("agent.log");
     assert!(agent.terminate().success());
+    // At exit, one line sums up the run's drops (the counters end with the process).
+    let log = std::fs::read_to_string(log_file).unwrap();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("events dropped during this run"))
+        .unwrap_or_else(|| panic!("no summary at exit:\n{log}"));
+    assert!(
+        summary.contains(&format!("syslog/udp_overflow={overflow}")),
+        "{summary}"
+    );
 }
 
 /// Sends `bursts` bursts of `per_burst` syslog datagrams to `port`, `pause` apart; returns
@@ -268,4 +279,41 @@ fn counted_overflow(agent: &Agent, sent: u64) -> f64 {
 /// the test that counts them).
 fn kernel_drops(agent: &Agent) -> f64 {
     agent.metric_sum("sluice_syslog_kernel_drops_total", &[])
+}
+
+/// At the agent's stop a UDP source reads what its socket still holds (it used to close it
+/// with those datagrams in it, lost uncounted): datagrams queued while the agent was
+/// stopped (SIGSTOP) and a SIGTERM waiting for it are all delivered by the stop.
+#[test]
+fn datagrams_queued_in_the_socket_at_the_agents_stop_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp_port = support::free_port();
+    let out = dir.path().join("out.jsonl");
+    let yaml = format!(
+        r#"data_dir: {data}
+api: {{ address: "{{api}}" }}
+pipelines:
+  syslog:
+    sources:
+      - type: syslog
+        mode: udp
+        address: 127.0.0.1:{udp_port}
+    sinks:
+      - type: file
+        path: {out}
+"#,
+        data = dir.path().join("data").display(),
+        out = out.display(),
+    );
+    let mut agent = Agent::start(dir.path(), &yaml);
+    support::signal(&agent.child, "STOP");
+    let sent = send_bursts(udp_port, 30, 100, Duration::from_millis(1));
+    support::signal(&agent.child, "TERM");
+    support::signal(&agent.child, "CONT");
+    assert!(agent.wait(Duration::from_secs(30)).success());
+    let delivered = support::read_json_lines(&out).len() as u64;
+    assert_eq!(
+        delivered, sent,
+        "every queued datagram delivered at the stop"
+    );
 }

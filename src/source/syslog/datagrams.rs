@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::handover;
 use super::kernel_drops::{self, KernelDrops};
 use super::Shared;
 use crate::batch::Batch;
@@ -167,12 +168,43 @@ pub(super) async fn serve_datagrams(shared: Arc<Shared>, socket: Datagrams, path
             }
         }
     }
-    // What was read while the last batch waited, when the stop came then.
+    // What was read while the last batch waited, when the stop came then; and what the
+    // socket still holds, unless a successor takes the socket over (a reload).
+    if matches!(socket, Datagrams::Unix(_)) || !handover::successor_expected() {
+        drain_at_stop(&shared, &socket, &mut buf, &mut events, stream_key);
+    }
     shared.send_at_stop(stream_key, events, "undelivered_at_stop");
     if let Some(kernel_drops) = &mut kernel_drops {
         kernel_drops.read(&shared.ctx.id);
     }
     remove_socket_file(path);
+}
+
+/// How long a stopping source reads what its socket still holds (senders may go on).
+const DRAIN_AT_STOP: Duration = Duration::from_millis(200);
+
+/// At the agent's stop: reads the datagrams the socket has queued (for at most
+/// [`DRAIN_AT_STOP`]) into the pipeline's queue while it has room, counting the rest as
+/// `undelivered_at_stop`, so none is lost uncounted with the socket.
+fn drain_at_stop(
+    shared: &Shared,
+    socket: &Datagrams,
+    buf: &mut [u8],
+    events: &mut Vec<Event>,
+    stream_key: u64,
+) {
+    let until = std::time::Instant::now() + DRAIN_AT_STOP;
+    let mut bytes = 0;
+    while std::time::Instant::now() < until {
+        let Ok((len, peer)) = socket.try_recv(buf) else {
+            break;
+        };
+        bytes += shared.push_datagram(events, buf, len, peer);
+        if events.len() >= shared.settings.batch_events || bytes >= shared.settings.batch_bytes {
+            shared.send_at_stop(stream_key, std::mem::take(events), "undelivered_at_stop");
+            bytes = 0;
+        }
+    }
 }
 
 /// How often, at most, dropped datagrams are logged.

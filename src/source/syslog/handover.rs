@@ -77,6 +77,20 @@ pub(super) fn claim(
     Ok((socket, reused, Claim(key)))
 }
 
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The agent is exiting (`true`): no pipeline will take over a socket, so a stopping
+/// source reads what its socket still holds rather than leaving it to a successor.
+pub fn set_exiting(exiting: bool) {
+    EXITING.store(exiting, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether a stopping source's socket may pass to a successor (a reload), which then reads
+/// what it holds.
+pub(super) fn successor_expected() -> bool {
+    !EXITING.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Closes the held sockets no running source uses (their pipeline removed, or its address
 /// changed by the reload that just ended).
 pub fn release_unclaimed() {

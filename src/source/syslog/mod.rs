@@ -24,7 +24,7 @@ pub mod rfc5424;
 pub mod time;
 pub mod tls;
 
-pub use handover::release_unclaimed;
+pub use handover::{release_unclaimed, set_exiting};
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
