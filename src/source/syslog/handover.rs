@@ -3,11 +3,12 @@
 //! anew. Between the old source's stop and the new one's start the kernel keeps queueing:
 //! TCP connections wait in the listen backlog (none refused), datagrams in the receive
 //! buffer (none lost), where closing and binding again refused connections and dropped
-//! datagrams for that moment (Vector keeps an unchanged source's socket the same way).
+//! datagrams for that moment.
 //!
 //! Each socket is held here (one descriptor) while a source uses it, or after its last
-//! user stopped until [`release_unclaimed`] (the end of a reload, or of the agent's start):
-//! then a socket no pipeline of the new config claimed is closed.
+//! user stopped until [`release_unclaimed`] (the end of a reload): then a socket no
+//! pipeline of the new config claimed is closed. A socket in use is never shared: a second
+//! source at the same address is refused as a second bind would be.
 //!
 //! Owns: the held sockets and who uses them. Never: reads from them; Unix sockets (their
 //! file is removed and created again by their source).
@@ -61,6 +62,9 @@ pub(super) fn claim(
 ) -> io::Result<(OwnedFd, bool, Claim)> {
     let mut held = held();
     let reused = held.contains_key(&key);
+    if held.get(&key).is_some_and(|held| held.users > 0) {
+        return Err(io::ErrorKind::AddrInUse.into());
+    }
     if !reused {
         let socket = match bind() {
             Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
@@ -129,7 +133,9 @@ mod tests {
             std::net::UdpSocket::from(again).local_addr().unwrap(),
             address
         );
-        // Used: kept by a release.
+        // In use: not shared with a second source, kept by a release.
+        let second = super::claim(Key::Udp(([127, 0, 0, 9], 1).into()), udp);
+        assert_eq!(second.unwrap_err().kind(), io::ErrorKind::AddrInUse);
         release_unclaimed();
         assert!(held().contains_key(&Key::Udp(([127, 0, 0, 9], 1).into())));
         drop(claim);
