@@ -436,7 +436,7 @@ impl Counters {
             ),
             truncated: metrics.counter(
                 "sluice_syslog_messages_truncated_total",
-                "Syslog messages longer than max_message_bytes, cut.",
+                "Syslog messages cut: longer than max_message_bytes, or a stream's unfinished message at a stop (marked truncated).",
                 &[],
             ),
             connections_total: metrics.counter(
